@@ -1,0 +1,205 @@
+//! API errors and their one mapping to a Kubernetes `metav1.Status` response.
+//!
+//! Every failure a client can see goes through [`ApiError`]; store errors are mapped here and
+//! nowhere else.
+
+use api::field::FieldError;
+use serde_json::{json, Value};
+
+use crate::registry::Resource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{resource} \"{name}\" not found")]
+    NotFound { resource: String, name: String },
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists { resource: String, name: String },
+    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {detail}")]
+    Conflict {
+        resource: String,
+        name: String,
+        detail: String,
+    },
+    #[error("{message}")]
+    Invalid {
+        kind: String,
+        group: String,
+        name: String,
+        message: String,
+        causes: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the server could not find the requested resource")]
+    RouteNotFound,
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// 410: a resource version or continue token older than the store keeps.
+    #[error("{0}")]
+    Expired(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn not_found(resource: &Resource, name: &str) -> Self {
+        ApiError::NotFound {
+            resource: resource.qualified(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn already_exists(resource: &Resource, name: &str) -> Self {
+        ApiError::AlreadyExists {
+            resource: resource.qualified(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn conflict(resource: &Resource, name: &str) -> Self {
+        ApiError::Conflict {
+            resource: resource.qualified(),
+            name: name.to_string(),
+            detail: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        }
+    }
+
+    pub fn invalid(resource: &Resource, name: &str, causes: Vec<FieldError>) -> Self {
+        ApiError::Invalid {
+            kind: resource.kind.to_string(),
+            group: resource.group.to_string(),
+            name: name.to_string(),
+            message: api::field::invalid_message(resource.kind, name, &causes),
+            causes,
+        }
+    }
+
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::NotFound { .. } | ApiError::RouteNotFound => 404,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::Invalid { .. } => 422,
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::NotAcceptable(_) => 406,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::Expired(_) => 410,
+            ApiError::Timeout(_) => 504,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } | ApiError::RouteNotFound => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::NotAcceptable(_) => "NotAcceptable",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::Expired(_) => "Expired",
+            ApiError::Timeout(_) => "Timeout",
+            ApiError::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The `metav1.Status` body, as kube-apiserver writes it.
+    pub fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        let details = match self {
+            ApiError::NotFound { resource, name }
+            | ApiError::AlreadyExists { resource, name }
+            | ApiError::Conflict { resource, name, .. } => Some(details(resource, name)),
+            ApiError::Invalid {
+                kind,
+                group,
+                name,
+                causes,
+                ..
+            } => {
+                let mut d = json!({ "name": name, "kind": kind });
+                if !group.is_empty() {
+                    d["group"] = json!(group);
+                }
+                d["causes"] = causes
+                    .iter()
+                    .map(|c| json!({ "reason": c.reason(), "message": c.message(), "field": c.field }))
+                    .collect();
+                Some(d)
+            }
+            _ => None,
+        };
+        if let Some(d) = details {
+            status["details"] = d;
+        }
+        status
+    }
+}
+
+/// `pods` → `{"name": n, "kind": "pods"}`; `leases.coordination.k8s.io` → group split out.
+fn details(qualified: &str, name: &str) -> Value {
+    match qualified.split_once('.') {
+        Some((resource, group)) => json!({ "name": name, "group": group, "kind": resource }),
+        None => json!({ "name": name, "kind": qualified }),
+    }
+}
+
+/// Maps a store error on `resource`/`name` to the API error a client sees.
+pub fn from_store(err: store::Error, resource: &Resource, name: &str) -> ApiError {
+    match err {
+        store::Error::NotFound { .. } => ApiError::not_found(resource, name),
+        store::Error::AlreadyExists { .. } => ApiError::already_exists(resource, name),
+        store::Error::Conflict { .. } => ApiError::conflict(resource, name),
+        store::Error::Compacted {
+            requested,
+            compacted,
+        } => ApiError::Expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        store::Error::FutureRevision { requested, current } => ApiError::Timeout(format!(
+            "Too large resource version: {requested}, current: {current}"
+        )),
+        store::Error::Backend(msg) => ApiError::Internal(msg),
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(err: store::Error) -> Self {
+        match err {
+            store::Error::Compacted {
+                requested,
+                compacted,
+            } => ApiError::Expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
+            store::Error::FutureRevision { requested, current } => ApiError::Timeout(format!(
+                "Too large resource version: {requested}, current: {current}"
+            )),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

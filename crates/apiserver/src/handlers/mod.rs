@@ -1,0 +1,279 @@
+//! REST handlers, one file per verb. Each takes a decoded [`Call`] and answers a response;
+//! shared pieces (content negotiation, body decoding, admission) live here.
+
+pub mod create;
+pub mod delete;
+pub mod get;
+pub mod list;
+pub mod patch;
+pub mod update;
+pub mod watch;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use serde_json::Value;
+
+use crate::body::{full, Body};
+use crate::errors::ApiError;
+use crate::registry::{self, Resource};
+use crate::request::{FieldValidation, Query, RequestInfo, Verb};
+use crate::server::ApiServer;
+use crate::{convert, object, table};
+
+/// One decoded API call.
+pub struct Call {
+    pub server: Arc<ApiServer>,
+    pub info: RequestInfo,
+    pub query: Query,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Call {
+    pub fn resource(&self) -> &'static Resource {
+        self.info.resource
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.info.namespace.as_deref()
+    }
+
+    pub fn name(&self) -> &str {
+        self.info.name.as_deref().unwrap_or_default()
+    }
+
+    pub fn key(&self) -> String {
+        self.resource().key(self.namespace(), self.name())
+    }
+
+    pub fn accept(&self) -> Output {
+        Output::negotiate(self.headers.get(http::header::ACCEPT))
+    }
+
+    /// Decode a JSON or YAML request body.
+    pub fn body_value(&self) -> Result<Value, ApiError> {
+        let content_type = self
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        match media {
+            "application/json" | "" | "*/*" => serde_json::from_slice(&self.body)
+                .map_err(|e| ApiError::BadRequest(format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml: {e}"))),
+            "application/yaml" => serde_yaml::from_slice(&self.body)
+                .map_err(|e| ApiError::BadRequest(format!("error converting YAML to JSON: {e}"))),
+            "application/vnd.kubernetes.protobuf" => Err(ApiError::UnsupportedMediaType(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml".into(),
+            )),
+            other => Err(ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
+            ))),
+        }
+    }
+
+    /// Decode a body into `resource`'s normalized form, applying field validation.
+    pub fn decode_object(&self, warnings: &mut Vec<String>) -> Result<Value, ApiError> {
+        let mut value = self.body_value()?;
+        let resource = self.resource();
+        check_type_meta(&value, resource)?;
+        if convert::is_events_v1(resource) {
+            value = convert::events_v1_to_core(value).map_err(|e| cannot_handle(resource, &e))?;
+        }
+        let decoded = resource
+            .strategy
+            .decode(value)
+            .map_err(|e| cannot_handle(resource, &e))?;
+        if !decoded.unknown_fields.is_empty() {
+            match self.query.field_validation()? {
+                FieldValidation::Strict => {
+                    let list = decoded
+                        .unknown_fields
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(ApiError::BadRequest(format!(
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {list}",
+                        resource.kind,
+                        resource.api_version(),
+                        resource.kind
+                    )));
+                }
+                FieldValidation::Warn => warnings.extend(
+                    decoded
+                        .unknown_fields
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\"")),
+                ),
+                FieldValidation::Ignore => {}
+            }
+        }
+        Ok(decoded.object)
+    }
+}
+
+fn cannot_handle(resource: &Resource, err: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "{} in version \"{}\" cannot be handled as a {}: {err}",
+        resource.kind,
+        resource.api_version(),
+        resource.kind
+    ))
+}
+
+/// apiVersion and kind in a body must match the endpoint (both may be omitted).
+fn check_type_meta(value: &Value, resource: &Resource) -> Result<(), ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "the body of the request was not a JSON object".into(),
+        ));
+    }
+    if let Some(v) = value["apiVersion"].as_str() {
+        if v != resource.api_version() {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                resource.api_version()
+            )));
+        }
+    }
+    if let Some(k) = value["kind"].as_str() {
+        if k != resource.kind {
+            return Err(ApiError::BadRequest(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                resource.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The response representation the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    Table,
+    PartialObjectMetadata,
+}
+
+impl Output {
+    pub fn negotiate(accept: Option<&HeaderValue>) -> Output {
+        let accept = accept.and_then(|v| v.to_str().ok()).unwrap_or("");
+        // Clients list their preferences in order; take the first we can serve.
+        for clause in accept.split(',') {
+            let clause = clause.trim();
+            if clause.contains("as=Table") && clause.contains("g=meta.k8s.io") {
+                return Output::Table;
+            }
+            if clause.contains("as=PartialObjectMetadata") {
+                return Output::PartialObjectMetadata;
+            }
+            let media = clause.split(';').next().unwrap_or("").trim();
+            if matches!(media, "application/json" | "*/*" | "application/*" | "") {
+                return Output::Json;
+            }
+        }
+        Output::Json
+    }
+}
+
+/// Create-time admission for namespaced objects: the namespace exists and is not terminating.
+pub async fn admit_namespace(
+    server: &ApiServer,
+    resource: &Resource,
+    ns: &str,
+) -> Result<(), ApiError> {
+    if !resource.namespaced {
+        return Ok(());
+    }
+    let nsr = registry::namespaces();
+    let kv = server
+        .store
+        .get(&nsr.key(None, ns))
+        .await?
+        .ok_or_else(|| ApiError::not_found(nsr, ns))?;
+    let v = object::parse(&kv).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if v["status"]["phase"] == "Terminating" || !v["metadata"]["deletionTimestamp"].is_null() {
+        return Err(ApiError::Forbidden(format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        )));
+    }
+    Ok(())
+}
+
+/// A JSON response.
+pub fn json(code: StatusCode, body: Vec<u8>, warnings: &[String]) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for w in warnings {
+        // Upstream's Warning header: code 299, agent "-", quoted text.
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// One object in the requested representation.
+pub fn object_response(
+    call: &Call,
+    code: StatusCode,
+    rendered: Vec<u8>,
+    warnings: &[String],
+) -> Result<Response<Body>, ApiError> {
+    let resource = call.resource();
+    let rendered = if convert::is_events_v1(resource) {
+        convert::core_to_events_v1_bytes(&rendered)?
+    } else {
+        rendered
+    };
+    match call.accept() {
+        Output::Json => Ok(json(code, rendered, warnings)),
+        Output::Table => {
+            let obj: Value =
+                serde_json::from_slice(&rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let rv = object::resource_version(&obj).unwrap_or("").to_string();
+            let t = table::table(resource, &[obj], &rv, &call.query, None)?;
+            Ok(json(code, t, warnings))
+        }
+        Output::PartialObjectMetadata => {
+            let obj: Value =
+                serde_json::from_slice(&rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let out = partial_metadata(&obj);
+            Ok(json(
+                code,
+                serde_json::to_vec(&out).unwrap_or_default(),
+                warnings,
+            ))
+        }
+    }
+}
+
+pub fn partial_metadata(obj: &Value) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj["metadata"],
+    })
+}
+
+/// Routes a resource call to its verb's handler.
+pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
+    match call.info.verb {
+        Verb::Get => get::get(call).await,
+        Verb::List => list::list(call).await,
+        Verb::Watch => watch::watch(call).await,
+        Verb::Create => create::create(call).await,
+        Verb::Update => update::update(call).await,
+        Verb::Patch => patch::patch(call).await,
+        Verb::Delete => delete::delete(call).await,
+        Verb::DeleteCollection => delete::delete_collection(call).await,
+    }
+}

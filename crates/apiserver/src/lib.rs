@@ -1,0 +1,106 @@
+//! The Kubernetes API server of peapod.
+//!
+//! Owns: HTTPS serving with a generated CA, bearer-token authentication, request decoding
+//! into typed operations (`request`), REST semantics per verb (`handlers`), watch, discovery,
+//! OpenAPI publication, Table output, admission, and the namespace lifecycle until the
+//! controllers crate takes it.
+//!
+//! Does not own: what objects mean (defaulting, validation, patching and printing live in the
+//! `api` crate) or how they are stored (the `store` crate's `Store` trait).
+//!
+//! May depend on: api, store, openapi, hyper, rustls, rcgen. Never on a store backend.
+
+pub mod admission;
+pub mod body;
+pub mod convert;
+pub mod discovery;
+pub mod errors;
+pub mod filter;
+pub mod handlers;
+pub mod lifecycle;
+pub mod object;
+pub mod registry;
+pub mod request;
+pub mod server;
+pub mod strategy;
+pub mod table;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+pub use errors::ApiError;
+pub use server::ApiServer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[from] ApiError),
+}
+
+/// How to run an API server.
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub store: Arc<dyn store::Store>,
+}
+
+/// A started API server: it serves until the shutdown token is cancelled.
+pub struct Running {
+    pub server: Arc<ApiServer>,
+    pub kubeconfig: PathBuf,
+    pub addr: SocketAddr,
+    pub tasks: tokio::task::JoinSet<()>,
+}
+
+/// Binds, bootstraps the system namespaces and starts serving.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, Error> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let pki = tls::ensure(&config.data_dir, addr)?;
+    let server = ApiServer::new(config.store, addr, pki.admin_token.clone());
+    lifecycle::bootstrap(&server).await?;
+    server.set_ready();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let s = server.clone();
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = server::serve(s, listener, pki.server_config, token).await {
+            warn!(error = %e, "API server stopped accepting connections");
+        }
+    });
+    let s = server.clone();
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = lifecycle::run(s, token).await {
+            warn!(error = %e, "namespace lifecycle stopped");
+        }
+    });
+    server::log_listening(addr);
+    Ok(Running {
+        server,
+        kubeconfig: config.data_dir.join("kubeconfig.yaml"),
+        addr,
+        tasks,
+    })
+}

@@ -1,0 +1,154 @@
+//! Namespace lifecycle inside the API server: the system namespaces exist from the first
+//! start, and a namespace being deleted has its content removed before it goes.
+//!
+//! ```text
+//!  DELETE ns ──▶ Terminating (deletionTimestamp, spec.finalizers=[kubernetes])
+//!      └─▶ delete every namespaced object in it (pods on nodes terminate gracefully)
+//!             └─▶ all gone ──▶ drop the `kubernetes` finalizer ──▶ namespace removed
+//! ```
+//!
+//! Upstream runs this as the namespace controller in kube-controller-manager; it lives here
+//! until peapod's controllers crate exists, and it goes through the same REST functions the
+//! HTTP handlers use, never around them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::errors::ApiError;
+use crate::handlers::delete::{delete_object, DeleteOptions, Deleted};
+use crate::handlers::update::guaranteed_update;
+use crate::object;
+use crate::registry;
+use crate::server::ApiServer;
+
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates the system namespaces that do not exist yet.
+pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
+    let nsr = registry::namespaces();
+    for name in SYSTEM_NAMESPACES {
+        let key = nsr.key(None, name);
+        if server.store.get(&key).await?.is_some() {
+            continue;
+        }
+        let mut obj =
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
+        crate::handlers::create::reset_system_fields(&mut obj);
+        nsr.strategy
+            .prepare_create(&mut obj)
+            .map_err(|errs| ApiError::invalid(nsr, name, errs))?;
+        let bytes = nsr.strategy.encode(&obj).map_err(ApiError::Internal)?;
+        match server.store.create(&key, Bytes::from(bytes)).await {
+            Ok(_) | Err(store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Finishes the deletion of terminating namespaces until `shutdown`.
+pub async fn run(server: Arc<ApiServer>, shutdown: CancellationToken) -> Result<(), ApiError> {
+    let prefix = registry::namespaces().prefix();
+    loop {
+        let rev = server.store.current_revision().await?;
+        let pending = sweep(&server).await.unwrap_or_else(|e| {
+            warn!(error = %e, "namespace cleanup failed; will retry");
+            true
+        });
+        let mut changes = server.store.watch(&prefix, rev).await?;
+        // Wake on any namespace change; while work is pending (pods terminating), retry
+        // on a short timer too.
+        let retry = if pending {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(3600)
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = changes.next() => {}
+            _ = tokio::time::sleep(retry) => {}
+        }
+    }
+}
+
+/// One pass over all namespaces; `true` if a terminating namespace still has content.
+async fn sweep(server: &ApiServer) -> Result<bool, ApiError> {
+    let nsr = registry::namespaces();
+    let list = server
+        .store
+        .list(&nsr.prefix(), store::ListOptions::default())
+        .await?;
+    let mut pending = false;
+    for kv in &list.items {
+        let ns = object::parse(kv).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if ns["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
+        let name = object::name(&ns).to_string();
+        if !empty_namespace(server, &name).await? {
+            pending = true;
+            continue;
+        }
+        info!(namespace = %name, "namespace is empty; finalizing");
+        let result = guaranteed_update(server, nsr, None, &name, None, false, |mut ns: Value| {
+            if let Some(f) = ns["spec"]["finalizers"].as_array_mut() {
+                f.retain(|v| v != "kubernetes");
+            }
+            Ok(ns)
+        })
+        .await;
+        match result {
+            Ok(_) | Err(ApiError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(pending)
+}
+
+/// Deletes what is in `ns`; `true` once nothing is left.
+async fn empty_namespace(server: &ApiServer, ns: &str) -> Result<bool, ApiError> {
+    let mut empty = true;
+    let mut seen_storage = Vec::new();
+    for resource in registry::all().iter().filter(|r| r.namespaced) {
+        // events.k8s.io and core events share storage: clean it once.
+        if seen_storage.contains(&resource.storage) {
+            continue;
+        }
+        seen_storage.push(resource.storage);
+        let list = server
+            .store
+            .list(
+                &resource.scope_prefix(Some(ns)),
+                store::ListOptions::default(),
+            )
+            .await?;
+        for kv in &list.items {
+            let obj = object::parse(kv).map_err(|e| ApiError::Internal(e.to_string()))?;
+            if !obj["metadata"]["deletionTimestamp"].is_null() {
+                empty = false;
+                continue;
+            }
+            match delete_object(
+                server,
+                resource,
+                Some(ns),
+                object::name(&obj),
+                &DeleteOptions::default(),
+            )
+            .await
+            {
+                Ok(Deleted::Gone(_)) | Err(ApiError::NotFound { .. }) => {}
+                Ok(Deleted::Marked(_)) => empty = false,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(empty)
+}

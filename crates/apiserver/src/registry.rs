@@ -1,0 +1,271 @@
+//! The served resources: one [`Resource`] descriptor per group/version/resource, the table
+//! discovery, routing and storage all read from.
+
+use crate::strategy::{self, Strategy};
+
+/// One served resource (a REST collection), as discovery describes it.
+pub struct Resource {
+    pub group: &'static str,
+    pub version: &'static str,
+    /// The plural, lowercase URL segment (`pods`).
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources served under an item (`status`, `binding`, ...).
+    pub subresources: &'static [Subresource],
+    /// The storage key segment; resources served in two groups share it (events).
+    pub storage: &'static str,
+    pub strategy: &'static dyn Strategy,
+}
+
+/// A subresource and the kind its requests and responses carry.
+pub struct Subresource {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `pods` for the core group, `leases.coordination.k8s.io` otherwise, as upstream's
+    /// messages name resources.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    pub fn subresource(&self, name: &str) -> Option<&'static Subresource> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+
+    /// Key prefix of every object of this resource (`/registry/pods/`).
+    pub fn prefix(&self) -> String {
+        format!("/registry/{}/", self.storage)
+    }
+
+    /// Key prefix of the objects in one namespace, or of all objects.
+    pub fn scope_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{}/{}/", self.storage, ns),
+            _ => self.prefix(),
+        }
+    }
+
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{}/{}/{}", self.storage, ns, name),
+            _ => format!("/registry/{}/{}", self.storage, name),
+        }
+    }
+}
+
+const STANDARD_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+pub const fn verbs() -> &'static [&'static str] {
+    STANDARD_VERBS
+}
+
+const STATUS: Subresource = Subresource {
+    name: "status",
+    kind: "",
+    verbs: &["get", "patch", "update"],
+};
+
+static RESOURCES: &[Resource] = &[
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        subresources: &[STATUS],
+        storage: "namespaces",
+        strategy: &strategy::NAMESPACE,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        kind: "Pod",
+        namespaced: true,
+        short_names: &["po"],
+        categories: &["all"],
+        subresources: &[
+            STATUS,
+            Subresource {
+                name: "binding",
+                kind: "Binding",
+                verbs: &["create"],
+            },
+        ],
+        storage: "pods",
+        strategy: &strategy::POD,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        subresources: &[STATUS],
+        storage: "minions",
+        strategy: &strategy::NODE,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        storage: "events",
+        strategy: &strategy::EVENT,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        subresources: &[],
+        storage: "configmaps",
+        strategy: &strategy::CONFIG_MAP,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        storage: "secrets",
+        strategy: &strategy::SECRET,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        subresources: &[],
+        storage: "serviceaccounts",
+        strategy: &strategy::SERVICE_ACCOUNT,
+    },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        storage: "leases",
+        strategy: &strategy::LEASE,
+    },
+    Resource {
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        storage: "events",
+        strategy: &strategy::EVENT_V1,
+    },
+    Resource {
+        group: "scheduling.k8s.io",
+        version: "v1",
+        plural: "priorityclasses",
+        singular: "priorityclass",
+        kind: "PriorityClass",
+        namespaced: false,
+        short_names: &["pc"],
+        categories: &[],
+        subresources: &[],
+        storage: "priorityclasses",
+        strategy: &strategy::PRIORITY_CLASS,
+    },
+];
+
+pub fn all() -> &'static [Resource] {
+    RESOURCES
+}
+
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The groups served besides core, with their versions, in discovery order.
+pub fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !out.iter().any(|(g, _)| *g == r.group) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+pub fn namespaces() -> &'static Resource {
+    &RESOURCES[0]
+}
+
+pub fn pods() -> &'static Resource {
+    &RESOURCES[1]
+}
+
+pub fn core_events() -> &'static Resource {
+    &RESOURCES[3]
+}

@@ -1,0 +1,287 @@
+//! Request decoding: an HTTP method, path and query become a typed [`RequestInfo`] and
+//! [`Query`] before anything touches the store (upstream's `RequestInfoFactory`).
+
+use std::collections::HashMap;
+
+use http::Method;
+
+use crate::errors::ApiError;
+use crate::registry::{self, Resource};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    DeleteCollection,
+}
+
+/// A request on a served resource.
+pub struct RequestInfo {
+    pub verb: Verb,
+    pub resource: &'static Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// What a path addresses.
+pub enum Route {
+    Resource(RequestInfo),
+    /// `/api`, `/apis`, `/api/v1`, `/apis/<group>`, `/apis/<group>/<version>`.
+    Discovery(Vec<String>),
+    Version,
+    Health(String),
+    OpenApiV2,
+    OpenApiV3(Option<String>),
+}
+
+pub fn route(method: &Method, path: &str, query: &Query) -> Result<Route, ApiError> {
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    match parts.as_slice() {
+        ["version"] => return Ok(Route::Version),
+        [h] if matches!(*h, "healthz" | "livez" | "readyz") => {
+            return Ok(Route::Health(h.to_string()))
+        }
+        [h, _check] if matches!(*h, "healthz" | "livez" | "readyz") => {
+            return Ok(Route::Health(h.to_string()))
+        }
+        ["openapi", "v2"] => return Ok(Route::OpenApiV2),
+        ["openapi", "v3"] => return Ok(Route::OpenApiV3(None)),
+        ["openapi", "v3", rest @ ..] => return Ok(Route::OpenApiV3(Some(rest.join("/")))),
+        _ => {}
+    }
+    let (group, version, rest) = match parts.as_slice() {
+        ["api"] | ["apis"] => return Ok(Route::Discovery(owned(&parts))),
+        ["api", version] => return Ok(Route::Discovery(vec!["api".into(), version.to_string()])),
+        ["apis", _group] | ["apis", _group, _] => {
+            if parts.len() == 2 || method == Method::GET && parts.len() == 3 {
+                return Ok(Route::Discovery(owned(&parts)));
+            }
+            return Err(ApiError::RouteNotFound);
+        }
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return Err(ApiError::RouteNotFound),
+    };
+
+    let mut rest: &[&str] = rest;
+    let mut namespace = None;
+    if rest.first() == Some(&"namespaces") && rest.len() > 1 {
+        namespace = Some(rest[1].to_string());
+        // `/namespaces/foo/status` is the namespace's own subresource; anything else after
+        // the namespace name is a namespaced resource.
+        if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+            rest = &rest[2..];
+        }
+    }
+    let (plural, name, subresource) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(name.to_string()), None),
+        [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => return Err(ApiError::RouteNotFound),
+    };
+    let resource = registry::find(group, version, plural).ok_or(ApiError::RouteNotFound)?;
+    // The namespace resource addresses itself by name, not by namespace.
+    let (namespace, name) = if !resource.namespaced {
+        if plural == "namespaces" && rest.len() >= 2 {
+            (None, name)
+        } else if namespace.is_some() && rest.first() != Some(&"namespaces") {
+            return Err(ApiError::RouteNotFound);
+        } else {
+            (None, name)
+        }
+    } else {
+        (namespace, name)
+    };
+    if let Some(sub) = &subresource {
+        if resource.subresource(sub).is_none() {
+            return Err(ApiError::RouteNotFound);
+        }
+    }
+    let verb = match (method, name.is_some()) {
+        (&Method::GET, true) => {
+            if query.watch() {
+                Verb::Watch
+            } else {
+                Verb::Get
+            }
+        }
+        (&Method::GET, false) => {
+            if query.watch() {
+                Verb::Watch
+            } else {
+                Verb::List
+            }
+        }
+        (&Method::POST, false) => Verb::Create,
+        // POST on an item is how subresources such as binding are created.
+        (&Method::POST, true) if subresource.is_some() => Verb::Create,
+        (&Method::PUT, true) => Verb::Update,
+        (&Method::PATCH, true) => Verb::Patch,
+        (&Method::DELETE, true) => Verb::Delete,
+        (&Method::DELETE, false) => Verb::DeleteCollection,
+        _ => return Err(ApiError::MethodNotAllowed),
+    };
+    Ok(Route::Resource(RequestInfo {
+        verb,
+        resource,
+        namespace,
+        name,
+        subresource,
+    }))
+}
+
+fn owned(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// Decoded query parameters. Unknown parameters are kept so handlers can refuse what they
+/// do not implement instead of ignoring it.
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    params: HashMap<String, String>,
+}
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Query {
+        let mut params = HashMap::new();
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            params.insert(decode(k), decode(v));
+        }
+        Query { params }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.params.get(key).map(String::as_str)
+    }
+
+    pub fn non_empty(&self, key: &str) -> Option<&str> {
+        self.get(key).filter(|v| !v.is_empty())
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1" | ""))
+    }
+
+    pub fn watch(&self) -> bool {
+        matches!(self.get("watch"), Some("true" | "1"))
+    }
+
+    pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.non_empty(key) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::BadRequest(format!("invalid value for {key}: {v:?}"))),
+        }
+    }
+
+    /// `dryRun=All` (the only value upstream accepts).
+    pub fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.non_empty("dryRun") {
+            None => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "Invalid dryRun value {other:?}: supported values: \"All\""
+            ))),
+        }
+    }
+
+    pub fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+        match self.non_empty("fieldValidation") {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "fieldValidation parameter unsupported: {other}; supported values: \"Ignore\", \"Warn\", \"Strict\""
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+fn decode(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(method: Method, path: &str, query: &str) -> RequestInfo {
+        match route(&method, path, &Query::parse(Some(query))) {
+            Ok(Route::Resource(info)) => info,
+            _ => panic!("{path} did not route to a resource"),
+        }
+    }
+
+    #[test]
+    fn namespaced_paths() {
+        let i = info(Method::GET, "/api/v1/namespaces/default/pods/p/status", "");
+        assert_eq!(i.verb, Verb::Get);
+        assert_eq!(i.resource.plural, "pods");
+        assert_eq!(i.namespace.as_deref(), Some("default"));
+        assert_eq!(i.name.as_deref(), Some("p"));
+        assert_eq!(i.subresource.as_deref(), Some("status"));
+        let i = info(Method::GET, "/api/v1/pods", "watch=1");
+        assert_eq!(i.verb, Verb::Watch);
+        assert!(i.namespace.is_none());
+    }
+
+    #[test]
+    fn namespace_itself() {
+        let i = info(Method::GET, "/api/v1/namespaces/kube-system", "");
+        assert_eq!(i.resource.plural, "namespaces");
+        assert_eq!(i.name.as_deref(), Some("kube-system"));
+        assert!(i.namespace.is_none());
+        let i = info(Method::PUT, "/api/v1/namespaces/x/status", "");
+        assert_eq!(i.subresource.as_deref(), Some("status"));
+        let i = info(Method::DELETE, "/api/v1/namespaces", "");
+        assert_eq!(i.verb, Verb::DeleteCollection);
+    }
+
+    #[test]
+    fn groups_and_unknowns() {
+        let i = info(
+            Method::POST,
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            "",
+        );
+        assert_eq!(i.verb, Verb::Create);
+        assert_eq!(i.resource.kind, "Lease");
+        assert!(route(&Method::GET, "/api/v1/widgets", &Query::default()).is_err());
+        assert!(route(
+            &Method::GET,
+            "/api/v1/namespaces/a/pods/p/nope",
+            &Query::default()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn query_decoding() {
+        let q = Query::parse(Some("labelSelector=app+in+%28a%2Cb%29&watch=true"));
+        assert_eq!(q.get("labelSelector"), Some("app in (a,b)"));
+        assert!(q.watch());
+    }
+}

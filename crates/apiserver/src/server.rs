@@ -1,0 +1,286 @@
+//! The HTTPS front: TLS accept loop, authentication, routing of each request to discovery,
+//! OpenAPI, health or a resource handler, and the mapping of errors to `Status` responses.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::body::{full, Body};
+use crate::discovery;
+use crate::errors::ApiError;
+use crate::handlers::{self, Call};
+use crate::request::{self, Query, Route};
+
+/// The largest request body accepted (upstream's limit for JSON is 3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Shared state of a running API server.
+pub struct ApiServer {
+    pub store: Arc<dyn store::Store>,
+    pub listen: SocketAddr,
+    admin_token: String,
+    ready: AtomicBool,
+}
+
+impl ApiServer {
+    pub fn new(store: Arc<dyn store::Store>, listen: SocketAddr, admin_token: String) -> Arc<Self> {
+        Arc::new(ApiServer {
+            store,
+            listen,
+            admin_token,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    fn authenticated(&self, req: &Request<Incoming>) -> bool {
+        let Some(value) = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
+            return false;
+        };
+        constant_time_eq(token.as_bytes(), self.admin_token.as_bytes())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Accepts TLS connections on `listener` until `shutdown`.
+pub async fn serve(
+    server: Arc<ApiServer>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let server = server.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(%peer, error = %e, "tls handshake failed");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(server, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            tokio::select! {
+                res = conn => if let Err(e) = res {
+                    debug!(%peer, error = %e, "connection ended with an error");
+                },
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::debug_span!("request", %method, %path);
+    async move {
+        let started = std::time::Instant::now();
+        let resp = match dispatch(server, req).await {
+            Ok(resp) => resp,
+            Err(err) => error_response(&err),
+        };
+        debug!(
+            status = resp.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "served"
+        );
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+pub fn error_response(err: &ApiError) -> Response<Body> {
+    if let ApiError::Internal(msg) = err {
+        warn!(error = %msg, "internal error");
+    }
+    let body = serde_json::to_vec(&err.status()).unwrap_or_default();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() =
+        StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn value_response(v: &Value, content_type: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    resp.headers_mut()
+        .insert(http::header::VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
+fn text_response(code: StatusCode, text: &str) -> Response<Body> {
+    let mut resp = Response::new(full(text.to_string()));
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+async fn dispatch(
+    server: Arc<ApiServer>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let query = Query::parse(req.uri().query());
+    let route = request::route(req.method(), req.uri().path(), &query);
+    // Health and version are public, as upstream's system:public-info-viewer makes them.
+    match &route {
+        Ok(Route::Health(kind)) => return Ok(health(&server, kind).await),
+        Ok(Route::Version) => return Ok(value_response(&discovery::version(), "application/json")),
+        _ => {}
+    }
+    if !server.authenticated(&req) {
+        return Err(ApiError::Unauthorized);
+    }
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    match route? {
+        Route::Health(_) | Route::Version => Err(ApiError::RouteNotFound),
+        Route::Discovery(parts) => discover(&server, &parts, &accept),
+        Route::OpenApiV2 => {
+            let doc = openapi::v2_document();
+            Ok(bytes_response(doc.as_slice().to_vec(), "application/json"))
+        }
+        Route::OpenApiV3(None) => Ok(value_response(&openapi::v3_index(), "application/json")),
+        Route::OpenApiV3(Some(path)) => match openapi::v3_document(&path) {
+            Some(doc) => Ok(bytes_response(doc.as_slice().to_vec(), "application/json")),
+            None => Err(ApiError::RouteNotFound),
+        },
+        Route::Resource(info) => {
+            let (parts, body) = req.into_parts();
+            let body = read_body(body).await?;
+            let call = Call {
+                server,
+                info,
+                query,
+                headers: parts.headers,
+                body,
+            };
+            handlers::handle(call).await
+        }
+    }
+}
+
+fn bytes_response(body: Vec<u8>, content_type: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(ApiError::BadRequest(format!("reading request body: {e}"))),
+    }
+}
+
+fn discover(
+    server: &ApiServer,
+    parts: &[String],
+    accept: &str,
+) -> Result<Response<Body>, ApiError> {
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let aggregated = discovery::wants_aggregated(accept);
+    match parts.as_slice() {
+        ["api"] if aggregated => Ok(value_response(
+            &discovery::aggregated(true),
+            discovery::AGGREGATED_CONTENT_TYPE,
+        )),
+        ["apis"] if aggregated => Ok(value_response(
+            &discovery::aggregated(false),
+            discovery::AGGREGATED_CONTENT_TYPE,
+        )),
+        ["api"] => Ok(value_response(
+            &discovery::core_versions(&server.listen.to_string()),
+            "application/json",
+        )),
+        ["apis"] => Ok(value_response(&discovery::group_list(), "application/json")),
+        ["api", version] => discovery::resource_list("", version)
+            .map(|v| value_response(&v, "application/json"))
+            .ok_or(ApiError::RouteNotFound),
+        ["apis", group] => discovery::api_group(group)
+            .map(|v| value_response(&v, "application/json"))
+            .ok_or(ApiError::RouteNotFound),
+        ["apis", group, version] => discovery::resource_list(group, version)
+            .map(|v| value_response(&v, "application/json"))
+            .ok_or(ApiError::RouteNotFound),
+        _ => Err(ApiError::RouteNotFound),
+    }
+}
+
+async fn health(server: &ApiServer, kind: &str) -> Response<Body> {
+    if kind == "readyz" {
+        if !server.ready.load(Ordering::Acquire) {
+            return text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "[-]poststarthook/peapod-bootstrap failed: not finished\nreadyz check failed",
+            );
+        }
+        if let Err(e) = server.store.current_revision().await {
+            warn!(error = %e, "readyz: store does not answer");
+            return text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "[-]etcd failed: reason withheld\nreadyz check failed",
+            );
+        }
+    }
+    text_response(StatusCode::OK, "ok")
+}
+
+/// Logs the listen address once; kept apart so the binary decides what "ready" prints.
+pub fn log_listening(addr: SocketAddr) {
+    info!(%addr, "serving the Kubernetes API over HTTPS");
+}

@@ -1,0 +1,195 @@
+//! The cluster's PKI and credentials, kept in `DIR/pki`: a CA made on first start, a serving
+//! certificate signed by it (re-issued at every start so its names follow `--listen`), the
+//! admin bearer token, and the admin kubeconfig at `DIR/kubeconfig.yaml`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("tls configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("{path}: no usable PEM content")]
+    Pem { path: PathBuf },
+}
+
+/// What the server needs from the PKI.
+pub struct Pki {
+    pub ca_pem: String,
+    pub admin_token: String,
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+fn read(path: &Path) -> Result<Option<String>, TlsError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(TlsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Writes a file readable by its owner only (keys and tokens).
+fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(contents.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn ca_params() -> Result<CertificateParams, TlsError> {
+    // Deterministic, so the CA can be rebuilt as an issuer from its stored key alone.
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "peapod-ca");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    Ok(params)
+}
+
+/// Loads or creates the PKI in `dir/pki` and writes `dir/kubeconfig.yaml`.
+pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki, TlsError> {
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).map_err(|source| TlsError::Io {
+        path: pki.clone(),
+        source,
+    })?;
+    let ca_key_path = pki.join("ca.key");
+    let ca_crt_path = pki.join("ca.crt");
+    let (ca_key, ca_pem) = match (read(&ca_key_path)?, read(&ca_crt_path)?) {
+        (Some(key), Some(crt)) => (KeyPair::from_pem(&key)?, crt),
+        _ => {
+            let key = KeyPair::generate()?;
+            let cert = ca_params()?.self_signed(&key)?;
+            write_private(&ca_key_path, &key.serialize_pem())?;
+            write_private(&ca_crt_path, &cert.pem())?;
+            (key, cert.pem())
+        }
+    };
+    let issuer = Issuer::new(ca_params()?, &ca_key);
+
+    let mut names: Vec<String> = vec![
+        "localhost".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+    ];
+    if !listen.ip().is_unspecified() {
+        names.push(listen.ip().to_string());
+    }
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && host.parse::<IpAddr>().is_err() {
+            names.push(host.to_string());
+        }
+    }
+    let server_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(names)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = params.signed_by(&server_key, &issuer)?;
+    write_private(&pki.join("server.crt"), &server_cert.pem())?;
+    write_private(&pki.join("server.key"), &server_key.serialize_pem())?;
+
+    let token_path = pki.join("admin.token");
+    let admin_token = match read(&token_path)? {
+        Some(t) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => {
+            let bytes: [u8; 24] = rand::random();
+            let t: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&token_path, &t)?;
+            t
+        }
+    };
+
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
+    let chain = vec![server_cert.der().clone()];
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key_der)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+    write_kubeconfig(dir, listen, &ca_pem, &admin_token)?;
+    Ok(Pki {
+        ca_pem,
+        admin_token,
+        server_config: Arc::new(config),
+    })
+}
+
+/// The URL clients on this machine use to reach `listen`.
+pub fn server_url(listen: SocketAddr) -> String {
+    let ip = if listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        listen.ip().to_string()
+    };
+    match listen {
+        SocketAddr::V6(_) if !listen.ip().is_unspecified() => {
+            format!("https://[{ip}]:{}", listen.port())
+        }
+        _ => format!("https://{ip}:{}", listen.port()),
+    }
+}
+
+fn write_kubeconfig(
+    dir: &Path,
+    listen: SocketAddr,
+    ca_pem: &str,
+    token: &str,
+) -> Result<(), TlsError> {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let server = server_url(listen);
+    let doc = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: peapod\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: peapod\n  context:\n    cluster: peapod\n    user: admin\n    namespace: default\ncurrent-context: peapod\npreferences: {{}}\n"
+    );
+    write_private(&dir.join("kubeconfig.yaml"), &doc)
+}
