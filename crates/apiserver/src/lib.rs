@@ -49,6 +49,8 @@ pub enum Error {
     Bootstrap(#[from] ApiError),
 }
 
+const COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// How to run an API server.
 pub struct Config {
     pub data_dir: PathBuf,
@@ -95,6 +97,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         if let Err(e) = lifecycle::run(s, token).await {
             warn!(error = %e, "namespace lifecycle stopped");
         }
+    });
+    // As kube-apiserver: every 5 minutes, forget history older than the previous tick.
+    let compactor = store::spawn_compactor(&server.store, COMPACTION_INTERVAL, 0);
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        token.cancelled().await;
+        compactor.abort();
     });
     server::log_listening(addr);
     Ok(Running {

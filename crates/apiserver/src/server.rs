@@ -188,6 +188,17 @@ async fn dispatch(
         Route::Health(_) | Route::Version => Err(ApiError::RouteNotFound),
         Route::Discovery(parts) => discover(&server, &parts, &accept),
         Route::OpenApiV2 => {
+            // client-go asks for the protobuf form only; JSON is all we publish.
+            if !accept.is_empty()
+                && !accept.split(',').any(|c| {
+                    let media = c.split(';').next().unwrap_or("").trim();
+                    matches!(media, "application/json" | "*/*" | "application/*")
+                })
+            {
+                return Err(ApiError::NotAcceptable(
+                    "only application/json is served for /openapi/v2".into(),
+                ));
+            }
             let doc = openapi::v2_document();
             Ok(bytes_response(doc.as_slice().to_vec(), "application/json"))
         }

@@ -105,6 +105,13 @@ async fn run_server(args: ServerArgs) -> Result<()> {
     shutdown.cancel();
     let mut tasks = running.tasks;
     while tasks.join_next().await.is_some() {}
+    // Queued writes finish before the process goes.
+    running
+        .server
+        .store
+        .close()
+        .await
+        .context("closing the store")?;
     Ok(())
 }
 

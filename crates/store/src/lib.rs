@@ -93,7 +93,12 @@ pub struct ListResult {
 }
 
 /// A stream of watch events in revision order. It ends (returns `None`) only when the store
-/// shuts down; an `Err` item is terminal.
+/// shuts down; an `Err` item is terminal (the consumer re-lists and watches again).
+///
+/// Consumers may read at their own pace: a slow consumer never blocks writers. The SQLite
+/// backend re-reads what a far-behind watcher missed from its log; etcd buffers server-side.
+/// Either way nothing is skipped, and a watcher overtaken by compaction gets
+/// `Error::Compacted`.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, Error>> + Send>>;
 
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +162,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every event under `prefix` with revision > `after`, in order, none missed, none doubled,
     /// then live events. `Error::Compacted` if `after` is older than the compacted revision
-    /// (`after` may equal the compacted revision).
+    /// (`after` may equal the compacted revision); usually from this call, but if compaction
+    /// races with it (or overtakes a slow watcher) as the stream's last item instead. An
+    /// `after` beyond the current revision is allowed: the stream waits for it.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
 
     /// The store's current revision (the revision of the last write).
@@ -235,5 +242,19 @@ pub(crate) fn page_start(prefix: &str, start_after: Option<&str>) -> Vec<u8> {
     match start_after {
         Some(after) if after >= prefix => key_successor(after),
         _ => prefix.as_bytes().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_start_is_inclusive_lower_bound() {
+        assert_eq!(page_start("/a/", None), b"/a/".to_vec());
+        assert_eq!(page_start("/a/", Some("/a/x")), b"/a/x\0".to_vec());
+        // A start_after before the prefix starts the page at the prefix.
+        assert_eq!(page_start("/a/", Some("/0")), b"/a/".to_vec());
+        assert_eq!(page_start("", Some("")), b"\0".to_vec());
     }
 }

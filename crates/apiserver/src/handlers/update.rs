@@ -135,6 +135,10 @@ pub fn copy_system_fields(new: &mut Value, old: &Value) -> Result<(), ApiError> 
         }
     }
     meta.remove("managedFields");
+    // Validation of an update wants the version being replaced (the store's CAS enforces it).
+    if let Some(rv) = old_meta.get("resourceVersion") {
+        meta.insert("resourceVersion".into(), rv.clone());
+    }
     Ok(())
 }
 
