@@ -50,24 +50,31 @@ async fn admit_pod(server: &ApiServer, pod: &mut Value) -> Result<(), ApiError> 
         .map(str::to_string);
     let priority = match &class {
         None => default_priority(server).await?,
-        Some(name) => {
-            match SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| n == name) {
-                Some((_, value)) => Some((name.clone(), *value, None)),
-                None => {
-                    let pcs = registry::find("scheduling.k8s.io", "v1", "priorityclasses")
-                        .ok_or_else(|| ApiError::Internal("priorityclasses not served".into()))?;
-                    let kv = server.store.get(&pcs.key(None, name)).await?.ok_or_else(|| {
-                    ApiError::Forbidden(format!("pods \"{}\" is forbidden: no PriorityClass with name {name} was found", object::name(pod)))
-                })?;
-                    let pc = object::parse(&kv).map_err(|e| ApiError::Internal(e.to_string()))?;
-                    Some((
-                        name.clone(),
-                        pc["value"].as_i64().unwrap_or(0),
-                        pc["preemptionPolicy"].as_str().map(str::to_string),
-                    ))
-                }
+        Some(name) => match SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| n == name) {
+            Some((_, value)) => Some((name.clone(), *value, None)),
+            None => {
+                let key = registry::priority_classes().key(None, name);
+                let pc = match server.priority_classes.get(&key) {
+                    Some(pc) => pc,
+                    None => {
+                        let kv = server.store.get(&key).await?.ok_or_else(|| {
+                                ApiError::Forbidden(format!(
+                                    "pods \"{}\" is forbidden: no PriorityClass with name {name} was found",
+                                    object::name(pod)
+                                ))
+                            })?;
+                        std::sync::Arc::new(
+                            object::parse(&kv).map_err(|e| ApiError::Internal(e.to_string()))?,
+                        )
+                    }
+                };
+                Some((
+                    name.clone(),
+                    pc["value"].as_i64().unwrap_or(0),
+                    pc["preemptionPolicy"].as_str().map(str::to_string),
+                ))
             }
-        }
+        },
     };
     if let Some((name, value, policy)) = priority {
         let spec = &mut pod["spec"];
@@ -91,22 +98,16 @@ async fn admit_pod(server: &ApiServer, pod: &mut Value) -> Result<(), ApiError> 
 async fn default_priority(
     server: &ApiServer,
 ) -> Result<Option<(String, i64, Option<String>)>, ApiError> {
-    let Some(pcs) = registry::find("scheduling.k8s.io", "v1", "priorityclasses") else {
-        return Ok(None);
-    };
-    let list = server
-        .store
-        .list(&pcs.prefix(), store::ListOptions::default())
-        .await?;
-    for kv in &list.items {
-        let pc = object::parse(kv).map_err(|e| ApiError::Internal(e.to_string()))?;
-        if pc["globalDefault"].as_bool() == Some(true) {
-            return Ok(Some((
+    Ok(server
+        .priority_classes
+        .values()
+        .into_iter()
+        .find(|pc| pc["globalDefault"].as_bool() == Some(true))
+        .map(|pc| {
+            (
                 object::name(&pc).to_string(),
                 pc["value"].as_i64().unwrap_or(0),
                 pc["preemptionPolicy"].as_str().map(str::to_string),
-            )));
-        }
-    }
-    Ok(None)
+            )
+        }))
 }

@@ -18,6 +18,7 @@ pub mod errors;
 pub mod filter;
 pub mod handlers;
 pub mod lifecycle;
+pub mod mirror;
 pub mod object;
 pub mod registry;
 pub mod request;
@@ -81,7 +82,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let pki = tls::ensure(&config.data_dir, addr)?;
     let server = ApiServer::new(config.store, addr, pki.admin_token.clone());
     lifecycle::bootstrap(&server).await?;
-    server.set_ready();
+    let start_revision = server
+        .store
+        .current_revision()
+        .await
+        .map_err(ApiError::from)?;
+    server.set_ready(start_revision);
 
     let mut tasks = tokio::task::JoinSet::new();
     let s = server.clone();
@@ -91,6 +97,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             warn!(error = %e, "API server stopped accepting connections");
         }
     });
+    for (mirror, prefix) in [
+        (server.namespaces.clone(), registry::namespaces().prefix()),
+        (
+            server.priority_classes.clone(),
+            registry::priority_classes().prefix(),
+        ),
+    ] {
+        tasks.spawn(mirror.run(server.store.clone(), prefix, shutdown.clone()));
+    }
     let s = server.clone();
     let token = shutdown.clone();
     tasks.spawn(async move {

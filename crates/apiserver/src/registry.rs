@@ -269,3 +269,7 @@ pub fn pods() -> &'static Resource {
 pub fn core_events() -> &'static Resource {
     &RESOURCES[3]
 }
+
+pub fn priority_classes() -> &'static Resource {
+    &RESOURCES[9]
+}

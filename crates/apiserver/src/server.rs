@@ -2,7 +2,7 @@
 //! OpenAPI, health or a resource handler, and the mapping of errors to `Status` responses.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use crate::body::{full, Body};
 use crate::discovery;
 use crate::errors::ApiError;
 use crate::handlers::{self, Call};
+use crate::mirror::Mirror;
 use crate::request::{self, Query, Route};
 
 /// The largest request body accepted (upstream's limit for JSON is 3 MiB).
@@ -30,6 +31,12 @@ pub struct ApiServer {
     pub listen: SocketAddr,
     admin_token: String,
     ready: AtomicBool,
+    /// The store revision when this server started serving. Like kube-apiserver's watch
+    /// cache, it keeps no events from before its start: older watches get 410 Expired.
+    start_revision: AtomicI64,
+    /// What create admission reads on every request.
+    pub namespaces: Arc<Mirror>,
+    pub priority_classes: Arc<Mirror>,
 }
 
 impl ApiServer {
@@ -39,11 +46,20 @@ impl ApiServer {
             listen,
             admin_token,
             ready: AtomicBool::new(false),
+            start_revision: AtomicI64::new(0),
+            namespaces: Arc::default(),
+            priority_classes: Arc::default(),
         })
     }
 
-    pub fn set_ready(&self) {
+    pub fn set_ready(&self, start_revision: store::Revision) {
+        self.start_revision.store(start_revision, Ordering::Release);
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// The oldest revision a watch may resume from.
+    pub fn oldest_watchable(&self) -> store::Revision {
+        self.start_revision.load(Ordering::Acquire)
     }
 
     fn authenticated(&self, req: &Request<Incoming>) -> bool {

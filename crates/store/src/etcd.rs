@@ -92,7 +92,18 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revis
         .ok_or_else(|| Error::Backend("etcd: response without header".into()))
 }
 
+/// Largest response accepted from etcd. tonic's default of 4 MiB fails lists of a few
+/// thousand pods; kube-apiserver lifts the limit entirely, and so do we.
+const MAX_MESSAGE: usize = usize::MAX;
+
 impl EtcdStore {
+    /// A KV client without tonic's 4 MiB response limit.
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+    }
+
     /// Connect to etcd at `endpoints` (e.g. `http://127.0.0.1:2379`) and store every key
     /// under `prefix`. Fails unless one request succeeds, so a wrong endpoint shows up here
     /// rather than at the first write.
@@ -163,6 +174,7 @@ impl EtcdStore {
             let mut watch = self
                 .client
                 .watch_client()
+                .max_decoding_message_size(MAX_MESSAGE)
                 .watch(
                     self.full_key(b"\0compaction-probe"),
                     Some(WatchOptions::new().with_start_revision(1)),
@@ -208,7 +220,7 @@ impl EtcdStore {
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         self.check_open()?;
-        self.client.kv_client().txn(txn).await.map_err(backend)
+        self.kv().txn(txn).await.map_err(backend)
     }
 
     /// The key as the else-branch `get` of a failed transaction saw it.
@@ -262,8 +274,7 @@ impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         self.check_open()?;
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(self.full_key(key.as_bytes()), None)
             .await
             .map_err(backend)?;
@@ -283,7 +294,7 @@ impl Store for EtcdStore {
             .with_range(end)
             .with_limit(limit)
             .with_revision(revision);
-        let resp = match self.client.kv_client().get(start, Some(get)).await {
+        let resp = match self.kv().get(start, Some(get)).await {
             Ok(resp) => resp,
             Err(err) => return Err(self.read_error(err, revision).await),
         };
@@ -309,8 +320,7 @@ impl Store for EtcdStore {
         self.check_open()?;
         let (start, end) = self.range(prefix);
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(
                 start,
                 Some(GetOptions::new().with_range(end).with_count_only()),
@@ -409,12 +419,7 @@ impl Store for EtcdStore {
         // error from `watch` itself as with the SQLite backend.
         if after > 0 {
             let probe = GetOptions::new().with_revision(after).with_count_only();
-            if let Err(err) = self
-                .client
-                .kv_client()
-                .get(start.clone(), Some(probe))
-                .await
-            {
+            if let Err(err) = self.kv().get(start.clone(), Some(probe)).await {
                 if is_compacted(&err) {
                     return Err(self.read_error(err, after).await);
                 }
@@ -431,6 +436,7 @@ impl Store for EtcdStore {
         let stream = self
             .client
             .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE)
             .watch(start, Some(options))
             .await
             .map_err(backend)?;
@@ -459,8 +465,7 @@ impl Store for EtcdStore {
             self.prefix.clone()
         };
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(key, Some(GetOptions::new().with_count_only()))
             .await
             .map_err(backend)?;
@@ -469,7 +474,7 @@ impl Store for EtcdStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.check_open()?;
-        match self.client.kv_client().compact(revision, None).await {
+        match self.kv().compact(revision, None).await {
             Ok(_) => Ok(()),
             Err(err) if is_compacted(&err) => Ok(()),
             Err(err) if is_future(&err) => {

@@ -12,6 +12,9 @@ use crate::filter::Filter;
 use crate::registry::Resource;
 use crate::{convert, object, table};
 
+/// Most keys one store read returns; longer lists are read in chunks at one revision.
+const STORE_CHUNK: usize = 1000;
+
 /// One page of a list: the matching objects, the revision it was read at, and where the
 /// next page starts.
 pub struct Page {
@@ -142,11 +145,11 @@ pub async fn read_page(
     let mut items = Vec::new();
     let mut remaining;
     loop {
-        let want = if limit == 0 { 0 } else { limit - items.len() };
-        let batch = if filter.is_empty() {
-            want
+        // Bounded store reads: a page asks for what it still needs (unfiltered) or a chunk.
+        let batch = if limit > 0 && filter.is_empty() {
+            (limit - items.len()).min(STORE_CHUNK)
         } else {
-            want.max(500).min(5000)
+            STORE_CHUNK
         };
         let res = call
             .server
@@ -155,7 +158,7 @@ pub async fn read_page(
                 &prefix,
                 ListOptions {
                     start_after: start_after.clone(),
-                    limit: if filter.is_empty() { batch } else if limit == 0 { 0 } else { batch },
+                    limit: batch,
                     revision,
                 },
             )

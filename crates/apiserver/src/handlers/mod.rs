@@ -179,7 +179,9 @@ impl Output {
     }
 }
 
-/// Create-time admission for namespaced objects: the namespace exists and is not terminating.
+/// Create-time admission for namespaced objects: the namespace exists and is not terminating
+/// (upstream's NamespaceLifecycle). The namespace mirror answers; a miss is checked against
+/// the store, since the namespace may have been created a moment ago.
 pub async fn admit_namespace(
     server: &ApiServer,
     resource: &Resource,
@@ -189,13 +191,21 @@ pub async fn admit_namespace(
         return Ok(());
     }
     let nsr = registry::namespaces();
-    let kv = server
-        .store
-        .get(&nsr.key(None, ns))
-        .await?
-        .ok_or_else(|| ApiError::not_found(nsr, ns))?;
-    let v = object::parse(&kv).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if v["status"]["phase"] == "Terminating" || !v["metadata"]["deletionTimestamp"].is_null() {
+    let key = nsr.key(None, ns);
+    let namespace = match server.namespaces.get(&key) {
+        Some(v) => v,
+        None => {
+            let kv = server
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| ApiError::not_found(nsr, ns))?;
+            std::sync::Arc::new(object::parse(&kv).map_err(|e| ApiError::Internal(e.to_string()))?)
+        }
+    };
+    if namespace["status"]["phase"] == "Terminating"
+        || !namespace["metadata"]["deletionTimestamp"].is_null()
+    {
         return Err(ApiError::Forbidden(format!(
             "unable to create new content in namespace {ns} because it is being terminated"
         )));

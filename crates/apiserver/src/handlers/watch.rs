@@ -124,9 +124,9 @@ pub async fn watch(call: Call) -> Result<Response<Body>, ApiError> {
         tx,
     };
     let server = call.server.clone();
-    let namespace = call.info.namespace.clone();
     tokio::spawn(async move {
-        let run = watcher.run(&server.store, prefix, namespace, start, bookmarks);
+        let oldest = server.oldest_watchable();
+        let run = watcher.run(&server.store, prefix, start, bookmarks, oldest);
         // The stream ends at the timeout or when the client goes away (send fails).
         let _ = tokio::time::timeout(timeout, run).await;
     });
@@ -164,11 +164,18 @@ impl Watcher {
         mut self,
         store: &std::sync::Arc<dyn store::Store>,
         prefix: String,
-        namespace: Option<String>,
         start: Start,
         bookmarks: bool,
+        oldest: Revision,
     ) -> Result<(), Gone> {
         let mut last = match start {
+            Start::After(rev) if rev < oldest => {
+                return self
+                    .error(ApiError::Expired(format!(
+                        "too old resource version: {rev} ({oldest})"
+                    )))
+                    .await
+            }
             Start::After(rev) => rev,
             Start::InitialEvents { end_bookmark } => {
                 let rev = match self.initial_events(store, &prefix).await {
@@ -181,7 +188,6 @@ impl Watcher {
                 rev
             }
         };
-        let _ = namespace;
         let mut events = match store.watch(&prefix, last).await {
             Ok(s) => s,
             Err(err) => return self.error(err.into()).await,

@@ -1,0 +1,111 @@
+# peapod — the two commands of the quick start are `make run` and `make test`.
+#
+#   make deps       install what is missing (Debian packages, the Python venv in .venv)
+#   make build      cargo build -p peapod (debug, what the e2e suite drives)
+#   make run        deps + release build + start peapod on 127.0.0.1:6443, data in .peapod/
+#   make test       lint, unit + store conformance, e2e (in that order)
+#   make lint       cargo fmt --check, clippy -D warnings
+#   make test-unit  cargo test --workspace
+#   make test-e2e   build + pytest tests/e2e (real kubectl, Python client, both datastores)
+#   make bench      store benchmark (if present) + bench/api_bench.py
+#
+# CARGO_TARGET_DIR is respected when set in the environment.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed-requirements
+REQUIREMENTS := tests/e2e/requirements.txt
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+DATA_DIR := .peapod
+LISTEN := 127.0.0.1:6443
+# An upper bound on the whole e2e run; SIGINT lets pytest stop the servers it started.
+E2E_TIMEOUT := 1800
+
+# Debian packages the project needs on a machine (see ARCHITECTURE.md §5).
+# protobuf-compiler: etcd-client (store's etcd backend) compiles etcd's .proto files at build time.
+APT_PACKAGES := etcd-server docker-registry busybox-static crun runc \
+	containernetworking-plugins iproute2 protobuf-compiler
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help deps deps-apt venv build build-release run test lint test-unit test-e2e bench clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+deps: deps-apt venv
+
+deps-apt:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV_STAMP)
+
+# Re-installed only when the pinned requirements change.
+$(VENV_STAMP): $(REQUIREMENTS)
+	@if ! [ -x $(PY) ] || ! $(PY) -m pip --version >/dev/null 2>&1; then \
+	  rm -rf $(VENV); \
+	  if ! python3 -m venv $(VENV) >/dev/null 2>&1; then \
+	    echo "deps: python3 -m venv failed; installing python3-venv"; \
+	    rm -rf $(VENV); \
+	    $(SUDO) apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-venv; \
+	    python3 -m venv $(VENV); \
+	  fi; \
+	fi
+	$(PY) -m pip install -q --disable-pip-version-check -r $(REQUIREMENTS)
+	@touch $@
+
+build:
+	cargo build -p peapod
+
+build-release:
+	cargo build --release -p peapod
+
+# TODO(node issue): once `peapod up` runs the node agent, also create the demo pod from the
+# seed documents here (e.g. tests/e2e/testdata/alice-pod.yaml) and show it Running.
+run: deps build-release
+	@bin="$(TARGET_DIR)/release/peapod"; \
+	mode=server; "$$bin" up --help >/dev/null 2>&1 && mode=up; \
+	echo "Starting peapod ($$mode) on https://$(LISTEN), data in $(DATA_DIR)/. Stop with Ctrl-C."; \
+	echo "Then, in another terminal:"; \
+	echo "  export KUBECONFIG=$(CURDIR)/$(DATA_DIR)/kubeconfig.yaml"; \
+	echo "  $(CURDIR)/$(VENV)/bin/kubectl get pods"; \
+	echo "  $(CURDIR)/$(VENV)/bin/kubectl apply -f tests/e2e/testdata/web-server-pod.yaml"; \
+	exec "$$bin" "$$mode" --data-dir "$(CURDIR)/$(DATA_DIR)" --listen $(LISTEN)
+
+test: deps
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-e2e
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test-unit:
+	cargo test --workspace
+
+test-e2e: venv build
+	PEAPOD_BIN="$(TARGET_DIR)/debug/peapod" timeout -s INT -k 60 $(E2E_TIMEOUT) \
+	  $(PY) -m pytest tests/e2e -q -p no:cacheprovider
+
+bench: deps build-release
+	@if [ -f crates/store/examples/store_bench.rs ]; then \
+	  cargo run --release -p store --example store_bench; \
+	else echo "bench: no store_bench example yet"; fi
+	$(PY) bench/api_bench.py --bin "$(TARGET_DIR)/release/peapod"
+
+clean:
+	rm -rf $(DATA_DIR)

@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""peapod API benchmark: pod create, get, list of 10k pods and watch delivery latency over
+HTTPS keep-alive, at 1 and 16 concurrent clients, SQLite and etcd backends side by side.
+
+By default it starts its own etcd (Debian etcd-server) and one `peapod server` per backend on
+free loopback ports, in a temporary directory, and stops them by PID when done. With
+--kubeconfig it measures an already running server instead.
+
+Client: Python's http.client, one keep-alive HTTPS connection per client, each client its
+own process (multiprocessing), so the GIL does not serialise the clients; on a small machine
+the clients still share cores with the server, which the output states. Every loop is
+bounded in time and in count; traffic goes to loopback only.
+
+Targets (reported, never asserted): >= 5,000 pod creates/s with 16 clients on SQLite,
+a list of 10k pods < 150 ms, watch delivery p99 < 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+import harness  # noqa: E402
+
+CTX = mp.get_context("fork")
+MAX_OPS_PER_CLIENT = 200_000  # a count bound on every loop, on top of the time bound
+
+
+# --- one client ---------------------------------------------------------------------------
+
+
+class Client:
+    """One keep-alive HTTPS connection with the admin token."""
+
+    def __init__(self, kubeconfig: str):
+        info = harness.KubeconfigInfo(Path(kubeconfig))
+        host, port = info.host_port()
+        self.conn = http.client.HTTPSConnection(host, port, context=info.ssl_context(),
+                                                timeout=120)
+        self.headers = {"Authorization": f"Bearer {info.token}", "Accept": "application/json",
+                        "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body: bytes | None = None,
+             ok: tuple[int, ...] = (200, 201)) -> bytes:
+        self.conn.request(method, path, body=body, headers=self.headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.status not in ok:
+            raise RuntimeError(f"{method} {path}: {resp.status} {data[:300]!r}")
+        return data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def pod_body(name: str) -> bytes:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench", "tier": "load"}},
+        "spec": {"containers": [{"name": "app", "image": "busybox:1.36",
+                                 "command": ["sleep", "3600"],
+                                 "ports": [{"containerPort": 8080}]}]},
+    }).encode()
+
+
+def pods_path(ns: str) -> str:
+    return f"/api/v1/namespaces/{ns}/pods"
+
+
+# --- workers (each in its own process) -----------------------------------------------------
+
+
+def worker(kind: str, kubeconfig: str, wid: int, params: dict, barrier, results) -> None:
+    """Run one client: connect, wait for all clients, then loop until the deadline or the
+    count bound. Reports (latencies in s, start, end, acks) where acks maps name -> ack time."""
+    try:
+        c = Client(kubeconfig)
+        c.call("GET", "/version")  # TLS handshake and keep-alive set up before timing
+        ns, duration, count = params["ns"], params["duration"], params.get("count",
+                                                                           MAX_OPS_PER_CLIENT)
+        lat: list[float] = []
+        acks: dict[str, int] = {}
+        rng = random.Random(wid)
+        barrier.wait()
+        start = time.monotonic()
+        deadline = start + duration
+        i = 0
+        while i < count and time.monotonic() < deadline:
+            if kind in ("create", "watch-writer"):
+                name = f"{params['prefix']}-{wid}-{i}"
+                t = time.monotonic_ns()
+                c.call("POST", pods_path(ns), pod_body(name))
+                done = time.monotonic_ns()
+                if kind == "watch-writer":
+                    acks[name] = done
+            elif kind == "get":
+                name = rng.choice(params["names"])
+                t = time.monotonic_ns()
+                c.call("GET", f"{pods_path(ns)}/{name}")
+                done = time.monotonic_ns()
+            elif kind == "list":
+                t = time.monotonic_ns()
+                c.call("GET", pods_path(ns))
+                done = time.monotonic_ns()
+            else:
+                raise ValueError(kind)
+            lat.append((done - t) / 1e9)
+            i += 1
+        end = time.monotonic()
+        c.close()
+        results.put((wid, lat, start, end, acks, None))
+    except Exception as e:  # reported by the parent
+        barrier.abort()
+        results.put((wid, [], 0.0, 0.0, {}, f"{type(e).__name__}: {e}"))
+
+
+def run_clients(kind: str, kubeconfig: str, clients: int, params: dict) -> dict:
+    barrier = CTX.Barrier(clients)
+    results = CTX.Queue()
+    procs = [CTX.Process(target=worker, args=(kind, kubeconfig, w, params, barrier, results))
+             for w in range(clients)]
+    for p in procs:
+        p.start()
+    out = [results.get(timeout=params["duration"] + 600) for _ in procs]  # bounded wait
+    for p in procs:
+        p.join(timeout=30)
+        if p.is_alive():
+            p.kill()
+    errors = [e for *_, e in out if e]
+    if errors:
+        raise RuntimeError(f"{kind} x{clients}: {errors[0]}")
+    lat = sorted(x for _, l, *_ in out for x in l)
+    wall = max(o[3] for o in out) - min(o[2] for o in out)
+    acks = {k: v for o in out for k, v in o[4].items()}
+    return {"ops": len(lat), "wall": wall, "ops_s": len(lat) / wall if wall else 0.0,
+            "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "acks": acks}
+
+
+def pct(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    # nearest rank
+    k = max(0, math.ceil(p / 100 * len(sorted_values)) - 1)
+    return sorted_values[min(k, len(sorted_values) - 1)]
+
+
+# --- watch delivery -----------------------------------------------------------------------
+
+
+def watcher(kubeconfig: str, ns: str, rv: str, ready, stop_at: float, results) -> None:
+    """Hold one watch open and record when each pod's ADDED event arrives."""
+    try:
+        c = Client(kubeconfig)
+        c.conn.request("GET", f"{pods_path(ns)}?watch=1&resourceVersion={rv}", headers=c.headers)
+        resp = c.conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"watch: {resp.status} {resp.read()[:300]!r}")
+        arrivals: dict[str, int] = {}
+        while time.monotonic() < stop_at:
+            line = resp.readline()
+            if not line:
+                break
+            now = time.monotonic_ns()
+            ev = json.loads(line)
+            name = ev["object"]["metadata"]["name"]
+            if name == "warmup":
+                ready.set()
+            elif ev["type"] == "ADDED":
+                arrivals[name] = now
+            if name == "stop":
+                break
+        results.put((arrivals, None))
+    except Exception as e:
+        results.put(({}, f"{type(e).__name__}: {e}"))
+
+
+def watch_latency(kubeconfig: str, ns: str, clients: int, duration: float) -> dict:
+    ctl = Client(kubeconfig)
+    rv = json.loads(ctl.call("GET", pods_path(ns) + "?limit=1"))["metadata"]["resourceVersion"]
+    ready, results = CTX.Event(), CTX.Queue()
+    w = CTX.Process(target=watcher, args=(kubeconfig, ns, rv, ready, time.monotonic() +
+                                          duration + 120, results))
+    w.start()
+    try:
+        ctl.call("POST", pods_path(ns), pod_body("warmup"))
+        if not ready.wait(timeout=30):
+            raise RuntimeError("watch did not deliver the warm-up event within 30s")
+        r = run_clients("watch-writer", kubeconfig, clients,
+                        {"ns": ns, "duration": duration, "prefix": f"w{clients}"})
+        ctl.call("POST", pods_path(ns), pod_body("stop"))
+        arrivals, err = results.get(timeout=120)
+        if err:
+            raise RuntimeError(err)
+    finally:
+        w.join(timeout=30)
+        if w.is_alive():
+            w.kill()
+        for name in ("warmup", "stop"):
+            ctl.call("DELETE", f"{pods_path(ns)}/{name}", ok=(200, 202, 404))
+        ctl.close()
+    acks = r.pop("acks")
+    lat = sorted(max(0, arrivals[n] - t) / 1e9 for n, t in acks.items() if n in arrivals)
+    missing = len(acks) - len(lat)
+    return {"ops": len(lat), "ops_s": r["ops_s"], "p50_ms": pct(lat, 50) * 1e3,
+            "p99_ms": pct(lat, 99) * 1e3, "missing": missing}
+
+
+# --- one backend --------------------------------------------------------------------------
+
+
+def phase(out: dict, key: str, fn, *args) -> dict | None:
+    """Run one measurement; a failure is recorded in its row and the run goes on."""
+    try:
+        r = fn(*args)
+    except Exception as e:
+        out[key] = {"error": str(e)[:200]}
+        print(f"    {key}: error: {str(e)[:300]}", flush=True)
+        return None
+    r.pop("acks", None)
+    out[key] = r
+    return r
+
+
+def bench_server(kubeconfig: str, args) -> dict[str, dict]:
+    ctl = Client(kubeconfig)
+    suffix = f"{os.getpid()}-{int(time.time())}"
+    nss = {k: f"bench-{k}-{suffix}" for k in ("create", "list", "watch")}
+    for ns in nss.values():
+        ctl.call("POST", "/api/v1/namespaces", json.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).encode())
+    out: dict[str, dict] = {}
+    d = args.duration
+    for n in args.clients:
+        phase(out, f"create pod|{n}", run_clients, "create", kubeconfig, n,
+              {"ns": nss["create"], "duration": d, "prefix": f"c{n}"})
+    page = json.loads(ctl.call("GET", pods_path(nss["create"]) + "?limit=500"))
+    created = [p["metadata"]["name"] for p in page["items"]]
+    for n in args.clients:
+        phase(out, f"get pod|{n}", run_clients, "get", kubeconfig, n,
+              {"ns": nss["create"], "duration": d, "names": created})
+
+    # Fill a namespace with --list-pods pods (16 writers, bounded in time), then list it whole.
+    per = -(-args.list_pods // 16)
+    fill = phase(out, "create pod (fill)|16", run_clients, "create", kubeconfig, 16,
+                 {"ns": nss["list"], "duration": args.fill_timeout, "count": per, "prefix": "l"})
+    label = f"list {fill['ops'] if fill else '?'} pods"
+    for n in args.clients:
+        phase(out, f"{label}|{n}", run_clients, "list", kubeconfig, n,
+              {"ns": nss["list"], "duration": d, "count": 50})
+
+    for n in args.clients:
+        phase(out, f"watch delivery|{n}", watch_latency, kubeconfig, nss["watch"], n, d)
+    ctl.close()
+    return out
+
+
+def start_and_bench(backend: str, workdir: Path, etcd, args) -> dict[str, dict]:
+    server = harness.Peapod(workdir / backend, backend=backend, etcd=etcd, binary=args.bin)
+    server.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        server.start()
+        return bench_server(str(server.kubeconfig), args)
+    finally:
+        server.stop()
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def report(results: dict[str, dict[str, dict]], args) -> str:
+    backends = list(results)
+    rows = []
+    errors: list[str] = []
+    keys = []
+    for b in backends:
+        for k in results[b]:
+            if k not in keys:
+                keys.append(k)
+    head = f"{'operation':<22}{'clients':>8}" + "".join(
+        f" | {b + ' ops/s':>13}{'p50 ms':>9}{'p99 ms':>9}" for b in backends)
+    rows.append(head)
+    rows.append("-" * len(head))
+    for k in keys:
+        op, clients = k.split("|")
+        line = f"{op:<22}{clients:>8}"
+        for b in backends:
+            r = results[b].get(k)
+            if r is None:
+                line += f" | {'-':>13}{'':>9}{'':>9}"
+                continue
+            if "error" in r:
+                line += f" | {'error':>13}{'':>9}{'':>9}"
+                errors.append(f"{b} {op} x{clients}: {r['error']}")
+                continue
+            p50 = f"{r['p50_ms']:.2f}" if "p50_ms" in r else ""
+            p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else ""
+            note = f" ({r['missing']} missing)" if r.get("missing") else ""
+            line += f" | {r['ops_s']:>13,.0f}{p50:>9}{p99:>9}{note}"
+        rows.append(line)
+    rows += [f"  {e}" for e in errors]
+    return "\n".join(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    target = Path(os.environ.get("CARGO_TARGET_DIR", harness.REPO / "target"))
+    ap.add_argument("--bin", type=Path, default=target / "release" / "peapod")
+    ap.add_argument("--backends", default="sqlite,etcd")
+    ap.add_argument("--kubeconfig", help="measure this running server instead of starting one")
+    ap.add_argument("--clients", default="1,16")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per timed phase")
+    ap.add_argument("--list-pods", type=int, default=10_000)
+    ap.add_argument("--fill-timeout", type=float, default=300.0)
+    ap.add_argument("--json", type=Path, help="also write the raw results here")
+    args = ap.parse_args()
+    args.clients = [int(x) for x in args.clients.split(",")]
+
+    print(f"client: Python {platform.python_version()} http.client, one keep-alive HTTPS "
+          f"connection per client, each client a separate process; "
+          f"machine: {os.cpu_count()} cores shared by clients and server")
+    results: dict[str, dict[str, dict]] = {}
+    if args.kubeconfig:
+        print(f"server: running, {args.kubeconfig}")
+        results["server"] = bench_server(args.kubeconfig, args)
+    else:
+        print(f"server: {args.bin} (own processes on loopback)")
+        backends = args.backends.split(",")
+        with tempfile.TemporaryDirectory(prefix="peapod-bench-") as tmp:
+            workdir = Path(tmp)
+            etcd = None
+            try:
+                if "etcd" in backends:
+                    (workdir / "etcd").mkdir()
+                    etcd = harness.Etcd(workdir / "etcd").start()
+                for b in backends:
+                    print(f"... {b}", flush=True)
+                    results[b] = start_and_bench(b, workdir, etcd, args)
+            finally:
+                if etcd:
+                    etcd.stop()
+    print()
+    print(report(results, args))
+    print()
+    print("targets (not asserted): >= 5,000 creates/s at 16 clients on sqlite; "
+          "list of 10k pods < 150 ms; watch delivery p99 < 10 ms")
+    print("watch delivery = time from a create's HTTP response to its ADDED event on an "
+          "open watch (one watcher process), 0 when the event arrived first; ops/s there is "
+          "the writers' rate")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

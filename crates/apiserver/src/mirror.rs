@@ -1,0 +1,107 @@
+//! An in-memory mirror of one key prefix, kept current by a store watch: what admission reads
+//! on every create (namespaces, priority classes) without a store round trip, as upstream's
+//! admission plugins read informer caches.
+//!
+//! A mirror may lag the store by the watch delay; callers that must not act on a miss (a
+//! namespace created a moment ago) fall back to a store read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use store::{Event, ListOptions, Store};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::object;
+
+#[derive(Default)]
+pub struct Mirror {
+    objects: RwLock<HashMap<String, Arc<Value>>>,
+}
+
+impl Mirror {
+    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+        self.read().get(key).cloned()
+    }
+
+    /// Every mirrored object.
+    pub fn values(&self) -> Vec<Arc<Value>> {
+        self.read().values().cloned().collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Value>>> {
+        // A poisoned lock only means a writer panicked mid-insert; the map is still usable.
+        self.objects.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Value>>> {
+        self.objects.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lists `prefix`, then follows its watch until `shutdown`; relists after any error.
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        prefix: String,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                res = self.follow(&store, &prefix) => if let Err(e) = res {
+                    warn!(%prefix, error = %e, "mirror lost its watch; relisting");
+                },
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn follow(&self, store: &Arc<dyn Store>, prefix: &str) -> Result<(), store::Error> {
+        let mut fresh = HashMap::new();
+        let mut start_after = None;
+        let mut revision = 0;
+        loop {
+            let page = store
+                .list(
+                    prefix,
+                    ListOptions {
+                        start_after,
+                        limit: 1000,
+                        revision,
+                    },
+                )
+                .await?;
+            revision = page.revision;
+            start_after = page.items.last().map(|kv| kv.key.clone());
+            for kv in page.items {
+                if let Ok(v) = object::parse(&kv) {
+                    fresh.insert(kv.key, Arc::new(v));
+                }
+            }
+            if page.remaining == 0 || start_after.is_none() {
+                break;
+            }
+        }
+        *self.write() = fresh;
+        let mut events = store.watch(prefix, revision).await?;
+        while let Some(ev) = events.next().await {
+            match ev? {
+                Event::Put { kv, .. } => {
+                    if let Ok(v) = object::parse(&kv) {
+                        self.write().insert(kv.key, Arc::new(v));
+                    }
+                }
+                Event::Delete { prev, .. } => {
+                    self.write().remove(&prev.key);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+"""Fixtures for the e2e suite: a shared etcd, and one `peapod server` per module and backend.
+
+Every test module that asks for `cluster` runs once against the SQLite backend and once
+against etcd. Each test works in its own namespace (`ns`), so tests do not see each other.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+import harness
+
+KUBECTL_TIMEOUT = 90  # seconds; any single kubectl call taking longer is a failure
+CLIENT_TIMEOUT = (5, 60)  # (connect, read) seconds for every Python client request
+
+
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory):
+    """A single-member etcd on free loopback ports, shared by every etcd-backed cluster
+    (each cluster uses its own key prefix)."""
+    e = harness.Etcd(tmp_path_factory.mktemp("etcd"))
+    try:
+        e.start()
+        yield e
+    finally:
+        e.stop()
+
+
+def with_default_timeout(api_client: kubernetes.client.ApiClient) -> kubernetes.client.ApiClient:
+    """Give every request a timeout unless the caller chose one, so a hung server fails the
+    test instead of hanging the suite."""
+    rest = api_client.rest_client
+    request = rest.request
+
+    def request_with_timeout(*args, _request_timeout=None, **kwargs):
+        return request(*args, _request_timeout=_request_timeout or CLIENT_TIMEOUT, **kwargs)
+
+    rest.request = request_with_timeout
+    return api_client
+
+
+class Cluster:
+    """A running control plane, driven the way a user drives one."""
+
+    def __init__(self, server: harness.Peapod, workdir: Path):
+        self.server = server
+        self.backend = server.backend
+        self.workdir = workdir
+        self._client = None
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.server.kubeconfig
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = KUBECTL_TIMEOUT) -> subprocess.CompletedProcess:
+        """Run the real kubectl 1.37 against this cluster."""
+        argv = [str(harness.kubectl_bin()), "--kubeconfig", str(self.kubeconfig),
+                "--cache-dir", str(self.workdir / "kube-cache"), *args]
+        try:
+            cp = subprocess.run(argv, input=input, capture_output=True, text=True,
+                                timeout=timeout, env=kubectl_env(self.workdir))
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} did not finish in {timeout}s\n"
+                f"stdout:\n{e.stdout}\nstderr:\n{e.stderr}") from None
+        if check and cp.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {cp.returncode}\n"
+                f"stdout:\n{cp.stdout}\nstderr:\n{cp.stderr}")
+        return cp
+
+    def kubectl_watch(self, *args: str) -> "Streamed":
+        """Start a long-running kubectl (e.g. `get -w`) whose stdout is read line by line."""
+        argv = [str(harness.kubectl_bin()), "--kubeconfig", str(self.kubeconfig),
+                "--cache-dir", str(self.workdir / "kube-cache"), *args]
+        return Streamed(argv, kubectl_env(self.workdir))
+
+    @property
+    def client(self) -> kubernetes.client.ApiClient:
+        if self._client is None:
+            self._client = self.new_client()
+        return self._client
+
+    def new_client(self) -> kubernetes.client.ApiClient:
+        return with_default_timeout(
+            kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig)))
+
+    def create_namespace(self, name: str | None = None) -> str:
+        name = name or f"e2e-{secrets.token_hex(4)}"
+        kubernetes.client.CoreV1Api(self.client).create_namespace(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return name
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def kubectl_env(workdir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+    env["HOME"] = str(workdir)  # no ~/.kube of the machine leaks in
+    return env
+
+
+class Streamed:
+    """A subprocess whose stdout lines arrive on a queue; `expect` waits with a deadline."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        self.argv = argv
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self.stderr = ""
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def expect(self, predicate, timeout: float = 20.0) -> str:
+        """The first new stdout line satisfying predicate, or AssertionError after timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                self.proc.wait(timeout=10)
+                self.stderr = self.proc.stderr.read()
+                raise AssertionError(
+                    f"{' '.join(self.argv[3:])} exited {self.proc.returncode} before the "
+                    f"expected line; stdout so far:\n" + "\n".join(self.seen) +
+                    f"\nstderr:\n{self.stderr}")
+            self.seen.append(line)
+            if predicate(line):
+                return line
+        raise AssertionError(f"no expected line within {timeout}s from {' '.join(self.argv[3:])};"
+                             f" stdout so far:\n" + "\n".join(self.seen))
+
+    def stop(self) -> None:
+        harness.stop(self.proc, grace=5)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "etcd"])
+def cluster(request, tmp_path_factory):
+    """`peapod server` on a free loopback port with a fresh data dir, one per module and
+    backend, stopped by PID at teardown."""
+    backend = request.param
+    etcd = request.getfixturevalue("etcd") if backend == "etcd" else None
+    workdir = tmp_path_factory.mktemp(f"peapod-{backend}")
+    server = harness.Peapod(workdir, backend=backend, etcd=etcd)
+    c = None
+    try:
+        server.start()
+        c = Cluster(server, workdir)
+        yield c
+    finally:
+        if c is not None:
+            c.close()
+        server.stop()
+
+
+@pytest.fixture
+def ns(cluster):
+    """A fresh namespace for one test; deleted afterwards (best effort: a failing namespace
+    deletion is reported by the tests that cover it, not by every test's teardown)."""
+    name = cluster.create_namespace()
+    yield name
+    try:
+        kubernetes.client.CoreV1Api(cluster.client).delete_namespace(name)
+    except Exception:
+        pass
+
+
+@pytest.fixture
+def core(cluster):
+    return kubernetes.client.CoreV1Api(cluster.client)
+
+
+TESTDATA = Path(__file__).parent / "testdata"
+
+
+@pytest.fixture
+def testdata():
+    return TESTDATA
