@@ -366,3 +366,29 @@ def test_priorityclass_crud(cluster):
     assert name in [p.metadata.name for p in sched.list_priority_class().items]
     sched.delete_priority_class(name)
     assert api_error(sched.read_priority_class, name).status == 404
+
+
+def test_watch_list_sends_initial_state_then_end_bookmark(core, ns):
+    """The WatchList form client-go 1.37 uses (kubectl delete --wait, wait, debug): the
+    current objects as ADDED events, then a BOOKMARK annotated initial-events-end."""
+    for name in ("wl-a", "wl-b"):
+        core.create_namespaced_pod(ns, pod_manifest(name))
+    w = watch.Watch()
+    seen = []
+    for ev in w.stream(core.list_namespaced_pod, ns, send_initial_events=True,
+                       resource_version_match="NotOlderThan", allow_watch_bookmarks=True,
+                       timeout_seconds=WATCH_TIMEOUT):
+        if ev["type"] == "BOOKMARK":
+            annotations = ev["raw_object"]["metadata"].get("annotations", {})
+            seen.append(("BOOKMARK", annotations.get("k8s.io/initial-events-end")))
+            w.stop()
+        else:
+            seen.append((ev["type"], ev["object"].metadata.name))
+    assert seen == [("ADDED", "wl-a"), ("ADDED", "wl-b"), ("BOOKMARK", "true")], seen
+
+
+def test_watch_list_without_bookmarks_is_rejected(core, ns):
+    with pytest.raises(ApiException) as err:
+        list(watch.Watch().stream(core.list_namespaced_pod, ns, send_initial_events=True,
+                                  resource_version_match="NotOlderThan", timeout_seconds=2))
+    assert err.value.status in (400, 422)

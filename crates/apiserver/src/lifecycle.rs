@@ -41,10 +41,10 @@ pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
         let mut obj =
             json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
         crate::handlers::create::reset_system_fields(&mut obj);
-        nsr.strategy
-            .prepare_create(&mut obj)
+        let bytes = nsr
+            .strategy
+            .prepare_create(&obj)
             .map_err(|errs| ApiError::invalid(nsr, name, errs))?;
-        let bytes = nsr.strategy.encode(&obj).map_err(ApiError::Internal)?;
         match server.store.create(&key, Bytes::from(bytes)).await {
             Ok(_) | Err(store::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),

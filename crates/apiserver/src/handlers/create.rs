@@ -64,16 +64,11 @@ pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
             let name = api::meta::generate_name(&prefix, rand::random::<u64>());
             object::meta_mut(&mut obj).insert("name".into(), json!(name));
         }
-        let mut candidate = obj.clone();
-        let name = object::name(&candidate).to_string();
-        resource
-            .strategy
-            .prepare_create(&mut candidate)
-            .map_err(|errs| ApiError::invalid(resource, &name, errs))?;
+        let name = object::name(&obj).to_string();
         let stored = resource
             .strategy
-            .encode(&candidate)
-            .map_err(ApiError::Internal)?;
+            .prepare_create(&obj)
+            .map_err(|errs| ApiError::invalid(resource, &name, errs))?;
         if dry_run {
             return object_response(&call, StatusCode::CREATED, stored, &warnings);
         }

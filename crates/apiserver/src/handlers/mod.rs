@@ -74,18 +74,40 @@ impl Call {
         }
     }
 
+    fn is_json(&self) -> bool {
+        let content_type = self
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        matches!(
+            content_type.split(';').next().unwrap_or("").trim(),
+            "application/json" | "" | "*/*"
+        )
+    }
+
     /// Decode a body into `resource`'s normalized form, applying field validation.
     pub fn decode_object(&self, warnings: &mut Vec<String>) -> Result<Value, ApiError> {
-        let mut value = self.body_value()?;
         let resource = self.resource();
-        check_type_meta(&value, resource)?;
-        if convert::is_events_v1(resource) {
-            value = convert::events_v1_to_core(value).map_err(|e| cannot_handle(resource, &e))?;
+        let decoded = if self.is_json() && !convert::is_events_v1(resource) {
+            // One pass from bytes to the typed object: the hot path of create and update.
+            let type_meta: TypeMeta = serde_json::from_slice(&self.body).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "the body of the request was not a JSON object: {e}"
+                ))
+            })?;
+            type_meta.check(resource)?;
+            resource.strategy.decode_json(&self.body)
+        } else {
+            let mut value = self.body_value()?;
+            check_type_meta(&value, resource)?;
+            if convert::is_events_v1(resource) {
+                value =
+                    convert::events_v1_to_core(value).map_err(|e| cannot_handle(resource, &e))?;
+            }
+            resource.strategy.decode(value)
         }
-        let decoded = resource
-            .strategy
-            .decode(value)
-            .map_err(|e| cannot_handle(resource, &e))?;
+        .map_err(|e| cannot_handle(resource, &e))?;
         if !decoded.unknown_fields.is_empty() {
             match self.query.field_validation()? {
                 FieldValidation::Strict => {
@@ -124,6 +146,20 @@ fn cannot_handle(resource: &Resource, err: &str) -> ApiError {
     ))
 }
 
+/// The `apiVersion` and `kind` of a body, read without decoding the rest.
+#[derive(serde::Deserialize)]
+struct TypeMeta {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+impl TypeMeta {
+    fn check(&self, resource: &Resource) -> Result<(), ApiError> {
+        check_api_version_kind(self.api_version.as_deref(), self.kind.as_deref(), resource)
+    }
+}
+
 /// apiVersion and kind in a body must match the endpoint (both may be omitted).
 fn check_type_meta(value: &Value, resource: &Resource) -> Result<(), ApiError> {
     if !value.is_object() {
@@ -131,7 +167,19 @@ fn check_type_meta(value: &Value, resource: &Resource) -> Result<(), ApiError> {
             "the body of the request was not a JSON object".into(),
         ));
     }
-    if let Some(v) = value["apiVersion"].as_str() {
+    check_api_version_kind(
+        value["apiVersion"].as_str(),
+        value["kind"].as_str(),
+        resource,
+    )
+}
+
+fn check_api_version_kind(
+    api_version: Option<&str>,
+    kind: Option<&str>,
+    resource: &Resource,
+) -> Result<(), ApiError> {
+    if let Some(v) = api_version {
         if v != resource.api_version() {
             return Err(ApiError::BadRequest(format!(
                 "the API version in the data ({v}) does not match the expected API version ({})",
@@ -139,7 +187,7 @@ fn check_type_meta(value: &Value, resource: &Resource) -> Result<(), ApiError> {
             )));
         }
     }
-    if let Some(k) = value["kind"].as_str() {
+    if let Some(k) = kind {
         if k != resource.kind {
             return Err(ApiError::BadRequest(format!(
                 "the kind in the data ({k}) does not match the expected kind ({})",
