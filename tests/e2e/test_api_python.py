@@ -368,6 +368,22 @@ def test_priorityclass_crud(cluster):
     assert api_error(sched.read_priority_class, name).status == 404
 
 
+def test_system_priority_classes_set_pod_priority(cluster, core, ns):
+    """Like kube-apiserver, the cluster starts with the two system priority classes, and
+    the Priority admission plugin copies a class's value into the pod."""
+    sched = client.SchedulingV1Api(cluster.client)
+    values = {p.metadata.name: p.value for p in sched.list_priority_class().items}
+    assert values.get("system-node-critical") == 2000001000, values
+    assert values.get("system-cluster-critical") == 2000000000, values
+    pod = pod_manifest("critical")
+    pod["spec"]["priorityClassName"] = "system-node-critical"
+    assert core.create_namespaced_pod(ns, pod).spec.priority == 2000001000
+    missing = pod_manifest("no-class")
+    missing["spec"]["priorityClassName"] = "no-such-class"
+    err = api_error(core.create_namespaced_pod, ns, missing)
+    assert err.status == 403 and "no PriorityClass with name no-such-class" in err.body
+
+
 def test_watch_list_sends_initial_state_then_end_bookmark(core, ns):
     """The WatchList form client-go 1.37 uses (kubectl delete --wait, wait, debug): the
     current objects as ADDED events, then a BOOKMARK annotated initial-events-end."""

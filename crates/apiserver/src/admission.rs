@@ -9,12 +9,6 @@ use crate::object;
 use crate::registry::{self, Resource};
 use crate::server::ApiServer;
 
-/// Built-in priority classes every cluster has.
-const SYSTEM_PRIORITY_CLASSES: &[(&str, i64)] = &[
-    ("system-node-critical", 2_000_001_000),
-    ("system-cluster-critical", 2_000_000_000),
-];
-
 pub async fn admit_create(
     server: &ApiServer,
     resource: &Resource,
@@ -50,31 +44,28 @@ async fn admit_pod(server: &ApiServer, pod: &mut Value) -> Result<(), ApiError> 
         .map(str::to_string);
     let priority = match &class {
         None => default_priority(server).await?,
-        Some(name) => match SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| n == name) {
-            Some((_, value)) => Some((name.clone(), *value, None)),
-            None => {
-                let key = registry::priority_classes().key(None, name);
-                let pc = match server.priority_classes.get(&key) {
-                    Some(pc) => pc,
-                    None => {
-                        let kv = server.store.get(&key).await?.ok_or_else(|| {
-                                ApiError::Forbidden(format!(
-                                    "pods \"{}\" is forbidden: no PriorityClass with name {name} was found",
-                                    object::name(pod)
-                                ))
-                            })?;
-                        std::sync::Arc::new(
-                            object::parse(&kv).map_err(|e| ApiError::Internal(e.to_string()))?,
-                        )
-                    }
-                };
-                Some((
-                    name.clone(),
-                    pc["value"].as_i64().unwrap_or(0),
-                    pc["preemptionPolicy"].as_str().map(str::to_string),
-                ))
-            }
-        },
+        Some(name) => {
+            let key = registry::priority_classes().key(None, name);
+            let pc = match server.priority_classes.get(&key) {
+                Some(pc) => pc,
+                None => {
+                    let kv = server.store.get(&key).await?.ok_or_else(|| {
+                        ApiError::Forbidden(format!(
+                            "pods \"{}\" is forbidden: no PriorityClass with name {name} was found",
+                            object::name(pod)
+                        ))
+                    })?;
+                    std::sync::Arc::new(
+                        object::parse(&kv).map_err(|e| ApiError::Internal(e.to_string()))?,
+                    )
+                }
+            };
+            Some((
+                name.clone(),
+                pc["value"].as_i64().unwrap_or(0),
+                pc["preemptionPolicy"].as_str().map(str::to_string),
+            ))
+        }
     };
     if let Some((name, value, policy)) = priority {
         let spec = &mut pod["spec"];

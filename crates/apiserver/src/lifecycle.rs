@@ -30,27 +30,56 @@ use crate::server::ApiServer;
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Creates the system namespaces that do not exist yet.
+/// The priority classes kube-apiserver creates at start: (name, value, description).
+const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
+    (
+        "system-node-critical",
+        2_000_001_000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    (
+        "system-cluster-critical",
+        2_000_000_000,
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    ),
+];
+
+/// Creates the system namespaces and priority classes that do not exist yet.
 pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
-    let nsr = registry::namespaces();
     for name in SYSTEM_NAMESPACES {
-        let key = nsr.key(None, name);
-        if server.store.get(&key).await?.is_some() {
-            continue;
-        }
-        let mut obj =
-            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
-        crate::handlers::create::reset_system_fields(&mut obj);
-        let bytes = nsr
-            .strategy
-            .prepare_create(&obj)
-            .map_err(|errs| ApiError::invalid(nsr, name, errs))?;
-        match server.store.create(&key, Bytes::from(bytes)).await {
-            Ok(_) | Err(store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        let ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
+        ensure(server, registry::namespaces(), ns).await?;
+    }
+    for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
+        let pc = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": { "name": name }, "value": value, "description": description,
+        });
+        ensure(server, registry::priority_classes(), pc).await?;
     }
     Ok(())
+}
+
+/// Creates a cluster-scoped object through its strategy unless it exists.
+async fn ensure(
+    server: &ApiServer,
+    resource: &'static registry::Resource,
+    mut obj: Value,
+) -> Result<(), ApiError> {
+    let name = object::name(&obj).to_string();
+    let key = resource.key(None, &name);
+    if server.store.get(&key).await?.is_some() {
+        return Ok(());
+    }
+    crate::handlers::create::reset_system_fields(&mut obj);
+    let bytes = resource
+        .strategy
+        .prepare_create(&obj)
+        .map_err(|errs| ApiError::invalid(resource, &name, errs))?;
+    match server.store.create(&key, Bytes::from(bytes)).await {
+        Ok(_) | Err(store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Finishes the deletion of terminating namespaces until `shutdown`.
