@@ -174,19 +174,11 @@ pub fn from_store(err: store::Error, resource: &Resource, name: &str) -> ApiErro
         store::Error::NotFound { .. } => ApiError::not_found(resource, name),
         store::Error::AlreadyExists { .. } => ApiError::already_exists(resource, name),
         store::Error::Conflict { .. } => ApiError::conflict(resource, name),
-        store::Error::Compacted {
-            requested,
-            compacted,
-        } => ApiError::Expired(format!(
-            "too old resource version: {requested} ({compacted})"
-        )),
-        store::Error::FutureRevision { requested, current } => ApiError::Timeout(format!(
-            "Too large resource version: {requested}, current: {current}"
-        )),
-        store::Error::Backend(msg) => ApiError::Internal(msg),
+        other => other.into(),
     }
 }
 
+/// Store errors that do not concern one named object.
 impl From<store::Error> for ApiError {
     fn from(err: store::Error) -> Self {
         match err {
@@ -199,6 +191,7 @@ impl From<store::Error> for ApiError {
             store::Error::FutureRevision { requested, current } => ApiError::Timeout(format!(
                 "Too large resource version: {requested}, current: {current}"
             )),
+            store::Error::Backend(msg) => ApiError::Internal(msg),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -22,6 +22,7 @@ pub mod mirror;
 pub mod object;
 pub mod registry;
 pub mod request;
+pub mod scan;
 pub mod server;
 pub mod strategy;
 pub mod table;

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
-use store::{Event, ListOptions, Store};
+use store::{Event, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::object;
+use crate::scan::Pages;
 
 #[derive(Default)]
 pub struct Mirror {
@@ -64,30 +65,15 @@ impl Mirror {
 
     async fn follow(&self, store: &Arc<dyn Store>, prefix: &str) -> Result<(), store::Error> {
         let mut fresh = HashMap::new();
-        let mut start_after = None;
-        let mut revision = 0;
-        loop {
-            let page = store
-                .list(
-                    prefix,
-                    ListOptions {
-                        start_after,
-                        limit: 1000,
-                        revision,
-                    },
-                )
-                .await?;
-            revision = page.revision;
-            start_after = page.items.last().map(|kv| kv.key.clone());
-            for kv in page.items {
+        let mut pages = Pages::new(store, prefix);
+        while let Some(items) = pages.next().await? {
+            for kv in items {
                 if let Ok(v) = object::parse(&kv) {
                     fresh.insert(kv.key, Arc::new(v));
                 }
             }
-            if page.remaining == 0 || start_after.is_none() {
-                break;
-            }
         }
+        let revision = pages.revision();
         *self.write() = fresh;
         let mut events = store.watch(prefix, revision).await?;
         while let Some(ev) = events.next().await {

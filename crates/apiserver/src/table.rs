@@ -199,37 +199,11 @@ fn cells(resource: &Resource, obj: &Value, now: jiff::Timestamp) -> Result<Vec<V
             json!(obj["status"]["phase"].as_str().unwrap_or("")),
             json!(age(obj, now)),
         ],
-        ("", "events") => {
-            let row = api::printer::event_row(&typed(obj)?, now);
-            vec![
-                json!(row.last_seen),
-                json!(row.type_),
-                json!(row.reason),
-                json!(row.object),
-                json!(row.subobject),
-                json!(row.source),
-                json!(row.message),
-                json!(row.first_seen),
-                json!(row.count),
-                name,
-            ]
-        }
+        ("", "events") => event_cells(&typed(obj)?, name, now),
         ("events.k8s.io", "events") => {
             let core =
                 crate::convert::events_v1_to_core(obj.clone()).map_err(ApiError::Internal)?;
-            let row = api::printer::event_row(&typed(&core)?, now);
-            vec![
-                json!(row.last_seen),
-                json!(row.type_),
-                json!(row.reason),
-                json!(row.object),
-                json!(row.subobject),
-                json!(row.source),
-                json!(row.message),
-                json!(row.first_seen),
-                json!(row.count),
-                name,
-            ]
+            event_cells(&typed(&core)?, name, now)
         }
         ("", "configmaps") => {
             let n = obj["data"].as_object().map_or(0, |m| m.len())
@@ -261,4 +235,24 @@ fn cells(resource: &Resource, obj: &Value, now: jiff::Timestamp) -> Result<Vec<V
         ],
         _ => vec![name, json!(age(obj, now))],
     })
+}
+
+fn event_cells(
+    event: &k8s_openapi::api::core::v1::Event,
+    name: Value,
+    now: jiff::Timestamp,
+) -> Vec<Value> {
+    let row = api::printer::event_row(event, now);
+    vec![
+        json!(row.last_seen),
+        json!(row.type_),
+        json!(row.reason),
+        json!(row.object),
+        json!(row.subobject),
+        json!(row.source),
+        json!(row.message),
+        json!(row.first_seen),
+        json!(row.count),
+        name,
+    ]
 }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
-use store::{Event, ListOptions, Revision};
+use store::{Event, Revision};
 use tokio::sync::mpsc;
 
 use super::{partial_metadata, Call, Output};
@@ -27,6 +27,7 @@ use crate::errors::ApiError;
 use crate::filter::Filter;
 use crate::registry::Resource;
 use crate::request::Query;
+use crate::scan::Pages;
 use crate::{convert, object, table};
 
 /// How often a watcher that allows bookmarks gets one when nothing else happens.
@@ -215,21 +216,9 @@ impl Watcher {
         store: &std::sync::Arc<dyn store::Store>,
         prefix: &str,
     ) -> Result<Revision, ApiError> {
-        let mut start_after = None;
-        let mut revision = 0;
-        loop {
-            let page = store
-                .list(
-                    prefix,
-                    ListOptions {
-                        start_after: start_after.clone(),
-                        limit: 1000,
-                        revision,
-                    },
-                )
-                .await?;
-            revision = page.revision;
-            for kv in &page.items {
+        let mut pages = Pages::new(store, prefix);
+        while let Some(items) = pages.next().await? {
+            for kv in &items {
                 if !self.is_mine(&kv.key) {
                     continue;
                 }
@@ -240,11 +229,8 @@ impl Watcher {
                         .map_err(|_| ApiError::Internal("client gone".into()))?;
                 }
             }
-            start_after = page.items.last().map(|kv| kv.key.clone());
-            if page.remaining == 0 || start_after.is_none() {
-                return Ok(revision);
-            }
         }
+        Ok(pages.revision())
     }
 
     /// A single-object watch uses the object's key as prefix; skip keys that merely share it.
