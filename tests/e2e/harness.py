@@ -161,8 +161,9 @@ class Peapod:
     """One `peapod server` process; can be stopped, killed and started again on its data dir."""
 
     def __init__(self, workdir: Path, backend: str = "sqlite", etcd: Etcd | None = None,
-                 binary: Path | None = None):
+                 binary: Path | None = None, extra_args: list[str] | None = None):
         self.workdir = workdir
+        self.extra_args = list(extra_args or [])
         self.data_dir = workdir / "data"
         self.backend = backend
         self.etcd = etcd
@@ -182,7 +183,7 @@ class Peapod:
             argv += ["--datastore", f"etcd={self.etcd.url}", "--etcd-prefix", self.etcd_prefix]
         elif self.backend != "sqlite":
             raise ValueError(f"unknown backend {self.backend}")
-        return argv
+        return argv + self.extra_args
 
     def start(self, timeout: float = 60.0) -> "Peapod":
         if not self.binary.exists():

@@ -408,3 +408,11 @@ def test_watch_list_without_bookmarks_is_rejected(core, ns):
         list(watch.Watch().stream(core.list_namespaced_pod, ns, send_initial_events=True,
                                   resource_version_match="NotOlderThan", timeout_seconds=2))
     assert err.value.status in (400, 422)
+
+
+def test_oversized_body_is_413_and_the_server_keeps_serving(core, ns):
+    """Like kube-apiserver, a request body over 3 MiB is refused with 413."""
+    big = {"metadata": {"name": "too-big"}, "data": {"blob": "x" * (4 * 1024 * 1024)}}
+    err = api_error(core.create_namespaced_config_map, ns, big)
+    assert err.status == 413 and reason(err) == "RequestEntityTooLarge", err.body
+    assert core.list_namespaced_config_map(ns).items == []

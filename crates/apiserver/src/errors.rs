@@ -47,6 +47,8 @@ pub enum ApiError {
     Expired(String),
     #[error("{0}")]
     Timeout(String),
+    #[error("Request entity too large: limit is {0}")]
+    RequestEntityTooLarge(usize),
     #[error("{0}")]
     Internal(String),
 }
@@ -97,6 +99,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Expired(_) => 410,
             ApiError::Timeout(_) => 504,
+            ApiError::RequestEntityTooLarge(_) => 413,
             ApiError::Internal(_) => 500,
         }
     }
@@ -115,6 +118,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Expired(_) => "Expired",
             ApiError::Timeout(_) => "Timeout",
+            ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             ApiError::Internal(_) => "InternalError",
         }
     }

@@ -58,6 +58,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub store: Arc<dyn store::Store>,
+    /// How long events live (kube-apiserver's `--event-ttl`, default 1 h).
+    pub event_ttl: std::time::Duration,
 }
 
 /// A started API server: it serves until the shutdown token is cancelled.
@@ -109,11 +111,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     }
     let s = server.clone();
     let token = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = lifecycle::run(s, token).await {
-            warn!(error = %e, "namespace lifecycle stopped");
-        }
-    });
+    tasks.spawn(lifecycle::run(s, token));
+    tasks.spawn(lifecycle::expire_events(
+        server.clone(),
+        config.event_ttl,
+        shutdown.clone(),
+    ));
     // As kube-apiserver: every 5 minutes, forget history older than the previous tick.
     let compactor = store::spawn_compactor(&server.store, COMPACTION_INTERVAL, 0);
     let token = shutdown.clone();

@@ -25,6 +25,7 @@ use crate::handlers::delete::{delete_object, DeleteOptions, Deleted};
 use crate::handlers::update::guaranteed_update;
 use crate::object;
 use crate::registry;
+use crate::scan::Pages;
 use crate::server::ApiServer;
 
 pub const SYSTEM_NAMESPACES: &[&str] =
@@ -82,29 +83,87 @@ async fn ensure(
     }
 }
 
-/// Finishes the deletion of terminating namespaces until `shutdown`.
-pub async fn run(server: Arc<ApiServer>, shutdown: CancellationToken) -> Result<(), ApiError> {
+/// Finishes the deletion of terminating namespaces until `shutdown`. Store errors are
+/// retried; this loop only ends with the server.
+pub async fn run(server: Arc<ApiServer>, shutdown: CancellationToken) {
     let prefix = registry::namespaces().prefix();
     loop {
-        let rev = server.store.current_revision().await?;
-        let pending = sweep(&server).await.unwrap_or_else(|e| {
-            warn!(error = %e, "namespace cleanup failed; will retry");
-            true
-        });
-        let mut changes = server.store.watch(&prefix, rev).await?;
-        // Wake on any namespace change; while work is pending (pods terminating), retry
-        // on a short timer too.
-        let retry = if pending {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_secs(3600)
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = changes.next() => {}
-            _ = tokio::time::sleep(retry) => {}
+        match round(&server, &prefix).await {
+            // Wake on any namespace change, or on a short timer while work is pending
+            // (pods on nodes terminating gracefully).
+            Ok((mut changes, pending)) => {
+                let idle = Duration::from_secs(if pending { 1 } else { 3600 });
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = changes.next() => {}
+                    _ = tokio::time::sleep(idle) => {}
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "namespace lifecycle: will retry");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
         }
     }
+}
+
+/// One sweep; the watch that wakes the next one, and whether work is still pending.
+async fn round(server: &ApiServer, prefix: &str) -> Result<(store::WatchStream, bool), ApiError> {
+    let rev = server.store.current_revision().await?;
+    let pending = sweep(server).await?;
+    let changes = server.store.watch(prefix, rev).await?;
+    Ok((changes, pending))
+}
+
+/// Deletes events older than `ttl` every `ttl / 6` until `shutdown`: kube-apiserver's
+/// `--event-ttl` (1 h), which it implements with etcd leases on event keys.
+pub async fn expire_events(server: Arc<ApiServer>, ttl: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(ttl / 6);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(e) = expire_events_once(&server, ttl).await {
+            warn!(error = %e, "event expiry failed; will retry");
+        }
+    }
+}
+
+async fn expire_events_once(server: &ApiServer, ttl: Duration) -> Result<(), ApiError> {
+    let events = registry::core_events();
+    let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::try_from(ttl).unwrap_or_default();
+    let prefix = events.prefix();
+    let mut pages = Pages::new(&server.store, &prefix);
+    while let Some(items) = pages.next().await? {
+        for kv in items {
+            let Ok(ev) = object::parse(&kv) else { continue };
+            let last = ["lastTimestamp", "eventTime", "firstTimestamp"]
+                .iter()
+                .find_map(|f| ev[*f].as_str())
+                .or_else(|| ev["metadata"]["creationTimestamp"].as_str())
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            if last.is_some_and(|t| t < cutoff) {
+                let ns = object::namespace(&ev).map(str::to_string);
+                match delete_object(
+                    server,
+                    events,
+                    ns.as_deref(),
+                    object::name(&ev),
+                    &DeleteOptions::default(),
+                )
+                .await
+                {
+                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One pass over all namespaces; `true` if a terminating namespace still has content.

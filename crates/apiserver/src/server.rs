@@ -250,6 +250,9 @@ fn bytes_response(body: Vec<u8>, content_type: &'static str) -> Response<Body> {
 async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::RequestEntityTooLarge(MAX_BODY))
+        }
         Err(e) => Err(ApiError::BadRequest(format!("reading request body: {e}"))),
     }
 }

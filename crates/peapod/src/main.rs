@@ -42,6 +42,25 @@ struct ServerArgs {
     /// Key prefix inside etcd, so several clusters can share one etcd.
     #[arg(long, default_value = "/peapod")]
     etcd_prefix: String,
+    /// How long events are kept (kube-apiserver's --event-ttl), e.g. `1h`, `90s`.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    event_ttl: std::time::Duration,
+}
+
+/// `90s`, `5m`, `1h`, or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("invalid duration unit in {s:?}: use s, m or h")),
+    };
+    if secs == 0 {
+        return Err("duration must be positive".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn main() -> Result<()> {
@@ -94,6 +113,7 @@ async fn run_server(args: ServerArgs) -> Result<()> {
             data_dir: args.data_dir.clone(),
             listen: args.listen,
             store,
+            event_ttl: args.event_ttl,
         },
         shutdown.clone(),
     )
