@@ -7,7 +7,7 @@
 #   make lint       cargo fmt --check, clippy -D warnings
 #   make test-unit  cargo test --workspace
 #   make test-e2e   build + pytest tests/e2e (real kubectl, Python client, both datastores)
-#   make bench      store benchmark (if present) + bench/api_bench.py
+#   make bench      store benchmark (if present) + bench/api_bench.py (Rust client bench/api-bench)
 #
 # CARGO_TARGET_DIR is respected when set in the environment.
 
@@ -105,7 +105,9 @@ bench: deps build-release
 	@if [ -f crates/store/examples/store_bench.rs ]; then \
 	  cargo run --release -p store --example store_bench; \
 	else echo "bench: no store_bench example yet"; fi
-	$(PY) bench/api_bench.py --bin "$(TARGET_DIR)/release/peapod"
+	cargo build --release -p api-bench
+	$(PY) bench/api_bench.py --bin "$(TARGET_DIR)/release/peapod" \
+	  --api-bench "$(TARGET_DIR)/release/api-bench"
 
 clean:
 	rm -rf $(DATA_DIR)

@@ -6,9 +6,13 @@ By default it starts its own etcd (Debian etcd-server) and one `peapod server` p
 free loopback ports, in a temporary directory, and stops them by PID when done. With
 --kubeconfig it measures an already running server instead.
 
-Client: Python's http.client, one keep-alive HTTPS connection per client, each client its
-own process (multiprocessing), so the GIL does not serialise the clients; on a small machine
-the clients still share cores with the server, which the output states. Every loop is
+Client: by default the Rust load client `api-bench` (bench/api-bench; built with
+`cargo build --release -p api-bench` when missing), one keep-alive HTTPS connection per
+client (or, with --http2, one shared h2 connection), all clients on one thread, so that the
+clients take little of the cores they share with the server. With --python-client, the
+previous client: Python's http.client, one keep-alive HTTPS connection per client, each
+client its own process (multiprocessing). The output states which client ran, the server's
+CPU time per operation (from /proc/PID/stat) and the cores the clients used. Every loop is
 bounded in time and in count; traffic goes to loopback only.
 
 Targets (reported, never asserted): >= 5,000 pod creates/s with 16 clients on SQLite,
@@ -25,6 +29,8 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,7 +76,9 @@ def pod_body(name: str) -> bytes:
         "metadata": {"name": name, "labels": {"app": "bench", "tier": "load"}},
         "spec": {"containers": [{"name": "app", "image": "busybox:1.36",
                                  "command": ["sleep", "3600"],
-                                 "ports": [{"containerPort": 8080}]}]},
+                                 "ports": [{"containerPort": 8080}],
+                                 "resources": {"requests": {"cpu": "100m",
+                                                            "memory": "64Mi"}}}]},
     }).encode()
 
 
@@ -216,23 +224,121 @@ def watch_latency(kubeconfig: str, ns: str, clients: int, duration: float) -> di
             "p99_ms": pct(lat, 99) * 1e3, "missing": missing}
 
 
+# --- the Rust client (bench/api-bench) -------------------------------------------------------
+
+
+def api_bench_bin(args) -> Path:
+    """The api-bench binary: --api-bench, else $CARGO_TARGET_DIR (or ./target)/release, built
+    with cargo when missing."""
+    if args.api_bench:
+        if not args.api_bench.exists():
+            raise SystemExit(f"{args.api_bench} not found")
+        return args.api_bench
+    target = Path(os.environ.get("CARGO_TARGET_DIR", harness.REPO / "target"))
+    path = target / "release" / "api-bench"
+    if not path.exists():
+        print(f"building {path}: cargo build --release -p api-bench", flush=True)
+        subprocess.run(["cargo", "build", "--release", "-p", "api-bench"], cwd=harness.REPO,
+                       check=True, timeout=1800)
+        if not path.exists():
+            raise SystemExit(f"cargo built, but {path} is not there")
+    return path
+
+
+def rust_run(args, kubeconfig: str, op: str, ns: str, clients: int, duration: float,
+             max_ops: int) -> dict:
+    """One api-bench run; its JSON line in the shape of the Python path's results."""
+    argv = [str(args.api_bench_bin), "--kubeconfig", kubeconfig, "--namespace", ns,
+            "--op", op, "--clients", str(clients), "--duration-secs", str(duration),
+            "--max-ops", str(max_ops), "--list-size", str(args.list_pods),
+            "--fill-timeout-secs", str(args.fill_timeout), "--json"]
+    if args.http2:
+        argv.append("--http2")
+    p = subprocess.run(argv, capture_output=True, text=True,
+                       timeout=duration + args.fill_timeout + 300)
+    if p.returncode != 0:
+        raise RuntimeError(f"api-bench --op {op} x{clients}: exit {p.returncode}: "
+                           f"{p.stderr.strip()[-400:]}")
+    lines = p.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"api-bench --op {op} x{clients}: no output")
+    r = json.loads(lines[-1])
+    nan = float("nan")
+    out = {"ops": r["ops"], "wall": r["wall_s"], "ops_s": r["ops_s"],
+           "p50_ms": r["p50_ms"] if r["p50_ms"] is not None else nan,
+           "p99_ms": r["p99_ms"] if r["p99_ms"] is not None else nan,
+           "max_ms": r["max_ms"] if r["max_ms"] is not None else nan}
+    for k in ("missing", "items"):
+        if k in r:
+            out[k] = r[k]
+    return out
+
+
+# --- CPU accounting -----------------------------------------------------------------------
+
+
+def proc_cpu_s(pid: int | None) -> float | None:
+    """utime + stime of a process, in seconds, from /proc/PID/stat (None if unavailable)."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": fields from 3 on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> list[int] | None:
+    """The machine-wide CPU counters (user nice system idle iowait irq softirq steal ...)."""
+    try:
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def children_cpu_s() -> float:
+    """CPU of the finished children of this process (the clients of either path)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 # --- one backend --------------------------------------------------------------------------
 
 
-def phase(out: dict, key: str, fn, *args) -> dict | None:
-    """Run one measurement; a failure is recorded in its row and the run goes on."""
+def phase(out: dict, key: str, pids: dict, fn, *args) -> dict | None:
+    """Run one measurement; a failure is recorded in its row and the run goes on. Records the
+    CPU the server (and etcd) spent per operation and the cores the clients used."""
+    before = {k: proc_cpu_s(p) for k, p in pids.items()}
+    client0, machine0, t0 = children_cpu_s(), machine_cpu(), time.monotonic()
     try:
         r = fn(*args)
     except Exception as e:
         out[key] = {"error": str(e)[:200]}
         print(f"    {key}: error: {str(e)[:300]}", flush=True)
         return None
+    elapsed = time.monotonic() - t0
     r.pop("acks", None)
+    ops = r.get("ops") or 0
+    for k, p in pids.items():
+        after = proc_cpu_s(p)
+        if before[k] is not None and after is not None and ops:
+            r[f"{k}_cpu_us_op"] = (after - before[k]) * 1e6 / ops
+            r[f"{k}_cores"] = (after - before[k]) / elapsed
+    r["client_cores"] = (children_cpu_s() - client0) / elapsed
+    machine1 = machine_cpu()
+    if machine0 and machine1 and len(machine1) >= 8:
+        # Cores the hypervisor gave to other guests (steal) and cores left idle.
+        hz = os.sysconf("SC_CLK_TCK")
+        r["steal_cores"] = (machine1[7] - machine0[7]) / hz / elapsed
+        r["idle_cores"] = (machine1[3] + machine1[4] - machine0[3] - machine0[4]) / hz / elapsed
     out[key] = r
     return r
 
 
-def bench_server(kubeconfig: str, args) -> dict[str, dict]:
+def bench_server(kubeconfig: str, args, pids: dict[str, int | None]) -> dict[str, dict]:
+    if not args.python_client:
+        return bench_server_rust(kubeconfig, args, pids)
     ctl = Client(kubeconfig)
     suffix = f"{os.getpid()}-{int(time.time())}"
     nss = {k: f"bench-{k}-{suffix}" for k in ("create", "list", "watch")}
@@ -242,26 +348,56 @@ def bench_server(kubeconfig: str, args) -> dict[str, dict]:
     out: dict[str, dict] = {}
     d = args.duration
     for n in args.clients:
-        phase(out, f"create pod|{n}", run_clients, "create", kubeconfig, n,
+        phase(out, f"create pod|{n}", pids, run_clients, "create", kubeconfig, n,
               {"ns": nss["create"], "duration": d, "prefix": f"c{n}"})
     page = json.loads(ctl.call("GET", pods_path(nss["create"]) + "?limit=500"))
     created = [p["metadata"]["name"] for p in page["items"]]
     for n in args.clients:
-        phase(out, f"get pod|{n}", run_clients, "get", kubeconfig, n,
+        phase(out, f"get pod|{n}", pids, run_clients, "get", kubeconfig, n,
               {"ns": nss["create"], "duration": d, "names": created})
 
     # Fill a namespace with --list-pods pods (16 writers, bounded in time), then list it whole.
     per = -(-args.list_pods // 16)
-    fill = phase(out, "create pod (fill)|16", run_clients, "create", kubeconfig, 16,
+    fill = phase(out, "create pod (fill)|16", pids, run_clients, "create", kubeconfig, 16,
                  {"ns": nss["list"], "duration": args.fill_timeout, "count": per, "prefix": "l"})
     label = f"list {fill['ops'] if fill else '?'} pods"
     for n in args.clients:
-        phase(out, f"{label}|{n}", run_clients, "list", kubeconfig, n,
+        phase(out, f"{label}|{n}", pids, run_clients, "list", kubeconfig, n,
               {"ns": nss["list"], "duration": d, "count": 50})
 
     for n in args.clients:
-        phase(out, f"watch delivery|{n}", watch_latency, kubeconfig, nss["watch"], n, d)
+        phase(out, f"watch delivery|{n}", pids, watch_latency, kubeconfig, nss["watch"], n, d)
     ctl.close()
+    return out
+
+
+def bench_server_rust(kubeconfig: str, args, pids: dict[str, int | None]) -> dict[str, dict]:
+    """The same phases as bench_server, measured by api-bench."""
+    ctl = Client(kubeconfig)
+    suffix = f"{os.getpid()}-{int(time.time())}"
+    nss = {k: f"bench-{k}-{suffix}" for k in ("create", "list", "watch")}
+    for ns in nss.values():
+        ctl.call("POST", "/api/v1/namespaces", json.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).encode())
+    ctl.close()
+    out: dict[str, dict] = {}
+    d = args.duration
+    for n in args.clients:
+        phase(out, f"create pod|{n}", pids, rust_run, args, kubeconfig, "create",
+              nss["create"], n, d, MAX_OPS_PER_CLIENT * n)
+    for n in args.clients:
+        phase(out, f"get pod|{n}", pids, rust_run, args, kubeconfig, "get", nss["create"], n, d,
+              MAX_OPS_PER_CLIENT * n)
+    # Fill a namespace with --list-pods pods (16 writers, bounded in time), then list it whole.
+    fill = phase(out, "create pod (fill)|16", pids, rust_run, args, kubeconfig, "create",
+                 nss["list"], 16, args.fill_timeout, args.list_pods)
+    label = f"list {fill['ops'] if fill else '?'} pods"
+    for n in args.clients:
+        phase(out, f"{label}|{n}", pids, rust_run, args, kubeconfig, "list", nss["list"], n, d,
+              50 * n)
+    for n in args.clients:
+        phase(out, f"watch delivery|{n}", pids, rust_run, args, kubeconfig, "watch",
+              nss["watch"], n, d, MAX_OPS_PER_CLIENT * n)
     return out
 
 
@@ -270,7 +406,10 @@ def start_and_bench(backend: str, workdir: Path, etcd, args) -> dict[str, dict]:
     server.workdir.mkdir(parents=True, exist_ok=True)
     try:
         server.start()
-        return bench_server(str(server.kubeconfig), args)
+        pids = {"server": server.proc.pid if server.proc else None}
+        if backend == "etcd" and etcd is not None and etcd.proc is not None:
+            pids["etcd"] = etcd.proc.pid
+        return bench_server(str(server.kubeconfig), args, pids)
     finally:
         server.stop()
 
@@ -289,6 +428,7 @@ def report(results: dict[str, dict[str, dict]], args) -> str:
                 keys.append(k)
     head = f"{'operation':<22}{'clients':>8}" + "".join(
         f" | {b + ' ops/s':>13}{'p50 ms':>9}{'p99 ms':>9}" for b in backends)
+    rows.append(f"client: {client_label(args)}")
     rows.append(head)
     rows.append("-" * len(head))
     for k in keys:
@@ -309,7 +449,43 @@ def report(results: dict[str, dict[str, dict]], args) -> str:
             line += f" | {r['ops_s']:>13,.0f}{p50:>9}{p99:>9}{note}"
         rows.append(line)
     rows += [f"  {e}" for e in errors]
+
+    # CPU: the server's (and etcd's) CPU time per operation, and the cores each side used.
+    rows.append("")
+    rows.append("server CPU per operation (µs) [etcd's]; cores used during each phase by the "
+                "server [etcd] and the clients; cores idle and stolen by the hypervisor")
+    head = f"{'operation':<22}{'clients':>8}" + "".join(
+        f" | {b + ' µs/op':>16}{'srv cores':>13}{'clients':>9}{'idle':>6}{'steal':>6}"
+        for b in backends)
+    rows.append(head)
+    rows.append("-" * len(head))
+    for k in keys:
+        op, clients = k.split("|")
+        line = f"{op:<22}{clients:>8}"
+        for b in backends:
+            r = results[b].get(k) or {}
+            if "server_cpu_us_op" not in r:
+                line += f" | {'-':>16}{'':>13}{'':>9}{'':>6}{'':>6}"
+                continue
+            us = f"{r['server_cpu_us_op']:,.0f}"
+            cores = f"{r['server_cores']:.2f}"
+            if "etcd_cpu_us_op" in r:
+                us += f" [{r['etcd_cpu_us_op']:,.0f}]"
+                cores += f" [{r['etcd_cores']:.2f}]"
+            line += f" | {us:>16}{cores:>13}{r['client_cores']:>9.2f}"
+            line += "".join(f"{r[k]:>6.2f}" if k in r else f"{'':>6}"
+                            for k in ("idle_cores", "steal_cores"))
+        rows.append(line)
     return "\n".join(rows)
+
+
+def client_label(args) -> str:
+    if args.python_client:
+        return (f"Python {platform.python_version()} http.client, one keep-alive HTTPS "
+                f"connection per client, each client a separate process")
+    proto = ("HTTP/2, all clients multiplexed on one connection" if args.http2
+             else "HTTP/1.1, one keep-alive HTTPS connection per client")
+    return f"api-bench (Rust, tokio + hyper, one thread), {proto}"
 
 
 def main() -> int:
@@ -323,16 +499,29 @@ def main() -> int:
     ap.add_argument("--list-pods", type=int, default=10_000)
     ap.add_argument("--fill-timeout", type=float, default=300.0)
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--python-client", action="store_true",
+                    help="measure with the Python client (one process per client) instead of "
+                         "api-bench, for comparison")
+    ap.add_argument("--http2", action="store_true",
+                    help="api-bench: multiplex all clients over one HTTP/2 connection")
+    ap.add_argument("--api-bench", type=Path,
+                    help="the api-bench binary (default: $CARGO_TARGET_DIR/release/api-bench, "
+                         "built when missing)")
+    ap.add_argument("--server-pid", type=int,
+                    help="with --kubeconfig: the server's PID, to report its CPU per operation")
     args = ap.parse_args()
     args.clients = [int(x) for x in args.clients.split(",")]
+    if args.python_client and args.http2:
+        ap.error("--http2 is an api-bench option; the Python client speaks HTTP/1.1")
+    if not args.python_client:
+        args.api_bench_bin = api_bench_bin(args)
 
-    print(f"client: Python {platform.python_version()} http.client, one keep-alive HTTPS "
-          f"connection per client, each client a separate process; "
+    print(f"client: {client_label(args)}; "
           f"machine: {os.cpu_count()} cores shared by clients and server")
     results: dict[str, dict[str, dict]] = {}
     if args.kubeconfig:
         print(f"server: running, {args.kubeconfig}")
-        results["server"] = bench_server(args.kubeconfig, args)
+        results["server"] = bench_server(args.kubeconfig, args, {"server": args.server_pid})
     else:
         print(f"server: {args.bin} (own processes on loopback)")
         backends = args.backends.split(",")
@@ -355,8 +544,8 @@ def main() -> int:
     print("targets (not asserted): >= 5,000 creates/s at 16 clients on sqlite; "
           "list of 10k pods < 150 ms; watch delivery p99 < 10 ms")
     print("watch delivery = time from a create's HTTP response to its ADDED event on an "
-          "open watch (one watcher process), 0 when the event arrived first; ops/s there is "
-          "the writers' rate")
+          "open watch (one watcher, its own connection), 0 when the event arrived first; "
+          "ops/s there is the writers' rate")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
