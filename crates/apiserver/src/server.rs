@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
@@ -24,6 +24,9 @@ use crate::request::{self, Query, Route};
 
 /// The largest request body accepted (upstream's limit for JSON is 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// How much of an oversized body is read (and dropped) before answering 413.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Shared state of a running API server.
 pub struct ApiServer {
@@ -247,14 +250,28 @@ fn bytes_response(body: Vec<u8>, content_type: &'static str) -> Response<Body> {
     resp
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::RequestEntityTooLarge(MAX_BODY))
+async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("reading request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= MAX_BODY {
+            buf.extend_from_slice(&data);
+        } else if seen > DRAIN_LIMIT {
+            break;
         }
-        Err(e) => Err(ApiError::BadRequest(format!("reading request body: {e}"))),
     }
+    if seen > MAX_BODY {
+        // The rest was read and dropped so the client finishes sending and can read the
+        // 413; answering mid-upload would reset its connection instead.
+        return Err(ApiError::RequestEntityTooLarge(MAX_BODY));
+    }
+    Ok(buf.freeze())
 }
 
 fn discover(
