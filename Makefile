@@ -73,17 +73,26 @@ build:
 build-release:
 	cargo build --release -p peapod
 
-# TODO(node issue): once `peapod up` runs the node agent, also create the demo pod from the
-# seed documents here (e.g. tests/e2e/testdata/alice-pod.yaml) and show it Running.
+# Starts peapod in the foreground and, once it serves, creates the demo pod from the seed
+# articles (tests/e2e/testdata/alice-pod.yaml). Until the node agent lands (`peapod up` runs
+# the control plane only for now) the pod stays Pending, as on a cluster without nodes.
+DEMO_POD := tests/e2e/testdata/alice-pod.yaml
+
 run: deps build-release
-	@bin="$(TARGET_DIR)/release/peapod"; \
-	mode=server; "$$bin" up --help >/dev/null 2>&1 && mode=up; \
-	echo "Starting peapod ($$mode) on https://$(LISTEN), data in $(DATA_DIR)/. Stop with Ctrl-C."; \
+	@bin="$(TARGET_DIR)/release/peapod"; kubectl="$(CURDIR)/$(VENV)/bin/kubectl"; \
+	kubeconfig="$(CURDIR)/$(DATA_DIR)/kubeconfig.yaml"; out="$(CURDIR)/$(DATA_DIR)/stdout"; \
+	mkdir -p "$(DATA_DIR)"; : > "$$out"; \
+	echo "Starting peapod on https://$(LISTEN), data in $(DATA_DIR)/. Stop with Ctrl-C."; \
+	"$$bin" up --data-dir "$(CURDIR)/$(DATA_DIR)" --listen $(LISTEN) > >(tee "$$out") & pid=$$!; \
+	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' INT TERM; \
+	for _ in $$(seq 1 300); do grep -q '^peapod ready' "$$out" && break; \
+	  kill -0 $$pid 2>/dev/null || { wait $$pid; exit 1; }; sleep 0.1; done; \
+	"$$kubectl" --kubeconfig "$$kubeconfig" apply -f $(DEMO_POD); \
 	echo "Then, in another terminal:"; \
-	echo "  export KUBECONFIG=$(CURDIR)/$(DATA_DIR)/kubeconfig.yaml"; \
-	echo "  $(CURDIR)/$(VENV)/bin/kubectl get pods"; \
-	echo "  $(CURDIR)/$(VENV)/bin/kubectl apply -f tests/e2e/testdata/web-server-pod.yaml"; \
-	exec "$$bin" "$$mode" --data-dir "$(CURDIR)/$(DATA_DIR)" --listen $(LISTEN)
+	echo "  export KUBECONFIG=$$kubeconfig"; \
+	echo "  $$kubectl get pods -o wide"; \
+	echo "  $$kubectl describe pod alice-pod"; \
+	wait $$pid
 
 test: deps
 	@$(MAKE) --no-print-directory lint
