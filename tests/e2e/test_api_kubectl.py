@@ -91,6 +91,13 @@ def test_health_endpoints(cluster, path):
     assert cluster.kubectl("get", "--raw", path).stdout.strip() == "ok"
 
 
+def test_readyz_verbose_lists_its_checks(cluster):
+    out = cluster.kubectl("get", "--raw", "/readyz?verbose").stdout
+    assert "[+]etcd ok" in out and "[+]ping ok" in out, out
+    assert out.strip().endswith("readyz check passed"), out
+    assert cluster.kubectl("get", "--raw", "/readyz/etcd").stdout.strip() == "ok"
+
+
 @pytest.mark.parametrize("token", [None, "not-the-admin-token"])
 def test_request_without_valid_token_is_401(cluster, token):
     info = harness.KubeconfigInfo(cluster.kubeconfig)

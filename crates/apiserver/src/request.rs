@@ -35,7 +35,11 @@ pub enum Route {
     /// `/api`, `/apis`, `/api/v1`, `/apis/<group>`, `/apis/<group>/<version>`.
     Discovery(Vec<String>),
     Version,
-    Health(String),
+    /// `/healthz`, `/livez`, `/readyz`, optionally one named check (`/readyz/etcd`).
+    Health {
+        endpoint: String,
+        check: Option<String>,
+    },
     OpenApiV2,
     OpenApiV3(Option<String>),
 }
@@ -48,11 +52,11 @@ pub fn route(method: &Method, path: &str, query: &Query) -> Result<Route, ApiErr
         .collect();
     match parts.as_slice() {
         ["version"] => return Ok(Route::Version),
-        [h] if matches!(*h, "healthz" | "livez" | "readyz") => {
-            return Ok(Route::Health(h.to_string()))
-        }
-        [h, _check] if matches!(*h, "healthz" | "livez" | "readyz") => {
-            return Ok(Route::Health(h.to_string()))
+        [h, check @ ..] if matches!(*h, "healthz" | "livez" | "readyz") => {
+            return Ok(Route::Health {
+                endpoint: h.to_string(),
+                check: (!check.is_empty()).then(|| check.join("/")),
+            })
         }
         ["openapi", "v2"] => return Ok(Route::OpenApiV2),
         ["openapi", "v3"] => return Ok(Route::OpenApiV3(None)),

@@ -190,7 +190,9 @@ async fn dispatch(
     let route = request::route(req.method(), req.uri().path(), &query);
     // Health and version are public, as upstream's system:public-info-viewer makes them.
     match &route {
-        Ok(Route::Health(kind)) => return Ok(health(&server, kind).await),
+        Ok(Route::Health { endpoint, check }) => {
+            return Ok(health(&server, endpoint, check.as_deref(), query.flag("verbose")).await)
+        }
         Ok(Route::Version) => return Ok(value_response(&discovery::version(), "application/json")),
         _ => {}
     }
@@ -204,7 +206,7 @@ async fn dispatch(
         .unwrap_or("")
         .to_string();
     match route? {
-        Route::Health(_) | Route::Version => Err(ApiError::RouteNotFound),
+        Route::Health { .. } | Route::Version => Err(ApiError::RouteNotFound),
         Route::Discovery(parts) => discover(&server, &parts, &accept),
         Route::OpenApiV2 => {
             // client-go asks for the protobuf form only; JSON is all we publish.
@@ -308,23 +310,60 @@ fn discover(
     }
 }
 
-async fn health(server: &ApiServer, kind: &str) -> Response<Body> {
-    if kind == "readyz" {
-        if !server.ready.load(Ordering::Acquire) {
-            return text_response(
+/// The checks behind `/healthz`, `/livez` and `/readyz`, as kube-apiserver names them.
+async fn health(
+    server: &ApiServer,
+    endpoint: &str,
+    only: Option<&str>,
+    verbose: bool,
+) -> Response<Body> {
+    let mut checks: Vec<(&str, bool)> = vec![("ping", true)];
+    if matches!(endpoint, "readyz" | "healthz") || only == Some("etcd") {
+        let store_ok = match server.store.current_revision().await {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(error = %e, endpoint, "health: store does not answer");
+                false
+            }
+        };
+        checks.push(("etcd", store_ok));
+    }
+    if endpoint != "livez" {
+        checks.push((
+            "poststarthook/peapod-bootstrap",
+            server.ready.load(Ordering::Acquire),
+        ));
+    }
+    if let Some(name) = only {
+        return match checks.iter().find(|(n, _)| *n == name) {
+            Some((_, true)) => text_response(StatusCode::OK, "ok"),
+            Some((_, false)) => text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "[-]poststarthook/peapod-bootstrap failed: not finished\nreadyz check failed",
-            );
-        }
-        if let Err(e) = server.store.current_revision().await {
-            warn!(error = %e, "readyz: store does not answer");
-            return text_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "[-]etcd failed: reason withheld\nreadyz check failed",
-            );
+                &format!("internal server error: {name} check failed"),
+            ),
+            None => text_response(StatusCode::NOT_FOUND, "404 page not found"),
+        };
+    }
+    let passed = checks.iter().all(|(_, ok)| *ok);
+    if passed && !verbose {
+        return text_response(StatusCode::OK, "ok");
+    }
+    let mut out = String::new();
+    for (name, ok) in &checks {
+        if *ok {
+            out.push_str(&format!("[+]{name} ok\n"));
+        } else {
+            out.push_str(&format!("[-]{name} failed: reason withheld\n"));
         }
     }
-    text_response(StatusCode::OK, "ok")
+    let verdict = if passed { "passed" } else { "failed" };
+    out.push_str(&format!("{endpoint} check {verdict}"));
+    let code = if passed {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    text_response(code, &out)
 }
 
 /// Logs the listen address once; kept apart so the binary decides what "ready" prints.
