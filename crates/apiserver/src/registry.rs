@@ -273,3 +273,43 @@ pub fn core_events() -> &'static Resource {
 pub fn priority_classes() -> &'static Resource {
     &RESOURCES[9]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OpenAPI documents are generated from their own table of kinds; every resource
+    /// served here must be described there, or kubectl explain and --validate=strict fail.
+    #[test]
+    fn every_served_resource_has_openapi_paths() {
+        for r in all() {
+            let (doc_path, url) = if r.group.is_empty() {
+                ("api/v1".to_string(), format!("/api/{}", r.version))
+            } else {
+                (
+                    format!("apis/{}/{}", r.group, r.version),
+                    format!("/apis/{}/{}", r.group, r.version),
+                )
+            };
+            let doc = openapi::v3_document(&doc_path)
+                .unwrap_or_else(|| panic!("no OpenAPI v3 document for {doc_path}"));
+            let doc: serde_json::Value = serde_json::from_slice(&doc).expect("document is JSON");
+            let item = if r.namespaced {
+                format!("{url}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+            } else {
+                format!("{url}/{}/{{name}}", r.plural)
+            };
+            assert!(
+                doc["paths"].get(&item).is_some(),
+                "{item} missing from {doc_path}"
+            );
+            for sub in r.subresources {
+                let sub_path = format!("{item}/{}", sub.name);
+                assert!(
+                    doc["paths"].get(&sub_path).is_some(),
+                    "{sub_path} missing from {doc_path}"
+                );
+            }
+        }
+    }
+}
