@@ -7,11 +7,14 @@ import datetime
 import json
 import secrets
 import threading
+import urllib.error
+import urllib.request
 
 import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+import harness
 from helpers import pod_manifest
 
 WATCH_TIMEOUT = 20  # seconds a watch may stay open in a test
@@ -416,3 +419,38 @@ def test_oversized_body_is_413_and_the_server_keeps_serving(core, ns):
     err = api_error(core.create_namespaced_config_map, ns, big)
     assert err.status == 413 and reason(err) == "RequestEntityTooLarge", err.body
     assert core.list_namespaced_config_map(ns).items == []
+
+
+def raw(cluster, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    """One request with the admin token, outside the generated client."""
+    info = harness.KubeconfigInfo(cluster.kubeconfig)
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(info.server + path, data=data, method=method, headers={
+        "Authorization": f"Bearer {info.token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=info.ssl_context(), timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_events_v1_unknown_field_is_rejected_under_strict(cluster, ns):
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+            "regarding": {"kind": "Pod", "name": "p", "namespace": ns}, "reason": "Test",
+            "note": "n", "type": "Normal", "eventTime": now, "action": "Testing",
+            "reportingController": "e2e", "reportingInstance": "e2e", "notAField": 1}
+    path = f"/apis/events.k8s.io/v1/namespaces/{ns}/events"
+    code, status = raw(cluster, "POST", path + "?fieldValidation=Strict", body)
+    assert code == 400 and 'unknown field "notAField"' in status["message"], status
+    del body["notAField"]
+    code, created = raw(cluster, "POST", path + "?fieldValidation=Strict", body)
+    assert code == 201 and created["note"] == "n", created
+
+
+def test_namespaces_cannot_be_deleted_as_a_collection(cluster):
+    """As upstream: no deletecollection on namespaces (discovery does not list it)."""
+    code, status = raw(cluster, "DELETE", "/api/v1/namespaces")
+    assert code == 405 and status["reason"] == "MethodNotAllowed", status
+    names = [n.metadata.name for n in client.CoreV1Api(cluster.client).list_namespace().items]
+    assert "default" in names

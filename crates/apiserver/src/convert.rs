@@ -18,6 +18,18 @@ pub fn events_v1_to_core(v: Value) -> Result<Value, String> {
     serde_json::to_value(api::events::core_event_from_events_v1(e)).map_err(|e| e.to_string())
 }
 
+/// As [`events_v1_to_core`], also naming the fields of the events.k8s.io body that its
+/// schema does not have (for field validation).
+pub fn events_v1_to_core_reporting(v: Value) -> Result<(Value, Vec<String>), String> {
+    let mut unknown = Vec::new();
+    let e: EventV1 =
+        serde_ignored::deserialize(v, |path| unknown.push(crate::strategy::field_path(&path)))
+            .map_err(|e| e.to_string())?;
+    let core = serde_json::to_value(api::events::core_event_from_events_v1(e))
+        .map_err(|e| e.to_string())?;
+    Ok((core, unknown))
+}
+
 pub fn core_to_events_v1(v: Value) -> Result<Value, ApiError> {
     let e: CoreEvent = serde_json::from_value(v).map_err(|e| ApiError::Internal(e.to_string()))?;
     serde_json::to_value(api::events::events_v1_from_core_event(e))

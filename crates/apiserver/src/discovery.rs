@@ -96,7 +96,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": registry::verbs(),
+            "verbs": r.verbs,
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -135,7 +135,7 @@ fn aggregated_group(name: &str, version: &str) -> Value {
                 "responseKind": { "group": r.group, "version": r.version, "kind": r.kind },
                 "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                 "singularResource": r.singular,
-                "verbs": registry::verbs(),
+                "verbs": r.verbs,
             });
             if !r.short_names.is_empty() {
                 entry["shortNames"] = json!(r.short_names);

@@ -19,6 +19,8 @@ pub struct Resource {
     /// The storage key segment; resources served in two groups share it (events).
     pub storage: &'static str,
     pub strategy: &'static dyn Strategy,
+    /// The verbs discovery advertises and routing accepts.
+    pub verbs: &'static [&'static str],
 }
 
 /// A subresource and the kind its requests and responses carry.
@@ -49,6 +51,10 @@ impl Resource {
 
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
+    }
+
+    pub fn allows(&self, verb: &str) -> bool {
+        self.verbs.contains(&verb)
     }
 
     pub fn subresource(&self, name: &str) -> Option<&'static Subresource> {
@@ -87,9 +93,10 @@ const STANDARD_VERBS: &[&str] = &[
     "watch",
 ];
 
-pub const fn verbs() -> &'static [&'static str] {
-    STANDARD_VERBS
-}
+/// Namespaces cannot be deleted as a collection (upstream serves no deletecollection).
+const NO_DELETECOLLECTION: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 const STATUS: Subresource = Subresource {
     name: "status",
@@ -110,6 +117,7 @@ static RESOURCES: &[Resource] = &[
         subresources: &[STATUS],
         storage: "namespaces",
         strategy: &strategy::NAMESPACE,
+        verbs: NO_DELETECOLLECTION,
     },
     Resource {
         group: "",
@@ -130,6 +138,7 @@ static RESOURCES: &[Resource] = &[
         ],
         storage: "pods",
         strategy: &strategy::POD,
+        verbs: STANDARD_VERBS,
     },
     Resource {
         group: "",
@@ -143,6 +152,7 @@ static RESOURCES: &[Resource] = &[
         subresources: &[STATUS],
         storage: "minions",
         strategy: &strategy::NODE,
+        verbs: STANDARD_VERBS,
     },
     Resource {
         group: "",
@@ -156,6 +166,7 @@ static RESOURCES: &[Resource] = &[
         subresources: &[],
         storage: "events",
         strategy: &strategy::EVENT,
+        verbs: STANDARD_VERBS,
     },
     Resource {
         group: "",
@@ -169,6 +180,7 @@ static RESOURCES: &[Resource] = &[
         subresources: &[],
         storage: "configmaps",
         strategy: &strategy::CONFIG_MAP,
+        verbs: STANDARD_VERBS,
     },
     Resource {
         group: "",
@@ -182,6 +194,7 @@ static RESOURCES: &[Resource] = &[
         subresources: &[],
         storage: "secrets",
         strategy: &strategy::SECRET,
+        verbs: STANDARD_VERBS,
     },
     Resource {
         group: "",
@@ -195,6 +208,7 @@ static RESOURCES: &[Resource] = &[
         subresources: &[],
         storage: "serviceaccounts",
         strategy: &strategy::SERVICE_ACCOUNT,
+        verbs: STANDARD_VERBS,
     },
     Resource {
         group: "coordination.k8s.io",
@@ -208,6 +222,7 @@ static RESOURCES: &[Resource] = &[
         subresources: &[],
         storage: "leases",
         strategy: &strategy::LEASE,
+        verbs: STANDARD_VERBS,
     },
     Resource {
         group: "events.k8s.io",
@@ -221,6 +236,7 @@ static RESOURCES: &[Resource] = &[
         subresources: &[],
         storage: "events",
         strategy: &strategy::EVENT_V1,
+        verbs: STANDARD_VERBS,
     },
     Resource {
         group: "scheduling.k8s.io",
@@ -234,6 +250,7 @@ static RESOURCES: &[Resource] = &[
         subresources: &[],
         storage: "priorityclasses",
         strategy: &strategy::PRIORITY_CLASS,
+        verbs: STANDARD_VERBS,
     },
 ];
 

@@ -132,7 +132,7 @@ pub fn route(method: &Method, path: &str, query: &Query) -> Result<Route, ApiErr
         (&Method::PUT, true) => Verb::Update,
         (&Method::PATCH, true) => Verb::Patch,
         (&Method::DELETE, true) => Verb::Delete,
-        (&Method::DELETE, false) => Verb::DeleteCollection,
+        (&Method::DELETE, false) if resource.allows("deletecollection") => Verb::DeleteCollection,
         _ => return Err(ApiError::MethodNotAllowed),
     };
     Ok(Route::Resource(RequestInfo {
@@ -260,7 +260,12 @@ mod tests {
         assert!(i.namespace.is_none());
         let i = info(Method::PUT, "/api/v1/namespaces/x/status", "");
         assert_eq!(i.subresource.as_deref(), Some("status"));
-        let i = info(Method::DELETE, "/api/v1/namespaces", "");
+        // Upstream serves no deletecollection on namespaces; on pods it does.
+        assert!(matches!(
+            route(&Method::DELETE, "/api/v1/namespaces", &Query::default()),
+            Err(ApiError::MethodNotAllowed)
+        ));
+        let i = info(Method::DELETE, "/api/v1/namespaces/a/pods", "");
         assert_eq!(i.verb, Verb::DeleteCollection);
     }
 

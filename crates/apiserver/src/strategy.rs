@@ -155,7 +155,7 @@ fn internal(detail: String) -> FieldError {
 }
 
 /// `spec.containers[0].imagePullPolice`, as upstream's strict decoder names unknown fields.
-fn field_path(path: &serde_ignored::Path) -> String {
+pub(crate) fn field_path(path: &serde_ignored::Path) -> String {
     use serde_ignored::Path;
     match path {
         Path::Root => String::new(),

@@ -89,7 +89,7 @@ impl Call {
     /// Decode a body into `resource`'s normalized form, applying field validation.
     pub fn decode_object(&self, warnings: &mut Vec<String>) -> Result<Value, ApiError> {
         let resource = self.resource();
-        let decoded = if self.is_json() && !convert::is_events_v1(resource) {
+        let mut decoded = if self.is_json() && !convert::is_events_v1(resource) {
             // One pass from bytes to the typed object: the hot path of create and update.
             let type_meta: TypeMeta = serde_json::from_slice(&self.body).map_err(|e| {
                 ApiError::BadRequest(format!(
@@ -101,13 +101,20 @@ impl Call {
         } else {
             let mut value = self.body_value()?;
             check_type_meta(&value, resource)?;
+            let mut unknown = Vec::new();
             if convert::is_events_v1(resource) {
-                value =
-                    convert::events_v1_to_core(value).map_err(|e| cannot_handle(resource, &e))?;
+                // Unknown fields are those of the events.k8s.io form the client sent.
+                (value, unknown) = convert::events_v1_to_core_reporting(value)
+                    .map_err(|e| cannot_handle(resource, &e))?;
             }
-            resource.strategy.decode(value)
+            resource.strategy.decode(value).map(|mut d| {
+                d.unknown_fields.extend(unknown);
+                d
+            })
         }
         .map_err(|e| cannot_handle(resource, &e))?;
+        decoded.unknown_fields.sort();
+        decoded.unknown_fields.dedup();
         if !decoded.unknown_fields.is_empty() {
             match self.query.field_validation()? {
                 FieldValidation::Strict => {
