@@ -720,6 +720,34 @@ fn current_row(
     .optional()
 }
 
+/// The live value of `key` if it exists and (with `expected`) is at that revision; the
+/// inner error is the per-operation failure (NotFound, Conflict), the outer one SQLite's.
+fn checked_current(
+    conn: &Connection,
+    key: &str,
+    expected: Option<Revision>,
+) -> rusqlite::Result<Result<KeyValue>> {
+    let Some((mod_revision, create_revision, old)) = current_row(conn, key.as_bytes())? else {
+        return Ok(Err(Error::NotFound {
+            key: key.to_string(),
+        }));
+    };
+    let prev = KeyValue {
+        key: key.to_string(),
+        value: Bytes::from(old),
+        create_revision,
+        mod_revision,
+    };
+    match expected {
+        Some(expected) if expected != mod_revision => Ok(Err(Error::Conflict {
+            key: key.to_string(),
+            expected,
+            current: Box::new(prev),
+        })),
+        _ => Ok(Ok(prev)),
+    }
+}
+
 fn insert_log(
     conn: &Connection,
     revision: Revision,
@@ -778,25 +806,11 @@ fn apply(
             value,
             expected,
         } => {
-            let Some((mod_revision, create_revision, old)) = current_row(conn, key.as_bytes())?
-            else {
-                return Ok(Err(Error::NotFound { key: key.clone() }));
+            let prev = match checked_current(conn, key, *expected)? {
+                Ok(prev) => prev,
+                Err(e) => return Ok(Err(e)),
             };
-            let prev = KeyValue {
-                key: key.clone(),
-                value: Bytes::from(old),
-                create_revision,
-                mod_revision,
-            };
-            if let Some(expected) = *expected {
-                if expected != mod_revision {
-                    return Ok(Err(Error::Conflict {
-                        key: key.clone(),
-                        expected,
-                        current: Box::new(prev),
-                    }));
-                }
-            }
+            let (create_revision, mod_revision) = (prev.create_revision, prev.mod_revision);
             *revision += 1;
             let rev = *revision;
             insert_log(
@@ -825,25 +839,11 @@ fn apply(
             )))
         }
         WriteOp::Delete { key, expected } => {
-            let Some((mod_revision, create_revision, old)) = current_row(conn, key.as_bytes())?
-            else {
-                return Ok(Err(Error::NotFound { key: key.clone() }));
+            let prev = match checked_current(conn, key, *expected)? {
+                Ok(prev) => prev,
+                Err(e) => return Ok(Err(e)),
             };
-            let prev = KeyValue {
-                key: key.clone(),
-                value: Bytes::from(old),
-                create_revision,
-                mod_revision,
-            };
-            if let Some(expected) = *expected {
-                if expected != mod_revision {
-                    return Ok(Err(Error::Conflict {
-                        key: key.clone(),
-                        expected,
-                        current: Box::new(prev),
-                    }));
-                }
-            }
+            let (create_revision, mod_revision) = (prev.create_revision, prev.mod_revision);
             *revision += 1;
             let rev = *revision;
             insert_log(
