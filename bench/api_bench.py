@@ -336,15 +336,21 @@ def phase(out: dict, key: str, pids: dict, fn, *args) -> dict | None:
     return r
 
 
-def bench_server(kubeconfig: str, args, pids: dict[str, int | None]) -> dict[str, dict]:
-    if not args.python_client:
-        return bench_server_rust(kubeconfig, args, pids)
-    ctl = Client(kubeconfig)
+def bench_namespaces(ctl: "Client") -> dict[str, str]:
+    """One fresh namespace per phase group, so phases do not see each other's pods."""
     suffix = f"{os.getpid()}-{int(time.time())}"
     nss = {k: f"bench-{k}-{suffix}" for k in ("create", "list", "watch")}
     for ns in nss.values():
         ctl.call("POST", "/api/v1/namespaces", json.dumps(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).encode())
+    return nss
+
+
+def bench_server(kubeconfig: str, args, pids: dict[str, int | None]) -> dict[str, dict]:
+    if not args.python_client:
+        return bench_server_rust(kubeconfig, args, pids)
+    ctl = Client(kubeconfig)
+    nss = bench_namespaces(ctl)
     out: dict[str, dict] = {}
     d = args.duration
     for n in args.clients:
@@ -374,11 +380,7 @@ def bench_server(kubeconfig: str, args, pids: dict[str, int | None]) -> dict[str
 def bench_server_rust(kubeconfig: str, args, pids: dict[str, int | None]) -> dict[str, dict]:
     """The same phases as bench_server, measured by api-bench."""
     ctl = Client(kubeconfig)
-    suffix = f"{os.getpid()}-{int(time.time())}"
-    nss = {k: f"bench-{k}-{suffix}" for k in ("create", "list", "watch")}
-    for ns in nss.values():
-        ctl.call("POST", "/api/v1/namespaces", json.dumps(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).encode())
+    nss = bench_namespaces(ctl)
     ctl.close()
     out: dict[str, dict] = {}
     d = args.duration
