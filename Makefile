@@ -27,8 +27,10 @@ E2E_TIMEOUT := 1800
 
 # Debian packages the project needs on a machine (see ARCHITECTURE.md §5).
 # protobuf-compiler: etcd-client (store's etcd backend) compiles etcd's .proto files at build time.
+# iptables: the CNI bridge (ipMasq) and portmap plugins program it. zstd: test images with
+# zstd layers (crates/image tests).
 APT_PACKAGES := etcd-server docker-registry busybox-static crun runc \
-	containernetworking-plugins iproute2 protobuf-compiler
+	containernetworking-plugins iptables iproute2 protobuf-compiler zstd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps deps-apt venv build build-release run test lint test-unit test-e2e bench clean
@@ -67,21 +69,23 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	$(PY) -m pip install -q --disable-pip-version-check -r $(REQUIREMENTS)
 	@touch $@
 
+# peapod-shim (crates/shim) is the per-pod helper binary the agent runs beside peapod.
 build:
-	cargo build -p peapod
+	cargo build -p peapod -p shim
 
 build-release:
-	cargo build --release -p peapod
+	cargo build --release -p peapod -p shim
 
-# Starts peapod in the foreground and, once it serves, creates the demo pod from the seed
-# articles (tests/e2e/testdata/alice-pod.yaml). Until the node agent lands (`peapod up` runs
-# the control plane only for now) the pod stays Pending, as on a cluster without nodes.
-DEMO_POD := tests/e2e/testdata/alice-pod.yaml
+# Starts `peapod up` in the foreground (control plane + node agent), with a demo image built
+# offline from Debian's busybox-static and imported from DIR/images/, then creates seed 004's
+# web server pod (examples/web-server-pod.yaml: busybox httpd instead of nginx).
+DEMO_POD := examples/web-server-pod.yaml
 
 run: deps build-release
 	@bin="$(TARGET_DIR)/release/peapod"; kubectl="$(CURDIR)/$(VENV)/bin/kubectl"; \
 	kubeconfig="$(CURDIR)/$(DATA_DIR)/kubeconfig.yaml"; out="$(CURDIR)/$(DATA_DIR)/stdout"; \
-	mkdir -p "$(DATA_DIR)"; : > "$$out"; \
+	mkdir -p "$(DATA_DIR)/images"; : > "$$out"; \
+	python3 tests/e2e/images.py demo-archive "$(DATA_DIR)/images/demo-web.tar" peapod.local/demo/web:1.0; \
 	echo "Starting peapod on https://$(LISTEN), data in $(DATA_DIR)/. Stop with Ctrl-C."; \
 	"$$bin" up --data-dir "$(CURDIR)/$(DATA_DIR)" --listen $(LISTEN) > >(tee "$$out") & pid=$$!; \
 	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' INT TERM; \
@@ -91,7 +95,8 @@ run: deps build-release
 	echo "Then, in another terminal:"; \
 	echo "  export KUBECONFIG=$$kubeconfig"; \
 	echo "  $$kubectl get pods -o wide"; \
-	echo "  $$kubectl describe pod alice-pod"; \
+	echo "  $$kubectl describe pod web-server"; \
+	echo "  curl http://\$$($$kubectl get pod web-server -o jsonpath='{.status.podIP}')/"; \
 	wait $$pid
 
 test: deps

@@ -161,11 +161,13 @@ class Streamed:
 @pytest.fixture(scope="module", params=["sqlite", "etcd"])
 def cluster(request, tmp_path_factory):
     """`peapod server` on a free loopback port with a fresh data dir, one per module and
-    backend, stopped by PID at teardown."""
+    backend, stopped by PID at teardown. A module's `PEAPOD_ARGS` list is added to the
+    command line (e.g. `--no-scheduler`)."""
     backend = request.param
     etcd = request.getfixturevalue("etcd") if backend == "etcd" else None
     workdir = tmp_path_factory.mktemp(f"peapod-{backend}")
-    server = harness.Peapod(workdir, backend=backend, etcd=etcd)
+    server = harness.Peapod(workdir, backend=backend, etcd=etcd,
+                            extra_args=getattr(request.module, "PEAPOD_ARGS", None))
     c = None
     try:
         server.start()
@@ -200,3 +202,72 @@ TESTDATA = Path(__file__).parent / "testdata"
 @pytest.fixture
 def testdata():
     return TESTDATA
+
+
+# ---------------------------------------------------------------------------------------
+# Real pods: a local registry with busybox-static images, and `peapod up` nodes.
+
+import images  # noqa: E402
+import node as node_support  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """Debian's docker-registry on a free loopback port, holding the test images."""
+    reg = images.start_registry(tmp_path_factory.mktemp("registry"))
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+class TestImages:
+    """Image references the tests use, all pushed to the session's registry."""
+
+    def __init__(self, host: str):
+        self.host = host
+        self.busybox = f"{host}/e2e/busybox:1.0"
+        self.web = f"{host}/e2e/web:1.0"
+
+
+@pytest.fixture(scope="session")
+def test_images(registry):
+    host = registry.host_port
+    images.push(host, "e2e/busybox", "1.0", images.busybox_image())
+    images.push(host, "e2e/web", "1.0", images.demo_web_image())
+    return TestImages(host)
+
+
+@pytest.fixture(scope="module", params=["crun", "runc"])
+def node(request, tmp_path_factory, test_images):
+    """`peapod up` with a node agent on the chosen runtime; at teardown every pod is deleted
+    and the node must have given back everything it made."""
+    n = node_support.Node(tmp_path_factory.mktemp(f"node-{request.param}"), runtime=request.param)
+    c = None
+    try:
+        n.start()
+        c = Cluster(n.server, n.workdir)
+        c.node = n
+        c.images = test_images
+        yield c
+        c.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--wait=true",
+                  timeout=120)
+        n.wait_clean()
+    finally:
+        if c is not None:
+            c.close()
+        n.stop()
+
+
+@pytest.fixture
+def pod_ns(node):
+    """A namespace for one node test; its pods are deleted and the node checked clean after."""
+    name = node.create_namespace()
+    yield name
+    node.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=1", "--wait=true",
+                 timeout=120)
+    node.node.wait_clean()
+    try:
+        kubernetes.client.CoreV1Api(node.client).delete_namespace(name)
+    except Exception:
+        pass

@@ -161,8 +161,10 @@ class Peapod:
     """One `peapod server` process; can be stopped, killed and started again on its data dir."""
 
     def __init__(self, workdir: Path, backend: str = "sqlite", etcd: Etcd | None = None,
-                 binary: Path | None = None, extra_args: list[str] | None = None):
+                 binary: Path | None = None, extra_args: list[str] | None = None,
+                 mode: str = "server"):
         self.workdir = workdir
+        self.mode = mode
         self.extra_args = list(extra_args or [])
         self.data_dir = workdir / "data"
         self.backend = backend
@@ -176,7 +178,7 @@ class Peapod:
         self.kubeconfig: Path | None = None
 
     def argv(self) -> list[str]:
-        argv = [str(self.binary), "server", "--data-dir", str(self.data_dir),
+        argv = [str(self.binary), self.mode, "--data-dir", str(self.data_dir),
                 "--listen", f"127.0.0.1:{self.port}"]
         if self.backend == "etcd":
             assert self.etcd is not None, "etcd backend needs an Etcd"

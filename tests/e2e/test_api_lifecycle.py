@@ -11,6 +11,10 @@ from kubernetes.client.rest import ApiException
 
 from helpers import pod_manifest
 
+# API semantics only: no scheduler binding pods or writing their status underneath
+# (these tests bind by hand and compare exact watch streams and resource versions).
+PEAPOD_ARGS = ["--no-scheduler"]
+
 
 def bind(core, ns, name, node):
     # The generated client cannot decode the Status a binding answers with, so read it raw.

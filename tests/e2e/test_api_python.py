@@ -17,6 +17,10 @@ from kubernetes.client.rest import ApiException
 import harness
 from helpers import pod_manifest
 
+# API semantics only: no scheduler binding pods or writing their status underneath
+# (these tests bind by hand and compare exact watch streams and resource versions).
+PEAPOD_ARGS = ["--no-scheduler"]
+
 WATCH_TIMEOUT = 20  # seconds a watch may stay open in a test
 
 

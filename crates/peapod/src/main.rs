@@ -1,7 +1,7 @@
 //! The peapod binary: argument parsing and wiring only.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -22,10 +22,89 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Control plane only: the API server on the chosen datastore.
+    /// Control plane only: the API server and the scheduler on the chosen datastore.
     Server(ServerArgs),
-    /// All-in-one single node on the embedded store (the node agent arrives with the node issue).
-    Up(ServerArgs),
+    /// All-in-one single node: control plane and node agent, embedded store.
+    Up(UpArgs),
+    /// A node agent joining a control plane.
+    Agent(AgentArgs),
+    /// The node's image store: import archives, list images.
+    Images(ImagesArgs),
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// The API server, e.g. https://127.0.0.1:6443.
+    #[arg(long)]
+    server: String,
+    /// File holding the bearer token the agent authenticates with.
+    #[arg(long)]
+    token_file: PathBuf,
+    /// CA certificate the API server's certificate is checked against.
+    #[arg(long)]
+    ca_file: PathBuf,
+    /// Where images, pod state and logs live.
+    #[arg(long, default_value = "/var/lib/peapod")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Args, Clone)]
+struct NodeArgs {
+    /// The node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node's address (default: the host's primary IPv4 address).
+    #[arg(long)]
+    node_ip: Option<std::net::IpAddr>,
+    /// Extra node labels, `key=value,...`.
+    #[arg(long, value_delimiter = ',')]
+    node_labels: Vec<String>,
+    /// This node's pod CIDR.
+    #[arg(long, default_value = "10.42.0.0/24")]
+    pod_cidr: String,
+    /// The Linux bridge pods attach to.
+    #[arg(long, default_value = "peapod0")]
+    cni_bridge: String,
+    /// Where CNI plugins are looked for (searched in order).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "/usr/lib/cni,/opt/cni/bin"
+    )]
+    cni_bin_dir: Vec<PathBuf>,
+    /// OCI runtime: crun or runc.
+    #[arg(long, default_value = "crun")]
+    runtime: String,
+    /// Registries reached over plain HTTP (loopback ones always are).
+    #[arg(long)]
+    insecure_registry: Vec<String>,
+}
+
+#[derive(Args)]
+struct ImagesArgs {
+    /// The node's data dir (images live in DIR/images).
+    #[arg(long, default_value = "/var/lib/peapod")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: ImagesCommand,
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Load docker-archive or OCI-archive tarballs.
+    Import { files: Vec<PathBuf> },
+    /// List the images the node has.
+    Ls,
 }
 
 #[derive(Args)]
@@ -45,6 +124,9 @@ struct ServerArgs {
     /// How long events are kept (kube-apiserver's --event-ttl), e.g. `1h`, `90s`.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     event_ttl: std::time::Duration,
+    /// Run without the scheduler: pods stay unassigned until bound through `pods/binding`.
+    #[arg(long)]
+    no_scheduler: bool,
 }
 
 /// `90s`, `5m`, `1h`, or plain seconds.
@@ -78,7 +160,10 @@ fn main() -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Server(args) | Command::Up(args) => run_server(args).await,
+            Command::Server(args) => run_server(args, None).await,
+            Command::Up(args) => run_server(args.server, Some(args.node)).await,
+            Command::Agent(args) => run_agent(args).await,
+            Command::Images(args) => images(args),
         }
     })
 }
@@ -103,7 +188,7 @@ async fn open_store(args: &ServerArgs) -> Result<Arc<dyn store::Store>> {
     )
 }
 
-async fn run_server(args: ServerArgs) -> Result<()> {
+async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = open_store(&args).await?;
@@ -118,11 +203,49 @@ async fn run_server(args: ServerArgs) -> Result<()> {
         shutdown.clone(),
     )
     .await?;
+    let client = client_from_parts(
+        &format!("https://{}", args.listen),
+        &args.data_dir.join("pki").join("admin.token"),
+        &args.data_dir.join("pki").join("ca.crt"),
+    )
+    .await?;
+    let scheduler = (!args.no_scheduler).then(|| {
+        tokio::spawn(scheduler::run(
+            client.clone(),
+            scheduler::SchedulerConfig::default(),
+            shutdown.clone(),
+        ))
+    });
+    if let Some(node) = node {
+        let cfg = agent_config(&node, &args.data_dir)?;
+        let ctx = agent::prepare(client, cfg).context("preparing the node")?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let agent_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = agent::run(ctx, agent_shutdown, move || {
+                let _ = ready_tx.send(());
+            })
+            .await
+            {
+                tracing::error!(error = %e, "node agent failed");
+            }
+        });
+        ready_rx
+            .await
+            .context("the node agent stopped before the node was ready")?;
+    }
     // The one line tests and scripts wait for.
     println!("peapod ready: kubeconfig={}", running.kubeconfig.display());
     wait_for_signal().await?;
     info!("shutting down");
     shutdown.cancel();
+    if let Some(scheduler) = scheduler {
+        match scheduler.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "scheduler stopped"),
+            Err(e) => tracing::error!(error = %e, "scheduler task panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
     let mut tasks = running.tasks;
     while tasks.join_next().await.is_some() {}
     // Queued writes finish before the process goes.
@@ -142,6 +265,171 @@ async fn wait_for_signal() -> Result<()> {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// A client of our own API, as every component other than the store is.
+async fn client_from_parts(
+    server: &str,
+    token_file: &Path,
+    ca_file: &Path,
+) -> Result<kube::Client> {
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("reading {}", token_file.display()))?;
+    let kubeconfig = kube::config::Kubeconfig {
+        clusters: vec![kube::config::NamedCluster {
+            name: "peapod".into(),
+            cluster: Some(kube::config::Cluster {
+                server: Some(server.into()),
+                certificate_authority: Some(ca_file.display().to_string()),
+                ..Default::default()
+            }),
+            other: Default::default(),
+        }],
+        auth_infos: vec![kube::config::NamedAuthInfo {
+            name: "peapod".into(),
+            auth_info: Some(kube::config::AuthInfo {
+                token: Some(token.trim().to_string().into()),
+                ..Default::default()
+            }),
+            other: Default::default(),
+        }],
+        contexts: vec![kube::config::NamedContext {
+            name: "peapod".into(),
+            context: Some(kube::config::Context {
+                cluster: "peapod".into(),
+                user: Some("peapod".into()),
+                ..Default::default()
+            }),
+            other: Default::default(),
+        }],
+        current_context: Some("peapod".into()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("building the API client configuration")?;
+    kube::Client::try_from(config).context("building the API client")
+}
+
+/// The host's primary IPv4 address: the source address of the default route. Connecting a
+/// UDP socket sends nothing; it only asks the kernel which address it would use.
+fn primary_ip() -> std::net::IpAddr {
+    let probe = || -> std::io::Result<std::net::IpAddr> {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        sock.connect("192.0.2.1:9")?;
+        Ok(sock.local_addr()?.ip())
+    };
+    probe().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .unwrap_or_else(|_| "peapod".into())
+}
+
+fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> {
+    let runtime = match node.runtime.as_str() {
+        "crun" => agent::RuntimeChoice::Crun,
+        "runc" => agent::RuntimeChoice::Runc,
+        other => bail!("unknown --runtime {other:?}: use crun or runc"),
+    };
+    let mut labels = std::collections::BTreeMap::new();
+    for kv in node.node_labels.iter().filter(|l| !l.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--node-labels entry {kv:?} is not key=value"))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let exe = std::env::current_exe().context("locating the peapod binary")?;
+    let shim = exe.with_file_name("peapod-shim");
+    if !shim.exists() {
+        bail!(
+            "{} is missing: it is built with peapod (`cargo build` builds both)",
+            shim.display()
+        );
+    }
+    Ok(agent::AgentConfig {
+        node_name: node.node_name.clone().unwrap_or_else(host_name),
+        node_ip: node.node_ip.unwrap_or_else(primary_ip),
+        node_labels: labels,
+        data_dir: data_dir.to_path_buf(),
+        pod_cidr: node.pod_cidr.clone(),
+        cni_bridge: node.cni_bridge.clone(),
+        cni_plugin_dirs: node.cni_bin_dir.clone(),
+        runtime,
+        runtime_version: runtime_version(runtime.name()),
+        shim,
+        insecure_registries: node.insecure_registry.clone(),
+        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        started_at: jiff::Timestamp::now(),
+    })
+}
+
+/// `crun://1.8.1`, from the runtime's own `--version`.
+fn runtime_version(name: &str) -> String {
+    let out = std::process::Command::new(name).arg("--version").output();
+    let version = out
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(2))
+                .map(|v| v.split('+').next().unwrap_or(v).to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    format!("{name}://{version}")
+}
+
+async fn run_agent(args: AgentArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let client = client_from_parts(&args.server, &args.token_file, &args.ca_file).await?;
+    let cfg = agent_config(&args.node, &args.data_dir)?;
+    let ctx = agent::prepare(client, cfg).context("preparing the node")?;
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(agent::run(ctx, shutdown.clone(), || {
+        println!("peapod agent ready");
+    }));
+    tokio::select! {
+        r = wait_for_signal() => r?,
+        r = agent => r.context("agent task")?.context("node agent")?,
+    }
+    shutdown.cancel();
+    Ok(())
+}
+
+fn images(args: ImagesArgs) -> Result<()> {
+    let store = image::ImageStore::open(&args.data_dir.join("images"))
+        .context("opening the image store")?;
+    match args.command {
+        ImagesCommand::Import { files } => {
+            for file in files {
+                let imported = store
+                    .import_archive(&file)
+                    .with_context(|| format!("importing {}", file.display()))?;
+                for img in imported {
+                    println!("imported {} {}", img.names.join(","), img.id);
+                }
+            }
+        }
+        ImagesCommand::Ls => {
+            println!("{:<60} {:<20} {:>12}", "IMAGE", "ID", "SIZE");
+            for img in store.list().context("listing images")? {
+                let id: String = img
+                    .id
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect();
+                for name in &img.names {
+                    println!("{name:<60} {id:<20} {:>12}", img.size);
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -1,0 +1,68 @@
+//! The agent's configuration: who the node is, where its state lives, which runtime and
+//! network it uses. Filled by the binary from flags.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    pub node_labels: BTreeMap<String, String>,
+    /// Everything the agent keeps: images, pod state, logs, CNI state.
+    pub data_dir: PathBuf,
+    /// This node's pod CIDR, e.g. `10.42.0.0/24`.
+    pub pod_cidr: String,
+    /// Name of the Linux bridge the CNI conflist uses.
+    pub cni_bridge: String,
+    /// Directories searched for CNI plugins.
+    pub cni_plugin_dirs: Vec<PathBuf>,
+    pub runtime: RuntimeChoice,
+    /// `crun://1.8.1`, as the node's `containerRuntimeVersion`.
+    pub runtime_version: String,
+    /// The `peapod-shim` binary (infra process and container monitors).
+    pub shim: PathBuf,
+    /// Registries reached over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// Nameservers written to pods' resolv.conf for dnsPolicy Default / ClusterFirst
+    /// (no cluster DNS yet, so the host's).
+    pub resolv_conf: PathBuf,
+    pub started_at: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    Crun,
+    Runc,
+}
+
+impl RuntimeChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeChoice::Crun => "crun",
+            RuntimeChoice::Runc => "runc",
+        }
+    }
+}
+
+impl AgentConfig {
+    pub fn pods_dir(&self) -> PathBuf {
+        self.data_dir.join("pods")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs").join("pods")
+    }
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir.join("images")
+    }
+    pub fn netns_dir(&self) -> PathBuf {
+        self.data_dir.join("run").join("netns")
+    }
+    pub fn runtime_root(&self) -> PathBuf {
+        self.data_dir.join("run").join("runtime")
+    }
+    pub fn cni_dir(&self) -> PathBuf {
+        self.data_dir.join("cni")
+    }
+}

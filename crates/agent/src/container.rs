@@ -1,0 +1,588 @@
+//! One container's life on the node: its image made ready (pull policy, events), its OCI
+//! config assembled from the PodSpec and the image config, then created and started by the
+//! runtime under a monitor. Stopping honours the image's STOPSIGNAL.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use tracing::debug;
+
+use crate::events::EventType;
+use crate::expand::{expand, field_ref, process_args, set_env, split_env};
+use crate::record::{ContainerRecord, SandboxRecord};
+use crate::sandbox::{hostname, pod_cgroup, pod_files};
+use crate::Ctx;
+
+/// Why a container could not be made to run, in the kubelet's words (the waiting reason).
+#[derive(Debug, Clone)]
+pub struct StartFailure {
+    pub reason: &'static str,
+    pub message: String,
+    /// True for image pull failures, which back off as ImagePullBackOff.
+    pub image: bool,
+}
+
+impl StartFailure {
+    fn new(reason: &'static str, message: impl Into<String>) -> StartFailure {
+        StartFailure {
+            reason,
+            message: message.into(),
+            image: false,
+        }
+    }
+}
+
+pub fn field_path(init: bool, name: &str) -> String {
+    if init {
+        format!("spec.initContainers{{{name}}}")
+    } else {
+        format!("spec.containers{{{name}}}")
+    }
+}
+
+/// Makes the image available per `imagePullPolicy`, recording Pulling/Pulled as upstream.
+pub async fn ensure_image(
+    ctx: &Ctx,
+    pod: &Pod,
+    c: &Container,
+    init: bool,
+) -> Result<image::Image, StartFailure> {
+    let spec_image = c.image.clone().unwrap_or_default();
+    let reference = image::Reference::parse(&spec_image).map_err(|e| {
+        StartFailure::new(
+            "InvalidImageName",
+            format!("Failed to apply default image tag \"{spec_image}\": {e}"),
+        )
+    })?;
+    let policy = c
+        .image_pull_policy
+        .clone()
+        .unwrap_or_else(|| api::pod::default_pull_policy(&spec_image).to_string());
+    let fp = field_path(init, &c.name);
+    let present = ctx
+        .images
+        .get(&reference)
+        .map_err(|e| StartFailure::new("ErrImagePull", format!("reading the image store: {e}")))?;
+    if policy != "Always" {
+        if let Some(img) = present {
+            ctx.recorder.container_event(
+                pod,
+                fp,
+                EventType::Normal,
+                "Pulled",
+                format!("Container image \"{spec_image}\" already present on machine"),
+            );
+            return Ok(img);
+        }
+        if policy == "Never" {
+            let msg = format!(
+                "Container image \"{spec_image}\" is not present with pull policy of Never"
+            );
+            ctx.recorder.container_event(
+                pod,
+                fp,
+                EventType::Warning,
+                "ErrImageNeverPull",
+                msg.clone(),
+            );
+            return Err(StartFailure::new("ErrImageNeverPull", msg));
+        }
+    }
+    let waited = Instant::now();
+    // One pull per image at a time; the others wait and then find it present.
+    let lock = ctx.pull_lock(&reference.to_string());
+    let _guard = lock.lock().await;
+    if policy != "Always" {
+        if let Ok(Some(img)) = ctx.images.get(&reference) {
+            return Ok(img);
+        }
+    }
+    ctx.recorder.container_event(
+        pod,
+        fp.clone(),
+        EventType::Normal,
+        "Pulling",
+        format!("Pulling image \"{spec_image}\""),
+    );
+    let started = Instant::now();
+    let opts = image::PullOptions {
+        insecure_registries: ctx.cfg.insecure_registries.clone(),
+        credentials: None,
+    };
+    match ctx.images.pull(&reference, &opts).await {
+        Ok(img) => {
+            ctx.recorder.container_event(
+                pod,
+                fp,
+                EventType::Normal,
+                "Pulled",
+                format!(
+                    "Successfully pulled image \"{spec_image}\" in {} ({} including waiting). Image size: {} bytes.",
+                    go_duration(started.elapsed()),
+                    go_duration(waited.elapsed()),
+                    img.size
+                ),
+            );
+            Ok(img)
+        }
+        Err(e) => {
+            let message = format!("Failed to pull image \"{spec_image}\": {e}");
+            ctx.recorder.container_event(
+                pod,
+                fp.clone(),
+                EventType::Warning,
+                "Failed",
+                message.clone(),
+            );
+            ctx.recorder.container_event(
+                pod,
+                fp,
+                EventType::Warning,
+                "Failed",
+                "Error: ErrImagePull",
+            );
+            Err(StartFailure {
+                reason: "ErrImagePull",
+                message,
+                image: true,
+            })
+        }
+    }
+}
+
+/// Go's `time.Duration` printing as the kubelet's messages show it (`1.234s`, `512ms`).
+pub fn go_duration(d: std::time::Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1000.0 {
+        let s = format!("{ms:.3}");
+        format!("{}ms", s.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        let s = format!("{:.3}", d.as_secs_f64());
+        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
+fn milli(q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity) -> Option<i64> {
+    let v = api::quantity::Quantity::parse(&q.0).ok()?;
+    i64::try_from((v.nanos + 999_999) / 1_000_000).ok()
+}
+
+fn bytes(q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity) -> Option<i64> {
+    let v = api::quantity::Quantity::parse(&q.0).ok()?;
+    i64::try_from((v.nanos + 999_999_999) / 1_000_000_000).ok()
+}
+
+/// cgroup settings from `resources`, as the kubelet maps them: shares from the cpu request
+/// (min 2), CFS quota from the cpu limit over a 100 ms period, memory limit (swap off).
+pub fn resources(c: &Container) -> oci::Resources {
+    let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+    let lim = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+    let cpu_request = req.and_then(|r| r.get("cpu")).and_then(milli);
+    let cpu_limit = lim.and_then(|r| r.get("cpu")).and_then(milli);
+    let shares = cpu_request
+        .or(cpu_limit)
+        .map(|m| (m * 1024 / 1000).max(2) as u64)
+        .unwrap_or(2);
+    oci::Resources {
+        cpu_shares: Some(shares),
+        cpu_quota: cpu_limit.map(|m| (m * 100_000 / 1000).max(1000)),
+        cpu_period: cpu_limit.map(|_| 100_000),
+        memory_limit: lim.and_then(|r| r.get("memory")).and_then(bytes),
+        pids_limit: None,
+    }
+}
+
+/// Resolves the user to run as: securityContext first, then the image's `User`
+/// (`uid`, `uid:gid`, `name`, `name:group`, looked up in the image's /etc/passwd and /etc/group).
+fn user(
+    pod: &Pod,
+    c: &Container,
+    img: &image::Image,
+    rootfs: &Path,
+) -> Result<(u32, u32), StartFailure> {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let sc = c.security_context.as_ref();
+    let run_as_user = sc
+        .and_then(|s| s.run_as_user)
+        .or(pod_sc.and_then(|s| s.run_as_user));
+    let run_as_group = sc
+        .and_then(|s| s.run_as_group)
+        .or(pod_sc.and_then(|s| s.run_as_group));
+    let image_user = img.config.user.clone().unwrap_or_default();
+    let (user_part, group_part) = match image_user.split_once(':') {
+        Some((u, g)) => (u.to_string(), Some(g.to_string())),
+        None => (image_user.clone(), None),
+    };
+    let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
+        let text = std::fs::read_to_string(rootfs.join(file)).ok()?;
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name)).then(|| {
+                let id = f.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+                let gid = f.get(3).and_then(|v| v.parse().ok()).unwrap_or(id);
+                (id, gid)
+            })
+        })
+    };
+    let (mut uid, mut gid) = if user_part.is_empty() {
+        (0, 0)
+    } else if let Ok(n) = user_part.parse::<u32>() {
+        (n, lookup_by_uid(rootfs, n).unwrap_or(0))
+    } else {
+        lookup("etc/passwd", &user_part).ok_or_else(|| {
+            StartFailure::new(
+                "CreateContainerConfigError",
+                format!("unable to find user {user_part}: no matching entries in passwd file"),
+            )
+        })?
+    };
+    if let Some(g) = group_part {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup("etc/group", &g).map(|(id, _)| id).ok_or_else(|| {
+                StartFailure::new(
+                    "CreateContainerConfigError",
+                    format!("unable to find group {g}: no matching entries in group file"),
+                )
+            })?,
+        };
+    }
+    if let Some(u) = run_as_user {
+        uid = u32::try_from(u).unwrap_or(0);
+        gid = lookup_by_uid(rootfs, uid).unwrap_or(0);
+    }
+    if let Some(g) = run_as_group {
+        gid = u32::try_from(g).unwrap_or(0);
+    }
+    Ok((uid, gid))
+}
+
+fn lookup_by_uid(rootfs: &Path, uid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(rootfs.join("etc/passwd")).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.get(2).and_then(|v| v.parse::<u32>().ok()) == Some(uid))
+            .then(|| f.get(3).and_then(|v| v.parse().ok()))
+            .flatten()
+    })
+}
+
+/// The container's environment: image env, then `env` in order with `$(VAR)` expansion
+/// against what came before (fieldRef values the node knows; other sources are issue 6's).
+fn environment(
+    pod: &Pod,
+    c: &Container,
+    img: &image::Image,
+    pod_ip: Option<&str>,
+    host_ip: &str,
+) -> Vec<(String, String)> {
+    let mut env = split_env(&img.config.env);
+    let mut defined: Vec<(String, String)> = Vec::new();
+    for var in c.env.iter().flatten() {
+        let value = if let Some(v) = &var.value {
+            let lookup = |name: &str| {
+                defined
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            expand(v, &lookup)
+        } else if let Some(fr) = var.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
+            field_ref(pod, &fr.field_path, pod_ip, host_ip).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        defined.push((var.name.clone(), value.clone()));
+        set_env(&mut env, &var.name, value);
+    }
+    if !env.iter().any(|(k, _)| k == "HOSTNAME") {
+        env.push(("HOSTNAME".into(), hostname(pod)));
+    }
+    env
+}
+
+/// Everything needed to create one container instance.
+pub struct Prepared {
+    pub record: ContainerRecord,
+    pub bundle: PathBuf,
+    pub spec: oci::ContainerConfig,
+}
+
+pub fn container_dir(pod_dir: &Path, id: &str) -> PathBuf {
+    pod_dir.join("c").join(&id[..12.min(id.len())])
+}
+
+/// Mounts the rootfs and assembles the OCI config. On error the rootfs is unmounted again.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    ctx: &Ctx,
+    pod: &Pod,
+    pod_dir: &Path,
+    sandbox: &SandboxRecord,
+    c: &Container,
+    init: bool,
+    attempt: i32,
+    img: &image::Image,
+) -> Result<Prepared, StartFailure> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = container_dir(pod_dir, &id);
+    let create_err = |e: String| StartFailure::new("CreateContainerError", e);
+    std::fs::create_dir_all(&dir).map_err(|e| create_err(format!("{}: {e}", dir.display())))?;
+    let rootfs = ctx
+        .images
+        .mount_rootfs(img, &dir)
+        .map_err(|e| create_err(format!("failed to mount rootfs: {e}")))?;
+    let result = assemble(
+        ctx, pod, pod_dir, sandbox, c, init, attempt, img, &id, &dir, &rootfs,
+    );
+    if result.is_err() {
+        let _ = image::unmount_rootfs(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    ctx: &Ctx,
+    pod: &Pod,
+    pod_dir: &Path,
+    sandbox: &SandboxRecord,
+    c: &Container,
+    init: bool,
+    attempt: i32,
+    img: &image::Image,
+    id: &str,
+    dir: &Path,
+    rootfs: &Path,
+) -> Result<Prepared, StartFailure> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pod_ip = sandbox.ips.first().map(String::as_str);
+    let host_ip = ctx.cfg.node_ip.to_string();
+    let env = environment(pod, c, img, pod_ip, &host_ip);
+    let entrypoint = img.config.entrypoint.clone().unwrap_or_default();
+    let cmd = img.config.cmd.clone().unwrap_or_default();
+    let args = process_args(c, &entrypoint, &cmd, &env);
+    if args.is_empty() {
+        return Err(StartFailure::new(
+            "CreateContainerError",
+            "no command specified",
+        ));
+    }
+    let (run_uid, run_gid) = user(pod, c, img, rootfs)?;
+    let files = pod_files(pod_dir);
+    let termination_log = dir.join("termination-log");
+    std::fs::write(&termination_log, b"")
+        .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+    let mut mounts = Vec::new();
+    let volumes: BTreeMap<&str, _> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .map(|v| v.iter().map(|v| (v.name.as_str(), v)).collect())
+        .unwrap_or_default();
+    for vm in c.volume_mounts.iter().flatten() {
+        let Some(vol) = volumes.get(vm.name.as_str()) else {
+            return Err(StartFailure::new(
+                "CreateContainerConfigError",
+                format!(
+                    "cannot find volume \"{}\" to mount into container \"{}\"",
+                    vm.name, c.name
+                ),
+            ));
+        };
+        let source = if vol.empty_dir.is_some() {
+            let d = pod_dir.join("volumes").join(&vm.name);
+            std::fs::create_dir_all(&d)
+                .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+            d
+        } else if let Some(hp) = &vol.host_path {
+            let p = PathBuf::from(&hp.path);
+            if hp.type_.as_deref() == Some("DirectoryOrCreate") {
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+            }
+            p
+        } else {
+            return Err(StartFailure::new(
+                "CreateContainerConfigError",
+                format!(
+                    "volume \"{}\": this volume type is not supported yet",
+                    vm.name
+                ),
+            ));
+        };
+        let source = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) => {
+                let p = source.join(sub);
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+                p
+            }
+            None => source,
+        };
+        mounts.push(oci::Mount {
+            source,
+            destination: vm.mount_path.clone(),
+            readonly: vm.read_only.unwrap_or(false),
+            kind: oci::MountKind::Bind,
+        });
+    }
+    let bind = |source: &Path, destination: &str| oci::Mount {
+        source: source.to_path_buf(),
+        destination: destination.into(),
+        readonly: false,
+        kind: oci::MountKind::Bind,
+    };
+    if !mounts.iter().any(|m| m.destination == "/etc/hosts") {
+        mounts.push(bind(&files.hosts, "/etc/hosts"));
+    }
+    mounts.push(bind(&files.hostname, "/etc/hostname"));
+    mounts.push(bind(&files.resolv_conf, "/etc/resolv.conf"));
+    let termination_path = c
+        .termination_message_path
+        .clone()
+        .unwrap_or_else(|| "/dev/termination-log".into());
+    mounts.push(bind(&termination_log, &termination_path));
+
+    let infra = sandbox.infra_pid;
+    let share_pid = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.share_process_namespace)
+        .unwrap_or(false);
+    let sc = c.security_context.as_ref();
+    let cwd = c
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| img.config.working_dir.clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    let spec = oci::ContainerConfig {
+        args,
+        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd,
+        uid: run_uid,
+        gid: run_gid,
+        additional_gids: Vec::new(),
+        hostname: hostname(pod),
+        rootfs: rootfs.to_path_buf(),
+        readonly_rootfs: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        mounts,
+        netns: Some(oci::sandbox::ns_path(infra, "net")),
+        ipcns: Some(oci::sandbox::ns_path(infra, "ipc")),
+        utsns: Some(oci::sandbox::ns_path(infra, "uts")),
+        pidns: share_pid.then(|| oci::sandbox::ns_path(infra, "pid")),
+        shm: Some(pod_dir.join("shm")),
+        cgroups_path: format!("/{}/{}", pod_cgroup(&uid), id),
+        resources: resources(c),
+        oom_score_adj: None,
+        tty: c.tty.unwrap_or(false),
+        stdin: c.stdin.unwrap_or(false),
+        no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
+        capabilities: None,
+        annotations: BTreeMap::from([
+            ("io.kubernetes.pod.namespace".to_string(), ns.clone()),
+            ("io.kubernetes.pod.name".to_string(), name.clone()),
+            ("io.kubernetes.pod.uid".to_string(), uid.clone()),
+            ("io.kubernetes.container.name".to_string(), c.name.clone()),
+        ]),
+    };
+    let log_path = ctx
+        .cfg
+        .logs_dir()
+        .join(format!("{ns}_{name}_{uid}"))
+        .join(&c.name)
+        .join(format!("{attempt}.log"));
+    if let Some(parent) = log_path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+    }
+    let stop_signal = img
+        .config
+        .stop_signal
+        .as_deref()
+        .and_then(signal_number)
+        .unwrap_or(libc::SIGTERM);
+    debug!(container = %c.name, id, "prepared container");
+    Ok(Prepared {
+        record: ContainerRecord {
+            id: id.to_string(),
+            name: c.name.clone(),
+            init,
+            attempt,
+            image: c.image.clone().unwrap_or_default(),
+            image_ref: img.names.first().cloned().unwrap_or_default(),
+            image_id: img
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| img.id.clone()),
+            pid: 0,
+            created_at: jiff::Timestamp::now(),
+            started_at: None,
+            exit: None,
+            log_path,
+            stop_signal,
+        },
+        bundle: dir.to_path_buf(),
+        spec,
+    })
+}
+
+/// `SIGTERM`, `TERM`, `15` → 15.
+pub fn signal_number(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse() {
+        return Some(n);
+    }
+    let name = s.trim_start_matches("SIG");
+    Some(match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "STOP" => libc::SIGSTOP,
+        "WINCH" => libc::SIGWINCH,
+        "PWR" => libc::SIGPWR,
+        _ => return None,
+    })
+}
+
+/// Creates the container under its monitor, then starts it.
+pub async fn create_and_start(ctx: &Ctx, prepared: &mut Prepared) -> Result<(), StartFailure> {
+    let spec = oci::build_spec(&prepared.spec)
+        .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+    let exit_file = prepared.bundle.join("exit.json");
+    let pid = ctx
+        .runtime
+        .create(
+            &prepared.record.id,
+            &prepared.bundle,
+            &spec,
+            &prepared.record.log_path,
+            &exit_file,
+        )
+        .await
+        .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+    prepared.record.pid = pid;
+    ctx.runtime
+        .start(&prepared.record.id)
+        .await
+        .map_err(|e| StartFailure::new("StartError", e.to_string()))?;
+    prepared.record.started_at = Some(jiff::Timestamp::now());
+    Ok(())
+}
+
+pub fn exit_file(pod_dir: &Path, id: &str) -> PathBuf {
+    container_dir(pod_dir, id).join("exit.json")
+}

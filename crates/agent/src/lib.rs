@@ -1,0 +1,290 @@
+//! The peapod node agent — the kubelet. It registers the node and keeps its lease, watches
+//! the pods bound to the node, and runs each through a pod worker on real parts: images
+//! (`image`), the pod network (`cni`), the OCI runtime and per-pod helpers (`oci`).
+//!
+//! Owns: node status, pod workers, pod status and events, re-adoption after a restart.
+//! Does not own: the API (it is a client of it, through `kube`), image, network and
+//! runtime mechanics (their crates). May depend on `api` for pure helpers (QoS, defaults).
+
+pub mod config;
+mod container;
+mod events;
+mod expand;
+pub mod node_status;
+mod pleg;
+mod pod_worker;
+mod podstatus;
+mod record;
+mod sandbox;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::{AgentConfig, RuntimeChoice};
+use pod_worker::PodUpdate;
+use record::PodRecord;
+
+/// The version the node reports (`kubectl get nodes` VERSION), as k3s marks its builds.
+pub const KUBELET_VERSION: &str = "v1.37.0+peapod";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("pod state: {0}")]
+    State(String),
+    #[error("{0}")]
+    Sandbox(String),
+    #[error("image store: {0}")]
+    Image(#[from] image::ImageError),
+    #[error("network: {0}")]
+    Cni(#[from] cni::CniError),
+    #[error("runtime: {0}")]
+    Runtime(#[from] oci::OciError),
+}
+
+impl AgentError {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> AgentError {
+        AgentError::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What every pod worker shares.
+pub struct Ctx {
+    pub client: kube::Client,
+    pub cfg: Arc<AgentConfig>,
+    recorder: events::Recorder,
+    pub images: Arc<image::ImageStore>,
+    pub cni: Arc<cni::Cni>,
+    pub runtime: Arc<oci::Runtime>,
+    pull_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Ctx {
+    fn pull_lock(&self, image: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.pull_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(image.to_string()).or_default().clone()
+    }
+}
+
+/// Imports `DIR/images/*.tar` (air-gapped images) into the store.
+fn import_archives(images: &image::ImageStore, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("tar") {
+            continue;
+        }
+        match images.import_archive(&path) {
+            Ok(imported) => {
+                for img in imported {
+                    info!(image = ?img.names, file = %path.display(), "imported image archive");
+                }
+            }
+            Err(e) => warn!(file = %path.display(), error = %e, "importing image archive"),
+        }
+    }
+}
+
+/// Sets up the node's parts. Returns the shared context.
+pub fn prepare(client: kube::Client, cfg: AgentConfig) -> Result<Arc<Ctx>, AgentError> {
+    for dir in [
+        cfg.pods_dir(),
+        cfg.logs_dir(),
+        cfg.netns_dir(),
+        cfg.runtime_root(),
+        cfg.cni_dir(),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+    }
+    let conflist = cfg.cni_dir().join("net.d").join("10-peapod.conflist");
+    if let Some(parent) = conflist.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
+    }
+    cni::write_default_conflist(
+        &conflist,
+        "peapod",
+        &cfg.cni_bridge,
+        &cfg.pod_cidr,
+        &cfg.cni_dir().join("networks"),
+    )?;
+    let cni = cni::Cni::new(
+        cfg.cni_plugin_dirs.clone(),
+        conflist,
+        cfg.cni_dir().join("cache"),
+    )?;
+    let kind = match cfg.runtime {
+        RuntimeChoice::Crun => oci::RuntimeKind::Crun,
+        RuntimeChoice::Runc => oci::RuntimeKind::Runc,
+    };
+    let runtime = oci::Runtime::new(kind, cfg.runtime_root(), cfg.shim.clone())?;
+    let images = image::ImageStore::open(&cfg.images_dir())?;
+    import_archives(&images, &cfg.images_dir());
+    let recorder = events::Recorder::start(client.clone(), cfg.node_name.clone());
+    Ok(Arc::new(Ctx {
+        client,
+        cfg: Arc::new(cfg),
+        recorder,
+        images: Arc::new(images),
+        cni: Arc::new(cni),
+        runtime: Arc::new(runtime),
+        pull_locks: Mutex::new(HashMap::new()),
+    }))
+}
+
+fn load_records(cfg: &AgentConfig) -> HashMap<String, PodRecord> {
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(cfg.pods_dir()) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        match PodRecord::load(&entry.path()) {
+            Ok(Some(rec)) => {
+                out.insert(rec.uid.clone(), rec);
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "unreadable pod state"),
+        }
+    }
+    out
+}
+
+/// Removes runtime containers and network namespaces no pod record knows: leftovers of a
+/// crash between creating something and recording it.
+async fn remove_orphans(ctx: &Ctx, records: &HashMap<String, PodRecord>) {
+    let known: HashSet<&str> = records
+        .values()
+        .flat_map(|r| r.containers.iter().map(|c| c.id.as_str()))
+        .collect();
+    match ctx.runtime.list().await {
+        Ok(states) => {
+            for st in states.iter().filter(|s| !known.contains(s.id.as_str())) {
+                warn!(container = %st.id, "removing orphaned container");
+                let _ = ctx.runtime.delete(&st.id, true).await;
+            }
+        }
+        Err(e) => warn!(error = %e, "listing runtime containers"),
+    }
+    let sandboxes: HashSet<String> = records
+        .values()
+        .filter_map(|r| r.sandbox.as_ref().map(|s| s.id.clone()))
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(ctx.cfg.netns_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if !sandboxes.contains(&name) {
+                warn!(netns = %name, "removing orphaned network namespace");
+                let _ = cni::netns::remove(&entry.path());
+            }
+        }
+    }
+}
+
+struct WorkerSlot {
+    tx: watch::Sender<PodUpdate>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Runs the agent until `shutdown`: registers the node, keeps its lease, and runs the pods
+/// bound to it. `ready` is called once the node is registered.
+pub async fn run(
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+    ready: impl FnOnce(),
+) -> Result<(), AgentError> {
+    let cfg = ctx.cfg.clone();
+    let node_uid = node_status::register(&ctx.client, &cfg).await?;
+    tokio::spawn(node_status::heartbeat(
+        ctx.client.clone(),
+        cfg.clone(),
+        node_uid,
+        shutdown.clone(),
+    ));
+    let mut records = load_records(&cfg);
+    remove_orphans(&ctx, &records).await;
+    ready();
+
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let selector = format!("spec.nodeName={}", cfg.node_name);
+    let mut stream = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
+    let mut workers: HashMap<String, WorkerSlot> = HashMap::new();
+    let mut seen_in_list: HashSet<String> = HashSet::new();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ev = stream.next() => ev,
+        };
+        let Some(event) = event else { break };
+        let event = match event {
+            Ok(ev) => ev,
+            Err(e) => {
+                warn!(error = %e, "pod watch");
+                continue;
+            }
+        };
+        workers.retain(|_, w| !w.task.is_finished());
+        match event {
+            watcher::Event::Init => seen_in_list.clear(),
+            watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                seen_in_list.insert(uid.clone());
+                let update = PodUpdate::Present(Arc::new(pod));
+                match workers.get(&uid) {
+                    Some(w) => {
+                        let _ = w.tx.send(update);
+                    }
+                    None => {
+                        let (tx, rx) = watch::channel(update);
+                        let task =
+                            pod_worker::spawn(ctx.clone(), uid.clone(), records.remove(&uid), rx);
+                        workers.insert(uid, WorkerSlot { tx, task });
+                    }
+                }
+            }
+            watcher::Event::Delete(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if let Some(w) = workers.get(&uid) {
+                    let _ = w.tx.send(PodUpdate::Gone);
+                }
+            }
+            watcher::Event::InitDone => {
+                // Pods the agent ran that are no longer in the API: release them.
+                for (uid, w) in &workers {
+                    if !seen_in_list.contains(uid) {
+                        let _ = w.tx.send(PodUpdate::Gone);
+                    }
+                }
+                for (uid, rec) in records.drain() {
+                    info!(pod = %rec.name, "pod gone while the agent was down; cleaning up");
+                    let (tx, rx) = watch::channel(PodUpdate::Gone);
+                    let task = pod_worker::spawn(ctx.clone(), uid.clone(), Some(rec), rx);
+                    workers.insert(uid, WorkerSlot { tx, task });
+                }
+            }
+        }
+    }
+    info!("node agent stopping; containers keep running");
+    for (_, w) in workers {
+        w.task.abort();
+    }
+    Ok(())
+}

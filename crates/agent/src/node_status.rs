@@ -1,0 +1,325 @@
+//! Node registration, the node lease and node status — the kubelet's `nodestatus` and
+//! `nodelease` in one place. Owns what the node says about itself: capacity read from the
+//! machine, conditions, addresses, node info. Does not own pods.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::AgentConfig;
+use crate::AgentError;
+
+/// Upstream's default lease duration; the lease is renewed every quarter of it (10 s).
+const LEASE_DURATION_SECONDS: i32 = 40;
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// Status is re-posted at least this often even when nothing changed (upstream: 5 min with
+/// leases; we post more often so `kubectl get nodes` ages stay fresh).
+const STATUS_REPORT: Duration = Duration::from_secs(60);
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// Pods a node runs at most, the kubelet's default `--max-pods`.
+pub const MAX_PODS: u32 = 110;
+
+/// What the machine has, as the node reports it.
+pub fn machine_capacity(data_dir: &Path) -> BTreeMap<String, Quantity> {
+    let mut capacity = BTreeMap::new();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    capacity.insert("cpu".into(), Quantity(cpus.to_string()));
+    if let Some(kib) = meminfo_kib("MemTotal") {
+        capacity.insert("memory".into(), Quantity(format!("{kib}Ki")));
+    }
+    if let Some(bytes) = filesystem_bytes(data_dir) {
+        capacity.insert(
+            "ephemeral-storage".into(),
+            Quantity(format!("{}Ki", bytes / 1024)),
+        );
+    }
+    capacity.insert("hugepages-1Gi".into(), Quantity("0".into()));
+    capacity.insert("hugepages-2Mi".into(), Quantity("0".into()));
+    capacity.insert("pods".into(), Quantity(MAX_PODS.to_string()));
+    capacity
+}
+
+fn meminfo_kib(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn filesystem_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_blocks as u64 * st.f_frsize as u64)
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn os_image() -> String {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".into())
+}
+
+fn kernel_version() -> String {
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a properly sized out-parameter.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return String::new();
+    }
+    // SAFETY: uname NUL-terminates the release field.
+    unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+fn condition(kind: &str, status: &str, reason: &str, message: &str, at: &Time) -> NodeCondition {
+    NodeCondition {
+        type_: kind.into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_heartbeat_time: Some(now()),
+        // The conditions have held since the agent started.
+        last_transition_time: Some(at.clone()),
+    }
+}
+
+/// The node's status as it is right now.
+pub fn node_status(cfg: &AgentConfig) -> NodeStatus {
+    let at = Time(cfg.started_at);
+    let capacity = machine_capacity(&cfg.data_dir);
+    NodeStatus {
+        allocatable: Some(capacity.clone()),
+        capacity: Some(capacity),
+        conditions: Some(vec![
+            condition(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                &at,
+            ),
+            condition(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                &at,
+            ),
+            condition(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+                &at,
+            ),
+            condition(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status",
+                &at,
+            ),
+        ]),
+        addresses: Some(vec![
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: cfg.node_ip.to_string(),
+            },
+            NodeAddress {
+                type_: "Hostname".into(),
+                address: cfg.node_name.clone(),
+            },
+        ]),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+        }),
+        node_info: Some(NodeSystemInfo {
+            architecture: std::env::consts::ARCH.replace("x86_64", "amd64"),
+            boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+            container_runtime_version: cfg.runtime_version.clone(),
+            kernel_version: kernel_version(),
+            kube_proxy_version: String::new(),
+            kubelet_version: crate::KUBELET_VERSION.into(),
+            machine_id: read_trimmed("/etc/machine-id"),
+            operating_system: "linux".into(),
+            os_image: os_image(),
+            system_uuid: read_trimmed("/sys/class/dmi/id/product_uuid"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node_labels(cfg: &AgentConfig) -> BTreeMap<String, String> {
+    let arch = std::env::consts::ARCH.replace("x86_64", "amd64");
+    let mut labels = BTreeMap::from([
+        ("beta.kubernetes.io/arch".to_string(), arch.clone()),
+        ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
+        ("kubernetes.io/arch".to_string(), arch),
+        ("kubernetes.io/hostname".to_string(), cfg.node_name.clone()),
+        ("kubernetes.io/os".to_string(), "linux".to_string()),
+    ]);
+    labels.extend(cfg.node_labels.clone());
+    labels
+}
+
+/// Creates the Node, or on a restart refreshes the existing one's status. Returns its uid.
+pub async fn register(client: &kube::Client, cfg: &AgentConfig) -> Result<String, AgentError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some(cfg.node_name.clone()),
+            labels: Some(node_labels(cfg)),
+            annotations: Some(BTreeMap::from([(
+                "node.alpha.kubernetes.io/ttl".to_string(),
+                "0".to_string(),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            pod_cidr: Some(cfg.pod_cidr.clone()),
+            pod_cidrs: Some(vec![cfg.pod_cidr.clone()]),
+            ..Default::default()
+        }),
+        status: Some(node_status(cfg)),
+    };
+    let created = match nodes.create(&PostParams::default(), &node).await {
+        Ok(created) => {
+            info!(node = %cfg.node_name, "registered node");
+            created
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            info!(node = %cfg.node_name, "node already registered; updating it");
+            let patch = serde_json::json!({
+                "metadata": {"labels": node_labels(cfg)},
+                "spec": {"podCIDR": cfg.pod_cidr, "podCIDRs": [cfg.pod_cidr]},
+            });
+            nodes
+                .patch(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    post_status(&nodes, cfg).await?;
+    Ok(created.metadata.uid.unwrap_or_default())
+}
+
+async fn post_status(nodes: &Api<Node>, cfg: &AgentConfig) -> Result<(), AgentError> {
+    let patch = serde_json::json!({ "status": node_status(cfg) });
+    nodes
+        .patch_status(
+            &cfg.node_name,
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn renew_lease(
+    leases: &Api<Lease>,
+    cfg: &AgentConfig,
+    node_uid: &str,
+) -> Result<(), AgentError> {
+    let renew = MicroTime(jiff::Timestamp::now());
+    let spec = LeaseSpec {
+        holder_identity: Some(cfg.node_name.clone()),
+        lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+        renew_time: Some(renew),
+        ..Default::default()
+    };
+    match leases.get_opt(&cfg.node_name).await? {
+        Some(mut lease) => {
+            let mut merged = lease.spec.take().unwrap_or_default();
+            merged.holder_identity = spec.holder_identity;
+            merged.lease_duration_seconds = spec.lease_duration_seconds;
+            merged.renew_time = spec.renew_time;
+            lease.spec = Some(merged);
+            leases
+                .replace(&cfg.node_name, &PostParams::default(), &lease)
+                .await?;
+        }
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(cfg.node_name.clone()),
+                    namespace: Some(LEASE_NAMESPACE.into()),
+                    owner_references: Some(vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "Node".into(),
+                        name: cfg.node_name.clone(),
+                        uid: node_uid.into(),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec {
+                    acquire_time: Some(MicroTime(jiff::Timestamp::now())),
+                    ..spec
+                }),
+            };
+            leases.create(&PostParams::default(), &lease).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Renews the lease every 10 s and re-posts status every minute until shutdown.
+pub async fn heartbeat(
+    client: kube::Client,
+    cfg: std::sync::Arc<AgentConfig>,
+    node_uid: String,
+    shutdown: CancellationToken,
+) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let nodes: Api<Node> = Api::all(client);
+    let mut last_status = std::time::Instant::now();
+    loop {
+        if let Err(e) = renew_lease(&leases, &cfg, &node_uid).await {
+            warn!(error = %e, "renewing the node lease");
+        } else {
+            debug!("renewed node lease");
+        }
+        if last_status.elapsed() >= STATUS_REPORT {
+            if let Err(e) = post_status(&nodes, &cfg).await {
+                warn!(error = %e, "posting node status");
+            }
+            last_status = std::time::Instant::now();
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(LEASE_RENEW) => {}
+        }
+    }
+}

@@ -1,0 +1,92 @@
+"""Support for tests that run real pods: a `peapod up` node with its own pod CIDR and bridge,
+and the leak check that proves a node gave everything back (processes, mounts, network
+namespaces, veths, IP leases, cgroups, runtime state)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import harness
+
+
+def unique_network() -> tuple[str, str]:
+    """A pod CIDR and bridge name no other test node on this machine uses."""
+    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    for _ in range(100):
+        octet = 100 + secrets.randbelow(150)
+        third = secrets.randbelow(250)
+        prefix = f"10.{octet}.{third}."
+        if prefix not in used:
+            return f"{prefix}0/24", f"pp{secrets.token_hex(3)}"
+    raise RuntimeError("no free pod CIDR found")
+
+
+class Node:
+    """`peapod up`: control plane and node agent in one process."""
+
+    def __init__(self, workdir: Path, runtime: str = "crun", registry: str | None = None):
+        self.workdir = workdir
+        self.runtime = runtime
+        self.pod_cidr, self.bridge = unique_network()
+        self.name = f"node-{secrets.token_hex(3)}"
+        args = ["--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
+                "--cni-bridge", self.bridge, "--runtime", runtime]
+        self.server = harness.Peapod(workdir, mode="up", extra_args=args)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.server.data_dir
+
+    def start(self) -> "Node":
+        self.server.start(timeout=90)
+        return self
+
+    def leaks(self) -> list[str]:
+        """Everything the node's pods left behind; empty when the node is clean."""
+        data = str(self.data_dir)
+        found: list[str] = []
+        with open("/proc/self/mountinfo") as f:
+            found += [f"mount {line.split()[4]}" for line in f if data in line.split()[4]]
+        netns_dir = self.data_dir / "run" / "netns"
+        if netns_dir.exists():
+            found += [f"netns {p}" for p in netns_dir.iterdir()]
+        leases = self.data_dir / "cni" / "networks"
+        if leases.exists():
+            for p in leases.rglob("*"):
+                if p.is_file() and not p.name.startswith(("last_reserved_ip", "lock")):
+                    found.append(f"ip lease {p.name}")
+        links = subprocess.run(["ip", "-o", "link", "show", "master", self.bridge],
+                               capture_output=True, text=True).stdout
+        found += [f"veth {line.split(':')[1].strip()}" for line in links.splitlines() if line]
+        for d in glob.glob("/sys/fs/cgroup/*/peapod/pod*") + glob.glob("/sys/fs/cgroup/peapod/pod*"):
+            found.append(f"cgroup {d}")
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if data in cmd and "peapod-shim" in cmd:
+                found.append(f"process {pid}: {cmd[:120]}")
+        state = self.data_dir / "run" / "runtime"
+        if state.exists():
+            found += [f"runtime state {p.name}" for p in state.iterdir() if p.is_dir()]
+        return found
+
+    def wait_clean(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        left = self.leaks()
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = self.leaks()
+        assert not left, "node left behind:\n" + "\n".join(left)
+
+    def stop(self) -> None:
+        self.server.stop()
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
