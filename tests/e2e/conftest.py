@@ -238,11 +238,11 @@ def test_images(registry):
     return TestImages(host)
 
 
-@pytest.fixture(scope="module", params=["crun", "runc"])
-def node(request, tmp_path_factory, test_images):
-    """`peapod up` with a node agent on the chosen runtime; at teardown every pod is deleted
-    and the node must have given back everything it made."""
-    n = node_support.Node(tmp_path_factory.mktemp(f"node-{request.param}"), runtime=request.param)
+def _run_node(tmp_path_factory, test_images, runtime: str, extra_args=None):
+    """`peapod up` with a node agent on `runtime`; at teardown every pod is deleted and the
+    node must have given back everything it made."""
+    n = node_support.Node(tmp_path_factory.mktemp(f"node-{runtime}"), runtime=runtime,
+                          extra_args=extra_args)
     c = None
     try:
         n.start()
@@ -259,9 +259,25 @@ def node(request, tmp_path_factory, test_images):
         n.stop()
 
 
+@pytest.fixture(scope="module", params=["crun", "runc"])
+def node(request, tmp_path_factory, test_images):
+    """A one-node cluster, once per runtime (crun, runc)."""
+    yield from _run_node(tmp_path_factory, test_images, request.param,
+                         getattr(request.module, "NODE_ARGS", None))
+
+
+@pytest.fixture(scope="module")
+def crun_node(request, tmp_path_factory, test_images):
+    """A one-node cluster on crun only, for behaviour that does not depend on the runtime."""
+    yield from _run_node(tmp_path_factory, test_images, "crun",
+                         getattr(request.module, "NODE_ARGS", None))
+
+
 @pytest.fixture
-def pod_ns(node):
+def pod_ns(request):
     """A namespace for one node test; its pods are deleted and the node checked clean after."""
+    which = "node" if "node" in request.fixturenames else "crun_node"
+    node = request.getfixturevalue(which)
     name = node.create_namespace()
     yield name
     node.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=1", "--wait=true",

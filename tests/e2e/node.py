@@ -29,13 +29,13 @@ def unique_network() -> tuple[str, str]:
 class Node:
     """`peapod up`: control plane and node agent in one process."""
 
-    def __init__(self, workdir: Path, runtime: str = "crun", registry: str | None = None):
+    def __init__(self, workdir: Path, runtime: str = "crun", extra_args: list[str] | None = None):
         self.workdir = workdir
         self.runtime = runtime
         self.pod_cidr, self.bridge = unique_network()
         self.name = f"node-{secrets.token_hex(3)}"
         args = ["--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
-                "--cni-bridge", self.bridge, "--runtime", runtime]
+                "--cni-bridge", self.bridge, "--runtime", runtime, *(extra_args or [])]
         self.server = harness.Peapod(workdir, mode="up", extra_args=args)
 
     @property

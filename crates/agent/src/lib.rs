@@ -75,6 +75,8 @@ pub struct Ctx {
     pub cni: Arc<cni::Cni>,
     pub runtime: Arc<oci::Runtime>,
     pull_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held while the agent runs (see [`AGENT_LOCK`]).
+    _images_lock: std::fs::File,
 }
 
 impl Ctx {
@@ -84,8 +86,38 @@ impl Ctx {
     }
 }
 
-/// Imports `DIR/images/*.tar` (air-gapped images) into the store.
-fn import_archives(images: &image::ImageStore, dir: &Path) {
+/// The lock a running agent holds on its image store (`DIR/images/.agent.lock`), so that
+/// `peapod images import` hands archives to it instead of opening the store a second time.
+pub const AGENT_LOCK: &str = ".agent.lock";
+
+/// Takes the agent lock, or returns None when another process holds it.
+pub fn try_lock_images(images_dir: &Path) -> Result<Option<std::fs::File>, AgentError> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(images_dir).map_err(|e| AgentError::io(images_dir, e))?;
+    let path = images_dir.join(AGENT_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| AgentError::io(&path, e))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Ok(None);
+    }
+    Ok(Some(file))
+}
+
+/// How often the agent looks for archives dropped into `DIR/images/`.
+const ARCHIVE_RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Imports `DIR/images/*.tar` (air-gapped images) it has not imported yet: at start, and
+/// whenever one is dropped there while the agent runs.
+fn import_archives(
+    images: &image::ImageStore,
+    dir: &Path,
+    seen: &mut HashMap<PathBuf, (std::time::SystemTime, u64)>,
+) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -94,6 +126,12 @@ fn import_archives(images: &image::ImageStore, dir: &Path) {
         if path.extension().and_then(|e| e.to_str()) != Some("tar") {
             continue;
         }
+        let Ok(meta) = entry.metadata() else { continue };
+        let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
+        if seen.get(&path) == Some(&stamp) {
+            continue;
+        }
+        seen.insert(path.clone(), stamp);
         match images.import_archive(&path) {
             Ok(imported) => {
                 for img in imported {
@@ -137,8 +175,13 @@ pub fn prepare(client: kube::Client, cfg: AgentConfig) -> Result<Arc<Ctx>, Agent
         RuntimeChoice::Runc => oci::RuntimeKind::Runc,
     };
     let runtime = oci::Runtime::new(kind, cfg.runtime_root(), cfg.shim.clone())?;
+    let images_lock = try_lock_images(&cfg.images_dir())?.ok_or_else(|| {
+        AgentError::State(format!(
+            "another node agent is using {}",
+            cfg.data_dir.display()
+        ))
+    })?;
     let images = image::ImageStore::open(&cfg.images_dir())?;
-    import_archives(&images, &cfg.images_dir());
     let recorder = events::Recorder::start(client.clone(), cfg.node_name.clone());
     Ok(Arc::new(Ctx {
         client,
@@ -148,7 +191,35 @@ pub fn prepare(client: kube::Client, cfg: AgentConfig) -> Result<Arc<Ctx>, Agent
         cni: Arc::new(cni),
         runtime: Arc::new(runtime),
         pull_locks: Mutex::new(HashMap::new()),
+        _images_lock: images_lock,
     }))
+}
+
+/// Imports archives that appear in `DIR/images/` while the agent runs, until shutdown.
+async fn watch_archives(
+    ctx: Arc<Ctx>,
+    mut seen: HashMap<PathBuf, (std::time::SystemTime, u64)>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(ARCHIVE_RESCAN) => {}
+        }
+        let store = ctx.images.clone();
+        let dir = ctx.cfg.images_dir();
+        let scan = tokio::task::spawn_blocking(move || {
+            import_archives(&store, &dir, &mut seen);
+            seen
+        });
+        match scan.await {
+            Ok(s) => seen = s,
+            Err(e) => {
+                warn!(error = %e, "image archive scan failed");
+                return;
+            }
+        }
+    }
 }
 
 fn load_records(cfg: &AgentConfig) -> HashMap<String, PodRecord> {
@@ -219,6 +290,17 @@ pub async fn run(
         node_uid,
         shutdown.clone(),
     ));
+    // Archives first, so pods with `imagePullPolicy: Never` find their images.
+    let store = ctx.images.clone();
+    let dir = cfg.images_dir();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut seen = HashMap::new();
+        import_archives(&store, &dir, &mut seen);
+        seen
+    })
+    .await
+    .unwrap_or_default();
+    tokio::spawn(watch_archives(ctx.clone(), seen, shutdown.clone()));
     let mut records = load_records(&cfg);
     remove_orphans(&ctx, &records).await;
     ready();

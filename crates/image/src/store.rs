@@ -159,6 +159,22 @@ impl ImageStore {
         Ok(true)
     }
 
+    /// The images recorded under `root`, read without opening the store (so it is safe while
+    /// a node agent has it open).
+    pub fn read_index(root: &Path) -> Result<Vec<Image>, ImageError> {
+        let index_path = root.join(INDEX_FILE);
+        match fs::read(&index_path) {
+            Ok(bytes) => Ok(serde_json::from_slice::<IndexFile>(&bytes)
+                .map_err(|e| ImageError::content(format!("{}: {e}", index_path.display())))?
+                .images),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(ImageError::io(
+                format!("reading {}", index_path.display()),
+                e,
+            )),
+        }
+    }
+
     // ----- crate-internal plumbing -----
 
     fn lock_images(&self) -> std::sync::MutexGuard<'_, Vec<Image>> {

@@ -93,7 +93,7 @@ struct NodeArgs {
 #[derive(Args)]
 struct ImagesArgs {
     /// The node's data dir (images live in DIR/images).
-    #[arg(long, default_value = "/var/lib/peapod")]
+    #[arg(long, global = true, default_value = "/var/lib/peapod")]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: ImagesCommand,
@@ -403,10 +403,26 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
 }
 
 fn images(args: ImagesArgs) -> Result<()> {
-    let store = image::ImageStore::open(&args.data_dir.join("images"))
-        .context("opening the image store")?;
+    let dir = args.data_dir.join("images");
     match args.command {
         ImagesCommand::Import { files } => {
+            let Some(_lock) = agent::try_lock_images(&dir)? else {
+                // A node agent runs on this data dir: hand the archives to it.
+                for file in files {
+                    let name = file
+                        .file_name()
+                        .with_context(|| format!("{} is not a file", file.display()))?;
+                    let target = dir.join(name).with_extension("tar");
+                    let tmp = dir.join(format!(".{}.part", name.to_string_lossy()));
+                    std::fs::copy(&file, &tmp)
+                        .with_context(|| format!("copying {}", file.display()))?;
+                    std::fs::rename(&tmp, &target)
+                        .with_context(|| format!("placing {}", target.display()))?;
+                    println!("queued {} for the running node agent", target.display());
+                }
+                return Ok(());
+            };
+            let store = image::ImageStore::open(&dir).context("opening the image store")?;
             for file in files {
                 let imported = store
                     .import_archive(&file)
@@ -417,8 +433,8 @@ fn images(args: ImagesArgs) -> Result<()> {
             }
         }
         ImagesCommand::Ls => {
-            println!("{:<60} {:<20} {:>12}", "IMAGE", "ID", "SIZE");
-            for img in store.list().context("listing images")? {
+            println!("{:<60} {:<14} {:>12}", "IMAGE", "ID", "SIZE");
+            for img in image::ImageStore::read_index(&dir).context("listing images")? {
                 let id: String = img
                     .id
                     .trim_start_matches("sha256:")
@@ -426,7 +442,7 @@ fn images(args: ImagesArgs) -> Result<()> {
                     .take(12)
                     .collect();
                 for name in &img.names {
-                    println!("{name:<60} {id:<20} {:>12}", img.size);
+                    println!("{name:<60} {id:<14} {:>12}", img.size);
                 }
             }
         }
