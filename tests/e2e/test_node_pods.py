@@ -147,6 +147,26 @@ def test_containers_of_a_pod_share_ip_and_localhost_and_pods_reach_each_other(no
     wait_log(node, pod_ns, "prober", lambda ls: "reached" in ls)
 
 
+def test_containers_share_an_empty_dir_volume(node, pod_ns):
+    shared = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shared"},
+        "spec": {
+            "volumes": [{"name": "data", "emptyDir": {}}],
+            "containers": [
+                {"name": "writer", "image": node.images.busybox,
+                 "command": ["sh", "-c", "echo hello from $(hostname) > /data/note; sleep 3600"],
+                 "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+                {"name": "reader", "image": node.images.busybox,
+                 "command": ["sh", "-c", "until [ -s /shared/note ]; do sleep 0.1; done;"
+                             " cat /shared/note; sleep 3600"],
+                 "volumeMounts": [{"name": "data", "mountPath": "/shared"}]},
+            ]},
+    }
+    node.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(shared))
+    wait_ready(node, pod_ns, "shared")
+    wait_log(node, pod_ns, "shared", lambda ls: "hello from shared" in ls, container="reader")
+
+
 def test_restart_policy_never_completed_and_error(node, pod_ns):
     ok = pod("ok", node.images.busybox, ["sh", "-c", "echo done"], restartPolicy="Never")
     bad = pod("bad", node.images.busybox, ["sh", "-c", "exit 3"], restartPolicy="Never")
@@ -214,13 +234,22 @@ def test_force_delete_removes_at_once_and_the_agent_still_cleans_up(node, pod_ns
     node.node.wait_clean()
 
 
-def test_agent_kill_9_loses_no_pod(node, pod_ns):
+def test_agent_kill_9_loses_no_pod(node, pod_ns, tmp_path):
     manifest = pod("survivor", node.images.busybox, ["sh", "-c",
                    "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"])
-    node.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(manifest))
+    # Exits 4 when the test drops a file in its hostPath: an exit while the agent is away.
+    gate = tmp_path / "gate"
+    finisher = pod("finisher", node.images.busybox, ["sh", "-c",
+                   "until [ -e /gate/go ]; do sleep 0.1; done; exit 4"], restartPolicy="Never",
+                   volumes=[{"name": "gate", "hostPath": {"path": str(gate),
+                                                           "type": "DirectoryOrCreate"}}])
+    finisher["spec"]["containers"][0]["volumeMounts"] = [{"name": "gate", "mountPath": "/gate"}]
+    node.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(manifest, finisher))
     before = wait_ready(node, pod_ns, "survivor")
+    wait_ready(node, pod_ns, "finisher")
     cid = before["status"]["containerStatuses"][0]["containerID"]
     node.node.server.kill()
+    (gate / "go").write_text("")
     node.node.server.start(timeout=90)
     node.close()
     after = wait_ready(node, pod_ns, "survivor")
@@ -228,3 +257,5 @@ def test_agent_kill_9_loses_no_pod(node, pod_ns):
     assert s["containerID"] == cid and s["restartCount"] == 0
     n = len(log_lines(node, after))
     wait_log(node, pod_ns, "survivor", lambda ls: len(ls) > n + 3)
+    done = wait_phase(node, pod_ns, "finisher", "Failed")
+    assert done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
