@@ -83,6 +83,13 @@ class ReadyWatch:
         self.thread.start()
 
     def _run(self, core, ns):
+        try:
+            self._watch(core, ns)
+        except Exception:  # noqa: BLE001 - the server going away at the end of the run
+            if not self.stop:
+                raise
+
+    def _watch(self, core, ns):
         w = kubernetes.watch.Watch()
         while not self.stop:
             for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=60):
@@ -180,7 +187,7 @@ def main() -> int:
         agent = harness.spawn([str(binary), "agent", "--server", f"https://127.0.0.1:{server.port}",
                                "--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt"),
                                "--node-name", "bench-node", "--node-ip", "127.0.0.1",
-                               "--pod-cidr", cidr, "--cni-bridge", bridge, "--runtime", args.runtime,
+                               "--pod-cidr", cidr, "--cluster-cidr", cidr, "--cni-bridge", bridge, "--runtime", args.runtime,
                                "--data-dir", str(agent_dir / "data")],
                               agent_dir / "agent.log", stdout=out)
         deadline = time.monotonic() + 60
@@ -220,6 +227,8 @@ def main() -> int:
         watch.wait(names, timeout=300)
         burst_total = (max(watch.ready[n] for n in names) - t0) * 1000
         burst = [(watch.ready[n] - started[n]) * 1000 for n in names]
+        time.sleep(1)  # let the last StartupTimeline events land
+        burst_stages = stage_medians(core, ns)
         delete_all(core, ns)
 
         names = [f"fp-{i}" for i in range(args.footprint_pods)]
@@ -244,10 +253,11 @@ def main() -> int:
             print(f"{'podman kube play (peer, ' + str(len(peer)) + ' runs)':<44}{pct(peer, 50):>10.0f}{pct(peer, 99):>10.0f}{max(peer):>10.0f}")
         else:
             print("podman kube play (peer): podman not installed")
-        print("\nstages of a sequential start (median ms since the node accepted the pod):")
-        for stage in ("sandbox", "image", "started", "ready"):
+        print("\nstages (median ms since the node accepted the pod):")
+        print(f"  {'stage':<10}{'sequential':>12}{'burst':>10}")
+        for stage in ("network", "sandbox", "image", "started", "ready"):
             if stage in stages:
-                print(f"  {stage:<10}{stages[stage]:>8.0f}")
+                print(f"  {stage:<10}{stages[stage]:>12.0f}{burst_stages.get(stage, float('nan')):>10.0f}")
         n = max(1, len(names))
         print(f"\nfootprint with {len(names)} pods: helpers {len(pids)} processes, "
               f"{helpers_kib / n / 1024:.2f} MiB RSS per pod; agent RSS idle "
@@ -262,7 +272,7 @@ def main() -> int:
         harness.stop(agent)
         server.stop()
         reg.stop()
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        node_support.remove_network(cidr, bridge)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class Node:
         self.pod_cidr, self.bridge = unique_network()
         self.name = f"node-{secrets.token_hex(3)}"
         args = ["--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
+                "--cluster-cidr", self.pod_cidr,
                 "--cni-bridge", self.bridge, "--runtime", runtime, *(extra_args or [])]
         self.server = harness.Peapod(workdir, mode="up", extra_args=args)
 
@@ -89,4 +90,14 @@ class Node:
 
     def stop(self) -> None:
         self.server.stop()
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        remove_network(self.pod_cidr, self.bridge)
+
+
+def remove_network(pod_cidr: str, bridge: str, cluster_cidr: str | None = None) -> None:
+    """What a node leaves on the host by design (its bridge and its masquerade rule), removed
+    when a test is done with the node."""
+    subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    subprocess.run(["iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", pod_cidr, "!", "-d",
+                    cluster_cidr or pod_cidr, "-m", "comment", "--comment",
+                    "peapod: masquerade pod traffic leaving the cluster", "-j", "MASQUERADE"],
+                   capture_output=True)

@@ -35,6 +35,11 @@ def test_node_registers_ready_with_capacity_and_renews_its_lease(crun_node):
     assert "ephemeral-storage" in alloc
     assert node["spec"]["podCIDR"] == n.node.pod_cidr
     assert node["metadata"]["labels"]["kubernetes.io/hostname"] == n.node.name
+    # One node-wide rule NATs pod traffic leaving the cluster; pod-to-pod traffic is not NATed.
+    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"],
+                           capture_output=True, text=True).stdout
+    assert f"-s {n.node.pod_cidr} ! -d {n.node.pod_cidr}" in rules
+    assert "-j MASQUERADE" in rules
     lease = json.loads(n.kubectl("get", "lease", n.node.name, "-n", "kube-node-lease",
                                  "-o", "json").stdout)
     assert lease["spec"]["holderIdentity"] == n.node.name

@@ -14,6 +14,9 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// This node's pod CIDR, e.g. `10.42.0.0/24`.
     pub pod_cidr: String,
+    /// The whole cluster's pod network (all nodes' pod CIDRs), e.g. `10.42.0.0/16`: traffic
+    /// from this node's pods to it is not masqueraded.
+    pub cluster_cidr: String,
     /// Name of the Linux bridge the CNI conflist uses.
     pub cni_bridge: String,
     /// Directories searched for CNI plugins.

@@ -10,6 +10,7 @@ pub mod config;
 mod container;
 mod events;
 mod expand;
+mod masquerade;
 pub mod node_status;
 mod pleg;
 mod pod_worker;
@@ -301,6 +302,14 @@ pub async fn run(
     .await
     .unwrap_or_default();
     tokio::spawn(watch_archives(ctx.clone(), seen, shutdown.clone()));
+    let cluster_cidr = if masquerade::contains(&cfg.cluster_cidr, &cfg.pod_cidr) {
+        cfg.cluster_cidr.clone()
+    } else {
+        warn!(pod_cidr = %cfg.pod_cidr, cluster_cidr = %cfg.cluster_cidr,
+            "the pod CIDR is outside the cluster CIDR; treating the pod CIDR as the cluster's");
+        cfg.pod_cidr.clone()
+    };
+    masquerade::ensure(&cfg.pod_cidr, &cluster_cidr).await?;
     let mut records = load_records(&cfg);
     remove_orphans(&ctx, &records).await;
     ready();

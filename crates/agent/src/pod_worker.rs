@@ -202,6 +202,9 @@ impl Worker {
             }
             match sandbox::create(&self.ctx, pod, &self.pod_dir).await {
                 Ok(sb) => {
+                    if let Some(at) = sb.network_ready_at {
+                        self.rec.mark_at("network", at);
+                    }
                     self.rec.sandbox = Some(sb);
                     self.rec.mark("sandbox");
                     self.sandbox_retry = None;

@@ -37,6 +37,9 @@ pub struct SandboxRecord {
     pub netns: PathBuf,
     pub ips: Vec<String>,
     pub created_at: jiff::Timestamp,
+    /// When CNI ADD finished (the startup timeline's "network" stage).
+    #[serde(default)]
+    pub network_ready_at: Option<jiff::Timestamp>,
     /// hostPort mappings given to CNI, needed again for DEL.
     #[serde(default)]
     pub port_mappings: Vec<(u16, u16, String, Option<String>)>,
@@ -119,9 +122,12 @@ impl PodRecord {
     }
 
     pub fn mark(&mut self, stage: &str) {
+        self.mark_at(stage, jiff::Timestamp::now());
+    }
+
+    pub fn mark_at(&mut self, stage: &str, at: jiff::Timestamp) {
         if !self.timeline.iter().any(|(s, _)| s == stage) {
-            self.timeline
-                .push((stage.to_string(), jiff::Timestamp::now()));
+            self.timeline.push((stage.to_string(), at));
         }
     }
 }

@@ -182,6 +182,7 @@ pub async fn create(ctx: &Ctx, pod: &Pod, pod_dir: &Path) -> Result<SandboxRecor
         netns: ctx.cfg.netns_dir().join(&id),
         ips: Vec::new(),
         created_at: jiff::Timestamp::now(),
+        network_ready_at: None,
         port_mappings: port_mappings(pod)
             .into_iter()
             .map(|p| (p.host_port, p.container_port, p.protocol, p.host_ip))
@@ -205,11 +206,13 @@ async fn build(
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
+    let t0 = std::time::Instant::now();
     std::fs::create_dir_all(pod_dir).map_err(|e| AgentError::io(pod_dir, e))?;
     oci::cgroup::create_pod_cgroup(&pod_cgroup(&uid), &oci::Resources::default())
         .map_err(|e| AgentError::Sandbox(format!("creating the pod cgroup: {e}")))?;
     cni::netns::create(&sandbox.netns)
         .map_err(|e| AgentError::Sandbox(format!("creating the network namespace: {e}")))?;
+    let t_netns = t0.elapsed();
     let status = ctx
         .cni
         .add(&attachment(&ns, &name, &uid, sandbox))
@@ -220,6 +223,8 @@ async fn build(
             ))
         })?;
     sandbox.ips = status.ips.iter().map(|ip| ip.to_string()).collect();
+    sandbox.network_ready_at = Some(jiff::Timestamp::now());
+    let t_cni = t0.elapsed();
     debug!(pod = %name, ips = ?sandbox.ips, "pod network ready");
     // The pod's /dev/shm, shared by its containers like its IPC namespace (64 MiB as upstream).
     oci::sandbox::mount_shm(&pod_dir.join("shm"), 64 * 1024 * 1024)
@@ -239,6 +244,8 @@ async fn build(
     let pid = oci::sandbox::start_infra(&ctx.cfg.shim, &sandbox.netns, &hostname(pod), share_pid)
         .await
         .map_err(|e| AgentError::Sandbox(format!("starting the infra process: {e}")))?;
+    debug!(pod = %name, netns_ms = t_netns.as_millis() as u64, cni_ms = (t_cni - t_netns).as_millis() as u64,
+        infra_ms = (t0.elapsed() - t_cni).as_millis() as u64, "sandbox stages");
     sandbox.infra_pid = pid;
     sandbox.infra_start = oci::sandbox::start_time(pid);
     oci::cgroup::add_process(&pod_cgroup(&uid), pid).map_err(|e| {

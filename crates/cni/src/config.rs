@@ -15,7 +15,8 @@ use crate::error::CniError;
 /// supported (`CNI_COMMAND=VERSION`), so 1.0.0 is the newest they all accept.
 pub const DEFAULT_CNI_VERSION: &str = "1.0.0";
 
-/// Writes the node's conflist: `bridge` (gateway, masquerade, hairpin) with `host-local` IPAM
+/// Writes the node's conflist: `bridge` (gateway, hairpin; no per-pod masquerade: the node
+/// masquerades its whole pod CIDR with one rule, see the agent) with `host-local` IPAM
 /// over `pod_cidr` and a default route, then `portmap` (hostPort via the `portMappings`
 /// capability, with SNAT so hairpin and localhost hostPorts work). Atomic (temp + rename).
 pub fn write_default_conflist(
@@ -45,7 +46,7 @@ pub fn write_default_conflist(
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",

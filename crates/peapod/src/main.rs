@@ -72,6 +72,10 @@ struct NodeArgs {
     /// This node's pod CIDR.
     #[arg(long, default_value = "10.42.0.0/24")]
     pod_cidr: String,
+    /// The cluster's pod network (every node's pod CIDR lies inside): traffic from pods to it
+    /// is not masqueraded.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
     /// The Linux bridge pods attach to.
     #[arg(long, default_value = "peapod0")]
     cni_bridge: String,
@@ -357,6 +361,7 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
         node_labels: labels,
         data_dir: data_dir.to_path_buf(),
         pod_cidr: node.pod_cidr.clone(),
+        cluster_cidr: node.cluster_cidr.clone(),
         cni_bridge: node.cni_bridge.clone(),
         cni_plugin_dirs: node.cni_bin_dir.clone(),
         runtime,
