@@ -116,7 +116,15 @@ test-e2e: venv build
 	PEAPOD_BIN="$(TARGET_DIR)/debug/peapod" timeout -s INT -k 60 $(E2E_TIMEOUT) \
 	  $(PY) -m pytest tests/e2e -q -p no:cacheprovider
 
+# The pod startup benchmark's peer: podman kube play (catatonit is its pause binary).
+BENCH_APT_PACKAGES := podman catatonit
+
 bench: deps build-release
+	@missing=""; for p in $(BENCH_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
 	@if [ -f crates/store/examples/store_bench.rs ]; then \
 	  cargo run --release -p store --example store_bench; \
 	else echo "bench: no store_bench example yet"; fi
