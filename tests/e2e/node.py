@@ -49,48 +49,101 @@ class Node:
 
     def leaks(self) -> list[str]:
         """Everything the node's pods left behind; empty when the node is clean."""
-        data = str(self.data_dir)
-        found: list[str] = []
-        with open("/proc/self/mountinfo") as f:
-            found += [f"mount {line.split()[4]}" for line in f if data in line.split()[4]]
-        netns_dir = self.data_dir / "run" / "netns"
-        if netns_dir.exists():
-            found += [f"netns {p}" for p in netns_dir.iterdir()]
-        leases = self.data_dir / "cni" / "networks"
-        if leases.exists():
-            for p in leases.rglob("*"):
-                if p.is_file() and not p.name.startswith(("last_reserved_ip", "lock")):
-                    found.append(f"ip lease {p.name}")
-        links = subprocess.run(["ip", "-o", "link", "show", "master", self.bridge],
-                               capture_output=True, text=True).stdout
-        found += [f"veth {line.split(':')[1].strip()}" for line in links.splitlines() if line]
-        for d in glob.glob("/sys/fs/cgroup/*/peapod/pod*") + glob.glob("/sys/fs/cgroup/peapod/pod*"):
-            found.append(f"cgroup {d}")
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if data in cmd and "peapod-shim" in cmd:
-                found.append(f"process {pid}: {cmd[:120]}")
-        state = self.data_dir / "run" / "runtime"
-        if state.exists():
-            found += [f"runtime state {p.name}" for p in state.iterdir() if p.is_dir()]
-        return found
+        return leaks(self.data_dir, self.bridge)
 
     def wait_clean(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        left = self.leaks()
-        while left and time.monotonic() < deadline:
-            time.sleep(0.1)
-            left = self.leaks()
-        assert not left, "node left behind:\n" + "\n".join(left)
+        wait_clean(self.data_dir, self.bridge, timeout)
 
     def stop(self) -> None:
         self.server.stop()
         remove_network(self.pod_cidr, self.bridge)
+
+
+class Agent:
+    """`peapod agent` joining a running control plane, as its own process."""
+
+    def __init__(self, workdir: Path, server: harness.Peapod, runtime: str = "crun"):
+        self.workdir = workdir
+        self.server = server
+        self.runtime = runtime
+        self.pod_cidr, self.bridge = unique_network()
+        self.name = f"agent-{secrets.token_hex(3)}"
+        self.data_dir = workdir / "agent-data"
+        self.log = workdir / "agent.log"
+        self.stdout = workdir / "agent.stdout"
+        self.proc = None
+
+    def start(self, timeout: float = 60.0) -> "Agent":
+        pki = self.server.data_dir / "pki"
+        self.stdout.write_bytes(b"")
+        self.proc = harness.spawn(
+            [str(self.server.binary), "agent", "--server", f"https://127.0.0.1:{self.server.port}",
+             "--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt"),
+             "--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
+             "--cluster-cidr", self.pod_cidr, "--cni-bridge", self.bridge,
+             "--runtime", self.runtime, "--data-dir", str(self.data_dir)],
+            self.log, stdout=self.stdout)
+        deadline = time.monotonic() + timeout
+        while "peapod agent ready" not in self.stdout.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"agent did not start:\n{harness.tail(self.log)}")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, 9)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        harness.stop(self.proc)
+        self.proc = None
+        remove_network(self.pod_cidr, self.bridge)
+
+
+def leaks(data_dir: Path, bridge: str) -> list[str]:
+    """Everything a node's pods left behind on the host; empty when the node is clean."""
+    data = str(data_dir)
+    found: list[str] = []
+    with open("/proc/self/mountinfo") as f:
+        found += [f"mount {line.split()[4]}" for line in f if data in line.split()[4]]
+    netns_dir = data_dir / "run" / "netns"
+    if netns_dir.exists():
+        found += [f"netns {p}" for p in netns_dir.iterdir()]
+    leases = data_dir / "cni" / "networks"
+    if leases.exists():
+        for p in leases.rglob("*"):
+            if p.is_file() and not p.name.startswith(("last_reserved_ip", "lock")):
+                found.append(f"ip lease {p.name}")
+    links = subprocess.run(["ip", "-o", "link", "show", "master", bridge],
+                           capture_output=True, text=True).stdout
+    found += [f"veth {line.split(':')[1].strip()}" for line in links.splitlines() if line]
+    for d in glob.glob("/sys/fs/cgroup/*/peapod/pod*") + glob.glob("/sys/fs/cgroup/peapod/pod*"):
+        found.append(f"cgroup {d}")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if data in cmd and "peapod-shim" in cmd:
+            found.append(f"process {pid}: {cmd[:120]}")
+    state = data_dir / "run" / "runtime"
+    if state.exists():
+        found += [f"runtime state {p.name}" for p in state.iterdir() if p.is_dir()]
+    return found
+
+
+def wait_clean(data_dir: Path, bridge: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    left = leaks(data_dir, bridge)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = leaks(data_dir, bridge)
+    assert not left, "node left behind:\n" + "\n".join(left)
 
 
 def remove_network(pod_cidr: str, bridge: str, cluster_cidr: str | None = None) -> None:
