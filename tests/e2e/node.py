@@ -36,7 +36,8 @@ class Node:
         self.name = f"node-{secrets.token_hex(3)}"
         args = ["--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
                 "--cluster-cidr", self.pod_cidr,
-                "--cni-bridge", self.bridge, "--runtime", runtime, *(extra_args or [])]
+                "--cni-bridge", self.bridge, "--runtime", runtime, "--kubelet-port", "0",
+                *(extra_args or [])]
         self.server = harness.Peapod(workdir, mode="up", extra_args=args)
 
     @property
@@ -81,7 +82,7 @@ class Agent:
              "--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt"),
              "--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
              "--cluster-cidr", self.pod_cidr, "--cni-bridge", self.bridge,
-             "--runtime", self.runtime, "--data-dir", str(self.data_dir)],
+             "--runtime", self.runtime, "--kubelet-port", "0", "--data-dir", str(self.data_dir)],
             self.log, stdout=self.stdout)
         deadline = time.monotonic() + timeout
         while "peapod agent ready" not in self.stdout.read_text(errors="replace"):

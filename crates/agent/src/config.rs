@@ -32,6 +32,8 @@ pub struct AgentConfig {
     /// (no cluster DNS yet, so the host's).
     pub resolv_conf: PathBuf,
     pub started_at: jiff::Timestamp,
+    /// The streaming server's port (the kubelet's 10250); 0 picks a free one.
+    pub kubelet_port: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,7 @@ mod pod_worker;
 mod podstatus;
 mod record;
 mod sandbox;
+mod streaming;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -78,6 +79,8 @@ pub struct Ctx {
     pull_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Held while the agent runs (see [`AGENT_LOCK`]).
     _images_lock: std::fs::File,
+    /// Bound in `prepare` (so the node reports its port), served from `run`.
+    streaming_listener: Mutex<Option<std::net::TcpListener>>,
 }
 
 impl Ctx {
@@ -145,7 +148,17 @@ fn import_archives(
 }
 
 /// Sets up the node's parts. Returns the shared context.
-pub fn prepare(client: kube::Client, cfg: AgentConfig) -> Result<Arc<Ctx>, AgentError> {
+pub fn prepare(client: kube::Client, mut cfg: AgentConfig) -> Result<Arc<Ctx>, AgentError> {
+    let addr = std::net::SocketAddr::new(cfg.node_ip, cfg.kubelet_port);
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| AgentError::io(addr.to_string(), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| AgentError::io(addr.to_string(), e))?;
+    cfg.kubelet_port = listener
+        .local_addr()
+        .map_err(|e| AgentError::io(addr.to_string(), e))?
+        .port();
     for dir in [
         cfg.pods_dir(),
         cfg.logs_dir(),
@@ -193,6 +206,7 @@ pub fn prepare(client: kube::Client, cfg: AgentConfig) -> Result<Arc<Ctx>, Agent
         runtime: Arc::new(runtime),
         pull_locks: Mutex::new(HashMap::new()),
         _images_lock: images_lock,
+        streaming_listener: Mutex::new(Some(listener)),
     }))
 }
 
@@ -284,6 +298,21 @@ pub async fn run(
     ready: impl FnOnce(),
 ) -> Result<(), AgentError> {
     let cfg = ctx.cfg.clone();
+    let tls = streaming::tls_config(&ctx).await?;
+    let listener = ctx
+        .streaming_listener
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .ok_or_else(|| AgentError::State("the agent runs once per prepare".into()))?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| AgentError::io("streaming listener", e))?;
+    tokio::spawn(streaming::serve(
+        ctx.clone(),
+        listener,
+        tls,
+        shutdown.clone(),
+    ));
     let node_uid = node_status::register(&ctx.client, &cfg).await?;
     tokio::spawn(node_status::heartbeat(
         ctx.client.clone(),

@@ -19,6 +19,7 @@ pub mod filter;
 pub mod handlers;
 pub mod lifecycle;
 pub mod mirror;
+pub mod nodeproxy;
 pub mod object;
 pub mod registry;
 pub mod request;
@@ -84,6 +85,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     })?;
     let pki = tls::ensure(&config.data_dir, addr)?;
     let server = ApiServer::new(config.store, addr, pki.admin_token.clone());
+    let _ = server.nodes.set(pki.nodes.clone());
     lifecycle::bootstrap(&server).await?;
     let start_revision = server
         .store

@@ -135,6 +135,11 @@ static RESOURCES: &[Resource] = &[
                 kind: "Binding",
                 verbs: &["create"],
             },
+            Subresource {
+                name: "log",
+                kind: "Pod",
+                verbs: &["get"],
+            },
         ],
         storage: "pods",
         strategy: &strategy::POD,

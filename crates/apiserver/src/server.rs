@@ -40,6 +40,8 @@ pub struct ApiServer {
     /// What create admission reads on every request.
     pub namespaces: Arc<Mirror>,
     pub priority_classes: Arc<Mirror>,
+    /// Signs agents' serving certificates and connects to agents (set at start).
+    pub nodes: std::sync::OnceLock<Arc<crate::tls::NodePki>>,
 }
 
 impl ApiServer {
@@ -52,6 +54,7 @@ impl ApiServer {
             start_revision: AtomicI64::new(0),
             namespaces: Arc::default(),
             priority_classes: Arc::default(),
+            nodes: std::sync::OnceLock::new(),
         })
     }
 
@@ -198,6 +201,14 @@ async fn dispatch(
     }
     if !server.authenticated(&req) {
         return Err(ApiError::Unauthorized);
+    }
+    if req.uri().path() == crate::nodeproxy::SERVING_CERT_PATH {
+        let (parts, body) = req.into_parts();
+        if parts.method != http::Method::POST {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let body = read_body(body).await?;
+        return crate::nodeproxy::serving_certificate(&server, &body);
     }
     let accept = req
         .headers()

@@ -32,6 +32,47 @@ pub struct Pki {
     pub ca_pem: String,
     pub admin_token: String,
     pub server_config: Arc<rustls::ServerConfig>,
+    pub nodes: Arc<NodePki>,
+}
+
+/// The API server's side of talking to node agents: it signs each agent's serving
+/// certificate with the cluster CA, and connects to agents with a client certificate the
+/// agents accept (upstream's `kubelet-client-certificate`).
+pub struct NodePki {
+    ca_pem: String,
+    ca_key_pem: String,
+    /// TLS to agents: trusts the cluster CA, presents the kubelet-client certificate.
+    pub kubelet_client: Arc<rustls::ClientConfig>,
+}
+
+impl NodePki {
+    /// A serving certificate and key for node `name`, valid for `addresses` (IPs or names).
+    pub fn sign_serving_cert(
+        &self,
+        name: &str,
+        addresses: &[String],
+    ) -> Result<(String, String), TlsError> {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem)?;
+        let issuer = Issuer::new(ca_params()?, &ca_key);
+        let key = KeyPair::generate()?;
+        let mut sans = addresses.to_vec();
+        sans.push(name.to_string());
+        let mut params = CertificateParams::new(sans)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("system:node:{name}"));
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
 }
 
 fn read(path: &Path) -> Result<Option<String>, TlsError> {
@@ -157,8 +198,37 @@ pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki, TlsError> {
     .with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
+    // The client certificate the API server presents to node agents.
+    let client_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver-kubelet-client");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = params.signed_by(&client_key, &issuer)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls_pemfile::certs(&mut ca_pem.as_bytes()).flatten() {
+        roots.add(der)?;
+    }
+    let kubelet_client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![client_cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(client_key.serialize_der().into()),
+    )?;
+    let ca_key_pem = ca_key.serialize_pem();
+
     write_kubeconfig(dir, listen, &ca_pem, &admin_token)?;
     Ok(Pki {
+        nodes: Arc::new(NodePki {
+            ca_pem: ca_pem.clone(),
+            ca_key_pem,
+            kubelet_client: Arc::new(kubelet_client),
+        }),
         ca_pem,
         admin_token,
         server_config: Arc::new(config),

@@ -89,6 +89,9 @@ struct NodeArgs {
     /// OCI runtime: crun or runc.
     #[arg(long, default_value = "crun")]
     runtime: String,
+    /// The agent's streaming server port (logs, exec, port-forward); 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
     /// Registries reached over plain HTTP (loopback ones always are).
     #[arg(long)]
     insecure_registry: Vec<String>,
@@ -370,6 +373,7 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
         insecure_registries: node.insecure_registry.clone(),
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
         started_at: jiff::Timestamp::now(),
+        kubelet_port: node.kubelet_port,
     })
 }
 

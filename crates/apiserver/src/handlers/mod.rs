@@ -332,6 +332,9 @@ pub fn partial_metadata(obj: &Value) -> Value {
 /// Routes a resource call to its verb's handler.
 pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
     match call.info.verb {
+        Verb::Get if call.info.subresource.as_deref() == Some("log") => {
+            crate::nodeproxy::pod_log(call).await
+        }
         Verb::Get => get::get(call).await,
         Verb::List => list::list(call).await,
         Verb::Watch => watch::watch(call).await,

@@ -1,0 +1,405 @@
+//! The agent's streaming server (the kubelet's port 10250): HTTPS with a serving certificate
+//! the API server signed with the cluster CA, accepting only clients presenting a certificate
+//! from that CA (the API server's kubelet-client certificate). It serves container logs from
+//! the CRI log files now; exec, attach and port-forward come next.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::record::{ContainerRecord, PodRecord};
+use crate::{AgentError, Ctx};
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// How often a followed log is checked for new lines and for the container's exit.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Deserialize)]
+struct Issued {
+    certificate: String,
+    key: String,
+    ca: String,
+}
+
+fn tls_err(e: impl std::fmt::Display) -> AgentError {
+    AgentError::State(format!("streaming server TLS: {e}"))
+}
+
+/// Asks the API server for a serving certificate for this node and builds the TLS config.
+pub async fn tls_config(ctx: &Ctx) -> Result<Arc<rustls::ServerConfig>, AgentError> {
+    let body = serde_json::json!({
+        "nodeName": ctx.cfg.node_name,
+        "addresses": [ctx.cfg.node_ip.to_string()],
+    });
+    let req = Request::post("/peapod.io/v1/node-serving-certificate")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body).map_err(tls_err)?)
+        .map_err(tls_err)?;
+    let text = ctx.client.request_text(req).await?;
+    let issued: Issued = serde_json::from_str(&text).map_err(tls_err)?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut issued.certificate.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(tls_err)?;
+    let key = rustls_pemfile::private_key(&mut issued.key.as_bytes())
+        .map_err(tls_err)?
+        .ok_or_else(|| tls_err("no private key in the issued certificate"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls_pemfile::certs(&mut issued.ca.as_bytes()) {
+        roots.add(der.map_err(tls_err)?).map_err(tls_err)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(tls_err)?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(tls_err)?;
+    Ok(Arc::new(config))
+}
+
+/// Serves on `listener` until shutdown.
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "streaming server listening");
+    }
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "accepting a streaming connection");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    debug!(%peer, error = %e, "streaming TLS handshake refused");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(route(ctx, req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await
+            {
+                debug!(%peer, error = %e, "streaming connection ended");
+            }
+        });
+    }
+}
+
+fn text(code: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(msg.into())).boxed_unsync());
+    *resp.status_mut() = code;
+    resp
+}
+
+async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
+    let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["containerLogs", ns, pod, container] => {
+            let query = LogQuery::parse(req.uri().query().unwrap_or(""));
+            container_logs(&ctx, ns, pod, container, query).await
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+#[derive(Debug, Default)]
+struct LogQuery {
+    follow: bool,
+    previous: bool,
+    tail_lines: Option<usize>,
+    since: Option<jiff::Timestamp>,
+    timestamps: bool,
+    limit_bytes: Option<usize>,
+}
+
+impl LogQuery {
+    fn parse(raw: &str) -> LogQuery {
+        let mut q = LogQuery::default();
+        for pair in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v);
+            let on = v.is_empty() || v == "true" || v == "1";
+            match k {
+                "follow" => q.follow = on,
+                "previous" => q.previous = on,
+                "timestamps" => q.timestamps = on,
+                "tailLines" => q.tail_lines = v.parse().ok(),
+                "limitBytes" => q.limit_bytes = v.parse().ok(),
+                "sinceSeconds" => {
+                    if let Ok(secs) = v.parse::<i64>() {
+                        q.since = jiff::Timestamp::now()
+                            .checked_sub(jiff::SignedDuration::from_secs(secs))
+                            .ok();
+                    }
+                }
+                "sinceTime" => q.since = v.parse().ok(),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The record of the pod `ns/name` on this node (the newest, if it was recreated).
+fn find_pod(ctx: &Ctx, ns: &str, name: &str) -> Option<PodRecord> {
+    let entries = std::fs::read_dir(ctx.cfg.pods_dir()).ok()?;
+    entries
+        .flatten()
+        .filter_map(|e| PodRecord::load(&e.path()).ok().flatten())
+        .filter(|r| r.namespace == ns && r.name == name)
+        .max_by_key(|r| r.start_time)
+}
+
+fn instance<'a>(rec: &'a PodRecord, name: &str, previous: bool) -> Option<&'a ContainerRecord> {
+    let pick = |init: bool| {
+        if previous {
+            rec.previous(name, init)
+        } else {
+            rec.latest(name, init)
+        }
+    };
+    pick(false).or_else(|| pick(true))
+}
+
+/// The log files of one instance, oldest first (the monitor rotates FILE -> FILE.1 -> ...).
+fn log_files(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = (1..10)
+        .map(|i| PathBuf::from(format!("{}.{i}", path.display())))
+        .filter(|p| p.exists())
+        .collect();
+    files.reverse();
+    files.push(path.to_path_buf());
+    files
+}
+
+/// One CRI log line rendered for the client, or None when filtered out.
+fn render(line: &str, q: &LogQuery) -> Option<String> {
+    let mut parts = line.splitn(4, ' ');
+    let ts = parts.next()?;
+    let _stream = parts.next()?;
+    let tag = parts.next()?;
+    let content = parts.next().unwrap_or("");
+    if let Some(since) = q.since {
+        if ts.parse::<jiff::Timestamp>().is_ok_and(|t| t < since) {
+            return None;
+        }
+    }
+    let mut out = String::new();
+    if q.timestamps {
+        out.push_str(ts);
+        out.push(' ');
+    }
+    out.push_str(content);
+    if !tag.starts_with('P') {
+        out.push('\n');
+    }
+    Some(out)
+}
+
+async fn container_logs(
+    ctx: &Arc<Ctx>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    q: LogQuery,
+) -> Response<Body> {
+    let Some(rec) = find_pod(ctx, ns, pod) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+            ),
+        );
+    };
+    let Some(inst) = instance(&rec, container, q.previous).cloned() else {
+        let msg = if q.previous {
+            format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
+        } else {
+            format!(
+                "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+            )
+        };
+        return text(StatusCode::BAD_REQUEST, msg);
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let ctx = ctx.clone();
+    let pod_dir = ctx.cfg.pods_dir().join(&rec.uid);
+    tokio::spawn(async move {
+        if let Err(e) = stream_logs(&pod_dir, inst, q, tx).await {
+            debug!(error = %e, "log stream ended");
+        }
+    });
+    let body = StreamBody::new(tokio_stream_from(rx)).boxed_unsync();
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    resp
+}
+
+fn tokio_stream_from(
+    rx: mpsc::Receiver<Bytes>,
+) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok(Frame::data(b)), rx))
+    })
+}
+
+struct Sink {
+    tx: mpsc::Sender<Bytes>,
+    left: Option<usize>,
+}
+
+impl Sink {
+    /// Sends; false once the client is gone or the byte limit is reached.
+    async fn send(&mut self, s: String) -> bool {
+        let mut bytes = Bytes::from(s);
+        if let Some(left) = self.left.as_mut() {
+            if bytes.len() >= *left {
+                bytes.truncate(*left);
+                *left = 0;
+                let _ = self.tx.send(bytes).await;
+                return false;
+            }
+            *left -= bytes.len();
+        }
+        self.tx.send(bytes).await.is_ok()
+    }
+}
+
+async fn stream_logs(
+    pod_dir: &Path,
+    inst: ContainerRecord,
+    q: LogQuery,
+    tx: mpsc::Sender<Bytes>,
+) -> std::io::Result<()> {
+    let mut sink = Sink {
+        tx,
+        left: q.limit_bytes,
+    };
+    // What is already written, with tailLines applied over all of it.
+    let mut rendered: Vec<String> = Vec::new();
+    let files = log_files(&inst.log_path);
+    let mut offset = 0u64;
+    for (i, f) in files.iter().enumerate() {
+        let data = match tokio::fs::read(f).await {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        // Only complete lines; a partly written last line is read on the next poll.
+        let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        if i == files.len() - 1 {
+            offset = complete as u64;
+        }
+        let text = String::from_utf8_lossy(&data[..complete]);
+        rendered.extend(text.lines().filter_map(|l| render(l, &q)));
+    }
+    let skip = q.tail_lines.map_or(0, |n| rendered.len().saturating_sub(n));
+    for line in rendered.into_iter().skip(skip) {
+        if !sink.send(line).await {
+            return Ok(());
+        }
+    }
+    if !q.follow || q.previous {
+        return Ok(());
+    }
+    // Follow: new lines as they land, until the instance has exited and all is read.
+    let mut pending = Vec::new();
+    loop {
+        let exited = PodRecord::load(pod_dir)
+            .ok()
+            .flatten()
+            .and_then(|r| r.containers.into_iter().find(|c| c.id == inst.id))
+            .is_none_or(|c| c.exit.is_some());
+        let mut file = match tokio::fs::File::open(&inst.log_path).await {
+            Ok(f) => f,
+            Err(_) if exited => return Ok(()),
+            Err(_) => {
+                tokio::time::sleep(FOLLOW_POLL).await;
+                continue;
+            }
+        };
+        let len = file.metadata().await?.len();
+        if len < offset {
+            offset = 0; // rotated: the new file starts from the beginning
+        }
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf).await?;
+        offset += buf.len() as u64;
+        pending.extend_from_slice(&buf);
+        if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
+            let chunk: Vec<u8> = pending.drain(..=end).collect();
+            for line in String::from_utf8_lossy(&chunk).lines() {
+                if let Some(out) = render(line, &q) {
+                    if !sink.send(out).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if exited && buf.is_empty() {
+            return Ok(());
+        }
+        if sink.tx.is_closed() {
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}

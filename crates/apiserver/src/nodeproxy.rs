@@ -1,0 +1,305 @@
+//! The API server's side of the node agents: it signs each agent's serving certificate with
+//! the cluster CA (so the server can verify whom it talks to), and proxies the node-served
+//! subresources (`pods/log` now; exec, attach and port-forward next) to the pod's node over
+//! mutually authenticated TLS, as kube-apiserver does with the kubelet.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::Response;
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde::Deserialize;
+use tracing::{debug, warn};
+
+use crate::body::{full, streaming, Body};
+use crate::errors::ApiError;
+use crate::handlers::Call;
+use crate::server::ApiServer;
+
+/// Where agents ask for their serving certificate (authenticated like every request).
+pub const SERVING_CERT_PATH: &str = "/peapod.io/v1/node-serving-certificate";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CertRequest {
+    node_name: String,
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+pub fn serving_certificate(server: &ApiServer, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let req: CertRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("node serving certificate request: {e}")))?;
+    if req.node_name.is_empty() {
+        return Err(ApiError::BadRequest("nodeName is required".into()));
+    }
+    let nodes = server
+        .nodes
+        .get()
+        .ok_or_else(|| ApiError::Internal("node PKI not ready".into()))?;
+    let (cert, key) = nodes
+        .sign_serving_cert(&req.node_name, &req.addresses)
+        .map_err(|e| ApiError::Internal(format!("signing node certificate: {e}")))?;
+    let body = serde_json::json!({"certificate": cert, "key": key, "ca": nodes.ca_pem()});
+    let mut resp = Response::new(full(serde_json::to_vec(&body).unwrap_or_default()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+async fn get_typed<T: serde::de::DeserializeOwned>(
+    server: &ApiServer,
+    resource: &'static crate::registry::Resource,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<T, ApiError> {
+    let kv = server
+        .store
+        .get(&resource.key(namespace, name))
+        .await?
+        .ok_or_else(|| ApiError::not_found(resource, name))?;
+    serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::Internal(format!("decoding stored {}: {e}", resource.kind)))
+}
+
+/// The container a log request is about, as upstream's pod log REST picks it.
+fn pick_container(pod: &Pod, requested: Option<&str>) -> Result<String, ApiError> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let names = |cs: &[k8s_openapi::api::core::v1::Container]| {
+        cs.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+    };
+    let containers = names(&spec.containers);
+    let init = names(spec.init_containers.as_deref().unwrap_or_default());
+    let ephemeral: Vec<String> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.clone())
+        .collect();
+    let chosen = match requested {
+        Some(c) => c.to_string(),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            let mut msg = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            );
+            if !init.is_empty() {
+                msg.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init.join(" ")
+                ));
+            }
+            if !ephemeral.is_empty() {
+                msg.push_str(&format!(
+                    " or one of the ephemeral containers: [{}]",
+                    ephemeral.join(" ")
+                ));
+            }
+            return Err(ApiError::BadRequest(msg));
+        }
+    };
+    if !containers.contains(&chosen) && !init.contains(&chosen) && !ephemeral.contains(&chosen) {
+        return Err(ApiError::BadRequest(format!(
+            "container {chosen} is not valid for pod {name}"
+        )));
+    }
+    Ok(chosen)
+}
+
+/// Upstream's kubelet refuses logs of a container that never ran with its waiting reason;
+/// the pod's status says as much, so the answer needs no trip to the node.
+fn waiting_check(pod: &Pod, container: &str, previous: bool) -> Result<(), ApiError> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let status = pod.status.clone().unwrap_or_default();
+    let statuses = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .chain(status.ephemeral_container_statuses.iter().flatten());
+    let Some(s) = statuses.into_iter().find(|s| s.name == container) else {
+        return Ok(());
+    };
+    let ran_before = s
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .is_some();
+    if previous {
+        return if ran_before {
+            Ok(())
+        } else {
+            Err(ApiError::BadRequest(format!(
+                "previous terminated container \"{container}\" in pod \"{name}\" not found"
+            )))
+        };
+    }
+    if let Some(w) = s.state.as_ref().and_then(|st| st.waiting.as_ref()) {
+        if !ran_before {
+            return Err(ApiError::BadRequest(format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: {}",
+                w.reason.as_deref().unwrap_or("ContainerCreating")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where a node's agent serves: its InternalIP and the kubelet endpoint port.
+fn node_endpoint(node: &Node) -> Result<(IpAddr, u16), ApiError> {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let status = node.status.clone().unwrap_or_default();
+    let ip = status
+        .addresses
+        .iter()
+        .flatten()
+        .find(|a| a.type_ == "InternalIP")
+        .and_then(|a| a.address.parse::<IpAddr>().ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "node {name} has no InternalIP address to reach it on"
+            ))
+        })?;
+    let port = status
+        .daemon_endpoints
+        .and_then(|d| d.kubelet_endpoint)
+        .map(|e| e.port)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("node {name} has no kubelet endpoint")))?;
+    Ok((ip, port))
+}
+
+/// Query parameters of `pods/log` passed on to the agent.
+const LOG_PARAMS: &[&str] = &[
+    "follow",
+    "previous",
+    "tailLines",
+    "sinceSeconds",
+    "sinceTime",
+    "timestamps",
+    "limitBytes",
+];
+
+/// GET `pods/{name}/log`: validates the request, then streams the agent's answer.
+pub async fn pod_log(call: Call) -> Result<Response<Body>, ApiError> {
+    let ns = call.info.namespace.clone().unwrap_or_default();
+    let name = call.name().to_string();
+    let pod: Pod = get_typed(&call.server, call.resource(), Some(&ns), &name).await?;
+    let container = pick_container(&pod, call.query.non_empty("container"))?;
+    for int_param in ["tailLines", "sinceSeconds", "limitBytes"] {
+        if let Some(v) = call.query.int(int_param)? {
+            if v < 0 || (int_param != "tailLines" && v == 0) {
+                return Err(ApiError::BadRequest(format!(
+                    "{int_param}: Invalid value: {v}: must be greater than 0"
+                )));
+            }
+        }
+    }
+    waiting_check(&pod, &container, call.query.flag("previous"))?;
+    let node_name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("pod {name} does not have a host assigned")))?;
+    let nodes = crate::registry::find("", "v1", "nodes")
+        .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
+    let node: Node = get_typed(&call.server, nodes, None, &node_name).await?;
+    let (ip, port) = node_endpoint(&node)?;
+    let mut query = String::new();
+    for key in LOG_PARAMS {
+        if let Some(v) = call.query.get(key) {
+            query.push(if query.is_empty() { '?' } else { '&' });
+            query.push_str(key);
+            query.push('=');
+            query.push_str(
+                &percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string(),
+            );
+        }
+    }
+    let path = format!("/containerLogs/{ns}/{name}/{container}{query}");
+    let resp = node_get(&call.server, ip, port, &path).await?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let message = String::from_utf8_lossy(&body).trim().to_string();
+        return Err(ApiError::BadRequest(message));
+    }
+    let chunks = resp
+        .into_body()
+        .into_data_stream()
+        .filter_map(|chunk| async move {
+            match chunk {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    debug!(error = %e, "log stream from node ended");
+                    None
+                }
+            }
+        });
+    let mut out = Response::new(streaming(chunks));
+    out.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    Ok(out)
+}
+
+/// A GET to an agent over TLS with the kubelet-client certificate; the agent's certificate
+/// must be signed by the cluster CA for the node's address.
+async fn node_get(
+    server: &ApiServer,
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+) -> Result<Response<hyper::body::Incoming>, ApiError> {
+    let nodes = server
+        .nodes
+        .get()
+        .ok_or_else(|| ApiError::Internal("node PKI not ready".into()))?;
+    let unreachable = |e: String| {
+        warn!(node = %ip, error = %e, "reaching the node agent");
+        ApiError::Internal(format!("error dialing backend: {e}"))
+    };
+    let tcp = tokio::net::TcpStream::connect((ip, port))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&nodes.kubelet_client));
+    let server_name = rustls::pki_types::ServerName::IpAddress(ip.into());
+    let tls = connector
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(error = %e, "node connection closed");
+        }
+    });
+    let req = http::Request::get(path)
+        .header(http::header::HOST, format!("{ip}:{port}"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| unreachable(e.to_string()))
+}
