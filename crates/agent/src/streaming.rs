@@ -113,6 +113,7 @@ pub async fn serve(
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .with_upgrades()
                 .await
             {
                 debug!(%peer, error = %e, "streaming connection ended");
@@ -133,6 +134,10 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         ["containerLogs", ns, pod, container] => {
             let query = LogQuery::parse(req.uri().query().unwrap_or(""));
             container_logs(&ctx, ns, pod, container, query).await
+        }
+        ["exec", ns, pod, container] => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            exec(&ctx, req, &ns, &pod, &container).await
         }
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
@@ -401,5 +406,255 @@ async fn stream_logs(
             return Ok(());
         }
         tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+// ----- exec -----
+
+/// The remote-command subprotocols spoken, newest first.
+const EXEC_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"];
+
+struct ExecQuery {
+    command: Vec<String>,
+    stdin: bool,
+    tty: bool,
+}
+
+fn exec_query(raw: &str) -> ExecQuery {
+    let mut q = ExecQuery {
+        command: Vec::new(),
+        stdin: false,
+        tty: false,
+    };
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        let on = v.is_empty() || v == "true" || v == "1";
+        match k {
+            "command" => q.command.push(v),
+            "input" | "stdin" => q.stdin = on,
+            "tty" => q.tty = on,
+            _ => {}
+        }
+    }
+    q
+}
+
+/// Exec in a running container over a WebSocket (`v5`/`v4.channel.k8s.io`): the upgrade is
+/// answered here, then stdin/stdout/stderr flow as channel-prefixed binary messages and the
+/// exit status arrives as a `Status` on the error channel.
+async fn exec(
+    ctx: &Arc<Ctx>,
+    req: Request<Incoming>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Response<Body> {
+    let q = exec_query(req.uri().query().unwrap_or(""));
+    if q.command.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least 1 command",
+        );
+    }
+    let running = find_pod(ctx, ns, pod)
+        .and_then(|rec| instance(&rec, container, false).cloned())
+        .filter(|c| c.exit.is_none());
+    let Some(inst) = running else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("container not found (\"{container}\")"),
+        );
+    };
+    let headers = req.headers();
+    let is_ws = headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = headers
+        .get("sec-websocket-key")
+        .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()));
+    let offered: Vec<String> = headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .collect();
+    let protocol = EXEC_PROTOCOLS
+        .iter()
+        .find(|p| offered.iter().any(|o| o == *p))
+        .copied();
+    let (Some(accept), true, Some(protocol)) = (key, is_ws, protocol) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "exec needs a WebSocket upgrade with subprotocol v5.channel.k8s.io, v4.channel.k8s.io or channel.k8s.io",
+        );
+    };
+    let mut child = match ctx
+        .runtime
+        .exec_command(&inst.id, &q.command, q.stdin)
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("exec: {e}")),
+    };
+    let command = q.command.clone();
+    let tty = q.tty;
+    tokio::spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => {
+                debug!(error = %e, "exec upgrade failed");
+                let _ = child.kill().await;
+                return;
+            }
+        };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        if let Err(e) = pump_exec(ws, &mut child, protocol, tty, &command).await {
+            debug!(error = %e, "exec stream ended");
+        }
+        let _ = child.kill().await;
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()).boxed_unsync());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    h.insert(
+        "sec-websocket-protocol",
+        http::HeaderValue::from_static(protocol),
+    );
+    resp
+}
+
+fn exit_status(code: Option<i32>, command: &[String]) -> String {
+    match code {
+        Some(0) => r#"{"metadata":{},"status":"Success"}"#.to_string(),
+        code => {
+            let code = code.unwrap_or(137);
+            serde_json::json!({
+                "metadata": {},
+                "status": "Failure",
+                "message": format!(
+                    "command terminated with non-zero exit code: error executing command [{}], exit code {code}",
+                    command.join(" ")
+                ),
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+            })
+            .to_string()
+        }
+    }
+}
+
+async fn pump_exec<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    child: &mut tokio::process::Child,
+    protocol: &str,
+    tty: bool,
+    command: &[String],
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut sink, mut source) = ws.split();
+    let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut out_buf = vec![0u8; 32 * 1024];
+    let mut err_buf = vec![0u8; 32 * 1024];
+    // With a tty there is one output stream; stderr joins stdout as a terminal would show it.
+    let err_channel = if tty { 1u8 } else { 2u8 };
+    // v1 (`channel.k8s.io`) has no close-stream message.
+    let _ = protocol;
+    loop {
+        if stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        tokio::select! {
+            msg = source.next() => match msg {
+                Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
+                    0 => {
+                        if let Some(w) = stdin.as_mut() {
+                            if w.write_all(&data[1..]).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    // v5: close a stream; [255, 0] closes stdin.
+                    255 if data.get(1) == Some(&0) => stdin = None,
+                    _ => {} // 4: terminal resize, meaningless without a tty
+                },
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+            },
+            n = read_some(&mut stdout, &mut out_buf) => match n {
+                Some(n) => {
+                    let mut m = Vec::with_capacity(n + 1);
+                    m.push(1u8);
+                    m.extend_from_slice(&out_buf[..n]);
+                    sink.send(Message::Binary(m.into())).await?;
+                }
+                None => stdout = None,
+            },
+            n = read_some(&mut stderr, &mut err_buf) => match n {
+                Some(n) => {
+                    let mut m = Vec::with_capacity(n + 1);
+                    m.push(err_channel);
+                    m.extend_from_slice(&err_buf[..n]);
+                    sink.send(Message::Binary(m.into())).await?;
+                }
+                None => stderr = None,
+            },
+        }
+    }
+    drop(stdin);
+    let code = child.wait().await.ok().and_then(|s| s.code());
+    let mut status = vec![3u8];
+    status.extend_from_slice(exit_status(code, command).as_bytes());
+    sink.send(Message::Binary(status.into())).await?;
+    // A normal close (1000) reads as the end of every stream on the client's side.
+    sink.send(Message::Close(Some(
+        tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "".into(),
+        },
+    )))
+    .await?;
+    Ok(())
+}
+
+/// Reads from an optional pipe; None at EOF, error, or when there is no pipe (never ready).
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    pipe: &mut Option<R>,
+    buf: &mut [u8],
+) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    match pipe.as_mut() {
+        Some(r) => match r.read(buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
     }
 }

@@ -259,13 +259,135 @@ pub async fn pod_log(call: Call) -> Result<Response<Body>, ApiError> {
     Ok(out)
 }
 
-/// A GET to an agent over TLS with the kubelet-client certificate; the agent's certificate
-/// must be signed by the cluster CA for the node's address.
+/// `pods/exec` (and later attach): checks the pod and container, then passes the client's
+/// WebSocket upgrade through to the agent and splices the two upgraded connections. The
+/// server does not parse the stream; the agent speaks the channel protocol.
+pub async fn pod_upgrade(
+    server: Arc<ApiServer>,
+    info: crate::request::RequestInfo,
+    query: crate::request::Query,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let ns = info.namespace.clone().unwrap_or_default();
+    let name = info.name.clone().unwrap_or_default();
+    let sub = info.subresource.clone().unwrap_or_default();
+    let pod: Pod = get_typed(&server, info.resource, Some(&ns), &name).await?;
+    let container = pick_container(&pod, query.non_empty("container"))?;
+    let running = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .chain(
+            pod.status
+                .as_ref()
+                .and_then(|s| s.init_container_statuses.as_ref())
+                .into_iter()
+                .flatten(),
+        )
+        .find(|s| s.name == container)
+        .is_some_and(|s| {
+            s.state
+                .as_ref()
+                .and_then(|st| st.running.as_ref())
+                .is_some()
+        });
+    if !running {
+        return Err(ApiError::BadRequest(format!(
+            "unable to upgrade connection: container not found (\"{container}\")"
+        )));
+    }
+    let node_name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
+    let nodes = crate::registry::find("", "v1", "nodes")
+        .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
+    let node: Node = get_typed(&server, nodes, None, &node_name).await?;
+    let (ip, port) = node_endpoint(&node)?;
+    let query_string = req.uri().query().unwrap_or("").to_string();
+    let path = format!("/{sub}/{ns}/{name}/{container}?{query_string}");
+    let mut forward = http::Request::get(path.as_str());
+    for h in [
+        http::header::UPGRADE,
+        http::header::CONNECTION,
+        http::header::SEC_WEBSOCKET_KEY,
+        http::header::SEC_WEBSOCKET_VERSION,
+        http::header::SEC_WEBSOCKET_PROTOCOL,
+    ] {
+        for v in req.headers().get_all(&h) {
+            forward = forward.header(&h, v);
+        }
+    }
+    let forward = forward
+        .header(http::header::HOST, format!("{ip}:{port}"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut agent_resp = node_send(&server, ip, port, forward).await?;
+    if agent_resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        let status = agent_resp.status();
+        let body = agent_resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let message = String::from_utf8_lossy(&body).trim().to_string();
+        return Err(if status == http::StatusCode::BAD_REQUEST {
+            ApiError::BadRequest(message)
+        } else {
+            ApiError::Internal(message)
+        });
+    }
+    let mut resp = Response::new(crate::body::empty());
+    *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    for (k, v) in agent_resp.headers() {
+        resp.headers_mut().append(k, v.clone());
+    }
+    let agent_upgrade = hyper::upgrade::on(&mut agent_resp);
+    let mut req = req;
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let (client, agent) = match tokio::try_join!(client_upgrade, agent_upgrade) {
+            Ok(pair) => pair,
+            Err(e) => {
+                debug!(error = %e, "stream upgrade failed");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut agent = hyper_util::rt::TokioIo::new(agent);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut agent).await {
+            debug!(error = %e, "stream closed");
+        }
+    });
+    Ok(resp)
+}
+
+/// A GET to an agent (see [`node_send`]).
 async fn node_get(
     server: &ApiServer,
     ip: IpAddr,
     port: u16,
     path: &str,
+) -> Result<Response<hyper::body::Incoming>, ApiError> {
+    let req = http::Request::get(path)
+        .header(http::header::HOST, format!("{ip}:{port}"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    node_send(server, ip, port, req).await
+}
+
+/// Sends one request to an agent over TLS with the kubelet-client certificate; the agent's
+/// certificate must be signed by the cluster CA for the node's address. The connection
+/// allows an upgrade (exec, attach).
+async fn node_send(
+    server: &ApiServer,
+    ip: IpAddr,
+    port: u16,
+    req: http::Request<http_body_util::Empty<Bytes>>,
 ) -> Result<Response<hyper::body::Incoming>, ApiError> {
     let nodes = server
         .nodes
@@ -290,14 +412,10 @@ async fn node_get(
             .await
             .map_err(|e| unreachable(e.to_string()))?;
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = conn.with_upgrades().await {
             debug!(error = %e, "node connection closed");
         }
     });
-    let req = http::Request::get(path)
-        .header(http::header::HOST, format!("{ip}:{port}"))
-        .body(http_body_util::Empty::<Bytes>::new())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
     sender
         .send_request(req)
         .await

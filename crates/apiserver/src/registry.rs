@@ -140,6 +140,11 @@ static RESOURCES: &[Resource] = &[
                 kind: "Pod",
                 verbs: &["get"],
             },
+            Subresource {
+                name: "exec",
+                kind: "PodExecOptions",
+                verbs: &["create", "get"],
+            },
         ],
         storage: "pods",
         strategy: &strategy::POD,

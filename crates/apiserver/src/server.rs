@@ -239,6 +239,12 @@ async fn dispatch(
             Some(doc) => Ok(bytes_response(doc.as_slice().to_vec(), "application/json")),
             None => Err(ApiError::RouteNotFound),
         },
+        Route::Resource(info)
+            if info.resource.plural == "pods"
+                && matches!(info.subresource.as_deref(), Some("exec" | "attach")) =>
+        {
+            crate::nodeproxy::pod_upgrade(server, info, query, req).await
+        }
         Route::Resource(info) => {
             let (parts, body) = req.into_parts();
             let body = read_body(body).await?;

@@ -151,6 +151,16 @@ impl Runtime {
         cmd
     }
 
+    /// `RUNTIME exec ID ARGS...`: a process in the container's namespaces, cgroup, user and
+    /// capabilities, with stdio piped (stdin only when `stdin`). The runtime exits with the
+    /// process's exit code. Not started: the caller spawns it.
+    pub fn exec_command(&self, id: &str, args: &[String], stdin: bool) -> Command {
+        let mut cmd = self.command();
+        cmd.arg("exec").arg(id).args(args);
+        cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() });
+        cmd
+    }
+
     /// Runs `RUNTIME --root STATE <args>`; Ok(stdout) on success, Err(reason) on failure.
     async fn run(&self, args: &[&str]) -> Result<Result<Vec<u8>, String>, OciError> {
         let mut cmd = self.command();

@@ -1,0 +1,117 @@
+"""`kubectl exec` and the Python client's exec stream through the API server to the node
+agent (issue 4): WebSocket `v5.channel.k8s.io`/`v4.channel.k8s.io`, stdin, stdout, stderr,
+exit codes, container selection, a terminal on the client side, and clear errors."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import time
+
+import kubernetes
+from kubernetes.stream import stream
+
+import harness
+from helpers import to_yaml
+from test_node_pods import pod, wait_ready
+
+
+def kubectl_argv(cluster, *args: str) -> list[str]:
+    return [str(harness.kubectl_bin()), "--kubeconfig", str(cluster.kubeconfig), *args]
+
+
+def test_exec_runs_in_the_container_with_its_exit_code_and_stdin(node, pod_ns):
+    n = node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("web-server-pod", n.images.busybox, ["sleep", "3600"])))
+    p = wait_ready(n, pod_ns, "web-server-pod")
+    assert n.kubectl("exec", "web-server-pod", "-n", pod_ns, "--", "hostname").stdout == \
+        "web-server-pod\n"
+    # The exec'd process is in the pod's network namespace and the container's PID namespace.
+    ip = n.kubectl("exec", "web-server-pod", "-n", pod_ns, "--", "sh", "-c",
+                   "ip -4 -o addr show eth0 | awk '{print $4}'").stdout.strip()
+    assert ip == p["status"]["podIP"] + "/24"
+    ps = n.kubectl("exec", "web-server-pod", "-n", pod_ns, "--", "ps", "-o", "comm").stdout
+    assert sorted(ps.split()[1:]) == ["ps", "sleep"], ps
+    out = n.kubectl("exec", "web-server-pod", "-n", pod_ns, "--", "sh", "-c",
+                    "echo out; echo err >&2; exit 3", check=False)
+    assert out.returncode == 3
+    assert out.stdout == "out\n"
+    assert "err\n" in out.stderr and "command terminated with exit code 3" in out.stderr
+    piped = n.kubectl("exec", "-i", "web-server-pod", "-n", pod_ns, "--", "sh", "-c",
+                      "cat; echo done", input="line one\nline two\n")
+    assert piped.stdout == "line one\nline two\ndone\n"
+
+
+def test_exec_picks_the_default_container_and_c_selects_another(crun_node, pod_ns):
+    n = crun_node
+    two = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pair"},
+           "spec": {"containers": [
+               {"name": "main", "image": n.images.busybox,
+                "command": ["sh", "-c", "touch /tmp/i-am-main; sleep 3600"]},
+               {"name": "side", "image": n.images.busybox,
+                "command": ["sh", "-c", "touch /tmp/i-am-side; sleep 3600"]}]}}
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(two))
+    wait_ready(n, pod_ns, "pair")
+    default = n.kubectl("exec", "pair", "-n", pod_ns, "--", "ls", "/tmp")
+    assert "i-am-main" in default.stdout
+    assert 'Defaulted container "main" out of: main, side' in default.stderr
+    side = n.kubectl("exec", "pair", "-n", pod_ns, "-c", "side", "--", "ls", "/tmp")
+    assert side.stdout.split() == ["i-am-side"]
+    bad = n.kubectl("exec", "pair", "-n", pod_ns, "-c", "nope", "--", "true", check=False)
+    assert bad.returncode != 0 and "container nope is not valid for pod pair" in bad.stderr
+    missing = n.kubectl("exec", "ghost", "-n", pod_ns, "--", "true", check=False)
+    assert missing.returncode != 0 and 'pods "ghost" not found' in missing.stderr
+
+
+def test_exec_it_under_a_terminal_prints_the_hostname(crun_node, pod_ns):
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("tty-pod", n.images.busybox, ["sleep", "3600"])))
+    wait_ready(n, pod_ns, "tty-pod")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child becomes kubectl, with the pty as its terminal
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+        env["HOME"] = str(n.workdir)
+        os.execve(kubectl_argv(n, "exec", "-it", "tty-pod", "-n", pod_ns, "--", "hostname")[0],
+                  kubectl_argv(n, "exec", "-it", "tty-pod", "-n", pod_ns, "--", "hostname"), env)
+    output = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if fd in ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif os.waitpid(pid, os.WNOHANG) != (0, 0):
+            break
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        status = 0
+    os.close(fd)
+    assert b"tty-pod" in output, output
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_python_client_exec_stream(crun_node, pod_ns):
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("py-exec", n.images.busybox, ["sleep", "3600"])))
+    wait_ready(n, pod_ns, "py-exec")
+    core = kubernetes.client.CoreV1Api(n.new_client())
+    out = stream(core.connect_get_namespaced_pod_exec, "py-exec", pod_ns,
+                 command=["sh", "-c", "echo hello from $(hostname)"],
+                 stderr=True, stdin=False, stdout=True, tty=False)
+    assert out == "hello from py-exec\n"
+    resp = stream(core.connect_get_namespaced_pod_exec, "py-exec", pod_ns,
+                  command=["sh", "-c", "exit 7"], stderr=True, stdin=False, stdout=True,
+                  tty=False, _preload_content=False)
+    resp.run_forever(timeout=20)
+    assert resp.returncode == 7
+    resp.close()
