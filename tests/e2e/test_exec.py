@@ -115,3 +115,21 @@ def test_python_client_exec_stream(crun_node, pod_ns):
     resp.run_forever(timeout=20)
     assert resp.returncode == 7
     resp.close()
+
+
+def test_kubectl_cp_in_and_out_keeps_the_bytes(crun_node, pod_ns, tmp_path):
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("cp-pod", n.images.busybox, ["sleep", "3600"])))
+    wait_ready(n, pod_ns, "cp-pod")
+    data = os.urandom(256 * 1024) + b"end\n"
+    src = tmp_path / "payload.bin"
+    src.write_bytes(data)
+    n.kubectl("cp", str(src), f"{pod_ns}/cp-pod:/tmp/payload.bin")
+    import hashlib
+    inside = n.kubectl("exec", "cp-pod", "-n", pod_ns, "--", "sha256sum",
+                       "/tmp/payload.bin").stdout.split()[0]
+    assert inside == hashlib.sha256(data).hexdigest()
+    back = tmp_path / "back.bin"
+    n.kubectl("cp", f"{pod_ns}/cp-pod:/tmp/payload.bin", str(back))
+    assert back.read_bytes() == data
