@@ -9,6 +9,7 @@
 #   make test-e2e   build + pytest tests/e2e (real kubectl, Python client, both datastores)
 #   make bench      store benchmark (if present) + bench/api_bench.py (Rust client bench/api-bench)
 #                   + bench/pod_startup.py (pod create -> Ready, burst, per-pod footprint)
+#                   + bench/stream_bench.py (exec round trip, logs -f delivery)
 #
 # CARGO_TARGET_DIR is respected when set in the environment.
 
@@ -132,6 +133,7 @@ bench: deps build-release
 	$(PY) bench/api_bench.py --bin "$(TARGET_DIR)/release/peapod" \
 	  --api-bench "$(TARGET_DIR)/release/api-bench"
 	$(PY) bench/pod_startup.py --bin "$(TARGET_DIR)/release/peapod"
+	$(PY) bench/stream_bench.py --bin "$(TARGET_DIR)/release/peapod"
 
 clean:
 	rm -rf $(DATA_DIR)

@@ -23,8 +23,10 @@ use crate::{AgentError, Ctx};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// How often a followed log is checked for new lines and for the container's exit.
-const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// How often a followed log is checked for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(25);
+/// How often a follower checks whether the container has exited.
+const FOLLOW_EXIT_CHECK: Duration = Duration::from_millis(250);
 
 #[derive(Deserialize)]
 struct Issued {
@@ -366,12 +368,17 @@ async fn stream_logs(
     }
     // Follow: new lines as they land, until the instance has exited and all is read.
     let mut pending = Vec::new();
+    let mut exited = false;
+    let mut last_exit_check: Option<std::time::Instant> = None;
     loop {
-        let exited = PodRecord::load(pod_dir)
-            .ok()
-            .flatten()
-            .and_then(|r| r.containers.into_iter().find(|c| c.id == inst.id))
-            .is_none_or(|c| c.exit.is_some());
+        if last_exit_check.is_none_or(|t| t.elapsed() >= FOLLOW_EXIT_CHECK) {
+            last_exit_check = Some(std::time::Instant::now());
+            exited = PodRecord::load(pod_dir)
+                .ok()
+                .flatten()
+                .and_then(|r| r.containers.into_iter().find(|c| c.id == inst.id))
+                .is_none_or(|c| c.exit.is_some());
+        }
         let mut file = match tokio::fs::File::open(&inst.log_path).await {
             Ok(f) => f,
             Err(_) if exited => return Ok(()),
