@@ -133,3 +133,66 @@ def test_kubectl_cp_in_and_out_keeps_the_bytes(crun_node, pod_ns, tmp_path):
     back = tmp_path / "back.bin"
     n.kubectl("cp", f"{pod_ns}/cp-pod:/tmp/payload.bin", str(back))
     assert back.read_bytes() == data
+
+
+class Terminal:
+    """kubectl running under a pseudo-terminal, as a user at a shell runs it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execve(argv[0], argv, env)
+        self.output = b""
+
+    def expect(self, needle: bytes, timeout: float = 20.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while needle not in self.output:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{needle!r} not seen; terminal so far: {self.output!r}")
+            ready, _, _ = select.select([self.fd], [], [], min(left, 0.5))
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"terminal closed before {needle!r}: {self.output!r}")
+                self.output += chunk
+        return self.output
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ready, _, _ = select.select([self.fd], [], [], 0.2)
+                if ready:
+                    self.output += os.read(self.fd, 4096)
+            except OSError:
+                pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, 9)
+        raise AssertionError(f"kubectl did not exit; terminal: {self.output!r}")
+
+
+def test_exec_it_gives_an_interactive_shell_on_a_terminal(node, pod_ns):
+    n = node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("shell-pod", n.images.busybox, ["sleep", "3600"])))
+    wait_ready(n, pod_ns, "shell-pod")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+    env["HOME"] = str(n.workdir)
+    env["TERM"] = "xterm"
+    term = Terminal(kubectl_argv(n, "exec", "-it", "shell-pod", "-n", pod_ns, "--", "sh"), env)
+    term.expect(b"# ")  # busybox sh prompts only on a terminal
+    term.send(b"tty; echo answer=$((6*7))\r")
+    out = term.expect(b"answer=42")
+    assert b"/dev/pts/" in out
+    term.send(b"exit 5\r")
+    assert term.wait() == 5

@@ -497,12 +497,22 @@ async fn exec(
             "exec needs a WebSocket upgrade with subprotocol v5.channel.k8s.io, v4.channel.k8s.io or channel.k8s.io",
         );
     };
-    let mut child = match ctx
-        .runtime
-        .exec_command(&inst.id, &q.command, q.stdin)
-        .kill_on_drop(true)
-        .spawn()
-    {
+    let mut terminal = None;
+    let spawned = if q.tty {
+        match Pty::open() {
+            Ok((pty, slave)) => {
+                terminal = Some(pty);
+                spawn_on_terminal(ctx.runtime.exec_tty_command(&inst.id, &q.command), slave)
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        ctx.runtime
+            .exec_command(&inst.id, &q.command, q.stdin)
+            .kill_on_drop(true)
+            .spawn()
+    };
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("exec: {e}")),
     };
@@ -523,7 +533,11 @@ async fn exec(
             None,
         )
         .await;
-        if let Err(e) = pump_exec(ws, &mut child, protocol, tty, &command).await {
+        let pumped = match terminal {
+            Some(pty) => pump_tty(ws, &mut child, pty, &command).await,
+            None => pump_exec(ws, &mut child, protocol, tty, &command).await,
+        };
+        if let Err(e) = pumped {
             debug!(error = %e, "exec stream ended");
         }
         let _ = child.kill().await;
@@ -664,4 +678,194 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(
         },
         None => std::future::pending().await,
     }
+}
+
+// ----- terminals -----
+
+/// The master side of a pseudo-terminal the exec'd runtime uses as its terminal.
+struct Pty {
+    master: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl Pty {
+    /// A new pty pair: the master (non-blocking, for us) and the slave (for the child).
+    fn open() -> std::io::Result<(Pty, std::os::fd::OwnedFd)> {
+        use std::os::fd::FromRawFd;
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: openpty writes two descriptors we then own; the other arguments may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fresh descriptors from openpty, owned from here on.
+        let (master, slave) = unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(master),
+                std::os::fd::OwnedFd::from_raw_fd(slave),
+            )
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let flags = libc::fcntl(master.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(master.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        // SAFETY: the AsyncFd owns the master until dropped; nothing else closes it.
+        let master = unsafe { tokio::io::unix::AsyncFd::register(master) }
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok((Pty { master }, slave))
+    }
+
+    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        loop {
+            let mut guard = self.master.readable().await?;
+            let res = guard.try_io(|fd| {
+                // SAFETY: reading into a buffer we own from a descriptor we own.
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match res {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        while !data.is_empty() {
+            let mut guard = self.master.writable().await?;
+            let res = guard.try_io(|fd| {
+                // SAFETY: writing from a buffer we own to a descriptor we own.
+                let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            if let Ok(r) = res {
+                data = &data[r?..];
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a resize; the kernel tells the runtime (SIGWINCH), which resizes the
+    /// container's terminal.
+    fn resize(&self, width: u16, height: u16) {
+        use std::os::fd::AsRawFd;
+        let size = libc::winsize {
+            ws_row: height,
+            ws_col: width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ with a properly initialised winsize on our own descriptor.
+        unsafe { libc::ioctl(self.master.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    }
+}
+
+/// Spawns `cmd` with the pty slave as stdio and controlling terminal, in its own session.
+fn spawn_on_terminal(
+    mut cmd: tokio::process::Command,
+    slave: std::os::fd::OwnedFd,
+) -> std::io::Result<tokio::process::Child> {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::from(slave.try_clone()?))
+        .stdout(Stdio::from(slave.try_clone()?))
+        .stderr(Stdio::from(slave))
+        .kill_on_drop(true);
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 || libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+#[derive(Deserialize)]
+struct TerminalSize {
+    #[serde(rename = "Width")]
+    width: u16,
+    #[serde(rename = "Height")]
+    height: u16,
+}
+
+async fn pump_tty<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    child: &mut tokio::process::Child,
+    pty: Pty,
+    command: &[String],
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut sink, mut source) = ws.split();
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut input_open = true;
+    loop {
+        tokio::select! {
+            msg = source.next(), if input_open => match msg {
+                Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
+                    0 => {
+                        if pty.write_all(&data[1..]).await.is_err() {
+                            input_open = false;
+                        }
+                    }
+                    4 => {
+                        if let Ok(size) = serde_json::from_slice::<TerminalSize>(&data[1..]) {
+                            pty.resize(size.width, size.height);
+                        }
+                    }
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+            },
+            n = pty.read(&mut buf) => match n {
+                Ok(n) if n > 0 => {
+                    let mut m = Vec::with_capacity(n + 1);
+                    m.push(1u8);
+                    m.extend_from_slice(&buf[..n]);
+                    sink.send(Message::Binary(m.into())).await?;
+                }
+                // EIO once the runtime (the last holder of the slave) has exited.
+                _ => break,
+            },
+        }
+    }
+    let code = child.wait().await.ok().and_then(|s| s.code());
+    let mut status = vec![3u8];
+    status.extend_from_slice(exit_status(code, command).as_bytes());
+    sink.send(Message::Binary(status.into())).await?;
+    sink.send(Message::Close(Some(
+        tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "".into(),
+        },
+    )))
+    .await?;
+    Ok(())
 }

@@ -161,6 +161,15 @@ impl Runtime {
         cmd
     }
 
+    /// `RUNTIME exec --tty ID ARGS...`: as [`Runtime::exec_command`], with a terminal. The
+    /// caller gives it a pty slave as stdio and controlling terminal; the runtime makes the
+    /// container's own pty and copies between the two, following resizes of ours.
+    pub fn exec_tty_command(&self, id: &str, args: &[String]) -> Command {
+        let mut cmd = self.command();
+        cmd.arg("exec").arg("--tty").arg(id).args(args);
+        cmd
+    }
+
     /// Runs `RUNTIME --root STATE <args>`; Ok(stdout) on success, Err(reason) on failure.
     async fn run(&self, args: &[&str]) -> Result<Result<Vec<u8>, String>, OciError> {
         let mut cmd = self.command();
