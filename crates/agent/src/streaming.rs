@@ -828,11 +828,7 @@ where
         tokio::select! {
             msg = source.next(), if input_open => match msg {
                 Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
-                    0 => {
-                        if pty.write_all(&data[1..]).await.is_err() {
-                            input_open = false;
-                        }
-                    }
+                    0 => input_open = pty.write_all(&data[1..]).await.is_ok(),
                     4 => {
                         if let Ok(size) = serde_json::from_slice::<TerminalSize>(&data[1..]) {
                             pty.resize(size.width, size.height);
