@@ -272,31 +272,42 @@ pub async fn pod_upgrade(
     let name = info.name.clone().unwrap_or_default();
     let sub = info.subresource.clone().unwrap_or_default();
     let pod: Pod = get_typed(&server, info.resource, Some(&ns), &name).await?;
-    let container = pick_container(&pod, query.non_empty("container"))?;
-    let running = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .chain(
-            pod.status
-                .as_ref()
-                .and_then(|s| s.init_container_statuses.as_ref())
-                .into_iter()
-                .flatten(),
-        )
-        .find(|s| s.name == container)
-        .is_some_and(|s| {
-            s.state
-                .as_ref()
-                .and_then(|st| st.running.as_ref())
-                .is_some()
-        });
+    let forward_ports = sub == "portforward";
+    let container = if forward_ports {
+        String::new()
+    } else {
+        pick_container(&pod, query.non_empty("container"))?
+    };
+    let running = forward_ports
+        || pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .chain(
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.init_container_statuses.as_ref())
+                    .into_iter()
+                    .flatten(),
+            )
+            .find(|s| s.name == container)
+            .is_some_and(|s| {
+                s.state
+                    .as_ref()
+                    .and_then(|st| st.running.as_ref())
+                    .is_some()
+            });
     if !running {
         return Err(ApiError::BadRequest(format!(
             "unable to upgrade connection: container not found (\"{container}\")"
         )));
+    }
+    if forward_ports && pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running") {
+        return Err(ApiError::BadRequest(
+            "unable to upgrade connection: pod does not exist or is not running".into(),
+        ));
     }
     let node_name = pod
         .spec
@@ -308,7 +319,11 @@ pub async fn pod_upgrade(
     let node: Node = get_typed(&server, nodes, None, &node_name).await?;
     let (ip, port) = node_endpoint(&node)?;
     let query_string = req.uri().query().unwrap_or("").to_string();
-    let path = format!("/{sub}/{ns}/{name}/{container}?{query_string}");
+    let path = if forward_ports {
+        format!("/portForward/{ns}/{name}?{query_string}")
+    } else {
+        format!("/{sub}/{ns}/{name}/{container}?{query_string}")
+    };
     let mut forward = http::Request::get(path.as_str());
     for h in [
         http::header::UPGRADE,

@@ -145,6 +145,11 @@ static RESOURCES: &[Resource] = &[
                 kind: "PodExecOptions",
                 verbs: &["create", "get"],
             },
+            Subresource {
+                name: "portforward",
+                kind: "PodPortForwardOptions",
+                verbs: &["create", "get"],
+            },
         ],
         storage: "pods",
         strategy: &strategy::POD,

@@ -241,7 +241,10 @@ async fn dispatch(
         },
         Route::Resource(info)
             if info.resource.plural == "pods"
-                && matches!(info.subresource.as_deref(), Some("exec" | "attach")) =>
+                && matches!(
+                    info.subresource.as_deref(),
+                    Some("exec" | "attach" | "portforward")
+                ) =>
         {
             crate::nodeproxy::pod_upgrade(server, info, query, req).await
         }
