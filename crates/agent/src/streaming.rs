@@ -1049,7 +1049,7 @@ where
             msg = source.next() => match msg {
                 Some(Ok(Message::Binary(data))) if !data.is_empty() => {
                     let ch = data[0] as usize;
-                    if ch % 2 == 0 {
+                    if ch.is_multiple_of(2) {
                         if let Some(Some(w)) = writers.get_mut(ch / 2) {
                             if w.write_all(&data[1..]).await.is_err() {
                                 writers[ch / 2] = None;
