@@ -618,19 +618,35 @@ where
         }
     }
     drop(stdin);
+    finish_exec(&mut sink, child, command).await
+}
+
+/// The end of an exec session: the exit status as a `Status` on the error channel, then a
+/// normal close (1000), which the client reads as the end of every stream.
+async fn finish_exec<S>(
+    sink: &mut S,
+    child: &mut tokio::process::Child,
+    command: &[String],
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: futures_util::Sink<
+            tokio_tungstenite::tungstenite::Message,
+            Error = tokio_tungstenite::tungstenite::Error,
+        > + Unpin,
+{
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
     let code = child.wait().await.ok().and_then(|s| s.code());
     let mut status = vec![3u8];
     status.extend_from_slice(exit_status(code, command).as_bytes());
     sink.send(Message::Binary(status.into())).await?;
-    // A normal close (1000) reads as the end of every stream on the client's side.
     sink.send(Message::Close(Some(
         tokio_tungstenite::tungstenite::protocol::CloseFrame {
             code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
             reason: "".into(),
         },
     )))
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Reads from an optional pipe; None at EOF, error, or when there is no pipe (never ready).
@@ -820,18 +836,7 @@ where
             },
         }
     }
-    let code = child.wait().await.ok().and_then(|s| s.code());
-    let mut status = vec![3u8];
-    status.extend_from_slice(exit_status(code, command).as_bytes());
-    sink.send(Message::Binary(status.into())).await?;
-    sink.send(Message::Close(Some(
-        tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
-            reason: "".into(),
-        },
-    )))
-    .await?;
-    Ok(())
+    finish_exec(&mut sink, child, command).await
 }
 
 // ----- port-forward (WebSocket form) -----

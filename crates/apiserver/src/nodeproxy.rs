@@ -228,16 +228,8 @@ pub async fn pod_log(call: Call) -> Result<Response<Body>, ApiError> {
     }
     let path = format!("/containerLogs/{ns}/{name}/{container}{query}");
     let resp = node_get(&call.server, ip, port, &path).await?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let message = String::from_utf8_lossy(&body).trim().to_string();
-        return Err(ApiError::BadRequest(message));
+    if !resp.status().is_success() {
+        return Err(agent_refusal(resp).await);
     }
     let chunks = resp
         .into_body()
@@ -342,19 +334,7 @@ pub async fn pod_upgrade(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut agent_resp = node_send(&server, ip, port, forward).await?;
     if agent_resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        let status = agent_resp.status();
-        let body = agent_resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let message = String::from_utf8_lossy(&body).trim().to_string();
-        return Err(if status == http::StatusCode::BAD_REQUEST {
-            ApiError::BadRequest(message)
-        } else {
-            ApiError::Internal(message)
-        });
+        return Err(agent_refusal(agent_resp).await);
     }
     let mut resp = Response::new(crate::body::empty());
     *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
@@ -379,6 +359,24 @@ pub async fn pod_upgrade(
         }
     });
     Ok(resp)
+}
+
+/// An agent's refusal as the client's error: its 400s (bad container, not running...) are
+/// the user's; anything else is the server's.
+async fn agent_refusal(resp: Response<hyper::body::Incoming>) -> ApiError {
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&body).trim().to_string();
+    if status.is_client_error() {
+        ApiError::BadRequest(message)
+    } else {
+        ApiError::Internal(message)
+    }
 }
 
 /// A GET to an agent (see [`node_send`]).
