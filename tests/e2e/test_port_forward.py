@@ -61,3 +61,16 @@ def test_port_forward_to_a_closed_port_reports_an_error(crun_node, pod_ns):
         assert err and "error forwarding port 9" in err, err
     finally:
         pf.close()
+
+
+def test_kubectl_port_forward_fails_fast_with_a_clear_reason_until_spdy_lands(crun_node, pod_ns):
+    # kubectl 1.37 speaks SPDY (tunnelled over WebSocket, then plain) for port-forward, which
+    # peapod does not serve yet: the user gets the reason at once instead of a hang.
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("pf-kubectl", n.images.web)))
+    wait_ready(n, pod_ns, "pf-kubectl")
+    out = n.kubectl("port-forward", "pod/pf-kubectl", "-n", pod_ns, "0:80", check=False,
+                    timeout=30)
+    assert out.returncode != 0
+    assert "SPDY, which kubectl port-forward speaks, is not supported yet" in out.stderr

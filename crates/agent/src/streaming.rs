@@ -943,6 +943,15 @@ async fn port_forward(
         })
         .filter_map(|p| p.trim().parse().ok())
         .collect();
+    let Some((accept, protocol)) = websocket_upgrade(
+        &req,
+        &["v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io"],
+    ) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "port-forward needs a WebSocket upgrade with subprotocol v4.channel.k8s.io (SPDY, which kubectl port-forward speaks, is not supported yet)",
+        );
+    };
     if ports.is_empty() {
         return text(
             StatusCode::BAD_REQUEST,
@@ -956,15 +965,6 @@ async fn port_forward(
         return text(
             StatusCode::BAD_REQUEST,
             format!("pod {pod} is not running on this node"),
-        );
-    };
-    let Some((accept, protocol)) = websocket_upgrade(
-        &req,
-        &["v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io"],
-    ) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "port-forward needs a WebSocket upgrade with subprotocol v4.channel.k8s.io",
         );
     };
     let pod = pod.to_string();
