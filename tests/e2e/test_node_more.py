@@ -140,3 +140,22 @@ def test_host_port_reaches_the_pod_and_describe_shows_the_startup_timeline(crun_
         return out if "StartupTimeline" in out else None
     out = wait_until(timeline, timeout=15, what="the StartupTimeline event")
     assert "sandbox +" in out and "started:app +" in out and "ready +" in out
+
+
+def test_memory_limit_overrun_is_reported_as_oom_killed(crun_node, pod_ns):
+    n = crun_node
+    # busybox tail keeps the last line in memory; /dev/zero has no newline, so it grows
+    # until the 32Mi limit stops it.
+    p = pod("hog", n.images.busybox, ["sh", "-c", "head -c 200m /dev/zero | tail"],
+            restartPolicy="Never")
+    p["spec"]["containers"][0]["resources"] = {"limits": {"memory": "32Mi"}}
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+
+    def terminated():
+        s = get_pod(n, pod_ns, "hog").get("status", {}).get("containerStatuses", [{}])[0]
+        return s.get("state", {}).get("terminated")
+    t = wait_until(terminated, timeout=60, what="the hog terminated")
+    assert t["reason"] == "OOMKilled", t
+    assert t["exitCode"] == 137
+    rows = rows_by_name(n.kubectl("get", "pods", "-n", pod_ns).stdout)
+    assert rows["hog"]["STATUS"] == "OOMKilled"
