@@ -65,38 +65,22 @@ def test_exec_picks_the_default_container_and_c_selects_another(crun_node, pod_n
     assert missing.returncode != 0 and 'pods "ghost" not found' in missing.stderr
 
 
+def terminal_env(cluster) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+    env["HOME"] = str(cluster.workdir)
+    env["TERM"] = "xterm"
+    return env
+
+
 def test_exec_it_under_a_terminal_prints_the_hostname(crun_node, pod_ns):
     n = crun_node
     n.kubectl("apply", "-n", pod_ns, "-f", "-",
               input=to_yaml(pod("tty-pod", n.images.busybox, ["sleep", "3600"])))
     wait_ready(n, pod_ns, "tty-pod")
-    pid, fd = pty.fork()
-    if pid == 0:  # the child becomes kubectl, with the pty as its terminal
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
-        env["HOME"] = str(n.workdir)
-        os.execve(kubectl_argv(n, "exec", "-it", "tty-pod", "-n", pod_ns, "--", "hostname")[0],
-                  kubectl_argv(n, "exec", "-it", "tty-pod", "-n", pod_ns, "--", "hostname"), env)
-    output = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if fd in ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-        elif os.waitpid(pid, os.WNOHANG) != (0, 0):
-            break
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        status = 0
-    os.close(fd)
-    assert b"tty-pod" in output, output
-    assert os.waitstatus_to_exitcode(status) == 0
+    term = Terminal(kubectl_argv(n, "exec", "-it", "tty-pod", "-n", pod_ns, "--", "hostname"),
+                    terminal_env(n))
+    term.expect(b"tty-pod")
+    assert term.wait() == 0
 
 
 def test_python_client_exec_stream(crun_node, pod_ns):
@@ -186,10 +170,8 @@ def test_exec_it_gives_an_interactive_shell_on_a_terminal(node, pod_ns):
     n.kubectl("apply", "-n", pod_ns, "-f", "-",
               input=to_yaml(pod("shell-pod", n.images.busybox, ["sleep", "3600"])))
     wait_ready(n, pod_ns, "shell-pod")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
-    env["HOME"] = str(n.workdir)
-    env["TERM"] = "xterm"
-    term = Terminal(kubectl_argv(n, "exec", "-it", "shell-pod", "-n", pod_ns, "--", "sh"), env)
+    term = Terminal(kubectl_argv(n, "exec", "-it", "shell-pod", "-n", pod_ns, "--", "sh"),
+                    terminal_env(n))
     term.expect(b"# ")  # busybox sh prompts only on a terminal
     term.send(b"tty; echo answer=$((6*7))\r")
     out = term.expect(b"answer=42")

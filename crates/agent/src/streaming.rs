@@ -503,7 +503,6 @@ async fn exec(
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("exec: {e}")),
     };
     let command = q.command.clone();
-    let tty = q.tty;
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
@@ -521,7 +520,7 @@ async fn exec(
         .await;
         let pumped = match terminal {
             Some(pty) => pump_tty(ws, &mut child, pty, &command).await,
-            None => pump_exec(ws, &mut child, protocol, tty, &command).await,
+            None => pump_exec(ws, &mut child, &command).await,
         };
         if let Err(e) = pumped {
             debug!(error = %e, "exec stream ended");
@@ -529,6 +528,14 @@ async fn exec(
         let _ = child.kill().await;
     });
     switching(&accept, protocol)
+}
+
+/// A binary message on one channel of the channel protocols: the channel byte, then data.
+fn channel_message(channel: u8, data: &[u8]) -> tokio_tungstenite::tungstenite::Message {
+    let mut m = Vec::with_capacity(data.len() + 1);
+    m.push(channel);
+    m.extend_from_slice(data);
+    tokio_tungstenite::tungstenite::Message::Binary(m.into())
 }
 
 fn exit_status(code: Option<i32>, command: &[String]) -> String {
@@ -554,8 +561,6 @@ fn exit_status(code: Option<i32>, command: &[String]) -> String {
 async fn pump_exec<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     child: &mut tokio::process::Child,
-    protocol: &str,
-    tty: bool,
     command: &[String],
 ) -> Result<(), tokio_tungstenite::tungstenite::Error>
 where
@@ -571,10 +576,6 @@ where
     let mut stderr = child.stderr.take();
     let mut out_buf = vec![0u8; 32 * 1024];
     let mut err_buf = vec![0u8; 32 * 1024];
-    // With a tty there is one output stream; stderr joins stdout as a terminal would show it.
-    let err_channel = if tty { 1u8 } else { 2u8 };
-    // v1 (`channel.k8s.io`) has no close-stream message.
-    let _ = protocol;
     loop {
         if stdout.is_none() && stderr.is_none() {
             break;
@@ -599,19 +600,13 @@ where
             },
             n = read_some(&mut stdout, &mut out_buf) => match n {
                 Some(n) => {
-                    let mut m = Vec::with_capacity(n + 1);
-                    m.push(1u8);
-                    m.extend_from_slice(&out_buf[..n]);
-                    sink.send(Message::Binary(m.into())).await?;
+                    sink.send(channel_message(1, &out_buf[..n])).await?;
                 }
                 None => stdout = None,
             },
             n = read_some(&mut stderr, &mut err_buf) => match n {
                 Some(n) => {
-                    let mut m = Vec::with_capacity(n + 1);
-                    m.push(err_channel);
-                    m.extend_from_slice(&err_buf[..n]);
-                    sink.send(Message::Binary(m.into())).await?;
+                    sink.send(channel_message(2, &err_buf[..n])).await?;
                 }
                 None => stderr = None,
             },
@@ -637,9 +632,8 @@ where
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let code = child.wait().await.ok().and_then(|s| s.code());
-    let mut status = vec![3u8];
-    status.extend_from_slice(exit_status(code, command).as_bytes());
-    sink.send(Message::Binary(status.into())).await?;
+    sink.send(channel_message(3, exit_status(code, command).as_bytes()))
+        .await?;
     sink.send(Message::Close(Some(
         tokio_tungstenite::tungstenite::protocol::CloseFrame {
             code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
@@ -826,10 +820,7 @@ where
             },
             n = pty.read(&mut buf) => match n {
                 Ok(n) if n > 0 => {
-                    let mut m = Vec::with_capacity(n + 1);
-                    m.push(1u8);
-                    m.extend_from_slice(&buf[..n]);
-                    sink.send(Message::Binary(m.into())).await?;
+                    sink.send(channel_message(1, &buf[..n])).await?;
                 }
                 // EIO once the runtime (the last holder of the slave) has exited.
                 _ => break,
@@ -1003,7 +994,7 @@ where
     use tokio_tungstenite::tungstenite::Message;
 
     let (mut sink, mut source) = ws.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
     let mut writers: Vec<Option<tokio::net::tcp::OwnedWriteHalf>> = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let data = (2 * i) as u8;
@@ -1025,10 +1016,7 @@ where
                         match read.read(&mut buf).await {
                             Ok(0) | Err(_) => break,
                             Ok(n) => {
-                                let mut m = Vec::with_capacity(n + 1);
-                                m.push(data);
-                                m.extend_from_slice(&buf[..n]);
-                                if tx.send(m).await.is_err() {
+                                if tx.send(channel_message(data, &buf[..n])).await.is_err() {
                                     break;
                                 }
                             }
@@ -1041,9 +1029,7 @@ where
                 let msg = format!(
                     "error forwarding port {port} to pod {pod}: failed to connect to localhost:{port} inside the pod: {e}"
                 );
-                let mut m = vec![error];
-                m.extend_from_slice(msg.as_bytes());
-                sink.send(Message::Binary(m.into())).await?;
+                sink.send(channel_message(error, msg.as_bytes())).await?;
             }
         }
     }
@@ -1067,7 +1053,7 @@ where
                 Some(Err(e)) => return Err(e),
             },
             out = out_rx.recv(), if readers_open => match out {
-                Some(m) => sink.send(Message::Binary(m.into())).await?,
+                Some(m) => sink.send(m).await?,
                 None => readers_open = false,
             },
         }
