@@ -1,0 +1,246 @@
+//! The agent's streaming server (the kubelet's port 10250): HTTPS with a serving certificate
+//! the API server signed with the cluster CA, accepting only clients presenting a certificate
+//! from that CA (the API server's kubelet-client certificate). This module owns the server,
+//! the routing and the pieces the endpoints share; each endpoint has its own module.
+
+mod exec;
+mod logs;
+mod portforward;
+mod pty;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::record::{ContainerRecord, PodRecord};
+use crate::{AgentError, Ctx};
+
+pub(super) type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+#[derive(Deserialize)]
+struct Issued {
+    certificate: String,
+    key: String,
+    ca: String,
+}
+
+fn tls_err(e: impl std::fmt::Display) -> AgentError {
+    AgentError::State(format!("streaming server TLS: {e}"))
+}
+
+/// Asks the API server for a serving certificate for this node and builds the TLS config.
+pub async fn tls_config(ctx: &Ctx) -> Result<Arc<rustls::ServerConfig>, AgentError> {
+    let body = serde_json::json!({
+        "nodeName": ctx.cfg.node_name,
+        "addresses": [ctx.cfg.node_ip.to_string()],
+    });
+    let req = Request::post("/peapod.io/v1/node-serving-certificate")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body).map_err(tls_err)?)
+        .map_err(tls_err)?;
+    let text = ctx.client.request_text(req).await?;
+    let issued: Issued = serde_json::from_str(&text).map_err(tls_err)?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut issued.certificate.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(tls_err)?;
+    let key = rustls_pemfile::private_key(&mut issued.key.as_bytes())
+        .map_err(tls_err)?
+        .ok_or_else(|| tls_err("no private key in the issued certificate"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls_pemfile::certs(&mut issued.ca.as_bytes()) {
+        roots.add(der.map_err(tls_err)?).map_err(tls_err)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(tls_err)?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(tls_err)?;
+    Ok(Arc::new(config))
+}
+
+/// Serves on `listener` until shutdown.
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "streaming server listening");
+    }
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "accepting a streaming connection");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    debug!(%peer, error = %e, "streaming TLS handshake refused");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(route(ctx, req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .with_upgrades()
+                .await
+            {
+                debug!(%peer, error = %e, "streaming connection ended");
+            }
+        });
+    }
+}
+
+pub(super) fn text(code: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(msg.into())).boxed_unsync());
+    *resp.status_mut() = code;
+    resp
+}
+
+async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
+    let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["containerLogs", ns, pod, container] => {
+            let query = logs::LogQuery::parse(req.uri().query().unwrap_or(""));
+            logs::container_logs(&ctx, ns, pod, container, query).await
+        }
+        ["exec", ns, pod, container] => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            exec::exec(&ctx, req, &ns, &pod, &container).await
+        }
+        ["portForward", ns, pod] => {
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            portforward::port_forward(&ctx, req, &ns, &pod).await
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+pub(super) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The record of the pod `ns/name` on this node (the newest, if it was recreated).
+pub(super) fn find_pod(ctx: &Ctx, ns: &str, name: &str) -> Option<PodRecord> {
+    let entries = std::fs::read_dir(ctx.cfg.pods_dir()).ok()?;
+    entries
+        .flatten()
+        .filter_map(|e| PodRecord::load(&e.path()).ok().flatten())
+        .filter(|r| r.namespace == ns && r.name == name)
+        .max_by_key(|r| r.start_time)
+}
+
+pub(super) fn instance<'a>(
+    rec: &'a PodRecord,
+    name: &str,
+    previous: bool,
+) -> Option<&'a ContainerRecord> {
+    let pick = |init: bool| {
+        if previous {
+            rec.previous(name, init)
+        } else {
+            rec.latest(name, init)
+        }
+    };
+    pick(false).or_else(|| pick(true))
+}
+
+/// The log files of one instance, oldest first (the monitor rotates FILE -> FILE.1 -> ...).
+/// A binary message on one channel of the channel protocols: the channel byte, then data.
+pub(super) fn channel_message(channel: u8, data: &[u8]) -> tokio_tungstenite::tungstenite::Message {
+    let mut m = Vec::with_capacity(data.len() + 1);
+    m.push(channel);
+    m.extend_from_slice(data);
+    tokio_tungstenite::tungstenite::Message::Binary(m.into())
+}
+
+/// What a WebSocket upgrade request offers: the accept key and the chosen subprotocol.
+pub(super) fn websocket_upgrade(
+    req: &Request<Incoming>,
+    protocols: &[&'static str],
+) -> Option<(String, &'static str)> {
+    let headers = req.headers();
+    let is_ws = headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let accept = headers
+        .get("sec-websocket-key")
+        .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()))?;
+    let offered: Vec<String> = headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .collect();
+    let protocol = protocols
+        .iter()
+        .find(|p| offered.iter().any(|o| o == *p))
+        .copied()?;
+    is_ws.then_some((accept, protocol))
+}
+
+pub(super) fn switching(accept: &str, protocol: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::new()).boxed_unsync());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    h.insert(
+        "sec-websocket-protocol",
+        http::HeaderValue::from_static(protocol),
+    );
+    resp
+}
