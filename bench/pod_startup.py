@@ -210,7 +210,7 @@ def main() -> int:
         agent = harness.spawn([str(binary), "agent", "--server", f"https://127.0.0.1:{server.port}",
                                "--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt"),
                                "--node-name", "bench-node", "--node-ip", "127.0.0.1",
-                               "--pod-cidr", cidr, "--cluster-cidr", cidr, "--cni-bridge", bridge, "--runtime", args.runtime, "--kubelet-port", "0",
+                               "--pod-cidr", cidr, "--cluster-cidr", cidr, "--cni-bridge", bridge, "--cgroup-root", node_support.cgroup_root(bridge), "--runtime", args.runtime, "--kubelet-port", "0",
                                "--data-dir", str(agent_dir / "data")],
                               agent_dir / "agent.log", stdout=out)
         deadline = time.monotonic() + 60

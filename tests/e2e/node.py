@@ -26,6 +26,12 @@ def unique_network() -> tuple[str, str]:
     raise RuntimeError("no free pod CIDR found")
 
 
+def cgroup_root(bridge: str) -> str:
+    """The test node's own cgroup root (`--cgroup-root`), so that test runs side by side on
+    one machine never count each other's pod cgroups as leaks."""
+    return f"peapod-{bridge}"
+
+
 class Node:
     """`peapod up`: control plane and node agent in one process."""
 
@@ -36,8 +42,8 @@ class Node:
         self.name = f"node-{secrets.token_hex(3)}"
         args = ["--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
                 "--cluster-cidr", self.pod_cidr,
-                "--cni-bridge", self.bridge, "--runtime", runtime, "--kubelet-port", "0",
-                *(extra_args or [])]
+                "--cni-bridge", self.bridge, "--cgroup-root", cgroup_root(self.bridge),
+                "--runtime", runtime, "--kubelet-port", "0", *(extra_args or [])]
         self.server = harness.Peapod(workdir, mode="up", extra_args=args)
 
     @property
@@ -82,6 +88,7 @@ class Agent:
              "--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt"),
              "--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
              "--cluster-cidr", self.pod_cidr, "--cni-bridge", self.bridge,
+             "--cgroup-root", cgroup_root(self.bridge),
              "--runtime", self.runtime, "--kubelet-port", "0", "--data-dir", str(self.data_dir)],
             self.log, stdout=self.stdout)
         deadline = time.monotonic() + timeout
@@ -121,7 +128,8 @@ def leaks(data_dir: Path, bridge: str) -> list[str]:
     links = subprocess.run(["ip", "-o", "link", "show", "master", bridge],
                            capture_output=True, text=True).stdout
     found += [f"veth {line.split(':')[1].strip()}" for line in links.splitlines() if line]
-    for d in glob.glob("/sys/fs/cgroup/*/peapod/pod*") + glob.glob("/sys/fs/cgroup/peapod/pod*"):
+    root = cgroup_root(bridge)
+    for d in glob.glob(f"/sys/fs/cgroup/*/{root}/pod*") + glob.glob(f"/sys/fs/cgroup/{root}/pod*"):
         found.append(f"cgroup {d}")
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -148,9 +156,15 @@ def wait_clean(data_dir: Path, bridge: str, timeout: float = 30.0) -> None:
 
 
 def remove_network(pod_cidr: str, bridge: str, cluster_cidr: str | None = None) -> None:
-    """What a node leaves on the host by design (its bridge and its masquerade rule), removed
-    when a test is done with the node."""
+    """What a node leaves on the host by design (its bridge, its masquerade rule and its empty
+    cgroup root), removed when a test is done with the node."""
     subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    root = cgroup_root(bridge)
+    for d in glob.glob(f"/sys/fs/cgroup/*/{root}") + glob.glob(f"/sys/fs/cgroup/{root}"):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
     subprocess.run(["iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", pod_cidr, "!", "-d",
                     cluster_cidr or pod_cidr, "-m", "comment", "--comment",
                     "peapod: masquerade pod traffic leaving the cluster", "-j", "MASQUERADE"],

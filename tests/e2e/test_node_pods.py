@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from helpers import rows_by_name, to_yaml, wait_until
+import node as node_support
 
 
 def pod(name: str, image: str, command: list[str] | None = None, **spec) -> dict:
@@ -116,8 +117,9 @@ def test_inside_a_pod_hostname_rootfs_processes_and_memory_limit(node, pod_ns):
     assert p["status"]["qosClass"] == "Guaranteed"
     cid = p["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
     uid = p["metadata"]["uid"].replace("-", "")
-    v1 = Path(f"/sys/fs/cgroup/memory/peapod/pod{uid}/{cid}/memory.limit_in_bytes")
-    v2 = Path(f"/sys/fs/cgroup/peapod/pod{uid}/{cid}/memory.max")
+    root = node_support.cgroup_root(node.node.bridge)
+    v1 = Path(f"/sys/fs/cgroup/memory/{root}/pod{uid}/{cid}/memory.limit_in_bytes")
+    v2 = Path(f"/sys/fs/cgroup/{root}/pod{uid}/{cid}/memory.max")
     limit = v1 if v1.exists() else v2
     assert limit.read_text().strip() == str(64 * 1024 * 1024)
 

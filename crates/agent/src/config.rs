@@ -34,6 +34,9 @@ pub struct AgentConfig {
     pub started_at: jiff::Timestamp,
     /// The streaming server's port (the kubelet's 10250); 0 picks a free one.
     pub kubelet_port: u16,
+    /// The cgroup every pod cgroup is created under (the kubelet's `--cgroup-root`), e.g.
+    /// `peapod`: pods live at `<root>/pod<uid>` in every hierarchy.
+    pub cgroup_root: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,5 +72,9 @@ impl AgentConfig {
     }
     pub fn cni_dir(&self) -> PathBuf {
         self.data_dir.join("cni")
+    }
+    /// The pod cgroup name under the runtime's cgroup root.
+    pub fn pod_cgroup(&self, uid: &str) -> String {
+        format!("{}/pod{}", self.cgroup_root, uid.replace('-', ""))
     }
 }

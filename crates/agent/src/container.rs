@@ -12,7 +12,7 @@ use tracing::debug;
 use crate::events::EventType;
 use crate::expand::{expand, field_ref, process_args, set_env, split_env};
 use crate::record::{ContainerRecord, SandboxRecord};
-use crate::sandbox::{hostname, pod_cgroup, pod_files};
+use crate::sandbox::{hostname, pod_files};
 use crate::Ctx;
 
 /// Why a container could not be made to run, in the kubelet's words (the waiting reason).
@@ -481,7 +481,7 @@ fn assemble(
         utsns: Some(oci::sandbox::ns_path(infra, "uts")),
         pidns: share_pid.then(|| oci::sandbox::ns_path(infra, "pid")),
         shm: Some(pod_dir.join("shm")),
-        cgroups_path: format!("/{}/{}", pod_cgroup(&uid), id),
+        cgroups_path: format!("/{}/{}", ctx.cfg.pod_cgroup(&uid), id),
         resources: resources(c),
         oom_score_adj: None,
         tty: c.tty.unwrap_or(false),

@@ -459,7 +459,7 @@ impl Worker {
         }
         let exit_file = container::exit_file(&self.pod_dir, id);
         let info = pleg::read_exit_with_deadline(&exit_file).await;
-        let cgroup = format!("/{}/{}", sandbox::pod_cgroup(&self.rec.uid), id);
+        let cgroup = format!("/{}/{}", self.ctx.cfg.pod_cgroup(&self.rec.uid), id);
         let oom = oci::cgroup::oom_killed(&cgroup);
         let rec = &mut self.rec.containers[pos];
         let exit = match info {
@@ -618,7 +618,7 @@ impl Worker {
             )
             .await;
         } else {
-            let _ = oci::cgroup::remove_pod_cgroup(&sandbox::pod_cgroup(&self.rec.uid));
+            let _ = oci::cgroup::remove_pod_cgroup(&self.ctx.cfg.pod_cgroup(&self.rec.uid));
         }
         if everything {
             let _ = std::fs::remove_dir_all(&self.pod_dir);

@@ -11,11 +11,6 @@ use tracing::{debug, warn};
 use crate::record::SandboxRecord;
 use crate::{AgentError, Ctx};
 
-/// The pod cgroup name under the runtime's cgroup root.
-pub fn pod_cgroup(uid: &str) -> String {
-    format!("peapod/pod{}", uid.replace('-', ""))
-}
-
 /// hostPort mappings the pod's containers ask for.
 fn port_mappings(pod: &Pod) -> Vec<cni::PortMapping> {
     let Some(spec) = pod.spec.as_ref() else {
@@ -208,7 +203,7 @@ async fn build(
     let name = pod.metadata.name.clone().unwrap_or_default();
     let t0 = std::time::Instant::now();
     std::fs::create_dir_all(pod_dir).map_err(|e| AgentError::io(pod_dir, e))?;
-    oci::cgroup::create_pod_cgroup(&pod_cgroup(&uid), &oci::Resources::default())
+    oci::cgroup::create_pod_cgroup(&ctx.cfg.pod_cgroup(&uid), &oci::Resources::default())
         .map_err(|e| AgentError::Sandbox(format!("creating the pod cgroup: {e}")))?;
     cni::netns::create(&sandbox.netns)
         .map_err(|e| AgentError::Sandbox(format!("creating the network namespace: {e}")))?;
@@ -248,7 +243,7 @@ async fn build(
         infra_ms = (t0.elapsed() - t_cni).as_millis() as u64, "sandbox stages");
     sandbox.infra_pid = pid;
     sandbox.infra_start = oci::sandbox::start_time(pid);
-    oci::cgroup::add_process(&pod_cgroup(&uid), pid).map_err(|e| {
+    oci::cgroup::add_process(&ctx.cfg.pod_cgroup(&uid), pid).map_err(|e| {
         AgentError::Sandbox(format!("moving the infra process into the pod cgroup: {e}"))
     })?;
     Ok(())
@@ -271,7 +266,7 @@ pub async fn destroy(ctx: &Ctx, ns: &str, name: &str, uid: &str, sandbox: &Sandb
     if let Err(e) = oci::sandbox::unmount_shm(&pod_dir_of(ctx, uid).join("shm")) {
         warn!(pod = %name, error = %e, "unmounting the pod's /dev/shm");
     }
-    if let Err(e) = oci::cgroup::remove_pod_cgroup(&pod_cgroup(uid)) {
+    if let Err(e) = oci::cgroup::remove_pod_cgroup(&ctx.cfg.pod_cgroup(uid)) {
         warn!(pod = %name, error = %e, "removing the pod cgroup");
     }
 }

@@ -92,6 +92,9 @@ struct NodeArgs {
     /// The agent's streaming server port (logs, exec, port-forward); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// The cgroup pods are created under, as `<root>/pod<uid>` (the kubelet's flag).
+    #[arg(long, default_value = "peapod")]
+    cgroup_root: String,
     /// Registries reached over plain HTTP (loopback ones always are).
     #[arg(long)]
     insecure_registry: Vec<String>,
@@ -374,6 +377,7 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
         started_at: jiff::Timestamp::now(),
         kubelet_port: node.kubelet_port,
+        cgroup_root: node.cgroup_root.trim_matches('/').to_string(),
     })
 }
 
