@@ -79,11 +79,12 @@ class Cluster:
                 f"stdout:\n{cp.stdout}\nstderr:\n{cp.stderr}")
         return cp
 
-    def kubectl_watch(self, *args: str) -> "Streamed":
-        """Start a long-running kubectl (e.g. `get -w`) whose stdout is read line by line."""
+    def kubectl_watch(self, *args: str, env: dict[str, str] | None = None) -> "Streamed":
+        """Start a long-running kubectl (e.g. `get -w`) whose stdout is read line by line;
+        `env` adds variables (e.g. kubectl's feature switches)."""
         argv = [str(harness.kubectl_bin()), "--kubeconfig", str(self.kubeconfig),
                 "--cache-dir", str(self.workdir / "kube-cache"), *args]
-        return Streamed(argv, kubectl_env(self.workdir))
+        return Streamed(argv, {**kubectl_env(self.workdir), **(env or {})})
 
     @property
     def client(self) -> kubernetes.client.ApiClient:
@@ -154,8 +155,12 @@ class Streamed:
         raise AssertionError(f"no expected line within {timeout}s from {' '.join(self.argv[3:])};"
                              f" stdout so far:\n" + "\n".join(self.seen))
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stops the process; returns what it wrote to stderr."""
         harness.stop(self.proc, grace=5)
+        if self.proc.stderr and not self.proc.stderr.closed:
+            self.stderr += self.proc.stderr.read()
+        return self.stderr
 
 
 @pytest.fixture(scope="module", params=["sqlite", "etcd"])

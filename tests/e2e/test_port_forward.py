@@ -1,11 +1,18 @@
-"""Port-forward through the API server to the pod's network namespace (issue 4, the Python
-client's WebSocket form; kubectl's SPDY form comes next): data reaches a server bound to the
-pod's own 127.0.0.1, several ports in one session, and a port nothing listens on reports an
-error instead of hanging."""
+"""Port-forward through the API server to the pod's network namespace (issue 4): kubectl's
+SPDY, tunnelled over a WebSocket as kubectl 1.37 sends it and over a plain upgrade as it
+falls back to, and the Python client's WebSocket form. Data reaches a server bound to the
+pod's own 127.0.0.1, several ports and many connections share a session, and a port nothing
+listens on reports an error instead of hanging."""
 
 from __future__ import annotations
 
+import re
+import socket
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
 import kubernetes
+import pytest
 from kubernetes.stream import portforward
 
 from helpers import to_yaml
@@ -63,14 +70,58 @@ def test_port_forward_to_a_closed_port_reports_an_error(crun_node, pod_ns):
         pf.close()
 
 
-def test_kubectl_port_forward_fails_fast_with_a_clear_reason_until_spdy_lands(crun_node, pod_ns):
-    # kubectl 1.37 speaks SPDY (tunnelled over WebSocket, then plain) for port-forward, which
-    # peapod does not serve yet: the user gets the reason at once instead of a hang.
+# kubectl 1.37 tunnels SPDY through a WebSocket; with the switch off it upgrades to SPDY
+# directly, as older kubectl and client-go programs do.
+KUBECTL_FORMS = {"spdy-over-websocket": {}, "spdy": {"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}}
+
+
+def start_port_forward(n, ns: str, pod_name: str, remote: int, env: dict[str, str]):
+    """`kubectl port-forward pod/NAME :REMOTE`; returns the process and its local port."""
+    pf = n.kubectl_watch("port-forward", f"pod/{pod_name}", "-n", ns, f":{remote}", env=env)
+    line = pf.expect(lambda l: l.startswith("Forwarding from 127.0.0.1:"), timeout=30)
+    port = int(re.match(r"Forwarding from 127\.0\.0\.1:(\d+) ->", line).group(1))
+    return pf, port
+
+
+@pytest.mark.parametrize("form", KUBECTL_FORMS)
+def test_kubectl_port_forward_serves_the_page_to_many_parallel_gets(crun_node, pod_ns, form):
+    # Seed 004: `kubectl port-forward pod/web-server-pod 8080:80`, then a browser on
+    # 127.0.0.1:8080 (a free local port here, so runs never collide).
     n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(pod("web-server-pod", n.images.web)))
+    wait_ready(n, pod_ns, "web-server-pod")
+    pf, port = start_port_forward(n, pod_ns, "web-server-pod", 80, KUBECTL_FORMS[form])
+    try:
+        def get(_):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
+                return r.status, r.read()
+
+        status, body = get(0)
+        assert status == 200 and b"hello from peapod busybox" in body, body
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            results = list(pool.map(get, range(50)))
+        assert [s for s, _ in results] == [200] * 50
+        assert all(b == body for _, b in results)
+    finally:
+        pf.stop()
+
+
+@pytest.mark.parametrize("form", KUBECTL_FORMS)
+def test_kubectl_port_forward_to_a_closed_port_reports_the_error(crun_node, pod_ns, form):
+    n = crun_node
+    name = f"closed-{form.replace('-', '')}"[:40]
     n.kubectl("apply", "-n", pod_ns, "-f", "-",
-              input=to_yaml(pod("pf-kubectl", n.images.web)))
-    wait_ready(n, pod_ns, "pf-kubectl")
-    out = n.kubectl("port-forward", "pod/pf-kubectl", "-n", pod_ns, "0:80", check=False,
-                    timeout=30)
-    assert out.returncode != 0
-    assert "SPDY, which kubectl port-forward speaks, is not supported yet" in out.stderr
+              input=to_yaml(pod(name, n.images.busybox, ["sleep", "3600"])))
+    wait_ready(n, pod_ns, name)
+    pf, port = start_port_forward(n, pod_ns, name, 9, KUBECTL_FORMS[form])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.settimeout(20)
+            try:
+                assert sock.recv(1) == b""  # closed, not hanging
+            except ConnectionResetError:
+                pass
+    finally:
+        stderr = pf.stop()
+    assert "error forwarding port 9" in stderr, stderr
+    assert "connection refused" in stderr, stderr

@@ -323,6 +323,7 @@ pub async fn pod_upgrade(
         http::header::SEC_WEBSOCKET_KEY,
         http::header::SEC_WEBSOCKET_VERSION,
         http::header::SEC_WEBSOCKET_PROTOCOL,
+        http::HeaderName::from_static("x-stream-protocol-version"),
     ] {
         for v in req.headers().get_all(&h) {
             forward = forward.header(&h, v);

@@ -244,3 +244,85 @@ pub(super) fn switching(accept: &str, protocol: &'static str) -> Response<Body> 
     );
     resp
 }
+
+/// The SPDY subprotocol of port-forward (`X-Stream-Protocol-Version`).
+pub(super) const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
+
+/// For a plain SPDY upgrade offering `protocol` (`Upgrade: SPDY/3.1`,
+/// `X-Stream-Protocol-Version`), the 101 that accepts it.
+pub(super) fn spdy_upgrade(
+    req: &Request<Incoming>,
+    protocol: &'static str,
+) -> Option<Response<Body>> {
+    let headers = req.headers();
+    let is_spdy = headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"));
+    let offered = headers
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == protocol);
+    if !(is_spdy && offered) {
+        return None;
+    }
+    let mut resp = Response::new(Full::new(Bytes::new()).boxed_unsync());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("SPDY/3.1"),
+    );
+    h.insert(
+        "x-stream-protocol-version",
+        http::HeaderValue::from_static(protocol),
+    );
+    Some(resp)
+}
+
+/// A byte stream carried in binary WebSocket messages, as client-go's tunnelling connection
+/// sends SPDY: every write is one message, reads run across message boundaries. Returns the
+/// local end of a pipe a task keeps joined to the WebSocket.
+pub(super) fn tunnel<S>(ws: tokio_tungstenite::WebSocketStream<S>) -> tokio::io::DuplexStream
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (local, mut remote) = tokio::io::duplex(256 * 1024);
+    tokio::spawn(async move {
+        let (mut sink, mut source) = ws.split();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                msg = source.next() => match msg {
+                    Some(Ok(Message::Binary(data))) => {
+                        if remote.write_all(&data).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+                n = remote.read(&mut buf) => match n {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if sink.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                            break;
+                        }
+                    }
+                },
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+    });
+    local
+}

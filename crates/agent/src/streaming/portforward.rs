@@ -8,7 +8,10 @@ use hyper::body::Incoming;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{channel_message, find_pod, percent_decode, switching, text, websocket_upgrade, Body};
+use super::{
+    channel_message, find_pod, percent_decode, spdy_upgrade, switching, text, websocket_upgrade,
+    Body, PORT_FORWARD_PROTOCOL,
+};
 use crate::Ctx;
 
 /// A TCP connection to `127.0.0.1:port` made inside the network namespace of `infra_pid`
@@ -42,15 +45,53 @@ async fn connect_in_pod(infra_pid: u32, port: u16) -> std::io::Result<tokio::net
     tokio::net::TcpStream::from_std(stream)
 }
 
-/// Port-forward over a WebSocket (`v4.channel.k8s.io`, the Python client's form): for the
-/// i-th requested port, channel 2i carries data and 2i+1 errors; each channel opens with the
-/// port number (2 bytes, little endian).
+/// The WebSocket subprotocol kubectl 1.37 opens port-forward with: SPDY, tunnelled through
+/// binary WebSocket messages.
+const SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
+/// How long the second stream of a port-forward request may take to arrive (the kubelet's
+/// stream creation timeout).
+const STREAM_PAIR_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Port-forward in each of the forms clients speak:
+/// - SPDY tunnelled over a WebSocket (kubectl 1.37),
+/// - SPDY over a plain HTTP upgrade (kubectl with `KUBECTL_PORT_FORWARD_WEBSOCKETS=false`,
+///   and older clients),
+/// - the WebSocket channel form (`v4.channel.k8s.io`, the Python client's): for the i-th
+///   requested port, channel 2i carries data and 2i+1 errors; each channel opens with the
+///   port number (2 bytes, little endian).
 pub(super) async fn port_forward(
     ctx: &Arc<Ctx>,
     req: Request<Incoming>,
     ns: &str,
     pod: &str,
 ) -> Response<Body> {
+    let Some(target) = find_pod(ctx, ns, pod).and_then(|r| {
+        r.sandbox.map(|s| Target {
+            infra: s.infra_pid,
+            pod: pod.to_string(),
+            uid: r.uid.clone(),
+        })
+    }) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("pod {pod} is not running on this node"),
+        );
+    };
+    if let Some(resp) = spdy_upgrade(&req, PORT_FORWARD_PROTOCOL) {
+        tokio::spawn(async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => {
+                    serve_spdy(
+                        stream::spdy::serve(hyper_util::rt::TokioIo::new(upgraded)),
+                        target,
+                    )
+                    .await
+                }
+                Err(e) => debug!(error = %e, "port-forward upgrade failed"),
+            }
+        });
+        return resp;
+    }
     let ports: Vec<u16> = req
         .uri()
         .query()
@@ -67,29 +108,24 @@ pub(super) async fn port_forward(
         .collect();
     let Some((accept, protocol)) = websocket_upgrade(
         &req,
-        &["v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io"],
+        &[
+            SPDY_TUNNEL,
+            "v4.channel.k8s.io",
+            "portforward.k8s.io",
+            "channel.k8s.io",
+        ],
     ) else {
         return text(
             StatusCode::BAD_REQUEST,
-            "port-forward needs a WebSocket upgrade with subprotocol v4.channel.k8s.io (SPDY, which kubectl port-forward speaks, is not supported yet)",
+            "port-forward needs an upgrade: SPDY/3.1 (portforward.k8s.io), or a WebSocket with subprotocol SPDY/3.1+portforward.k8s.io or v4.channel.k8s.io",
         );
     };
-    if ports.is_empty() {
+    if protocol != SPDY_TUNNEL && ports.is_empty() {
         return text(
             StatusCode::BAD_REQUEST,
             "query parameter \"port\" is required",
         );
     }
-    let Some(infra) = find_pod(ctx, ns, pod)
-        .and_then(|r| r.sandbox)
-        .map(|s| s.infra_pid)
-    else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            format!("pod {pod} is not running on this node"),
-        );
-    };
-    let pod = pod.to_string();
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
@@ -104,17 +140,179 @@ pub(super) async fn port_forward(
             None,
         )
         .await;
-        if let Err(e) = pump_port_forward(ws, infra, &pod, &ports).await {
+        if protocol == SPDY_TUNNEL {
+            serve_spdy(stream::spdy::serve(super::tunnel(ws)), target).await;
+        } else if let Err(e) = pump_port_forward(ws, &target, &ports).await {
             debug!(error = %e, "port-forward stream ended");
         }
     });
     switching(&accept, protocol)
 }
 
+/// The pod a port-forward session reaches.
+#[derive(Clone)]
+struct Target {
+    infra: u32,
+    pod: String,
+    uid: String,
+}
+
+impl Target {
+    /// The kubelet's (and containerd's) wording for a failed forward, with the socket error
+    /// as Go prints it ("connect: connection refused").
+    fn error(&self, port: u16, e: &std::io::Error) -> String {
+        let text = e.to_string();
+        let text = text.split(" (os error").next().unwrap_or(&text);
+        format!(
+            "error forwarding port {port} to pod {}, uid {}: failed to connect to localhost:{port} inside the pod's network namespace: dial tcp4 127.0.0.1:{port}: connect: {}",
+            self.pod,
+            self.uid,
+            text.to_lowercase()
+        )
+    }
+}
+
+/// The two streams of one forwarded connection, as they arrive.
+#[derive(Default)]
+struct Pair {
+    data: Option<stream::spdy::Stream>,
+    error: Option<stream::spdy::Stream>,
+    opened: Option<tokio::time::Instant>,
+}
+
+/// Port-forward over SPDY: the client opens an `error` and a `data` stream per connection,
+/// tied by `requestID` and naming the `port`; once both are there the connection is made
+/// inside the pod and bytes flow until either side finishes.
+async fn serve_spdy(mut conn: stream::spdy::Connection, target: Target) {
+    let mut pairs: std::collections::HashMap<String, Pair> = std::collections::HashMap::new();
+    let mut sweep = tokio::time::interval(STREAM_PAIR_TIMEOUT / 2);
+    loop {
+        let s = tokio::select! {
+            s = conn.accept() => match s {
+                Some(s) => s,
+                None => return,
+            },
+            _ = sweep.tick() => {
+                // A request whose second stream never came: tell the client on what arrived.
+                let now = tokio::time::Instant::now();
+                let stale: Vec<String> = pairs
+                    .iter()
+                    .filter(|(_, p)| p.opened.is_some_and(|t| now - t > STREAM_PAIR_TIMEOUT))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for id in stale {
+                    if let Some(p) = pairs.remove(&id) {
+                        for s in [p.error, p.data].into_iter().flatten() {
+                            let w = s.writer();
+                            let _ = w.write(format!("timed out waiting for streams of request {id}").as_bytes()).await;
+                            let _ = w.close().await;
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        let port = s
+            .header("port")
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|p| *p > 0);
+        let kind = s.header("streamtype").unwrap_or("").to_string();
+        if port.is_none() || !matches!(kind.as_str(), "data" | "error") {
+            debug!(
+                stream = s.id(),
+                "port-forward stream without a valid port or stream type"
+            );
+            s.writer().reset().await;
+            continue;
+        }
+        // Old clients send no requestID; the kubelet pairs their consecutive streams.
+        let request = match s.header("requestid") {
+            Some(id) => id.to_string(),
+            None if kind == "error" => s.id().to_string(),
+            None => s.id().saturating_sub(2).to_string(),
+        };
+        let pair = pairs.entry(request.clone()).or_default();
+        pair.opened.get_or_insert_with(tokio::time::Instant::now);
+        let slot = if kind == "data" {
+            &mut pair.data
+        } else {
+            &mut pair.error
+        };
+        if slot.is_some() {
+            let w = s.writer();
+            let _ = w.write(format!("error processing stream for request {request}: {kind} stream already assigned").as_bytes()).await;
+            let _ = w.close().await;
+            continue;
+        }
+        *slot = Some(s);
+        if pair.data.is_some() && pair.error.is_some() {
+            if let Some(Pair {
+                data: Some(data),
+                error: Some(error),
+                ..
+            }) = pairs.remove(&request)
+            {
+                tokio::spawn(forward_spdy(target.clone(), data, error));
+            }
+        }
+    }
+}
+
+/// One forwarded connection: the pod's port and the data stream, copied both ways; a
+/// failure goes to the error stream, as text, before both streams close.
+async fn forward_spdy(target: Target, mut data: stream::spdy::Stream, error: stream::spdy::Stream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = data
+        .header("port")
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(0);
+    let out = data.writer();
+    let errors = error.writer();
+    match connect_in_pod(target.infra, port).await {
+        Ok(tcp) => {
+            let _ = tcp.set_nodelay(true);
+            let (mut from_pod, mut to_pod) = tcp.into_split();
+            let upstream = async {
+                while let Some(chunk) = data.recv().await {
+                    if to_pod.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+                // The client is done sending: pass the half-close on.
+                let _ = to_pod.shutdown().await;
+            };
+            let downstream = async {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match from_pod.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if out.write(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = out.close().await;
+            };
+            tokio::select! {
+                _ = async { tokio::join!(upstream, downstream) } => {}
+                _ = out.gone() => {}
+            }
+        }
+        Err(e) => {
+            let msg = target.error(port, &e);
+            debug!(%msg, "port-forward");
+            let _ = errors.write(msg.as_bytes()).await;
+        }
+    }
+    let _ = errors.close().await;
+    let _ = out.close().await;
+}
+
 async fn pump_port_forward<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
-    infra: u32,
-    pod: &str,
+    target: &Target,
     ports: &[u16],
 ) -> Result<(), tokio_tungstenite::tungstenite::Error>
 where
@@ -135,7 +333,7 @@ where
             hello.extend_from_slice(&port.to_le_bytes());
             sink.send(Message::Binary(hello.into())).await?;
         }
-        match connect_in_pod(infra, *port).await {
+        match connect_in_pod(target.infra, *port).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
                 let (mut read, write) = stream.into_split();
@@ -157,9 +355,7 @@ where
             }
             Err(e) => {
                 writers.push(None);
-                let msg = format!(
-                    "error forwarding port {port} to pod {pod}: failed to connect to localhost:{port} inside the pod: {e}"
-                );
+                let msg = target.error(*port, &e);
                 sink.send(channel_message(error, msg.as_bytes())).await?;
             }
         }
