@@ -62,13 +62,15 @@ class Cluster:
         return self.server.kubeconfig
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = KUBECTL_TIMEOUT) -> subprocess.CompletedProcess:
-        """Run the real kubectl 1.37 against this cluster."""
+                timeout: float = KUBECTL_TIMEOUT,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run the real kubectl 1.37 against this cluster; `env` adds variables (e.g.
+        kubectl's feature switches)."""
         argv = [str(harness.kubectl_bin()), "--kubeconfig", str(self.kubeconfig),
                 "--cache-dir", str(self.workdir / "kube-cache"), *args]
         try:
             cp = subprocess.run(argv, input=input, capture_output=True, text=True,
-                                timeout=timeout, env=kubectl_env(self.workdir))
+                                timeout=timeout, env={**kubectl_env(self.workdir), **(env or {})})
         except subprocess.TimeoutExpired as e:
             raise AssertionError(
                 f"kubectl {' '.join(args)} did not finish in {timeout}s\n"

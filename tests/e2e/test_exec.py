@@ -4,9 +4,12 @@ exit codes, container selection, a terminal on the client side, and clear errors
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
+import struct
+import termios
 import time
 
 import kubernetes
@@ -65,11 +68,11 @@ def test_exec_picks_the_default_container_and_c_selects_another(crun_node, pod_n
     assert missing.returncode != 0 and 'pods "ghost" not found' in missing.stderr
 
 
-def terminal_env(cluster) -> dict[str, str]:
+def terminal_env(cluster, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
     env["HOME"] = str(cluster.workdir)
     env["TERM"] = "xterm"
-    return env
+    return {**env, **(extra or {})}
 
 
 def test_exec_it_under_a_terminal_prints_the_hostname(crun_node, pod_ns):
@@ -122,9 +125,11 @@ def test_kubectl_cp_in_and_out_keeps_the_bytes(crun_node, pod_ns, tmp_path):
 class Terminal:
     """kubectl running under a pseudo-terminal, as a user at a shell runs it."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]):
+    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 24, cols: int = 80):
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
+            # The window size is set before kubectl starts, so it reads this one.
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
             os.execve(argv[0], argv, env)
         self.output = b""
 
@@ -171,10 +176,41 @@ def test_exec_it_gives_an_interactive_shell_on_a_terminal(node, pod_ns):
               input=to_yaml(pod("shell-pod", n.images.busybox, ["sleep", "3600"])))
     wait_ready(n, pod_ns, "shell-pod")
     term = Terminal(kubectl_argv(n, "exec", "-it", "shell-pod", "-n", pod_ns, "--", "sh"),
-                    terminal_env(n))
+                    terminal_env(n), rows=33, cols=101)
     term.expect(b"# ")  # busybox sh prompts only on a terminal
-    term.send(b"tty; echo answer=$((6*7))\r")
+    term.send(b"tty; stty size; echo answer=$((6*7))\r")
     out = term.expect(b"answer=42")
     assert b"/dev/pts/" in out
+    assert b"33 101" in out  # the user's window size reached the container's terminal
     term.send(b"exit 5\r")
     assert term.wait() == 5
+
+
+# kubectl falls back to SPDY when the WebSocket upgrade fails; the switch forces that path,
+# the one older kubectl and client-go programs take.
+SPDY = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
+
+
+def test_exec_over_spdy_carries_stdio_exit_codes_and_terminals(crun_node, pod_ns):
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("spdy-pod", n.images.busybox, ["sleep", "3600"])))
+    wait_ready(n, pod_ns, "spdy-pod")
+    assert n.kubectl("exec", "spdy-pod", "-n", pod_ns, "--", "hostname", env=SPDY).stdout == \
+        "spdy-pod\n"
+    out = n.kubectl("exec", "spdy-pod", "-n", pod_ns, "--", "sh", "-c",
+                    "echo out; echo err >&2; exit 3", check=False, env=SPDY)
+    assert out.returncode == 3
+    assert out.stdout == "out\n"
+    assert "err\n" in out.stderr and "command terminated with exit code 3" in out.stderr
+    piped = n.kubectl("exec", "-i", "spdy-pod", "-n", pod_ns, "--", "sh", "-c",
+                      "cat; echo done", input="line one\nline two\n", env=SPDY)
+    assert piped.stdout == "line one\nline two\ndone\n"
+    term = Terminal(kubectl_argv(n, "exec", "-it", "spdy-pod", "-n", pod_ns, "--", "sh"),
+                    terminal_env(n, SPDY), rows=41, cols=97)
+    term.expect(b"# ")
+    term.send(b"stty size; echo answer=$((6*7))\r")
+    out = term.expect(b"answer=42")
+    assert b"41 97" in out
+    term.send(b"exit 4\r")
+    assert term.wait() == 4

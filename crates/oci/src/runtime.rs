@@ -161,13 +161,37 @@ impl Runtime {
         cmd
     }
 
-    /// `RUNTIME exec --tty ID ARGS...`: as [`Runtime::exec_command`], with a terminal. The
-    /// caller gives it a pty slave as stdio and controlling terminal; the runtime makes the
-    /// container's own pty and copies between the two, following resizes of ours.
-    pub fn exec_tty_command(&self, id: &str, args: &[String]) -> Command {
+    /// `RUNTIME exec --tty [--console-socket SOCKET] ID ARGS...`: as
+    /// [`Runtime::exec_command`], with a terminal; the runtime still exits with the
+    /// process's exit code.
+    /// - With a console socket the runtime sends the container's pty master over it
+    ///   (SCM_RIGHTS), as conmon and containerd receive it; the holder carries the
+    ///   terminal's I/O and sets its size directly.
+    /// - Without, the caller gives the runtime a pty slave as stdio and controlling
+    ///   terminal, and the runtime copies between it and the container's pty.
+    ///
+    /// Use [`Runtime::exec_takes_console_socket`] to choose.
+    pub fn exec_tty_command(
+        &self,
+        id: &str,
+        args: &[String],
+        console_socket: Option<&Path>,
+    ) -> Command {
         let mut cmd = self.command();
-        cmd.arg("exec").arg("--tty").arg(id).args(args);
+        cmd.arg("exec").arg("--tty");
+        if let Some(socket) = console_socket {
+            cmd.arg("--console-socket").arg(socket);
+        }
+        cmd.arg(id).args(args);
         cmd
+    }
+
+    /// Whether `exec --tty` should hand over its terminal on a console socket. crun does so
+    /// and still waits for the process, while copying through an inherited pty it does not
+    /// pass resizes on. runc refuses a console socket unless it detaches (and a detached
+    /// runc reports no exit code), while its copying mode follows resizes (SIGWINCH).
+    pub fn exec_takes_console_socket(&self) -> bool {
+        self.kind == RuntimeKind::Crun
     }
 
     /// Runs `RUNTIME --root STATE <args>`; Ok(stdout) on success, Err(reason) on failure.

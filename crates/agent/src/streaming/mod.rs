@@ -254,20 +254,31 @@ pub(super) fn spdy_upgrade(
     req: &Request<Incoming>,
     protocol: &'static str,
 ) -> Option<Response<Body>> {
+    spdy_upgrade_any(req, &[protocol]).map(|(resp, _)| resp)
+}
+
+/// For a plain SPDY upgrade, the first of `protocols` (ours, in order of preference) the
+/// client offers, and the 101 that accepts it.
+pub(super) fn spdy_upgrade_any(
+    req: &Request<Incoming>,
+    protocols: &[&'static str],
+) -> Option<(Response<Body>, &'static str)> {
     let headers = req.headers();
     let is_spdy = headers
         .get(http::header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"));
-    let offered = headers
+    if !is_spdy {
+        return None;
+    }
+    let offered: Vec<&str> = headers
         .get_all("x-stream-protocol-version")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == protocol);
-    if !(is_spdy && offered) {
-        return None;
-    }
+        .map(str::trim)
+        .collect();
+    let protocol = protocols.iter().copied().find(|p| offered.contains(p))?;
     let mut resp = Response::new(Full::new(Bytes::new()).boxed_unsync());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
@@ -283,7 +294,7 @@ pub(super) fn spdy_upgrade(
         "x-stream-protocol-version",
         http::HeaderValue::from_static(protocol),
     );
-    Some(resp)
+    Some((resp, protocol))
 }
 
 /// A byte stream carried in binary WebSocket messages, as client-go's tunnelling connection

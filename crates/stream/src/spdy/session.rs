@@ -23,13 +23,26 @@ const STREAM_BUFFER: usize = 32;
 /// The largest data frame this side writes.
 const MAX_DATA_FRAME: usize = 64 * 1024;
 
-/// A SPDY connection being served.
+/// How long [`Connection::shutdown`] waits for queued frames to go out.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A SPDY connection being served. Dropping it ends the connection at once; call
+/// [`Connection::shutdown`] to let queued frames go out first.
 pub struct Connection {
     incoming: mpsc::Receiver<Stream>,
+    out: mpsc::Sender<Out>,
     closed: CancellationToken,
 }
 
 impl Connection {
+    /// Ends the connection the way spdystream does: everything already written goes out,
+    /// then GOAWAY, then the transport closes.
+    pub async fn shutdown(self) {
+        if self.out.send(Out::GoAway).await.is_ok() {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.closed.cancelled()).await;
+        }
+    }
+
     /// The next stream the client opened; `None` once the connection is gone.
     pub async fn accept(&mut self) -> Option<Stream> {
         self.incoming.recv().await
@@ -86,6 +99,8 @@ impl Stream {
 
 enum Out {
     Frame(Frame),
+    /// Send GOAWAY after everything queued before it, then close.
+    GoAway,
 }
 
 /// Writes to one stream. Cloneable; all clones share the stream's state.
@@ -168,8 +183,12 @@ where
     let (incoming_tx, incoming) = mpsc::channel::<Stream>(64);
     let closed = CancellationToken::new();
     tokio::spawn(write_loop(write, out_rx, closed.clone()));
-    tokio::spawn(read_loop(read, out_tx, incoming_tx, closed.clone()));
-    Connection { incoming, closed }
+    tokio::spawn(read_loop(read, out_tx.clone(), incoming_tx, closed.clone()));
+    Connection {
+        incoming,
+        out: out_tx,
+        closed,
+    }
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
@@ -196,11 +215,22 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         };
         // Batch whatever else is already queued into one write.
         let mut next = Some(first);
-        while let Some(Out::Frame(f)) = next {
+        let mut going_away = false;
+        while let Some(o) = next {
+            let f = match o {
+                Out::Frame(f) => f,
+                Out::GoAway => {
+                    going_away = true;
+                    Frame::GoAway {
+                        last_good_stream_id: 0,
+                        status: 0,
+                    }
+                }
+            };
             if let Err(e) = frame::encode(&f, &mut headers, &mut buf) {
                 debug!(error = %e, "encoding a spdy frame");
             }
-            next = if buf.len() < 256 * 1024 {
+            next = if !going_away && buf.len() < 256 * 1024 {
                 out.try_recv().ok()
             } else {
                 None
@@ -213,6 +243,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         buf.clear();
         if let Err(e) = io.flush().await {
             debug!(error = %e, "spdy connection flush");
+            break;
+        }
+        if going_away {
             break;
         }
     }
@@ -451,6 +484,27 @@ mod tests {
         w.gone().await;
         assert!(matches!(w.write(b"late").await, Err(SpdyError::Reset(1))));
         assert_eq!(stream.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn shutdown_delivers_what_was_written_then_goes_away() {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut conn = serve(a);
+        let mut client = Client::new(b);
+        client.open(1, "stdout").await;
+        let _reply = client.next().await;
+        let stream = conn.accept().await.unwrap();
+        let w = stream.writer();
+        w.write(b"last words").await.unwrap();
+        w.close().await.unwrap();
+        conn.shutdown().await;
+        assert!(matches!(
+            client.next().await,
+            Frame::Data { fin: false, .. }
+        ));
+        assert!(matches!(client.next().await, Frame::Data { fin: true, .. }));
+        assert!(matches!(client.next().await, Frame::GoAway { .. }));
+        assert!(client.reader.read().await.unwrap().is_none(), "then EOF");
     }
 
     #[tokio::test]
