@@ -15,6 +15,7 @@ import secrets
 import signal
 import socket
 import ssl
+import tempfile
 import subprocess
 import sys
 import time
@@ -241,6 +242,21 @@ class KubeconfigInfo:
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cadata=self.ca_pem)
+
+    def websocket(self, path: str, subprotocols: list[str] | None = None):
+        """A WebSocket to `path` (with query) on the API server, authenticated like kubectl;
+        the `websocket-client` package comes with the Python `kubernetes` client."""
+        import websocket  # only the streaming tests need it
+        url = "wss://" + self.server.split("://", 1)[1].rstrip("/") + path
+        ca = Path(tempfile.mkstemp(suffix=".crt")[1])
+        try:
+            ca.write_text(self.ca_pem)
+            return websocket.create_connection(
+                url, subprotocols=subprotocols, timeout=30,
+                header=[f"Authorization: Bearer {self.token}"],
+                sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": str(ca)})
+        finally:
+            ca.unlink()
 
     def host_port(self) -> tuple[str, int]:
         hostport = self.server.split("://", 1)[1].split("/", 1)[0]

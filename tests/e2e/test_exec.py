@@ -214,3 +214,27 @@ def test_exec_over_spdy_carries_stdio_exit_codes_and_terminals(crun_node, pod_ns
     assert b"41 97" in out
     term.send(b"exit 4\r")
     assert term.wait() == 4
+
+
+def test_exec_over_the_plain_channel_protocol(crun_node, pod_ns):
+    # The conformance tests' exec: a WebSocket with subprotocol channel.k8s.io, each message
+    # prefixed with its channel (1 stdout, 2 stderr).
+    import websocket
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("ch-exec", n.images.busybox, ["sleep", "3600"])))
+    wait_ready(n, pod_ns, "ch-exec")
+    info = harness.KubeconfigInfo(n.kubeconfig)
+    ws = info.websocket(f"/api/v1/namespaces/{pod_ns}/pods/ch-exec/exec?command=sh&command=-c"
+                        "&command=echo+out%3B+echo+err+%3E%262&stdout=true&stderr=true",
+                        ["channel.k8s.io"])
+    assert ws.subprotocol == "channel.k8s.io"
+    channels: dict[int, bytes] = {}
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+        if opcode == websocket.ABNF.OPCODE_BINARY and data:
+            channels[data[0]] = channels.get(data[0], b"") + data[1:]
+    assert channels.get(1) == b"out\n"
+    assert channels.get(2) == b"err\n"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 
 import kubernetes
+
+import harness
 from helpers import to_yaml, wait_until
 from test_node_pods import get_pod, pod, wait_ready
 
@@ -131,3 +133,42 @@ def test_the_streaming_server_refuses_clients_without_the_cluster_certificate(cr
         raise AssertionError("the agent served a client without a certificate")
     except (ssl.SSLError, ConnectionError, urllib.error.URLError) as e:
         assert "certificate" in str(e).lower() or "reset" in str(e).lower() or "EOF" in str(e), e
+
+
+def websocket_messages(ws) -> list[tuple[int, bytes]]:
+    """Every data message until the server's close, as (opcode, payload)."""
+    import websocket
+    messages = []
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return messages
+        if opcode in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT):
+            messages.append((opcode, data))
+
+
+def test_logs_over_a_websocket_in_binary_and_base64(crun_node, pod_ns):
+    # The conformance tests read logs over a WebSocket: binary.k8s.io gives the raw bytes,
+    # base64.binary.k8s.io the same bytes base64-encoded in text messages.
+    import base64
+    import websocket
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(
+        pod("ws-logs", n.images.busybox, ["sh", "-c", "printf 'one\\ntwo\\nthree\\n'; sleep 3600"])))
+    wait_ready(n, pod_ns, "ws-logs")
+    info = harness.KubeconfigInfo(n.kubeconfig)
+    path = f"/api/v1/namespaces/{pod_ns}/pods/ws-logs/log"
+    wait_until(lambda: "three" in n.kubectl("logs", "ws-logs", "-n", pod_ns).stdout,
+               timeout=20, what="the pod's output")
+    ws = info.websocket(path, ["binary.k8s.io"])
+    assert ws.subprotocol == "binary.k8s.io"
+    assert b"".join(d for _, d in websocket_messages(ws)) == b"one\ntwo\nthree\n"
+    ws = info.websocket(path + "?tailLines=1", ["base64.binary.k8s.io"])
+    messages = websocket_messages(ws)
+    assert all(op == websocket.ABNF.OPCODE_TEXT for op, _ in messages)
+    assert b"".join(base64.b64decode(d) for _, d in messages) == b"three\n"
+    try:
+        info.websocket(f"/api/v1/namespaces/{pod_ns}/pods/ghost/log", ["binary.k8s.io"])
+        raise AssertionError("a missing pod's logs must be refused")
+    except websocket.WebSocketBadStatusException as e:
+        assert e.status_code == 404

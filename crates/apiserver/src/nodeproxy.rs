@@ -190,12 +190,128 @@ const LOG_PARAMS: &[&str] = &[
 
 /// GET `pods/{name}/log`: validates the request, then streams the agent's answer.
 pub async fn pod_log(call: Call) -> Result<Response<Body>, ApiError> {
-    let ns = call.info.namespace.clone().unwrap_or_default();
-    let name = call.name().to_string();
-    let pod: Pod = get_typed(&call.server, call.resource(), Some(&ns), &name).await?;
-    let container = pick_container(&pod, call.query.non_empty("container"))?;
+    let chunks = open_log(&call.server, &call.info, &call.query).await?;
+    let mut out = Response::new(streaming(chunks));
+    out.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    Ok(out)
+}
+
+/// The WebSocket log subprotocols, as kube-apiserver serves them: raw binary messages
+/// (also with no subprotocol), or base64 text messages.
+const LOG_WEBSOCKET_PROTOCOLS: &[&str] = &["binary.k8s.io", "base64.binary.k8s.io"];
+
+/// GET `pods/{name}/log` as a WebSocket upgrade (the conformance tests' form): the same
+/// validation and the same bytes, each chunk one message, then a normal close.
+pub async fn pod_log_websocket(
+    server: Arc<ApiServer>,
+    info: crate::request::RequestInfo,
+    query: crate::request::Query,
+    mut req: http::Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let key = req
+        .headers()
+        .get(http::header::SEC_WEBSOCKET_KEY)
+        .ok_or_else(|| ApiError::BadRequest("missing Sec-WebSocket-Key".into()))?;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .collect();
+    let protocol = LOG_WEBSOCKET_PROTOCOLS
+        .iter()
+        .copied()
+        .find(|p| offered.iter().any(|o| o == p));
+    if protocol.is_none() && !offered.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "none of the offered WebSocket subprotocols ({}) is served for logs; use binary.k8s.io or base64.binary.k8s.io",
+            offered.join(", ")
+        )));
+    }
+    let chunks = open_log(&server, &info, &query).await?;
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::protocol::{
+            frame::coding::CloseCode, CloseFrame, Role,
+        };
+        use tokio_tungstenite::tungstenite::Message;
+        let upgraded = match upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                debug!(error = %e, "log upgrade failed");
+                return;
+            }
+        };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        let mut chunks = std::pin::pin!(chunks);
+        while let Some(chunk) = chunks.next().await {
+            let msg = if protocol == Some("base64.binary.k8s.io") {
+                use base64::Engine;
+                Message::Text(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(&chunk)
+                        .into(),
+                )
+            } else {
+                Message::Binary(chunk)
+            };
+            if ws.send(msg).await.is_err() {
+                return;
+            }
+        }
+        let _ = ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            })))
+            .await;
+    });
+    let mut resp = Response::new(crate::body::empty());
+    *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&accept) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = protocol {
+        h.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_static(p),
+        );
+    }
+    Ok(resp)
+}
+
+/// Validates a log request and opens the agent's log stream for it.
+async fn open_log(
+    server: &Arc<ApiServer>,
+    info: &crate::request::RequestInfo,
+    query: &crate::request::Query,
+) -> Result<impl futures::Stream<Item = Bytes> + Send + 'static, ApiError> {
+    let ns = info.namespace.clone().unwrap_or_default();
+    let name = info.name.clone().unwrap_or_default();
+    let pod: Pod = get_typed(server, info.resource, Some(&ns), &name).await?;
+    let container = pick_container(&pod, query.non_empty("container"))?;
     for int_param in ["tailLines", "sinceSeconds", "limitBytes"] {
-        if let Some(v) = call.query.int(int_param)? {
+        if let Some(v) = query.int(int_param)? {
             if v < 0 || (int_param != "tailLines" && v == 0) {
                 return Err(ApiError::BadRequest(format!(
                     "{int_param}: Invalid value: {v}: must be greater than 0"
@@ -203,7 +319,7 @@ pub async fn pod_log(call: Call) -> Result<Response<Body>, ApiError> {
             }
         }
     }
-    waiting_check(&pod, &container, call.query.flag("previous"))?;
+    waiting_check(&pod, &container, query.flag("previous"))?;
     let node_name = pod
         .spec
         .as_ref()
@@ -212,22 +328,22 @@ pub async fn pod_log(call: Call) -> Result<Response<Body>, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("pod {name} does not have a host assigned")))?;
     let nodes = crate::registry::find("", "v1", "nodes")
         .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
-    let node: Node = get_typed(&call.server, nodes, None, &node_name).await?;
+    let node: Node = get_typed(server, nodes, None, &node_name).await?;
     let (ip, port) = node_endpoint(&node)?;
-    let mut query = String::new();
+    let mut forwarded = String::new();
     for key in LOG_PARAMS {
-        if let Some(v) = call.query.get(key) {
-            query.push(if query.is_empty() { '?' } else { '&' });
-            query.push_str(key);
-            query.push('=');
-            query.push_str(
+        if let Some(v) = query.get(key) {
+            forwarded.push(if forwarded.is_empty() { '?' } else { '&' });
+            forwarded.push_str(key);
+            forwarded.push('=');
+            forwarded.push_str(
                 &percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
                     .to_string(),
             );
         }
     }
-    let path = format!("/containerLogs/{ns}/{name}/{container}{query}");
-    let resp = node_get(&call.server, ip, port, &path).await?;
+    let path = format!("/containerLogs/{ns}/{name}/{container}{forwarded}");
+    let resp = node_get(server, ip, port, &path).await?;
     if !resp.status().is_success() {
         return Err(agent_refusal(resp).await);
     }
@@ -243,12 +359,7 @@ pub async fn pod_log(call: Call) -> Result<Response<Body>, ApiError> {
                 }
             }
         });
-    let mut out = Response::new(streaming(chunks));
-    out.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain"),
-    );
-    Ok(out)
+    Ok(chunks)
 }
 
 /// `pods/exec` (and later attach): checks the pod and container, then passes the client's

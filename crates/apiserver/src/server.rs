@@ -241,6 +241,17 @@ async fn dispatch(
         },
         Route::Resource(info)
             if info.resource.plural == "pods"
+                && info.subresource.as_deref() == Some("log")
+                && req
+                    .headers()
+                    .get(http::header::UPGRADE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.eq_ignore_ascii_case("websocket")) =>
+        {
+            crate::nodeproxy::pod_log_websocket(server, info, query, req).await
+        }
+        Route::Resource(info)
+            if info.resource.plural == "pods"
                 && matches!(
                     info.subresource.as_deref(),
                     Some("exec" | "attach" | "portforward")
