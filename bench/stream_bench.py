@@ -10,14 +10,21 @@ temporary directory (stopped by PID at the end), runs one sleeping pod, then mea
   * `kubectl logs -f` delivery: a container prints its clock every 50 ms; the time from
     that stamp to the line reaching the reader.
 
-Percentiles are printed, never asserted. Aim: exec round trip p50 < 30 ms at the API level.
-Port-forward throughput comes with port-forward (not served yet).
+  * port-forward throughput: a 64 MiB file over HTTP through `kubectl port-forward`
+    (SPDY over WebSocket, kubectl 1.37's default, and plain SPDY), against the same
+    download straight from the pod IP, the ceiling, in the same run.
+
+Percentiles and rates are printed, never asserted. Aims: exec round trip p50 < 30 ms at
+the API level; port-forward at least 50 % of the direct throughput.
 """
 
 from __future__ import annotations
 
 import argparse
 import calendar
+import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +43,20 @@ from kubernetes.stream import stream  # noqa: E402
 def pct(values, p):
     s = sorted(values)
     return s[max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))] if s else float("nan")
+
+
+def download_rates(url: str, runs: int = 5) -> list[float]:
+    """MB/s of each of `runs` downloads of `url`."""
+    import urllib.request
+    rates = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        with urllib.request.urlopen(url, timeout=120) as r:
+            n = 0
+            while chunk := r.read(1 << 20):
+                n += len(chunk)
+        rates.append(n / 1e6 / (time.monotonic() - t0))
+    return rates
 
 
 def main() -> int:
@@ -61,7 +82,10 @@ def main() -> int:
         k("run", "target", f"--image={image}", "--", "sleep", "3600")
         k("run", "clock", f"--image={image}", "--", "sh", "-c",
           "while true; do echo tick; usleep 50000; done")
-        k("wait", "--for=condition=Ready", "pod/target", "pod/clock", "--timeout=120s")
+        k("run", "blob", f"--image={image}", "--", "sh", "-c",
+          "mkdir -p /tmp/www && dd if=/dev/urandom of=/tmp/www/blob bs=1M count=64 2>/dev/null"
+          " && exec httpd -f -p 80 -h /tmp/www")
+        k("wait", "--for=condition=Ready", "pod/target", "pod/clock", "pod/blob", "--timeout=120s")
 
         e2e = []
         for _ in range(args.runs):
@@ -97,13 +121,32 @@ def main() -> int:
             if len(delays) >= 150 or time.monotonic() > deadline:
                 break
         harness.stop(follow, grace=5)
-        k("delete", "pod", "target", "clock", "--grace-period=1")
+
+        blob_ip = k("get", "pod", "blob", "-o", "jsonpath={.status.podIP}").stdout.strip()
+        rates = {"direct to the pod IP (ceiling)": download_rates(f"http://{blob_ip}/blob")}
+        for label, env in (("kubectl port-forward (SPDY over WebSocket)", {}),
+                           ("kubectl port-forward (plain SPDY)",
+                            {"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"})):
+            pf = subprocess.Popen([kubectl, "--kubeconfig", kc, "port-forward", "pod/blob", ":80"],
+                                  stdout=subprocess.PIPE, text=True, env={**os.environ, **env})
+            try:
+                line = pf.stdout.readline()
+                port = re.match(r"Forwarding from 127\.0\.0\.1:(\d+)", line).group(1)
+                rates[label] = download_rates(f"http://127.0.0.1:{port}/blob")
+            finally:
+                harness.stop(pf, grace=5)
+        k("delete", "pod", "target", "clock", "blob", "--grace-period=1")
 
         print(f"\nstreaming through the API server to the agent, runtime {args.runtime}")
         print(f"{'measure':<46}{'p50 ms':>10}{'p99 ms':>10}")
         print(f"{'kubectl exec p -- true (end to end)':<46}{pct(e2e, 50):>10.1f}{pct(e2e, 99):>10.1f}")
         print(f"{'exec round trip, API level (Python stream)':<46}{pct(api, 50):>10.1f}{pct(api, 99):>10.1f}")
         print(f"{'logs -f delivery (' + str(len(delays)) + ' lines)':<46}{pct(delays, 50):>10.1f}{pct(delays, 99):>10.1f}")
+        ceiling = statistics.median(rates["direct to the pod IP (ceiling)"])
+        print(f"\n{'64 MiB download':<46}{'MB/s':>10}{'of direct':>10}")
+        for label, r in rates.items():
+            m = statistics.median(r)
+            print(f"{label:<46}{m:>10.0f}{m / ceiling:>10.0%}")
         return 0
     finally:
         node.stop()

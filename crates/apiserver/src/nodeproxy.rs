@@ -466,12 +466,24 @@ pub async fn pod_upgrade(
         };
         let mut client = hyper_util::rt::TokioIo::new(client);
         let mut agent = hyper_util::rt::TokioIo::new(agent);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut agent).await {
+        // Large buffers: the default 8 KiB split a port-forward's bulk data into many small
+        // TLS records and syscalls on both legs.
+        if let Err(e) = tokio::io::copy_bidirectional_with_sizes(
+            &mut client,
+            &mut agent,
+            SPLICE_BUFFER,
+            SPLICE_BUFFER,
+        )
+        .await
+        {
             debug!(error = %e, "stream closed");
         }
     });
     Ok(resp)
 }
+
+/// The per-direction buffer of a spliced stream (exec, attach, port-forward).
+const SPLICE_BUFFER: usize = 256 * 1024;
 
 /// An agent's refusal as the client's error: its 400s (bad container, not running...) are
 /// the user's; anything else is the server's.

@@ -179,7 +179,9 @@ type WsSink = futures_util::stream::SplitSink<
 
 /// Where the session's output goes.
 enum Output {
-    WebSocket(WsSink),
+    /// The sink, and the task reading the other half: both go when the session ends, which
+    /// closes the connection at once rather than waiting for the client's close reply.
+    WebSocket(WsSink, tokio::task::AbortHandle),
     Spdy {
         stdout: Option<stream::spdy::StreamWriter>,
         stderr: Option<stream::spdy::StreamWriter>,
@@ -202,7 +204,7 @@ impl Output {
     async fn write(&mut self, channel: u8, data: &[u8]) -> bool {
         use futures_util::SinkExt;
         match self {
-            Output::WebSocket(sink) => sink.send(channel_message(channel, data)).await.is_ok(),
+            Output::WebSocket(sink, _) => sink.send(channel_message(channel, data)).await.is_ok(),
             Output::Spdy { stdout, stderr, .. } => {
                 let target = if channel == 1 { stdout } else { stderr };
                 match target {
@@ -220,7 +222,7 @@ impl Output {
         use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
         use tokio_tungstenite::tungstenite::Message;
         match self {
-            Output::WebSocket(mut sink) => {
+            Output::WebSocket(mut sink, reader) => {
                 let _ = sink
                     .send(channel_message(3, exit_status(code, command).as_bytes()))
                     .await;
@@ -230,6 +232,7 @@ impl Output {
                         reason: "".into(),
                     })))
                     .await;
+                reader.abort();
             }
             Output::Spdy {
                 stdout,
@@ -281,7 +284,7 @@ fn websocket_session(
     use tokio_tungstenite::tungstenite::Message;
     let (sink, mut source) = ws.split();
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         while let Some(Ok(msg)) = source.next().await {
             let input = match msg {
                 Message::Binary(data) if !data.is_empty() => match data[0] {
@@ -303,7 +306,7 @@ fn websocket_session(
         }
         // Dropping tx tells the session the client is gone.
     });
-    (rx, Output::WebSocket(sink))
+    (rx, Output::WebSocket(sink, reader.abort_handle()))
 }
 
 /// Waits for the streams a SPDY client opens for the options it asked for (error always;

@@ -311,7 +311,7 @@ where
     let (local, mut remote) = tokio::io::duplex(256 * 1024);
     tokio::spawn(async move {
         let (mut sink, mut source) = ws.split();
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
         loop {
             tokio::select! {
                 msg = source.next() => match msg {
@@ -323,10 +323,12 @@ where
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => {}
                 },
-                n = remote.read(&mut buf) => match n {
+                n = remote.read_buf(&mut buf) => match n {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if sink.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                    Ok(_) => {
+                        let chunk = buf.split().freeze();
+                        buf.reserve(64 * 1024);
+                        if sink.send(Message::Binary(chunk)).await.is_err() {
                             break;
                         }
                     }

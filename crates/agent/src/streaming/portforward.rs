@@ -282,12 +282,13 @@ async fn forward_spdy(target: Target, mut data: stream::spdy::Stream, error: str
                 let _ = to_pod.shutdown().await;
             };
             let downstream = async {
-                let mut buf = vec![0u8; 64 * 1024];
+                let mut buf = bytes::BytesMut::new();
                 loop {
-                    match from_pod.read(&mut buf).await {
+                    buf.reserve(64 * 1024);
+                    match from_pod.read_buf(&mut buf).await {
                         Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if out.write(&buf[..n]).await.is_err() {
+                        Ok(_) => {
+                            if out.write_bytes(buf.split().freeze()).await.is_err() {
                                 return;
                             }
                         }

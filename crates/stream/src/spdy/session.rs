@@ -126,6 +126,19 @@ impl StreamWriter {
         Ok(())
     }
 
+    /// Sends `data` without copying it (split into frames if it is large).
+    pub async fn write_bytes(&self, data: Bytes) -> Result<(), SpdyError> {
+        if data.len() > MAX_DATA_FRAME {
+            return self.write(&data).await;
+        }
+        self.send(Frame::Data {
+            stream_id: self.id,
+            fin: false,
+            data,
+        })
+        .await
+    }
+
     /// Half-closes the stream (an empty data frame with FIN); later calls do nothing.
     pub async fn close(&self) -> Result<(), SpdyError> {
         if self.shared.local_fin.swap(true, Ordering::SeqCst) {
