@@ -301,6 +301,10 @@ fn environment(
     if !env.iter().any(|(k, _)| k == "HOSTNAME") {
         env.push(("HOSTNAME".into(), hostname(pod)));
     }
+    // As containerd does for a terminal, so shells and `top` know what they talk to.
+    if c.tty == Some(true) && !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".into(), "xterm".into()));
+    }
     env
 }
 
@@ -486,6 +490,7 @@ fn assemble(
         oom_score_adj: None,
         tty: c.tty.unwrap_or(false),
         stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
         no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
         capabilities: None,
         annotations: BTreeMap::from([
@@ -531,6 +536,8 @@ fn assemble(
             exit: None,
             log_path,
             stop_signal,
+            tty: c.tty.unwrap_or(false),
+            ephemeral: false,
         },
         bundle: dir.to_path_buf(),
         spec,
@@ -569,6 +576,7 @@ pub async fn create_and_start(ctx: &Ctx, prepared: &mut Prepared) -> Result<(), 
             &prepared.record.id,
             &prepared.bundle,
             &spec,
+            oci::ContainerIo::of(&prepared.spec),
             &prepared.record.log_path,
             &exit_file,
         )

@@ -146,6 +146,11 @@ static RESOURCES: &[Resource] = &[
                 verbs: &["create", "get"],
             },
             Subresource {
+                name: "attach",
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"],
+            },
+            Subresource {
                 name: "portforward",
                 kind: "PodPortForwardOptions",
                 verbs: &["create", "get"],
