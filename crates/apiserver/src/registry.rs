@@ -151,6 +151,11 @@ static RESOURCES: &[Resource] = &[
                 verbs: &["create", "get"],
             },
             Subresource {
+                name: "ephemeralcontainers",
+                kind: "Pod",
+                verbs: &["get", "patch", "update"],
+            },
+            Subresource {
                 name: "portforward",
                 kind: "PodPortForwardOptions",
                 verbs: &["create", "get"],
