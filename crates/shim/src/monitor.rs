@@ -597,6 +597,7 @@ fn monitor(args: &MonitorArgs, created: Created) -> i32 {
             }
             continue;
         }
+        let mut accept_waiting = false;
         for (pfd, polled) in fds.iter().zip(what) {
             if pfd.revents == 0 {
                 continue;
@@ -606,11 +607,9 @@ fn monitor(args: &MonitorArgs, created: Created) -> i32 {
                     drain_signalfd(sfd);
                     reap(container_pid, &mut exit, &mut drain_deadline);
                 }
-                Polled::Listener => {
-                    while let Some(c) = listener.accept() {
-                        clients.push(c);
-                    }
-                }
+                // Accepted below, once this round's events are handled: a new client may
+                // get the descriptor number of one that left during this round.
+                Polled::Listener => accept_waiting = true,
                 Polled::Stdin => input.flush(),
                 Polled::Stream(i) => {
                     let stream = &mut streams[i];
@@ -658,6 +657,11 @@ fn monitor(args: &MonitorArgs, created: Created) -> i32 {
                         c.close();
                     }
                 }
+            }
+        }
+        if accept_waiting {
+            while let Some(c) = listener.accept() {
+                clients.push(c);
             }
         }
         input.flush();
