@@ -85,6 +85,10 @@ def test_ephemeral_container_without_target_shares_the_pod_network(crun_node, po
     # The pod's hostname and IP, but a PID namespace of its own (only itself in `ps`).
     assert logs[:2] == ["net-pod", p["status"]["podIP"] + "/24"], logs
     assert logs[2:] == ["COMMAND", "sh", "ps"] or logs[2:] == ["COMMAND", "ps"], logs
+    events = json.loads(n.kubectl("get", "events", "-n", pod_ns, "-o", "json").stdout)["items"]
+    started = [e["involvedObject"].get("fieldPath") for e in events
+               if e["reason"] == "Started" and e["involvedObject"]["name"] == "net-pod"]
+    assert "spec.ephemeralContainers{probe}" in started, started
 
 
 def test_ephemeralcontainers_subresource_validates_as_upstream(crun_node, pod_ns):

@@ -34,9 +34,19 @@ impl StartFailure {
     }
 }
 
-pub fn field_path(init: bool, name: &str) -> String {
+/// The event's `involvedObject.fieldPath` for a container (names are unique across all
+/// kinds of container, so an ephemeral one is recognised by its name).
+pub fn field_path(pod: &Pod, init: bool, name: &str) -> String {
+    let ephemeral = !init
+        && pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .is_some_and(|ecs| ecs.iter().any(|ec| ec.name == name));
     if init {
         format!("spec.initContainers{{{name}}}")
+    } else if ephemeral {
+        format!("spec.ephemeralContainers{{{name}}}")
     } else {
         format!("spec.containers{{{name}}}")
     }
@@ -60,7 +70,7 @@ pub async fn ensure_image(
         .image_pull_policy
         .clone()
         .unwrap_or_else(|| api::pod::default_pull_policy(&spec_image).to_string());
-    let fp = field_path(init, &c.name);
+    let fp = field_path(pod, init, &c.name);
     let present = ctx
         .images
         .get(&reference)

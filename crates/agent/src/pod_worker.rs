@@ -311,7 +311,7 @@ impl Worker {
                 if self.waiting.get(&key).map(|w| w.0.as_str()) != Some("CrashLoopBackOff") {
                     self.ctx.recorder.container_event(
                         pod,
-                        field_path(init, &c.name),
+                        field_path(pod, init, &c.name),
                         EventType::Warning,
                         "BackOff",
                         "Back-off restarting failed container",
@@ -387,7 +387,7 @@ impl Worker {
                     let image = c.image.clone().unwrap_or_default();
                     self.ctx.recorder.container_event(
                         pod,
-                        field_path(init, &c.name),
+                        field_path(pod, init, &c.name),
                         EventType::Normal,
                         "BackOff",
                         format!("Back-off pulling image \"{image}\""),
@@ -424,9 +424,8 @@ impl Worker {
             Ok(p) => p,
             Err(f) => return self.start_failed(pod, c, init, f),
         };
-        let mut fp = field_path(init, &c.name);
+        let fp = field_path(pod, init, &c.name);
         if let Some(eph) = ephemeral {
-            fp = format!("spec.ephemeralContainers{{{}}}", c.name);
             prepared.record.ephemeral = true;
             // With a target, the container sees the target's processes (its PID namespace);
             // otherwise it shares what the pod's containers share.
@@ -484,7 +483,7 @@ impl Worker {
         if !f.image {
             self.ctx.recorder.container_event(
                 pod,
-                field_path(init, &c.name),
+                field_path(pod, init, &c.name),
                 EventType::Warning,
                 "Failed",
                 format!("Error: {}", f.message),
@@ -611,7 +610,7 @@ impl Worker {
             if let Some(pod) = pod {
                 self.ctx.recorder.container_event(
                     pod,
-                    field_path(c.init, &c.name),
+                    field_path(pod, c.init, &c.name),
                     EventType::Normal,
                     "Killing",
                     format!("Stopping container {}", c.name),
