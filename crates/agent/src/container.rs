@@ -34,9 +34,19 @@ impl StartFailure {
     }
 }
 
-pub fn field_path(init: bool, name: &str) -> String {
+/// The event's `involvedObject.fieldPath` for a container (names are unique across all
+/// kinds of container, so an ephemeral one is recognised by its name).
+pub fn field_path(pod: &Pod, init: bool, name: &str) -> String {
+    let ephemeral = !init
+        && pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .is_some_and(|ecs| ecs.iter().any(|ec| ec.name == name));
     if init {
         format!("spec.initContainers{{{name}}}")
+    } else if ephemeral {
+        format!("spec.ephemeralContainers{{{name}}}")
     } else {
         format!("spec.containers{{{name}}}")
     }
@@ -60,7 +70,7 @@ pub async fn ensure_image(
         .image_pull_policy
         .clone()
         .unwrap_or_else(|| api::pod::default_pull_policy(&spec_image).to_string());
-    let fp = field_path(init, &c.name);
+    let fp = field_path(pod, init, &c.name);
     let present = ctx
         .images
         .get(&reference)
@@ -301,6 +311,10 @@ fn environment(
     if !env.iter().any(|(k, _)| k == "HOSTNAME") {
         env.push(("HOSTNAME".into(), hostname(pod)));
     }
+    // As containerd does for a terminal, so shells and `top` know what they talk to.
+    if c.tty == Some(true) && !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".into(), "xterm".into()));
+    }
     env
 }
 
@@ -486,6 +500,7 @@ fn assemble(
         oom_score_adj: None,
         tty: c.tty.unwrap_or(false),
         stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
         no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
         capabilities: None,
         annotations: BTreeMap::from([
@@ -531,6 +546,8 @@ fn assemble(
             exit: None,
             log_path,
             stop_signal,
+            tty: c.tty.unwrap_or(false),
+            ephemeral: false,
         },
         bundle: dir.to_path_buf(),
         spec,
@@ -569,6 +586,7 @@ pub async fn create_and_start(ctx: &Ctx, prepared: &mut Prepared) -> Result<(), 
             &prepared.record.id,
             &prepared.bundle,
             &spec,
+            oci::ContainerIo::of(&prepared.spec),
             &prepared.record.log_path,
             &exit_file,
         )

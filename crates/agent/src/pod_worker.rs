@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, EphemeralContainer, HostIP, Pod, PodIP, PodSpec,
+    PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -38,6 +39,20 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const RESYNC: Duration = Duration::from_secs(10);
 /// Sandbox creation is retried this often after a failure.
 const SANDBOX_RETRY: Duration = Duration::from_secs(2);
+
+/// What sets an ephemeral container apart when it starts.
+struct Ephemeral {
+    /// `targetContainerName`: whose PID namespace it joins.
+    target: Option<String>,
+}
+
+/// An ephemeral container as the container it runs as: the two types share their fields
+/// (upstream's `EphemeralContainerCommon`) but for the target's name.
+fn ephemeral_as_container(ec: &EphemeralContainer) -> Option<Container> {
+    let mut value = serde_json::to_value(ec).ok()?;
+    value.as_object_mut()?.remove("targetContainerName");
+    serde_json::from_value(value).ok()
+}
 
 struct Backoff {
     delay: Duration,
@@ -224,13 +239,14 @@ impl Worker {
             }
         }
 
+        self.start_ephemeral(pod, &spec).await;
         let policy = Self::restart_policy(pod);
         // Init containers, one at a time; sidecars start in order and keep running.
         for c in spec.init_containers.iter().flatten() {
             let sidecar = is_sidecar(c);
             match self.rec.latest(&c.name, true).cloned() {
                 None => {
-                    self.start(pod, c, true, 0).await;
+                    self.start(pod, c, true, 0, None).await;
                     if !sidecar || self.rec.latest(&c.name, true).is_none() {
                         return;
                     }
@@ -260,7 +276,7 @@ impl Worker {
 
         for c in &spec.containers {
             match self.rec.latest(&c.name, false).cloned() {
-                None => self.start(pod, c, false, 0).await,
+                None => self.start(pod, c, false, 0, None).await,
                 Some(r) if r.exit.is_none() => {}
                 Some(r) => {
                     let code = r.exit.as_ref().map_or(0, |e| e.exit_code);
@@ -295,7 +311,7 @@ impl Worker {
                 if self.waiting.get(&key).map(|w| w.0.as_str()) != Some("CrashLoopBackOff") {
                     self.ctx.recorder.container_event(
                         pod,
-                        field_path(init, &c.name),
+                        field_path(pod, init, &c.name),
                         EventType::Warning,
                         "BackOff",
                         "Back-off restarting failed container",
@@ -317,10 +333,52 @@ impl Worker {
                 until: now + delay,
             },
         );
-        self.start(pod, c, init, last.attempt + 1).await;
+        self.start(pod, c, init, last.attempt + 1, None).await;
     }
 
-    async fn start(&mut self, pod: &Pod, c: &Container, init: bool, attempt: i32) {
+    /// Starts what the pod's `spec.ephemeralContainers` added, once each: they are never
+    /// restarted (a failure to start is retried after its backoff, as the kubelet does). They
+    /// may start before initialization is done.
+    async fn start_ephemeral(&mut self, pod: &Pod, spec: &PodSpec) {
+        for ec in spec.ephemeral_containers.iter().flatten() {
+            if self.rec.latest(&ec.name, false).is_some() {
+                continue;
+            }
+            let Some(c) = ephemeral_as_container(ec) else {
+                continue;
+            };
+            let ephemeral = Ephemeral {
+                target: ec.target_container_name.clone().filter(|t| !t.is_empty()),
+            };
+            self.start(pod, &c, false, 0, Some(&ephemeral)).await;
+        }
+    }
+
+    /// The PID namespace of an ephemeral container's target: its init process's.
+    fn target_pid_namespace(&self, target: &str) -> Result<PathBuf, StartFailure> {
+        let running = self
+            .rec
+            .latest(target, false)
+            .or_else(|| self.rec.latest(target, true))
+            .filter(|r| r.exit.is_none() && r.pid != 0);
+        match running {
+            Some(r) => Ok(oci::sandbox::ns_path(r.pid, "pid")),
+            None => Err(StartFailure {
+                reason: "CreateContainerError",
+                message: format!("target container {target:?} is not running"),
+                image: false,
+            }),
+        }
+    }
+
+    async fn start(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        init: bool,
+        attempt: i32,
+        ephemeral: Option<&Ephemeral>,
+    ) {
         let key = (c.name.clone(), init);
         if let Some(b) = self.backoff.get(&key) {
             // Image pull and config errors wait out their backoff before trying again.
@@ -329,7 +387,7 @@ impl Worker {
                     let image = c.image.clone().unwrap_or_default();
                     self.ctx.recorder.container_event(
                         pod,
-                        field_path(init, &c.name),
+                        field_path(pod, init, &c.name),
                         EventType::Normal,
                         "BackOff",
                         format!("Back-off pulling image \"{image}\""),
@@ -366,7 +424,22 @@ impl Worker {
             Ok(p) => p,
             Err(f) => return self.start_failed(pod, c, init, f),
         };
-        let fp = field_path(init, &c.name);
+        let fp = field_path(pod, init, &c.name);
+        if let Some(eph) = ephemeral {
+            prepared.record.ephemeral = true;
+            // With a target, the container sees the target's processes (its PID namespace);
+            // otherwise it shares what the pod's containers share.
+            if let Some(target) = &eph.target {
+                match self.target_pid_namespace(target) {
+                    Ok(ns) => prepared.spec.pidns = Some(ns),
+                    Err(f) => {
+                        let _ = image::unmount_rootfs(&prepared.bundle);
+                        let _ = std::fs::remove_dir_all(&prepared.bundle);
+                        return self.start_failed(pod, c, init, f);
+                    }
+                }
+            }
+        }
         match container::create_and_start(&self.ctx, &mut prepared).await {
             Ok(()) => {
                 self.ctx.recorder.container_event(
@@ -410,7 +483,7 @@ impl Worker {
         if !f.image {
             self.ctx.recorder.container_event(
                 pod,
-                field_path(init, &c.name),
+                field_path(pod, init, &c.name),
                 EventType::Warning,
                 "Failed",
                 format!("Error: {}", f.message),
@@ -537,7 +610,7 @@ impl Worker {
             if let Some(pod) = pod {
                 self.ctx.recorder.container_event(
                     pod,
-                    field_path(c.init, &c.name),
+                    field_path(pod, c.init, &c.name),
                     EventType::Normal,
                     "Killing",
                     format!("Stopping container {}", c.name),
@@ -755,6 +828,19 @@ impl Worker {
             .iter()
             .map(|c| self.container_status(c, false, init_pending))
             .collect();
+        // Ephemeral containers count for neither phase nor readiness; the kubelet reports
+        // them never ready and without `started`.
+        let ephemeral_statuses: Vec<ContainerStatus> = spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .filter_map(ephemeral_as_container)
+            .map(|c| ContainerStatus {
+                ready: false,
+                started: None,
+                ..self.container_status(&c, false, init_pending)
+            })
+            .collect();
         let phase = podstatus::phase(
             spec,
             &init_statuses,
@@ -801,6 +887,8 @@ impl Worker {
             start_time: self.rec.start_time.map(Time),
             init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
             container_statuses: Some(statuses),
+            ephemeral_container_statuses: (!ephemeral_statuses.is_empty())
+                .then_some(ephemeral_statuses),
             qos_class: Some(api::pod::qos_class(pod).into()),
             ..Default::default()
         }

@@ -64,6 +64,12 @@ pub struct ContainerRecord {
     /// The image's STOPSIGNAL (SIGTERM unless the image says otherwise).
     #[serde(default = "default_stop_signal")]
     pub stop_signal: i32,
+    /// Whether it has a terminal; attach sessions follow it, as the kubelet's do.
+    #[serde(default)]
+    pub tty: bool,
+    /// An ephemeral container (`spec.ephemeralContainers`): started once, never restarted.
+    #[serde(default)]
+    pub ephemeral: bool,
 }
 
 fn default_stop_signal() -> i32 {

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
-use crate::field::{FieldError, FieldErrors, Path};
+use crate::field::{go_quote, FieldError, FieldErrors, Path};
 use crate::meta::{validate_labels, validate_object_meta, validate_object_meta_update, NameRule};
 use crate::quantity::Quantity;
 use crate::validation::{
@@ -623,7 +623,32 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> FieldErrors {
             if s(&ec.image).is_empty() {
                 errs.push(FieldError::required(ip.child("image"), ""));
             }
+            // The target must be a regular or init container (never another ephemeral one).
+            if let Some(target) = ec
+                .target_container_name
+                .as_deref()
+                .filter(|t| !t.is_empty())
+            {
+                let known = spec.containers.iter().any(|c| c.name == target)
+                    || spec
+                        .init_containers
+                        .iter()
+                        .flatten()
+                        .any(|c| c.name == target);
+                if !known {
+                    errs.push(FieldError::not_found(
+                        ip.child("targetContainerName"),
+                        target,
+                    ));
+                }
+            }
+            let has_resources = ec.resources.as_ref().is_some_and(|r| {
+                r.limits.as_ref().is_some_and(|l| !l.is_empty())
+                    || r.requests.as_ref().is_some_and(|l| !l.is_empty())
+            });
             for (field, set) in [
+                ("resources", has_resources),
+                ("restartPolicy", ec.restart_policy.is_some()),
                 ("lifecycle", ec.lifecycle.is_some()),
                 ("livenessProbe", ec.liveness_probe.is_some()),
                 ("readinessProbe", ec.readiness_probe.is_some()),
@@ -1960,6 +1985,41 @@ fn spec_diff(old: &PodSpec, new: &PodSpec) -> String {
     lines.join("\n")
 }
 
+/// `ValidatePodEphemeralContainersUpdate`: metadata update rules, the new spec as a whole
+/// (names unique across every kind of container, the ephemeral containers' own rules), and
+/// existing ephemeral containers neither removed nor changed. Everything else in the spec
+/// was already carried over from `old` by the subresource's strategy.
+pub fn validate_pod_ephemeral_containers_update(new: &Pod, old: &Pod) -> FieldErrors {
+    let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
+    let default_spec = PodSpec::default();
+    let ns = new.spec.as_ref().unwrap_or(&default_spec);
+    let os = old.spec.as_ref().unwrap_or(&default_spec);
+    errs.extend(validate_pod_spec(ns, &Path::new("spec")));
+    let path = Path::new("spec").child("ephemeralContainers");
+    let new_ecs = ns.ephemeral_containers.as_deref().unwrap_or(&[]);
+    for old_ec in os.ephemeral_containers.iter().flatten() {
+        // Order is not kept by patches, so each is looked up by name.
+        match new_ecs.iter().find(|ec| ec.name == old_ec.name) {
+            None => errs.push(FieldError::forbidden(
+                &path,
+                format!(
+                    "existing ephemeral containers {} may not be removed\n",
+                    go_quote(&old_ec.name)
+                ),
+            )),
+            Some(ec) if ec != old_ec => errs.push(FieldError::forbidden(
+                &path,
+                format!(
+                    "existing ephemeral containers {} may not be changed\n",
+                    go_quote(&old_ec.name)
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    errs
+}
+
 /// `ValidatePodStatusUpdate`: metadata rules, `spec.nodeName` untouched (reported on
 /// `status.nodeName` as upstream does), a valid `nominatedNodeName`, condition types,
 /// containers of a non-restarting pod not leaving the terminated state, and pod IPs.
@@ -2115,6 +2175,44 @@ mod tests {
 
     fn msgs(errs: &[FieldError]) -> Vec<String> {
         errs.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn ephemeral_containers_may_be_added_but_not_changed_or_removed() {
+        let old = defaulted(nginx());
+        let with = |ecs: Value| {
+            let mut p = old.clone();
+            if let Some(spec) = p.spec.as_mut() {
+                spec.ephemeral_containers = serde_json::from_value(ecs).ok();
+            }
+            defaulted(p)
+        };
+        let added =
+            with(json!([{"name": "dbg", "image": "busybox", "targetContainerName": "nginx"}]));
+        assert!(validate_pod_ephemeral_containers_update(&added, &old).is_empty());
+        let changed =
+            with(json!([{"name": "dbg", "image": "alpine", "targetContainerName": "nginx"}]));
+        assert_eq!(
+            msgs(&validate_pod_ephemeral_containers_update(&changed, &added)),
+            vec!["spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be changed\n"]
+        );
+        let removed = with(json!([]));
+        assert_eq!(
+            msgs(&validate_pod_ephemeral_containers_update(&removed, &added)),
+            vec!["spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be removed\n"]
+        );
+        let bad = with(json!([
+            {"name": "nginx", "image": "busybox"},
+            {"name": "x", "image": "busybox", "targetContainerName": "ghost", "resources": {"limits": {"cpu": "1"}}}
+        ]));
+        assert_eq!(
+            msgs(&validate_pod_ephemeral_containers_update(&bad, &old)),
+            vec![
+                "spec.ephemeralContainers[0].name: Duplicate value: \"nginx\"",
+                "spec.ephemeralContainers[1].targetContainerName: Not found: \"ghost\"",
+                "spec.ephemeralContainers[1].resources: Forbidden: cannot be set for an Ephemeral Container",
+            ]
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The API server's side of the node agents: it signs each agent's serving certificate with
 //! the cluster CA (so the server can verify whom it talks to), and proxies the node-served
-//! subresources (`pods/log` now; exec, attach and port-forward next) to the pod's node over
+//! subresources (`pods/log`, exec, attach and port-forward) to the pod's node over
 //! mutually authenticated TLS, as kube-apiserver does with the kubelet.
 
 use std::net::IpAddr;
@@ -362,7 +362,7 @@ async fn open_log(
     Ok(chunks)
 }
 
-/// `pods/exec` (and later attach): checks the pod and container, then passes the client's
+/// `pods/exec` and `pods/attach` (and port-forward): checks the pod and container, then passes the client's
 /// WebSocket upgrade through to the agent and splices the two upgraded connections. The
 /// server does not parse the stream; the agent speaks the channel protocol.
 pub async fn pod_upgrade(
@@ -392,6 +392,13 @@ pub async fn pod_upgrade(
                 pod.status
                     .as_ref()
                     .and_then(|s| s.init_container_statuses.as_ref())
+                    .into_iter()
+                    .flatten(),
+            )
+            .chain(
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.ephemeral_container_statuses.as_ref())
                     .into_iter()
                     .flatten(),
             )

@@ -146,6 +146,16 @@ static RESOURCES: &[Resource] = &[
                 verbs: &["create", "get"],
             },
             Subresource {
+                name: "attach",
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "ephemeralcontainers",
+                kind: "Pod",
+                verbs: &["get", "patch", "update"],
+            },
+            Subresource {
                 name: "portforward",
                 kind: "PodPortForwardOptions",
                 verbs: &["create", "get"],

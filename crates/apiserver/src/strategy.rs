@@ -33,6 +33,13 @@ pub trait Strategy: Sync {
     fn prepare_update(&self, new: &mut Value, old: &Value) -> Result<(), FieldErrors>;
     /// Update of the `status` subresource: everything but status comes from `old`.
     fn prepare_status_update(&self, new: &mut Value, old: &Value) -> Result<(), FieldErrors>;
+    /// Update of `pods/ephemeralcontainers`: only `spec.ephemeralContainers` (and metadata)
+    /// comes from `new`. `None` for kinds without that subresource.
+    fn prepare_ephemeral_containers_update(
+        &self,
+        new: &mut Value,
+        old: &Value,
+    ) -> Option<Result<(), FieldErrors>>;
     /// The stored form (typed field order).
     fn encode(&self, object: &Value) -> Result<Vec<u8>, String>;
     fn patch_kind(&self) -> PatchKind;
@@ -50,6 +57,9 @@ pub struct Kind<T> {
     copy_status: fn(&mut T, &T),
     copy_all_but_status: fn(&mut T, &T),
     validate_status_update: fn(&T, &T) -> FieldErrors,
+    /// The `ephemeralcontainers` subresource's update: carry over everything else from the
+    /// old object, then validate (pods only).
+    ephemeral_containers_update: Option<fn(&mut T, &T) -> FieldErrors>,
     patch_kind: PatchKind,
     _kind: PhantomData<fn() -> T>,
 }
@@ -126,6 +136,25 @@ where
         Ok(())
     }
 
+    fn prepare_ephemeral_containers_update(
+        &self,
+        new: &mut Value,
+        old: &Value,
+    ) -> Option<Result<(), FieldErrors>> {
+        let update = self.ephemeral_containers_update?;
+        Some((|| {
+            let mut typed: T = from_value(new)?;
+            let old_typed: T = from_value(old)?;
+            (self.default)(&mut typed);
+            let errs = update(&mut typed, &old_typed);
+            if !errs.is_empty() {
+                return Err(errs);
+            }
+            *new = to_value(&typed)?;
+            Ok(())
+        })())
+    }
+
     fn encode(&self, object: &Value) -> Result<Vec<u8>, String> {
         let typed: T = T::deserialize(object).map_err(|e| e.to_string())?;
         serde_json::to_vec(&typed).map_err(|e| e.to_string())
@@ -197,6 +226,20 @@ fn pod_copy_all_but_status(new: &mut Pod, old: &Pod) {
     new.metadata = old.metadata.clone();
 }
 
+/// Upstream's `dropNonEphemeralContainerUpdates`: the spec is the old one but for its
+/// ephemeral containers, the status the old one; generation counts the change.
+fn pod_ephemeral_containers_update(new: &mut Pod, old: &Pod) -> FieldErrors {
+    let ephemeral = new
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.clone());
+    let mut spec = old.spec.clone().unwrap_or_default();
+    spec.ephemeral_containers = ephemeral;
+    new.spec = Some(spec);
+    pod_copy_status(new, old);
+    api::pod::validate_pod_ephemeral_containers_update(new, old)
+}
+
 pub static POD: Kind<Pod> = Kind {
     default: api::pod::default_pod,
     validate: api::pod::validate_pod,
@@ -206,6 +249,7 @@ pub static POD: Kind<Pod> = Kind {
     copy_status: pod_copy_status,
     copy_all_but_status: pod_copy_all_but_status,
     validate_status_update: api::pod::validate_pod_status_update,
+    ephemeral_containers_update: Some(pod_ephemeral_containers_update),
     patch_kind: PatchKind::Pod,
     _kind: PhantomData,
 };
@@ -226,6 +270,7 @@ pub static NAMESPACE: Kind<Namespace> = Kind {
     copy_status: api::prepare_namespace_for_update,
     copy_all_but_status: namespace_copy_all_but_status,
     validate_status_update: api::validate_namespace_status_update,
+    ephemeral_containers_update: None,
     patch_kind: PatchKind::Namespace,
     _kind: PhantomData,
 };
@@ -250,6 +295,7 @@ pub static NODE: Kind<Node> = Kind {
     copy_status: node_copy_status,
     copy_all_but_status: node_copy_all_but_status,
     validate_status_update: no_errors,
+    ephemeral_containers_update: None,
     patch_kind: PatchKind::Node,
     _kind: PhantomData,
 };
@@ -278,6 +324,7 @@ pub static EVENT: Kind<Event> = Kind {
     copy_status: keep,
     copy_all_but_status: keep,
     validate_status_update: no_errors,
+    ephemeral_containers_update: None,
     patch_kind: PatchKind::Event,
     _kind: PhantomData,
 };
@@ -293,6 +340,7 @@ pub static EVENT_V1: Kind<Event> = Kind {
     copy_status: keep,
     copy_all_but_status: keep,
     validate_status_update: no_errors,
+    ephemeral_containers_update: None,
     patch_kind: PatchKind::Event,
     _kind: PhantomData,
 };
@@ -306,6 +354,7 @@ pub static CONFIG_MAP: Kind<ConfigMap> = Kind {
     copy_status: keep,
     copy_all_but_status: keep,
     validate_status_update: no_errors,
+    ephemeral_containers_update: None,
     patch_kind: PatchKind::ConfigMap,
     _kind: PhantomData,
 };
@@ -319,6 +368,7 @@ pub static SECRET: Kind<Secret> = Kind {
     copy_status: keep,
     copy_all_but_status: keep,
     validate_status_update: no_errors,
+    ephemeral_containers_update: None,
     patch_kind: PatchKind::Secret,
     _kind: PhantomData,
 };
@@ -332,6 +382,7 @@ pub static SERVICE_ACCOUNT: Kind<ServiceAccount> = Kind {
     copy_status: keep,
     copy_all_but_status: keep,
     validate_status_update: no_errors,
+    ephemeral_containers_update: None,
     patch_kind: PatchKind::ServiceAccount,
     _kind: PhantomData,
 };
@@ -345,6 +396,7 @@ pub static LEASE: Kind<Lease> = Kind {
     copy_status: keep,
     copy_all_but_status: keep,
     validate_status_update: no_errors,
+    ephemeral_containers_update: None,
     patch_kind: PatchKind::Lease,
     _kind: PhantomData,
 };
@@ -358,6 +410,7 @@ pub static PRIORITY_CLASS: Kind<PriorityClass> = Kind {
     copy_status: keep,
     copy_all_but_status: keep,
     validate_status_update: no_errors,
+    ephemeral_containers_update: None,
     patch_kind: PatchKind::PriorityClass,
     _kind: PhantomData,
 };

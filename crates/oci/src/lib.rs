@@ -24,7 +24,7 @@ mod spec;
 
 pub use error::OciError;
 pub use exit::{read_exit, ExitInfo};
-pub use runtime::{ContainerState, Runtime, RuntimeKind};
+pub use runtime::{ContainerIo, ContainerState, Runtime, RuntimeKind};
 pub use spec::{
     build_spec, capabilities_with, ContainerConfig, Mount, MountKind, Resources,
     DEFAULT_CAPABILITIES,

@@ -31,6 +31,25 @@ impl RuntimeKind {
     }
 }
 
+/// How a container's stdio is set up by its monitor (the container's `stdin`, `stdinOnce`
+/// and `tty`); every container gets an attach socket for its output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerIo {
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+}
+
+impl ContainerIo {
+    pub fn of(config: &crate::ContainerConfig) -> ContainerIo {
+        ContainerIo {
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            tty: config.tty,
+        }
+    }
+}
+
 /// A container as the runtime reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ContainerState {
@@ -294,13 +313,15 @@ impl Runtime {
 
     /// Writes `bundle/config.json` and has a `peapod-shim monitor` run the runtime's `create`;
     /// returns the container's host pid once created, or the runtime's own reason as
-    /// [`OciError::Create`]. The monitor then writes `log` (CRI format) and, when the
-    /// container's init exits, `exit_file` (see [`crate::read_exit`]).
+    /// [`OciError::Create`]. The monitor then writes `log` (CRI format), serves attach
+    /// sessions on the socket `attach` in `bundle` (holding stdin open per `io`) and, when the container's
+    /// init exits, writes `exit_file` (see [`crate::read_exit`]).
     pub async fn create(
         &self,
         id: &str,
         bundle: &Path,
         spec: &oci_spec::runtime::Spec,
+        io: ContainerIo,
         log: &Path,
         exit_file: &Path,
     ) -> Result<u32, OciError> {
@@ -338,6 +359,15 @@ impl Runtime {
             .stderr(Stdio::null());
         if self.private_mountns {
             cmd.arg("--private-mountns");
+        }
+        for (on, flag) in [
+            (io.stdin, "--stdin"),
+            (io.stdin && io.stdin_once, "--stdin-once"),
+            (io.tty, "--tty"),
+        ] {
+            if on {
+                cmd.arg(flag);
+            }
         }
         let (line, child) = spawn_and_read_line(cmd, &self.shim).await?;
         // The monitor lives on (its own session); tokio reaps it if it exits while we run.

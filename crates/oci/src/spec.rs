@@ -113,11 +113,13 @@ pub struct ContainerConfig {
     pub cgroups_path: String,
     pub resources: Resources,
     pub oom_score_adj: Option<i32>,
-    /// Not supported yet (needs a console socket in the monitor): ignored with a warning,
-    /// output goes to the log as for `tty: false`.
+    /// A terminal (`process.terminal`): the runtime hands its master to the monitor over a
+    /// console socket; the container's output is logged as stdout.
     pub tty: bool,
-    /// Not supported yet: the container's stdin is /dev/null.
+    /// The monitor holds the container's stdin open for attach sessions (else /dev/null).
     pub stdin: bool,
+    /// Stdin closes after the first attach session that used it (piped stdin only).
+    pub stdin_once: bool,
     pub no_new_privileges: bool,
     /// Capability names with or without the `CAP_` prefix; `None` = [`DEFAULT_CAPABILITIES`].
     pub capabilities: Option<Vec<String>>,
@@ -298,9 +300,6 @@ pub fn build_spec(config: &ContainerConfig) -> Result<Spec, OciError> {
     if config.args.is_empty() {
         return Err(OciError::Spec("no command (args is empty)".into()));
     }
-    if config.tty || config.stdin {
-        tracing::warn!("tty/stdin are not supported yet; the container gets /dev/null as stdin");
-    }
     let caps = match &config.capabilities {
         Some(names) => parse_capabilities(names)?,
         None => parse_capabilities(
@@ -322,7 +321,7 @@ pub fn build_spec(config: &ContainerConfig) -> Result<Spec, OciError> {
     capabilities.set_ambient(None);
     let (soft, hard) = nofile_limit();
     let mut process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(config.tty)
         .user(
             UserBuilder::default()
                 .uid(config.uid)

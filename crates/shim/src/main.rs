@@ -1,8 +1,9 @@
 //! `peapod-shim`: the per-pod helper processes peapod's node agent spawns.
 //!
 //! Owns: `peapod-shim pause` (the pod's infra process holding its namespaces, see [`pause`])
-//! and `peapod-shim monitor` (the conmon-like per-container monitor: stdio to CRI logs, exit
-//! status to an exit file, see [`monitor`]). Both start their own session so they outlive an
+//! and `peapod-shim monitor` (the conmon-like per-container monitor: stdio to CRI logs and
+//! attach clients, stdin held open, exit status to an exit file, see [`monitor`] and
+//! [`attach`]). Both start their own session so they outlive an
 //! agent that is killed, and print exactly one status line on stdout before detaching.
 //!
 //! Does not own: deciding anything. The agent (through the `oci` crate) builds the bundle,
@@ -11,6 +12,7 @@
 //! May depend on: `libc` only. It stays small in memory (no async runtime, no serde), as one
 //! runs per pod and per container.
 
+mod attach;
 mod cri_log;
 mod monitor;
 mod pause;
@@ -20,6 +22,7 @@ const USAGE: &str = "usage:
   peapod-shim pause --netns PATH --hostname NAME [--share-pid]
   peapod-shim monitor --runtime PATH --runtime-root DIR [--private-mountns] --id ID --bundle DIR
                       --log FILE --exit-file FILE [--log-max-bytes N] [--log-max-files N]
+                      [--stdin] [--stdin-once] [--tty]
 ";
 
 fn main() {

@@ -1,14 +1,17 @@
 //! `peapod-shim monitor`: one per container, like conmon. It runs the OCI runtime's `create`
-//! with pipes as the container's stdout/stderr, reports the container's pid (or the
-//! runtime's error), then outlives whoever spawned it: it copies the pipes into the CRI log
-//! file, becomes the container init's parent (child subreaper) to learn its exit status,
-//! and writes that status atomically to the exit file. `start`, `kill` and `delete` are the
-//! agent's business.
+//! with pipes as the container's stdout/stderr (and stdin, for `stdin: true`), or with a
+//! terminal whose master the runtime hands over on a console socket (`tty: true`), reports
+//! the container's pid (or the runtime's error), then outlives whoever spawned it: it copies
+//! the output into the CRI log file and to attached clients ([`crate::attach`]), holds the
+//! container's stdin open and feeds it what attached clients send, becomes the container
+//! init's parent (child subreaper) to learn its exit status, and writes that status
+//! atomically to the exit file. `start`, `kill` and `delete` are the agent's business.
 
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::RawFd;
 
+use crate::attach::{self, Client, ConsoleSocket, Listener};
 use crate::cri_log::{CriLog, LineSplitter};
 use crate::sys;
 
@@ -20,6 +23,9 @@ const HYBRID_UNIFIED_MOUNT: &std::ffi::CStr = c"/sys/fs/cgroup/unified";
 const DRAIN_MS: i64 = 1000;
 /// Idle time after which text without a newline is written as a partial entry.
 const PARTIAL_FLUSH_MS: i32 = 1000;
+/// Input from attached clients waiting for the container to read it; past this, clients are
+/// not read from until it drains (back-pressure rather than unbounded memory).
+const MAX_PENDING_STDIN: usize = 64 * 1024;
 
 struct MonitorArgs {
     runtime: String,
@@ -31,6 +37,12 @@ struct MonitorArgs {
     exit_file: String,
     log_max_bytes: u64,
     log_max_files: u32,
+    /// Hold the container's stdin open for attach clients (`stdin: true`).
+    stdin: bool,
+    /// Close stdin once the first attach session that used it ends (`stdinOnce: true`).
+    stdin_once: bool,
+    /// Give the container a terminal (`tty: true`).
+    tty: bool,
 }
 
 fn parse(args: &[String]) -> Result<MonitorArgs, String> {
@@ -44,36 +56,27 @@ fn parse(args: &[String]) -> Result<MonitorArgs, String> {
         exit_file: String::new(),
         log_max_bytes: 10 * 1024 * 1024,
         log_max_files: 5,
+        stdin: false,
+        stdin_once: false,
+        tty: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        if arg == "--private-mountns" {
-            parsed.private_mountns = true;
-            continue;
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{arg} needs a value"))?
-            .clone();
-        match arg.as_str() {
-            "--runtime" => parsed.runtime = value,
-            "--runtime-root" => parsed.runtime_root = value,
-            "--id" => parsed.id = value,
-            "--bundle" => parsed.bundle = value,
-            "--log" => parsed.log = value,
-            "--exit-file" => parsed.exit_file = value,
-            "--log-max-bytes" => {
-                parsed.log_max_bytes = value
-                    .parse()
-                    .map_err(|_| format!("bad --log-max-bytes {value:?}"))?
+        let flag = match arg.as_str() {
+            "--private-mountns" => &mut parsed.private_mountns,
+            "--stdin" => &mut parsed.stdin,
+            "--stdin-once" => &mut parsed.stdin_once,
+            "--tty" => &mut parsed.tty,
+            _ => {
+                let value = it
+                    .next()
+                    .ok_or_else(|| format!("{arg} needs a value"))?
+                    .clone();
+                set_value(&mut parsed, arg, value)?;
+                continue;
             }
-            "--log-max-files" => {
-                parsed.log_max_files = value
-                    .parse()
-                    .map_err(|_| format!("bad --log-max-files {value:?}"))?
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+        };
+        *flag = true;
     }
     for (name, value) in [
         ("--runtime", &parsed.runtime),
@@ -88,6 +91,29 @@ fn parse(args: &[String]) -> Result<MonitorArgs, String> {
         }
     }
     Ok(parsed)
+}
+
+fn set_value(parsed: &mut MonitorArgs, arg: &str, value: String) -> Result<(), String> {
+    match arg {
+        "--runtime" => parsed.runtime = value,
+        "--runtime-root" => parsed.runtime_root = value,
+        "--id" => parsed.id = value,
+        "--bundle" => parsed.bundle = value,
+        "--log" => parsed.log = value,
+        "--exit-file" => parsed.exit_file = value,
+        "--log-max-bytes" => {
+            parsed.log_max_bytes = value
+                .parse()
+                .map_err(|_| format!("bad --log-max-bytes {value:?}"))?
+        }
+        "--log-max-files" => {
+            parsed.log_max_files = value
+                .parse()
+                .map_err(|_| format!("bad --log-max-files {value:?}"))?
+        }
+        other => return Err(format!("unknown argument {other:?}")),
+    }
+    Ok(())
 }
 
 pub fn run(args: &[String]) -> i32 {
@@ -109,6 +135,11 @@ struct Created {
     pid: libc::pid_t,
     stdout: RawFd,
     stderr: RawFd,
+    /// The terminal's master side (`--tty`): the container's output, and its input.
+    console: Option<RawFd>,
+    /// The write end of the container's stdin pipe (`--stdin` without `--tty`).
+    stdin: Option<RawFd>,
+    listener: Listener,
     log: CriLog,
     sigchld: libc::sigset_t,
 }
@@ -138,12 +169,19 @@ fn create(args: &MonitorArgs) -> Result<Created, String> {
     // Blocked before any child exists, so no SIGCHLD can be lost; read through a signalfd.
     let sigchld = sys::block_signals(&[libc::SIGCHLD]);
     let log = CriLog::open(&args.log, args.log_max_bytes, args.log_max_files)?;
+    // Listening before the container exists, so the agent can attach as soon as it starts it.
+    let listener = Listener::bind(&args.bundle)?;
+    let console_socket = if args.tty {
+        Some(ConsoleSocket::new()?)
+    } else {
+        None
+    };
 
     let runtime_log = format!("{}/runtime.log", args.bundle);
     let runtime_log_start = fs::metadata(&runtime_log).map(|m| m.len()).unwrap_or(0);
     let pid_file = format!("{}/pid", args.bundle);
     let _ = fs::remove_file(&pid_file);
-    let argv: Vec<CString> = [
+    let mut argv_str: Vec<&str> = vec![
         args.runtime.as_str(),
         "--root",
         &args.runtime_root,
@@ -156,23 +194,42 @@ fn create(args: &MonitorArgs) -> Result<Created, String> {
         &args.bundle,
         "--pid-file",
         &pid_file,
-        &args.id,
-    ]
-    .iter()
-    .map(|s| sys::cstring(s))
-    .collect::<Result<_, _>>()?;
+    ];
+    if let Some(console) = &console_socket {
+        argv_str.extend(["--console-socket", console.path.as_str()]);
+    }
+    argv_str.push(&args.id);
+    let argv: Vec<CString> = argv_str
+        .iter()
+        .map(|s| sys::cstring(s))
+        .collect::<Result<_, _>>()?;
 
     let (stdout_r, stdout_w) = pipe()?;
     let (stderr_r, stderr_w) = pipe()?;
+    // A terminal carries its own input; otherwise stdin is a pipe we keep the write end of.
+    let stdin_pipe = if args.stdin && !args.tty {
+        Some(pipe()?)
+    } else {
+        None
+    };
     // SAFETY: single-threaded process; the child only makes syscalls and execs.
     let runtime_pid = sys::check(unsafe { libc::fork() }, "fork")?;
     if runtime_pid == 0 {
-        exec_runtime(&argv, stdout_w, stderr_w, args.private_mountns);
+        exec_runtime(
+            &argv,
+            stdin_pipe.map(|(r, _)| r),
+            stdout_w,
+            stderr_w,
+            args.private_mountns,
+        );
     }
-    // SAFETY: closing our copies of the write ends, so EOF comes when the container's go.
+    // SAFETY: closing our copies of the child's ends, so EOF comes when the container's go.
     unsafe {
         libc::close(stdout_w);
         libc::close(stderr_w);
+        if let Some((r, _)) = stdin_pipe {
+            libc::close(r);
+        }
     }
     let status = wait_for(runtime_pid)?;
     if status != 0 {
@@ -186,6 +243,7 @@ fn create(args: &MonitorArgs) -> Result<Created, String> {
                     args.runtime
                 )
             });
+        listener.close();
         return Err(reason);
     }
     let pid = fs::read_to_string(&pid_file)
@@ -193,22 +251,59 @@ fn create(args: &MonitorArgs) -> Result<Created, String> {
         .trim()
         .parse()
         .map_err(|_| format!("bad pid in {pid_file}"))?;
+    let console = match &console_socket {
+        Some(socket) => Some(socket.receive_master()?),
+        None => None,
+    };
+    drop(console_socket);
+    let stdin = match (console, args.stdin) {
+        // The same terminal, written through its own descriptor so input and output close
+        // independently.
+        // SAFETY: duplicating a descriptor we own.
+        (Some(master), true) => Some(sys::check(
+            unsafe { libc::fcntl(master, libc::F_DUPFD_CLOEXEC, 3) },
+            "dup console",
+        )?),
+        _ => stdin_pipe.map(|(_, w)| w),
+    };
+    for fd in console.iter().chain(stdin.iter()) {
+        set_nonblocking(*fd);
+    }
     Ok(Created {
         pid,
         stdout: stdout_r,
         stderr: stderr_r,
+        console,
+        stdin,
+        listener,
         log,
         sigchld,
     })
 }
 
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
 /// In the forked child: wire stdio, optionally hide the hybrid cgroup2 mount, exec the
 /// runtime. Failures go to stderr, which is the pipe the parent reads as a fallback reason.
-fn exec_runtime(argv: &[CString], stdout_w: RawFd, stderr_w: RawFd, private_mountns: bool) -> ! {
+fn exec_runtime(
+    argv: &[CString],
+    stdin_r: Option<RawFd>,
+    stdout_w: RawFd,
+    stderr_w: RawFd,
+    private_mountns: bool,
+) -> ! {
     // SAFETY: post-fork child of a single-threaded process; syscalls then exec or _exit.
     unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-        libc::dup2(null, 0);
+        match stdin_r {
+            Some(fd) => libc::dup2(fd, 0),
+            None => libc::dup2(libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY), 0),
+        };
         libc::dup2(stdout_w, 1);
         libc::dup2(stderr_w, 2);
         sys::reset_signals_for_exec();
@@ -338,33 +433,110 @@ struct Stream {
     fd: RawFd,
     open: bool,
     splitter: LineSplitter,
+    /// The attach packet kind its output goes out as.
+    kind: u8,
 }
 
-/// Copies the pipes to the log until the container's init has been reaped and the pipes are
-/// drained, then records the exit. Returns the monitor's own exit code.
+impl Stream {
+    fn new(fd: RawFd, name: &'static str, kind: u8) -> Stream {
+        Stream {
+            fd,
+            open: true,
+            splitter: LineSplitter::new(name),
+            kind,
+        }
+    }
+}
+
+/// The container's stdin as the monitor holds it: what clients sent that the container has
+/// not read yet, and whether `stdinOnce` still allows input.
+struct Stdin {
+    fd: Option<RawFd>,
+    pending: Vec<u8>,
+    /// A terminal's input is never closed (that would hang up its output too); `stdinOnce`
+    /// applies to piped stdin only, as containerd does.
+    tty: bool,
+    once: bool,
+}
+
+impl Stdin {
+    fn close(&mut self) {
+        if let Some(fd) = self.fd.take() {
+            // SAFETY: closing our own descriptor once; the container then reads EOF.
+            unsafe { libc::close(fd) };
+        }
+        self.pending.clear();
+    }
+
+    /// An attach session that used stdin ended (it closed its stdin, or went away).
+    fn session_ended(&mut self, client: &mut Client) {
+        if client.stdin && self.once && !self.tty {
+            self.close();
+        }
+        client.stdin = false;
+    }
+
+    /// Writes what the container will take now; EPIPE (nobody reads it any more) closes it.
+    fn flush(&mut self) {
+        let Some(fd) = self.fd else { return };
+        while !self.pending.is_empty() {
+            // SAFETY: writing from a live buffer to our own non-blocking descriptor.
+            let n = unsafe { libc::write(fd, self.pending.as_ptr().cast(), self.pending.len()) };
+            if n > 0 {
+                self.pending.drain(..n as usize);
+                continue;
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN) => return,
+                Some(libc::EINTR) => continue,
+                _ => return self.close(),
+            }
+        }
+    }
+}
+
+/// What a polled descriptor is.
+#[derive(Clone, Copy)]
+enum Polled {
+    Stream(usize),
+    Signal,
+    Listener,
+    Stdin,
+    Client(RawFd),
+}
+
+/// Copies the container's output to the log and to attached clients, and their input to the
+/// container, until the container's init has been reaped and its output is drained; then
+/// records the exit and ends every attach session. Returns the monitor's own exit code.
 fn monitor(args: &MonitorArgs, created: Created) -> i32 {
     let Created {
         pid: container_pid,
         stdout,
         stderr,
+        console,
+        stdin,
+        listener,
         mut log,
         sigchld,
     } = created;
     // SAFETY: signalfd over the set blocked in `create`.
     let sfd = unsafe { libc::signalfd(-1, &sigchld, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
-    let mut streams = [
-        Stream {
-            fd: stdout,
-            open: true,
-            splitter: LineSplitter::new("stdout"),
-        },
-        Stream {
-            fd: stderr,
-            open: true,
-            splitter: LineSplitter::new("stderr"),
-        },
+    let mut streams = vec![
+        Stream::new(stdout, "stdout", attach::OUT_STDOUT),
+        Stream::new(stderr, "stderr", attach::OUT_STDERR),
     ];
-    let mut buf = vec![0u8; 64 * 1024];
+    if let Some(master) = console {
+        // CRI logs a terminal's output as stdout.
+        streams.push(Stream::new(master, "stdout", attach::OUT_STDOUT));
+    }
+    let mut input = Stdin {
+        fd: stdin,
+        pending: Vec::new(),
+        tty: console.is_some(),
+        once: args.stdin_once,
+    };
+    let mut clients: Vec<Client> = Vec::new();
+    let mut buf = vec![0u8; attach::MAX_PACKET];
     let mut exit: Option<(i32, Option<i32>)> = None;
     let mut drain_deadline = 0i64;
     // A child may have exited before the signalfd existed; its SIGCHLD is pending and
@@ -375,20 +547,31 @@ fn monitor(args: &MonitorArgs, created: Created) -> i32 {
         if exit.is_some() && (all_closed || sys::now_monotonic_ms() >= drain_deadline) {
             break;
         }
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
-        for s in streams.iter().filter(|s| s.open) {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(8 + clients.len());
+        let mut what: Vec<Polled> = Vec::with_capacity(8 + clients.len());
+        let mut watch = |fd: RawFd, events: libc::c_short, p: Polled| {
             fds.push(libc::pollfd {
-                fd: s.fd,
-                events: libc::POLLIN,
+                fd,
+                events,
                 revents: 0,
             });
+            what.push(p);
+        };
+        for (i, s) in streams.iter().enumerate().filter(|(_, s)| s.open) {
+            watch(s.fd, libc::POLLIN, Polled::Stream(i));
         }
         if exit.is_none() && sfd >= 0 {
-            fds.push(libc::pollfd {
-                fd: sfd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            watch(sfd, libc::POLLIN, Polled::Signal);
+        }
+        watch(listener.fd(), libc::POLLIN, Polled::Listener);
+        if let (Some(fd), false) = (input.fd, input.pending.is_empty()) {
+            watch(fd, libc::POLLOUT, Polled::Stdin);
+        }
+        let take_input = input.pending.len() < MAX_PENDING_STDIN;
+        for c in &clients {
+            // Not reading a client still notices it hanging up.
+            let events = if take_input { libc::POLLIN } else { 0 };
+            watch(c.fd, events, Polled::Client(c.fd));
         }
         let timeout = if exit.is_some() {
             (drain_deadline - sys::now_monotonic_ms()).clamp(0, DRAIN_MS) as i32
@@ -414,39 +597,121 @@ fn monitor(args: &MonitorArgs, created: Created) -> i32 {
             }
             continue;
         }
-        for pfd in &fds {
+        let mut accept_waiting = false;
+        for (pfd, polled) in fds.iter().zip(what) {
             if pfd.revents == 0 {
                 continue;
             }
-            if pfd.fd == sfd {
-                drain_signalfd(sfd);
-                reap(container_pid, &mut exit, &mut drain_deadline);
-                continue;
-            }
-            let Some(stream) = streams.iter_mut().find(|s| s.fd == pfd.fd) else {
-                continue;
-            };
-            // SAFETY: reading our own pipe into a live buffer.
-            let n = unsafe { libc::read(stream.fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                stream.splitter.feed(&buf[..n as usize], &mut log);
-            } else if n == 0
-                || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
-            {
-                stream.open = false;
-                stream.splitter.flush_partial(&mut log);
-                // SAFETY: closing our own fd once.
-                unsafe { libc::close(stream.fd) };
+            match polled {
+                Polled::Signal => {
+                    drain_signalfd(sfd);
+                    reap(container_pid, &mut exit, &mut drain_deadline);
+                }
+                // Accepted below, once this round's events are handled: a new client may
+                // get the descriptor number of one that left during this round.
+                Polled::Listener => accept_waiting = true,
+                Polled::Stdin => input.flush(),
+                Polled::Stream(i) => {
+                    let stream = &mut streams[i];
+                    // SAFETY: reading our own descriptor into a live buffer, leaving room for
+                    // the packet's kind byte.
+                    let n = unsafe {
+                        libc::read(stream.fd, buf.as_mut_ptr().cast(), attach::MAX_PACKET - 1)
+                    };
+                    if n > 0 {
+                        let data = &buf[..n as usize];
+                        stream.splitter.feed(data, &mut log);
+                        broadcast(&mut clients, &mut input, stream.kind, data);
+                    } else if n == 0
+                        || !matches!(
+                            std::io::Error::last_os_error().raw_os_error(),
+                            Some(libc::EINTR) | Some(libc::EAGAIN)
+                        )
+                    {
+                        // EOF on a pipe; EIO on a terminal whose last slave holder is gone.
+                        stream.open = false;
+                        stream.splitter.flush_partial(&mut log);
+                        // SAFETY: closing our own fd once.
+                        unsafe { libc::close(stream.fd) };
+                    }
+                }
+                Polled::Client(fd) => {
+                    let Some(pos) = clients.iter().position(|c| c.fd == fd) else {
+                        continue;
+                    };
+                    let gone = if pfd.revents & libc::POLLIN != 0 {
+                        match clients[pos].recv(&mut buf) {
+                            Some(n) => {
+                                from_client(&mut clients[pos], &buf[..n], &mut input, console);
+                                false
+                            }
+                            None => true,
+                        }
+                    } else {
+                        // POLLHUP / POLLERR without data.
+                        true
+                    };
+                    if gone {
+                        let mut c = clients.swap_remove(pos);
+                        input.session_ended(&mut c);
+                        c.close();
+                    }
+                }
             }
         }
+        if accept_waiting {
+            while let Some(c) = listener.accept() {
+                clients.push(c);
+            }
+        }
+        input.flush();
     }
     for s in streams.iter_mut() {
         s.splitter.flush_partial(&mut log);
     }
     let (exit_code, signal) = exit.unwrap_or((-1, None));
-    match write_exit_file(&args.exit_file, exit_code, signal) {
+    let code = match write_exit_file(&args.exit_file, exit_code, signal) {
         Ok(()) => 0,
         Err(_) => 1,
+    };
+    // Sessions end after the exit is on disk, so a client seeing the end can read it.
+    for c in clients {
+        c.close();
+    }
+    listener.close();
+    input.close();
+    code
+}
+
+/// Sends output to every client; one that cannot take it is dropped.
+fn broadcast(clients: &mut Vec<Client>, input: &mut Stdin, kind: u8, data: &[u8]) {
+    let mut i = 0;
+    while i < clients.len() {
+        if clients[i].send(kind, data) {
+            i += 1;
+        } else {
+            let mut c = clients.swap_remove(i);
+            input.session_ended(&mut c);
+            c.close();
+        }
+    }
+}
+
+/// One packet from a client.
+fn from_client(client: &mut Client, packet: &[u8], input: &mut Stdin, console: Option<RawFd>) {
+    let Some((&kind, payload)) = packet.split_first() else {
+        return;
+    };
+    match kind {
+        attach::IN_STDIN if input.fd.is_some() => input.pending.extend_from_slice(payload),
+        attach::IN_HELLO_STDIN => client.stdin = true,
+        attach::IN_CLOSE_STDIN => input.session_ended(client),
+        attach::IN_RESIZE => {
+            if let (Some(master), Some((w, h))) = (console, attach::resize_of(payload)) {
+                attach::resize(master, w, h);
+            }
+        }
+        _ => {}
     }
 }
 

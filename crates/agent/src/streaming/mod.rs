@@ -3,6 +3,7 @@
 //! from that CA (the API server's kubelet-client certificate). This module owns the server,
 //! the routing and the pieces the endpoints share; each endpoint has its own module.
 
+mod attach;
 mod exec;
 mod logs;
 mod portforward;
@@ -136,6 +137,10 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         ["exec", ns, pod, container] => {
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
             exec::exec(&ctx, req, &ns, &pod, &container).await
+        }
+        ["attach", ns, pod, container] => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            attach::attach(&ctx, req, &ns, &pod, &container).await
         }
         ["portForward", ns, pod] => {
             let (ns, pod) = (ns.to_string(), pod.to_string());

@@ -3,7 +3,7 @@
 use http::{Response, StatusCode};
 use serde_json::Value;
 
-use super::update::{guaranteed_update, replace};
+use super::update::{guaranteed_update, replace, Target};
 use super::{object_response, Call};
 use crate::body::Body;
 use crate::convert;
@@ -56,7 +56,7 @@ pub async fn patch(call: Call) -> Result<Response<Body>, ApiError> {
     }
     let dry_run = call.query.dry_run()?;
     let validation = call.query.field_validation()?;
-    let status = call.info.subresource.as_deref() == Some("status");
+    let target = Target::of(call.info.subresource.as_deref());
     let name = call.name().to_string();
     let mut warnings = Vec::new();
     let events_v1 = convert::is_events_v1(resource);
@@ -119,7 +119,7 @@ pub async fn patch(call: Call) -> Result<Response<Body>, ApiError> {
                     FieldValidation::Ignore => {}
                 }
             }
-            replace(resource, decoded.object, &old, status, &name)
+            replace(resource, decoded.object, &old, target, &name)
         },
     )
     .await?;

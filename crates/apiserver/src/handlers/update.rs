@@ -173,7 +173,7 @@ pub async fn update(call: Call) -> Result<Response<Body>, ApiError> {
         ),
         None => None,
     };
-    let status = call.info.subresource.as_deref() == Some("status");
+    let target = Target::of(call.info.subresource.as_deref());
     let written = guaranteed_update(
         &call.server,
         resource,
@@ -181,10 +181,32 @@ pub async fn update(call: Call) -> Result<Response<Body>, ApiError> {
         &name,
         precondition,
         dry_run,
-        |old| replace(resource, body.clone(), &old, status, &name),
+        |old| replace(resource, body.clone(), &old, target, &name),
     )
     .await?;
     object_response(&call, StatusCode::OK, written.render(), &warnings)
+}
+
+/// What part of an object a PUT or PATCH writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The object (its status, where it has a subresource for it, is kept).
+    Main,
+    /// The `status` subresource.
+    Status,
+    /// `pods/ephemeralcontainers`: only `spec.ephemeralContainers`.
+    EphemeralContainers,
+}
+
+impl Target {
+    /// Routing only lets through the subresources a resource serves.
+    pub fn of(subresource: Option<&str>) -> Target {
+        match subresource {
+            Some("status") => Target::Status,
+            Some("ephemeralcontainers") => Target::EphemeralContainers,
+            _ => Target::Main,
+        }
+    }
 }
 
 /// The stored form of `new` replacing `old`, through the kind's update rules.
@@ -192,7 +214,7 @@ pub fn replace(
     resource: &'static Resource,
     mut new: Value,
     old: &Value,
-    status: bool,
+    target: Target,
     name: &str,
 ) -> Result<Value, ApiError> {
     copy_system_fields(&mut new, old).map_err(|e| match e {
@@ -203,10 +225,13 @@ pub fn replace(
         },
         other => other,
     })?;
-    let result = if status {
-        resource.strategy.prepare_status_update(&mut new, old)
-    } else {
-        resource.strategy.prepare_update(&mut new, old)
+    let result = match target {
+        Target::Main => resource.strategy.prepare_update(&mut new, old),
+        Target::Status => resource.strategy.prepare_status_update(&mut new, old),
+        Target::EphemeralContainers => resource
+            .strategy
+            .prepare_ephemeral_containers_update(&mut new, old)
+            .ok_or(ApiError::RouteNotFound)?,
     };
     result.map_err(|errs| ApiError::invalid(resource, name, errs))?;
     Ok(new)

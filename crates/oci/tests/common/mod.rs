@@ -194,6 +194,7 @@ impl Pod {
                 id,
                 &self.bundle(id),
                 &spec,
+                oci::ContainerIo::of(config),
                 &self.log(id),
                 &self.exit_file(id),
             )

@@ -1,0 +1,340 @@
+//! `attach`: a WebSocket session (the channel protocols, as exec's) joined to a running
+//! container's own stdio, through the attach socket its monitor serves in the container's
+//! directory (the monitor, not the agent, holds the container's stdio, so containers the
+//! agent re-adopted after a restart can be attached as well).
+//!
+//! The monitor's packets are numbered like the channels: 1 stdout and 2 stderr from it;
+//! 0 stdin, 3 close stdin, 4 resize (u16 BE width, height) and 5 "this session attaches
+//! stdin" to it (see `peapod-shim`'s attach module).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use tokio::io::unix::AsyncFd;
+use tracing::debug;
+
+use super::{
+    channel_message, find_pod, instance, percent_decode, switching, text, websocket_upgrade, Body,
+};
+use crate::Ctx;
+
+/// The remote-command subprotocols spoken, newest first (as exec).
+const ATTACH_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"];
+
+const PACKET_STDIN: u8 = 0;
+const PACKET_STDOUT: u8 = 1;
+const PACKET_STDERR: u8 = 2;
+const PACKET_CLOSE_STDIN: u8 = 3;
+const PACKET_RESIZE: u8 = 4;
+const PACKET_HELLO_STDIN: u8 = 5;
+/// The monitor's largest packet.
+const MAX_PACKET: usize = 32 * 1024;
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct AttachQuery {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+/// Both spellings: the API's (`stdin=true`, as clients send it and the API server passes it
+/// on) and the kubelet URL's (`input=1`).
+fn attach_query(raw: &str) -> AttachQuery {
+    let mut q = AttachQuery::default();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        let on = v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1";
+        match k {
+            "stdin" | "input" => q.stdin = on,
+            "stdout" | "output" => q.stdout = on,
+            "stderr" | "error" => q.stderr = on,
+            _ => {}
+        }
+    }
+    q
+}
+
+/// Attach to a running container over a WebSocket. The terminal setting is the container's
+/// own (`tty` in its spec), whatever the request says, as the kubelet does: it cannot change
+/// once the container runs.
+pub(super) async fn attach(
+    ctx: &Arc<Ctx>,
+    req: Request<Incoming>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Response<Body> {
+    let q = attach_query(req.uri().query().unwrap_or(""));
+    let found = find_pod(ctx, ns, pod).and_then(|rec| {
+        let inst = instance(&rec, container, false)
+            .cloned()
+            .filter(|c| c.exit.is_none())?;
+        Some((rec, inst))
+    });
+    let Some((rec, inst)) = found else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("container not found (\"{container}\")"),
+        );
+    };
+    let Some((accept, protocol)) = websocket_upgrade(&req, ATTACH_PROTOCOLS) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "attach needs a WebSocket upgrade with subprotocol v5.channel.k8s.io, v4.channel.k8s.io or channel.k8s.io",
+        );
+    };
+    let dir = crate::container::container_dir(&ctx.cfg.pods_dir().join(&rec.uid), &inst.id);
+    let socket = match AttachSocket::connect(&dir) {
+        Ok(s) => s,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("error attaching to container: {e}"),
+            )
+        }
+    };
+    let tty = inst.tty;
+    tokio::spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => {
+                debug!(error = %e, "attach upgrade failed");
+                return;
+            }
+        };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        if let Err(e) = pump_attach(ws, socket, &q, tty).await {
+            debug!(error = %e, "attach stream ended");
+        }
+    });
+    switching(&accept, protocol)
+}
+
+#[derive(Deserialize)]
+struct TerminalSize {
+    #[serde(rename = "Width")]
+    width: u16,
+    #[serde(rename = "Height")]
+    height: u16,
+}
+
+async fn pump_attach<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    socket: AttachSocket,
+    q: &AttachQuery,
+    tty: bool,
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut sink, mut source) = ws.split();
+    let mut stdin_open = q.stdin;
+    if stdin_open && socket.send(&[PACKET_HELLO_STDIN]).await.is_err() {
+        stdin_open = false;
+    }
+    let mut buf = vec![0u8; MAX_PACKET];
+    loop {
+        tokio::select! {
+            msg = source.next() => match msg {
+                Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
+                    0 if stdin_open => {
+                        for chunk in data[1..].chunks(MAX_PACKET - 1) {
+                            let mut packet = Vec::with_capacity(chunk.len() + 1);
+                            packet.push(PACKET_STDIN);
+                            packet.extend_from_slice(chunk);
+                            if socket.send(&packet).await.is_err() {
+                                stdin_open = false;
+                                break;
+                            }
+                        }
+                    }
+                    4 => {
+                        if let Ok(size) = serde_json::from_slice::<TerminalSize>(&data[1..]) {
+                            let mut packet = vec![PACKET_RESIZE];
+                            packet.extend_from_slice(&size.width.to_be_bytes());
+                            packet.extend_from_slice(&size.height.to_be_bytes());
+                            let _ = socket.send(&packet).await;
+                        }
+                    }
+                    // v5: close a stream; [255, 0] closes stdin.
+                    255 if data.get(1) == Some(&0) && stdin_open => {
+                        stdin_open = false;
+                        let _ = socket.send(&[PACKET_CLOSE_STDIN]).await;
+                    }
+                    _ => {}
+                },
+                // The client left: the session ends, the container goes on.
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+            },
+            packet = socket.recv(&mut buf) => match packet {
+                Ok(n) if n > 1 => {
+                    let channel = match buf[0] {
+                        PACKET_STDOUT if q.stdout => Some(1),
+                        // A terminal has one output stream, carried on stdout.
+                        PACKET_STDERR if tty && q.stdout => Some(1),
+                        PACKET_STDERR if q.stderr => Some(2),
+                        _ => None,
+                    };
+                    if let Some(channel) = channel {
+                        sink.send(channel_message(channel, &buf[1..n])).await?;
+                    }
+                }
+                Ok(n) if n > 0 => {}
+                // End of stream: the monitor recorded the container's exit.
+                _ => break,
+            },
+        }
+    }
+    // As the kubelet ends an attach that ran to the end: a Success status, then close.
+    sink.send(channel_message(
+        3,
+        br#"{"metadata":{},"status":"Success"}"#.as_slice(),
+    ))
+    .await?;
+    sink.send(Message::Close(Some(
+        tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "".into(),
+        },
+    )))
+    .await
+}
+
+/// A connection to a monitor's `SOCK_SEQPACKET` attach socket (tokio has no seqpacket type).
+struct AttachSocket {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl AttachSocket {
+    /// Connects to `<dir>/attach` through `/proc/self/fd/N/attach` of the directory held
+    /// open, since the full path may exceed a unix socket address's 107 bytes.
+    fn connect(dir: &Path) -> std::io::Result<AttachSocket> {
+        let dir = std::fs::File::open(dir)?;
+        let path = format!("/proc/self/fd/{}/attach", dir.as_raw_fd());
+        // SAFETY: sockaddr_un is plain data; all-zero is valid.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        if path.len() >= addr.sun_path.len() {
+            return Err(std::io::Error::other("attach socket path too long"));
+        }
+        for (dst, src) in addr.sun_path.iter_mut().zip(path.as_bytes()) {
+            *dst = *src as libc::c_char;
+        }
+        // SAFETY: socket creation with constant arguments; the descriptor is owned at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let len = std::mem::size_of::<libc::sa_family_t>() + path.len() + 1;
+        // SAFETY: addr is an initialised sockaddr_un of length len. A unix-socket connect
+        // completes at once (or fails), even on a non-blocking socket.
+        let rc = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the AsyncFd owns the socket until dropped; nothing else uses or closes it.
+        let fd =
+            unsafe { AsyncFd::register(fd) }.map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(AttachSocket { fd })
+    }
+
+    /// One packet; Ok(0) at the end of the stream.
+    async fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let res = guard.try_io(|fd| {
+                // SAFETY: receiving into a live buffer from our own socket.
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            if let Ok(r) = res {
+                return r;
+            }
+        }
+    }
+
+    async fn send(&self, packet: &[u8]) -> std::io::Result<()> {
+        loop {
+            let mut guard = self.fd.writable().await?;
+            let res = guard.try_io(|fd| {
+                // SAFETY: sending a live buffer on our own socket.
+                let n = unsafe {
+                    libc::send(
+                        fd.as_raw_fd(),
+                        packet.as_ptr().cast(),
+                        packet.len(),
+                        libc::MSG_NOSIGNAL,
+                    )
+                };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            });
+            if let Ok(r) = res {
+                return r;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_query_spellings() {
+        assert_eq!(
+            attach_query("stdin=true&stdout=True&tty=true&container=app"),
+            AttachQuery {
+                stdin: true,
+                stdout: true,
+                stderr: false
+            }
+        );
+        assert_eq!(
+            attach_query("input=1&output=1&error=1"),
+            AttachQuery {
+                stdin: true,
+                stdout: true,
+                stderr: true
+            }
+        );
+        assert_eq!(attach_query("stdout=False"), AttachQuery::default());
+    }
+}
