@@ -1,4 +1,4 @@
-//! `attach`: a WebSocket session (the channel protocols, as exec's) joined to a running
+//! `attach`: a remote-command session (WebSocket or SPDY, as exec's) joined to a running
 //! container's own stdio, through the attach socket its monitor serves in the container's
 //! directory (the monitor, not the agent, holds the container's stdio, so containers the
 //! agent re-adopted after a restart can be attached as well).
@@ -13,17 +13,12 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use tokio::io::unix::AsyncFd;
-use tracing::debug;
+use tokio::sync::mpsc;
 
-use super::{
-    channel_message, find_pod, instance, percent_decode, switching, text, websocket_upgrade, Body,
-};
+use super::session::{self, Input, Output, Streams};
+use super::{find_pod, instance, percent_decode, text, Body};
 use crate::Ctx;
-
-/// The remote-command subprotocols spoken, newest first (as exec).
-const ATTACH_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"];
 
 const PACKET_STDIN: u8 = 0;
 const PACKET_STDOUT: u8 = 1;
@@ -59,7 +54,7 @@ fn attach_query(raw: &str) -> AttachQuery {
     q
 }
 
-/// Attach to a running container over a WebSocket. The terminal setting is the container's
+/// Attach to a running container. The terminal setting is the container's
 /// own (`tty` in its spec), whatever the request says, as the kubelet does: it cannot change
 /// once the container runs.
 pub(super) async fn attach(
@@ -82,12 +77,12 @@ pub(super) async fn attach(
             format!("container not found (\"{container}\")"),
         );
     };
-    let Some((accept, protocol)) = websocket_upgrade(&req, ATTACH_PROTOCOLS) else {
+    if !session::is_upgrade(&req) {
         return text(
             StatusCode::BAD_REQUEST,
-            "attach needs a WebSocket upgrade with subprotocol v5.channel.k8s.io, v4.channel.k8s.io or channel.k8s.io",
+            "attach needs an upgrade: a WebSocket with subprotocol v5.channel.k8s.io, v4.channel.k8s.io or channel.k8s.io, or SPDY/3.1",
         );
-    };
+    }
     let dir = crate::container::container_dir(&ctx.cfg.pods_dir().join(&rec.uid), &inst.id);
     let socket = match AttachSocket::connect(&dir) {
         Ok(s) => s,
@@ -98,100 +93,71 @@ pub(super) async fn attach(
             )
         }
     };
-    let tty = inst.tty;
-    tokio::spawn(async move {
-        let upgraded = match hyper::upgrade::on(req).await {
-            Ok(u) => u,
-            Err(e) => {
-                debug!(error = %e, "attach upgrade failed");
-                return;
-            }
-        };
-        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            hyper_util::rt::TokioIo::new(upgraded),
-            tokio_tungstenite::tungstenite::protocol::Role::Server,
-            None,
-        )
-        .await;
-        if let Err(e) = pump_attach(ws, socket, &q, tty).await {
-            debug!(error = %e, "attach stream ended");
-        }
-    });
-    switching(&accept, protocol)
+    let streams = Streams {
+        stdin: q.stdin,
+        stdout: q.stdout,
+        stderr: q.stderr,
+        tty: inst.tty,
+    };
+    session::upgrade(req, streams, "attach", move |input, output| {
+        pump_attach(socket, input, output, streams)
+    })
 }
 
-#[derive(Deserialize)]
-struct TerminalSize {
-    #[serde(rename = "Width")]
-    width: u16,
-    #[serde(rename = "Height")]
-    height: u16,
-}
-
-async fn pump_attach<S>(
-    ws: tokio_tungstenite::WebSocketStream<S>,
+/// Joins a session to the monitor's socket until the container exits (a `Success` status
+/// then, as the kubelet ends an attach that ran to the end) or the client leaves (the
+/// container goes on).
+async fn pump_attach(
     socket: AttachSocket,
-    q: &AttachQuery,
-    tty: bool,
-) -> Result<(), tokio_tungstenite::tungstenite::Error>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-
-    let (mut sink, mut source) = ws.split();
-    let mut stdin_open = q.stdin;
+    mut input: mpsc::Receiver<Input>,
+    mut output: Output,
+    streams: Streams,
+) {
+    let mut stdin_open = streams.stdin;
     if stdin_open && socket.send(&[PACKET_HELLO_STDIN]).await.is_err() {
         stdin_open = false;
     }
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
         tokio::select! {
-            msg = source.next() => match msg {
-                Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
-                    0 if stdin_open => {
-                        for chunk in data[1..].chunks(MAX_PACKET - 1) {
-                            let mut packet = Vec::with_capacity(chunk.len() + 1);
-                            packet.push(PACKET_STDIN);
-                            packet.extend_from_slice(chunk);
-                            if socket.send(&packet).await.is_err() {
-                                stdin_open = false;
-                                break;
-                            }
+            msg = input.recv() => match msg {
+                Some(Input::Stdin(data)) if stdin_open => {
+                    for chunk in data.chunks(MAX_PACKET - 1) {
+                        let mut packet = Vec::with_capacity(chunk.len() + 1);
+                        packet.push(PACKET_STDIN);
+                        packet.extend_from_slice(chunk);
+                        if socket.send(&packet).await.is_err() {
+                            stdin_open = false;
+                            break;
                         }
                     }
-                    4 => {
-                        if let Ok(size) = serde_json::from_slice::<TerminalSize>(&data[1..]) {
-                            let mut packet = vec![PACKET_RESIZE];
-                            packet.extend_from_slice(&size.width.to_be_bytes());
-                            packet.extend_from_slice(&size.height.to_be_bytes());
-                            let _ = socket.send(&packet).await;
-                        }
-                    }
-                    // v5: close a stream; [255, 0] closes stdin.
-                    255 if data.get(1) == Some(&0) && stdin_open => {
-                        stdin_open = false;
-                        let _ = socket.send(&[PACKET_CLOSE_STDIN]).await;
-                    }
-                    _ => {}
-                },
+                }
+                Some(Input::Resize(size)) => {
+                    let mut packet = vec![PACKET_RESIZE];
+                    packet.extend_from_slice(&size.width.to_be_bytes());
+                    packet.extend_from_slice(&size.height.to_be_bytes());
+                    let _ = socket.send(&packet).await;
+                }
+                Some(Input::StdinClosed) if stdin_open => {
+                    stdin_open = false;
+                    let _ = socket.send(&[PACKET_CLOSE_STDIN]).await;
+                }
+                Some(_) => {}
                 // The client left: the session ends, the container goes on.
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
+                None => return,
             },
             packet = socket.recv(&mut buf) => match packet {
                 Ok(n) if n > 1 => {
-                    let channel = match buf[0] {
-                        PACKET_STDOUT if q.stdout => Some(1),
+                    let data = &buf[1..n];
+                    let delivered = match buf[0] {
+                        PACKET_STDOUT if streams.stdout => output.stdout(data).await,
                         // A terminal has one output stream, carried on stdout.
-                        PACKET_STDERR if tty && q.stdout => Some(1),
-                        PACKET_STDERR if q.stderr => Some(2),
-                        _ => None,
+                        PACKET_STDERR if streams.tty && streams.stdout => output.stdout(data).await,
+                        PACKET_STDERR if streams.stderr => output.stderr(data).await,
+                        _ => true,
                     };
-                    if let Some(channel) = channel {
-                        sink.send(channel_message(channel, &buf[1..n])).await?;
+                    if !delivered {
+                        return;
                     }
                 }
                 Ok(n) if n > 0 => {}
@@ -200,19 +166,7 @@ where
             },
         }
     }
-    // As the kubelet ends an attach that ran to the end: a Success status, then close.
-    sink.send(channel_message(
-        3,
-        br#"{"metadata":{},"status":"Success"}"#.as_slice(),
-    ))
-    .await?;
-    sink.send(Message::Close(Some(
-        tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
-            reason: "".into(),
-        },
-    )))
-    .await
+    output.finish(Some(0), &[]).await;
 }
 
 /// A connection to a monitor's `SOCK_SEQPACKET` attach socket (tokio has no seqpacket type).

@@ -1,54 +1,27 @@
-//! `exec`: a command in a running container, a terminal through a pty when asked. The
-//! session is transport-neutral ([`Input`] in, [`Output`] out); two transports carry it:
-//! a WebSocket with the channel protocols (`v5`/`v4`/`channel.k8s.io`, kubectl 1.37 and the
-//! Python client) and SPDY/3.1 with one stream per stdio (`v4`…`v1`, the fallback of
-//! kubectl and of older clients).
+//! `exec`: a command in a running container, a terminal through a pty when asked, carried
+//! by a remote-command session (see `session`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::pty::{spawn_on_terminal, spawn_with_console, Pty};
-use super::{
-    channel_message, find_pod, instance, percent_decode, spdy_upgrade_any, switching, text,
-    websocket_upgrade, Body,
-};
+use super::session::{self, Input, Output, Streams};
+use super::{find_pod, instance, percent_decode, text, Body};
 use crate::Ctx;
-
-/// The WebSocket remote-command subprotocols spoken, newest first.
-const WEBSOCKET_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"];
-/// The SPDY remote-command protocols spoken, newest first (v5 exists only over WebSocket).
-const SPDY_PROTOCOLS: &[&str] = &[
-    "v4.channel.k8s.io",
-    "v3.channel.k8s.io",
-    "v2.channel.k8s.io",
-    "channel.k8s.io",
-];
-/// How long a SPDY client may take to open all the streams it asked for (the kubelet's
-/// stream creation timeout).
-const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct ExecQuery {
     pub command: Vec<String>,
-    pub stdin: bool,
-    pub stdout: bool,
-    pub stderr: bool,
-    pub tty: bool,
+    pub streams: Streams,
 }
 
 pub(super) fn exec_query(raw: &str) -> ExecQuery {
     let mut q = ExecQuery {
         command: Vec::new(),
-        stdin: false,
-        stdout: false,
-        stderr: false,
-        tty: false,
+        streams: Streams::default(),
     };
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -56,10 +29,10 @@ pub(super) fn exec_query(raw: &str) -> ExecQuery {
         let on = v.is_empty() || v == "true" || v == "1";
         match k {
             "command" => q.command.push(v),
-            "input" | "stdin" => q.stdin = on,
-            "output" | "stdout" => q.stdout = on,
-            "error" | "stderr" => q.stderr = on,
-            "tty" => q.tty = on,
+            "input" | "stdin" => q.streams.stdin = on,
+            "output" | "stdout" => q.streams.stdout = on,
+            "error" | "stderr" => q.streams.stderr = on,
+            "tty" => q.streams.tty = on,
             _ => {}
         }
     }
@@ -91,303 +64,21 @@ pub(super) async fn exec(
             format!("container not found (\"{container}\")"),
         );
     };
-    let transport = if let Some((resp, protocol)) = spdy_upgrade_any(&req, SPDY_PROTOCOLS) {
-        Transport::Spdy { resp, protocol }
-    } else if let Some((accept, protocol)) = websocket_upgrade(&req, WEBSOCKET_PROTOCOLS) {
-        Transport::WebSocket { accept, protocol }
-    } else {
+    if !session::is_upgrade(&req) {
         return text(
             StatusCode::BAD_REQUEST,
             "exec needs an upgrade: a WebSocket with subprotocol v5.channel.k8s.io, v4.channel.k8s.io or channel.k8s.io, or SPDY/3.1",
         );
-    };
+    }
     let process = match Process::spawn(ctx, &inst.id, &q).await {
         Ok(p) => p,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("exec: {e}")),
     };
-    let command = q.command.clone();
-    match transport {
-        Transport::WebSocket { accept, protocol } => {
-            tokio::spawn(async move {
-                match hyper::upgrade::on(req).await {
-                    Ok(upgraded) => {
-                        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-                            hyper_util::rt::TokioIo::new(upgraded),
-                            tokio_tungstenite::tungstenite::protocol::Role::Server,
-                            None,
-                        )
-                        .await;
-                        let (input, output) = websocket_session(ws);
-                        process.run(input, output, &command).await;
-                    }
-                    Err(e) => debug!(error = %e, "exec upgrade failed"),
-                }
-            });
-            switching(&accept, protocol)
-        }
-        Transport::Spdy { resp, protocol } => {
-            tokio::spawn(async move {
-                match hyper::upgrade::on(req).await {
-                    Ok(upgraded) => {
-                        let conn = stream::spdy::serve(hyper_util::rt::TokioIo::new(upgraded));
-                        match spdy_session(conn, protocol, &q).await {
-                            Some((conn, input, output)) => {
-                                process.run(input, output, &command).await;
-                                conn.shutdown().await;
-                            }
-                            None => debug!("exec: the SPDY client did not open its streams"),
-                        }
-                    }
-                    Err(e) => debug!(error = %e, "exec upgrade failed"),
-                }
-            });
-            resp
-        }
-    }
-}
-
-enum Transport {
-    WebSocket {
-        accept: String,
-        protocol: &'static str,
-    },
-    Spdy {
-        resp: Response<Body>,
-        protocol: &'static str,
-    },
-}
-
-/// What the client sends, whatever carries it.
-enum Input {
-    Stdin(Bytes),
-    StdinClosed,
-    Resize(TerminalSize),
-}
-
-#[derive(Deserialize)]
-pub(super) struct TerminalSize {
-    #[serde(rename = "Width")]
-    pub width: u16,
-    #[serde(rename = "Height")]
-    pub height: u16,
-}
-
-type WsSink = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
-    tokio_tungstenite::tungstenite::Message,
->;
-
-/// Where the session's output goes.
-enum Output {
-    /// The sink, and the task reading the other half: both go when the session ends, which
-    /// closes the connection at once rather than waiting for the client's close reply.
-    WebSocket(WsSink, tokio::task::AbortHandle),
-    Spdy {
-        stdout: Option<stream::spdy::StreamWriter>,
-        stderr: Option<stream::spdy::StreamWriter>,
-        error: stream::spdy::StreamWriter,
-        /// v4 reports the exit as a JSON `Status`; v1–v3 only a failure's message, as text.
-        status_as_json: bool,
-    },
-}
-
-impl Output {
-    async fn stdout(&mut self, data: &[u8]) -> bool {
-        self.write(1, data).await
-    }
-
-    async fn stderr(&mut self, data: &[u8]) -> bool {
-        self.write(2, data).await
-    }
-
-    /// Writes to channel 1 (stdout) or 2 (stderr); false once the client is gone.
-    async fn write(&mut self, channel: u8, data: &[u8]) -> bool {
-        use futures_util::SinkExt;
-        match self {
-            Output::WebSocket(sink, _) => sink.send(channel_message(channel, data)).await.is_ok(),
-            Output::Spdy { stdout, stderr, .. } => {
-                let target = if channel == 1 { stdout } else { stderr };
-                match target {
-                    Some(w) => w.write(data).await.is_ok(),
-                    // The client asked for no such stream: its output is dropped.
-                    None => true,
-                }
-            }
-        }
-    }
-
-    /// The exit status on the error channel (stream), then the end of every stream.
-    async fn finish(self, code: Option<i32>, command: &[String]) {
-        use futures_util::SinkExt;
-        use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
-        use tokio_tungstenite::tungstenite::Message;
-        match self {
-            Output::WebSocket(mut sink, reader) => {
-                let _ = sink
-                    .send(channel_message(3, exit_status(code, command).as_bytes()))
-                    .await;
-                let _ = sink
-                    .send(Message::Close(Some(CloseFrame {
-                        code: CloseCode::Normal,
-                        reason: "".into(),
-                    })))
-                    .await;
-                reader.abort();
-            }
-            Output::Spdy {
-                stdout,
-                stderr,
-                error,
-                status_as_json,
-            } => {
-                if status_as_json {
-                    let _ = error.write(exit_status(code, command).as_bytes()).await;
-                } else if code != Some(0) {
-                    let _ = error.write(failure_message(code, command).as_bytes()).await;
-                }
-                for w in [Some(error), stdout, stderr].into_iter().flatten() {
-                    let _ = w.close().await;
-                }
-            }
-        }
-    }
-}
-
-fn failure_message(code: Option<i32>, command: &[String]) -> String {
-    format!(
-        "command terminated with non-zero exit code: error executing command [{}], exit code {}",
-        command.join(" "),
-        code.unwrap_or(137)
-    )
-}
-
-fn exit_status(code: Option<i32>, command: &[String]) -> String {
-    match code {
-        Some(0) => r#"{"metadata":{},"status":"Success"}"#.to_string(),
-        code => serde_json::json!({
-            "metadata": {},
-            "status": "Failure",
-            "message": failure_message(code, command),
-            "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": code.unwrap_or(137).to_string()}]},
-        })
-        .to_string(),
-    }
-}
-
-/// Splits a channel-protocol WebSocket into the session's input (a task decodes channels
-/// 0, 4 and v5's close) and output.
-fn websocket_session(
-    ws: tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
-) -> (mpsc::Receiver<Input>, Output) {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    let (sink, mut source) = ws.split();
-    let (tx, rx) = mpsc::channel(16);
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(msg)) = source.next().await {
-            let input = match msg {
-                Message::Binary(data) if !data.is_empty() => match data[0] {
-                    0 => Input::Stdin(data.slice(1..)),
-                    // v5: close a stream; [255, 0] closes stdin.
-                    255 if data.get(1) == Some(&0) => Input::StdinClosed,
-                    4 => match serde_json::from_slice::<TerminalSize>(&data[1..]) {
-                        Ok(size) => Input::Resize(size),
-                        Err(_) => continue,
-                    },
-                    _ => continue,
-                },
-                Message::Close(_) => break,
-                _ => continue,
-            };
-            if tx.send(input).await.is_err() {
-                break;
-            }
-        }
-        // Dropping tx tells the session the client is gone.
-    });
-    (rx, Output::WebSocket(sink, reader.abort_handle()))
-}
-
-/// Waits for the streams a SPDY client opens for the options it asked for (error always;
-/// stdin, stdout, stderr (not with a tty) and, from v3, resize with a tty), then wires them
-/// to the session.
-async fn spdy_session(
-    mut conn: stream::spdy::Connection,
-    protocol: &'static str,
-    q: &ExecQuery,
-) -> Option<(stream::spdy::Connection, mpsc::Receiver<Input>, Output)> {
-    let with_resize = q.tty && matches!(protocol, "v4.channel.k8s.io" | "v3.channel.k8s.io");
-    let expected = 1
-        + usize::from(q.stdin)
-        + usize::from(q.stdout)
-        + usize::from(q.stderr && !q.tty)
-        + usize::from(with_resize);
-    let mut streams: std::collections::HashMap<String, stream::spdy::Stream> = Default::default();
-    let deadline = tokio::time::sleep(STREAM_CREATION_TIMEOUT);
-    tokio::pin!(deadline);
-    while streams.len() < expected {
-        tokio::select! {
-            s = conn.accept() => {
-                let s = s?;
-                let kind = s.header("streamtype").unwrap_or("").to_string();
-                if matches!(kind.as_str(), "error" | "stdin" | "stdout" | "stderr" | "resize") {
-                    streams.insert(kind, s);
-                } else {
-                    s.writer().reset().await;
-                }
-            }
-            _ = &mut deadline => return None,
-        }
-    }
-    let error = streams.remove("error")?.writer();
-    let (tx, rx) = mpsc::channel(16);
-    if let Some(mut stdin) = streams.remove("stdin") {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(data) = stdin.recv().await {
-                if tx.send(Input::Stdin(data)).await.is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(Input::StdinClosed).await;
-        });
-    }
-    if let Some(mut resize) = streams.remove("resize") {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            // A stream of JSON objects, one per resize, split anywhere by the transport.
-            let mut pending = Vec::new();
-            while let Some(data) = resize.recv().await {
-                pending.extend_from_slice(&data);
-                let mut sizes =
-                    serde_json::Deserializer::from_slice(&pending).into_iter::<TerminalSize>();
-                let mut used = 0;
-                while let Some(Ok(size)) = sizes.next() {
-                    used = sizes.byte_offset();
-                    if tx.send(Input::Resize(size)).await.is_err() {
-                        return;
-                    }
-                }
-                pending.drain(..used);
-            }
-        });
-    }
-    // The session ends early when the connection does, like a WebSocket client leaving.
-    let closed = conn.closed();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = closed.cancelled() => {}
-            _ = tx.closed() => {}
-        }
-    });
-    let output = Output::Spdy {
-        stdout: streams.remove("stdout").map(|s| s.writer()),
-        stderr: streams.remove("stderr").map(|s| s.writer()),
-        error,
-        status_as_json: protocol == "v4.channel.k8s.io",
-    };
-    Some((conn, rx, output))
+    let streams = q.streams;
+    let command = q.command;
+    session::upgrade(req, streams, "exec", move |input, output| async move {
+        process.run(input, output, &command).await
+    })
 }
 
 /// The exec'd runtime process: piped stdio, or a terminal.
@@ -398,7 +89,7 @@ struct Process {
 
 impl Process {
     async fn spawn(ctx: &Ctx, container_id: &str, q: &ExecQuery) -> std::io::Result<Process> {
-        if q.tty && ctx.runtime.exec_takes_console_socket() {
+        if q.streams.tty && ctx.runtime.exec_takes_console_socket() {
             let (child, pty) = spawn_with_console(|socket| {
                 ctx.runtime
                     .exec_tty_command(container_id, &q.command, Some(socket))
@@ -408,7 +99,7 @@ impl Process {
                 child,
                 terminal: Some(pty),
             })
-        } else if q.tty {
+        } else if q.streams.tty {
             let (pty, slave) = Pty::open()?;
             let child = spawn_on_terminal(
                 ctx.runtime.exec_tty_command(container_id, &q.command, None),
@@ -421,7 +112,7 @@ impl Process {
         } else {
             let child = ctx
                 .runtime
-                .exec_command(container_id, &q.command, q.stdin)
+                .exec_command(container_id, &q.command, q.streams.stdin)
                 .kill_on_drop(true)
                 .spawn()?;
             Ok(Process {

@@ -8,6 +8,7 @@ mod exec;
 mod logs;
 mod portforward;
 mod pty;
+mod session;
 
 use std::convert::Infallible;
 use std::sync::Arc;
