@@ -125,3 +125,25 @@ def test_kubectl_port_forward_to_a_closed_port_reports_the_error(crun_node, pod_
         stderr = pf.stop()
     assert "error forwarding port 9" in stderr, stderr
     assert "connection refused" in stderr, stderr
+
+
+def test_kubectl_port_forward_of_two_ports_to_servers_on_the_pods_localhost(crun_node, pod_ns):
+    # Both servers listen on the pod's 127.0.0.1 only: the connections are made inside the
+    # pod's network namespace, as the kubelet makes them.
+    n = crun_node
+    p = pod("pf-two", n.images.web, ["sh", "-c",
+            "httpd -f -p 127.0.0.1:80 -h /var/www & httpd -f -p 127.0.0.1:8081 -h /var/www & wait"])
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "pf-two")
+    pf = n.kubectl_watch("port-forward", "pod/pf-two", "-n", pod_ns, ":80", ":8081")
+    try:
+        local = {}
+        while len(local) < 2:
+            line = pf.expect(lambda l: l.startswith("Forwarding from 127.0.0.1:"), timeout=30)
+            m = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)", line)
+            local[int(m.group(2))] = int(m.group(1))
+        for remote, port in local.items():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
+                assert r.status == 200 and b"hello from peapod busybox" in r.read(), remote
+    finally:
+        pf.stop()
