@@ -172,3 +172,15 @@ def test_logs_over_a_websocket_in_binary_and_base64(crun_node, pod_ns):
         raise AssertionError("a missing pod's logs must be refused")
     except websocket.WebSocketBadStatusException as e:
         assert e.status_code == 404
+
+
+def test_logs_of_an_init_container(crun_node, pod_ns):
+    n = crun_node
+    p = pod("with-init", n.images.busybox, ["sleep", "3600"])
+    p["spec"]["initContainers"] = [{"name": "prepare", "image": n.images.busybox,
+                                    "command": ["sh", "-c", "echo prepared the volume"]}]
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "with-init")
+    assert n.kubectl("logs", "with-init", "-n", pod_ns, "-c", "prepare").stdout == \
+        "prepared the volume\n"
+    assert n.kubectl("logs", "with-init", "-n", pod_ns).stdout == ""  # the app container's
