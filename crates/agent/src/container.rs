@@ -9,6 +9,7 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use tracing::debug;
 
+use crate::envsource::{EnvObjects, Lookup};
 use crate::events::EventType;
 use crate::expand::{expand, field_ref, process_args, set_env, split_env};
 use crate::record::{ContainerRecord, SandboxRecord};
@@ -31,6 +32,12 @@ impl StartFailure {
             message: message.into(),
             image: false,
         }
+    }
+
+    /// The container's configuration cannot be resolved yet (a missing ConfigMap, Secret or
+    /// key); retried after a backoff.
+    pub fn config(message: impl Into<String>) -> StartFailure {
+        StartFailure::new("CreateContainerConfigError", message)
     }
 }
 
@@ -279,17 +286,52 @@ fn lookup_by_uid(rootfs: &Path, uid: u32) -> Option<u32> {
     })
 }
 
-/// The container's environment: image env, then `env` in order with `$(VAR)` expansion
-/// against what came before (fieldRef values the node knows; other sources are issue 6's).
+/// The container's environment, as the kubelet builds it: the image's env, then `envFrom`
+/// sources in order (with their prefix), then `env` in order, each `value` `$(VAR)`-expanded
+/// against what came before. A required ConfigMap, Secret or key that is missing is a
+/// `CreateContainerConfigError` in the kubelet's words; an optional one is skipped.
 fn environment(
     pod: &Pod,
     c: &Container,
     img: &image::Image,
+    objects: &EnvObjects,
     pod_ip: Option<&str>,
     host_ip: &str,
-) -> Vec<(String, String)> {
+) -> Result<Vec<(String, String)>, StartFailure> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let mut env = split_env(&img.config.env);
     let mut defined: Vec<(String, String)> = Vec::new();
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.as_deref().unwrap_or_default();
+        let (data, optional, missing) = if let Some(r) = &from.config_map_ref {
+            (
+                objects.config_map(&r.name),
+                r.optional == Some(true),
+                format!("configmap \"{}\" not found", r.name),
+            )
+        } else if let Some(r) = &from.secret_ref {
+            (
+                objects.secret(&r.name),
+                r.optional == Some(true),
+                format!("secret \"{}\" not found", r.name),
+            )
+        } else {
+            continue;
+        };
+        match data {
+            Some(data) => {
+                for (k, v) in data {
+                    let name = format!("{prefix}{k}");
+                    // Names the runtime cannot carry are skipped, as the kubelet skips them.
+                    if !name.is_empty() && !name.contains('=') {
+                        defined.push((name, v.clone()));
+                    }
+                }
+            }
+            None if optional => {}
+            None => return Err(StartFailure::config(missing)),
+        }
+    }
     for var in c.env.iter().flatten() {
         let value = if let Some(v) = &var.value {
             let lookup = |name: &str| {
@@ -300,13 +342,53 @@ fn environment(
                     .map(|(_, v)| v.clone())
             };
             expand(v, &lookup)
-        } else if let Some(fr) = var.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
-            field_ref(pod, &fr.field_path, pod_ip, host_ip).unwrap_or_default()
+        } else if let Some(from) = &var.value_from {
+            if let Some(fr) = &from.field_ref {
+                field_ref(pod, &fr.field_path, pod_ip, host_ip).unwrap_or_default()
+            } else if let Some(r) = &from.config_map_key_ref {
+                match objects.config_map_key(&r.name, &r.key) {
+                    Lookup::Value(v) => v.to_string(),
+                    _ if r.optional == Some(true) => continue,
+                    Lookup::MissingObject => {
+                        return Err(StartFailure::config(format!(
+                            "configmap \"{}\" not found",
+                            r.name
+                        )))
+                    }
+                    Lookup::MissingKey => {
+                        return Err(StartFailure::config(format!(
+                            "couldn't find key {} in ConfigMap {ns}/{}",
+                            r.key, r.name
+                        )))
+                    }
+                }
+            } else if let Some(r) = &from.secret_key_ref {
+                match objects.secret_key(&r.name, &r.key) {
+                    Lookup::Value(v) => v.to_string(),
+                    _ if r.optional == Some(true) => continue,
+                    Lookup::MissingObject => {
+                        return Err(StartFailure::config(format!(
+                            "secret \"{}\" not found",
+                            r.name
+                        )))
+                    }
+                    Lookup::MissingKey => {
+                        return Err(StartFailure::config(format!(
+                            "couldn't find key {} in Secret {ns}/{}",
+                            r.key, r.name
+                        )))
+                    }
+                }
+            } else {
+                String::new()
+            }
         } else {
             String::new()
         };
-        defined.push((var.name.clone(), value.clone()));
-        set_env(&mut env, &var.name, value);
+        defined.push((var.name.clone(), value));
+    }
+    for (k, v) in defined {
+        set_env(&mut env, &k, v);
     }
     if !env.iter().any(|(k, _)| k == "HOSTNAME") {
         env.push(("HOSTNAME".into(), hostname(pod)));
@@ -315,7 +397,7 @@ fn environment(
     if c.tty == Some(true) && !env.iter().any(|(k, _)| k == "TERM") {
         env.push(("TERM".into(), "xterm".into()));
     }
-    env
+    Ok(env)
 }
 
 /// Everything needed to create one container instance.
@@ -340,6 +422,7 @@ pub fn prepare(
     init: bool,
     attempt: i32,
     img: &image::Image,
+    objects: &EnvObjects,
 ) -> Result<Prepared, StartFailure> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let dir = container_dir(pod_dir, &id);
@@ -350,7 +433,7 @@ pub fn prepare(
         .mount_rootfs(img, &dir)
         .map_err(|e| create_err(format!("failed to mount rootfs: {e}")))?;
     let result = assemble(
-        ctx, pod, pod_dir, sandbox, c, init, attempt, img, &id, &dir, &rootfs,
+        ctx, pod, pod_dir, sandbox, c, init, attempt, img, objects, &id, &dir, &rootfs,
     );
     if result.is_err() {
         let _ = image::unmount_rootfs(&dir);
@@ -369,6 +452,7 @@ fn assemble(
     init: bool,
     attempt: i32,
     img: &image::Image,
+    objects: &EnvObjects,
     id: &str,
     dir: &Path,
     rootfs: &Path,
@@ -378,7 +462,7 @@ fn assemble(
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pod_ip = sandbox.ips.first().map(String::as_str);
     let host_ip = ctx.cfg.node_ip.to_string();
-    let env = environment(pod, c, img, pod_ip, &host_ip);
+    let env = environment(pod, c, img, objects, pod_ip, &host_ip)?;
     let entrypoint = img.config.entrypoint.clone().unwrap_or_default();
     let cmd = img.config.cmd.clone().unwrap_or_default();
     let args = process_args(c, &entrypoint, &cmd, &env);
@@ -603,4 +687,100 @@ pub async fn create_and_start(ctx: &Ctx, prepared: &mut Prepared) -> Result<(), 
 
 pub fn exit_file(pod_dir: &Path, id: &str) -> PathBuf {
     container_dir(pod_dir, id).join("exit.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(spec: serde_json::Value) -> Container {
+        serde_json::from_value(spec).unwrap()
+    }
+
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"containers": []}
+        }))
+        .unwrap()
+    }
+
+    fn image(env: &[&str]) -> image::Image {
+        image::Image {
+            id: "sha256:x".into(),
+            names: vec![],
+            repo_digests: vec![],
+            size: 0,
+            config: image::ImageConfig {
+                env: env.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            layers: vec![],
+        }
+    }
+
+    fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn env_from_then_env_with_expansion_and_overrides() {
+        let c = container(serde_json::json!({
+            "name": "c",
+            "envFrom": [
+                {"configMapRef": {"name": "settings"}, "prefix": "APP_"},
+                {"secretRef": {"name": "creds"}}
+            ],
+            "env": [
+                {"name": "APP_MODE", "value": "override"},
+                {"name": "GREETING", "value": "mode=$(APP_MODE) user=$(USER)"},
+                {"name": "KEY", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "level"}}},
+                {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "PASSWORD"}}}
+            ]
+        }));
+        let objects = EnvObjects::default()
+            .with_config_map("settings", &[("MODE", "fast"), ("level", "3")])
+            .with_secret("creds", &[("USER", "alice"), ("PASSWORD", "s3cret")]);
+        let env = environment(
+            &pod(),
+            &c,
+            &image(&["PATH=/bin"]),
+            &objects,
+            None,
+            "10.0.0.1",
+        )
+        .unwrap();
+        assert_eq!(get(&env, "PATH"), Some("/bin"));
+        assert_eq!(get(&env, "APP_level"), Some("3"));
+        assert_eq!(get(&env, "APP_MODE"), Some("override"));
+        assert_eq!(get(&env, "GREETING"), Some("mode=override user=alice"));
+        assert_eq!(get(&env, "KEY"), Some("3"));
+        assert_eq!(get(&env, "PASS"), Some("s3cret"));
+    }
+
+    #[test]
+    fn missing_objects_and_keys_are_config_errors_unless_optional() {
+        let objects = EnvObjects::default().with_secret("creds", &[("USER", "alice")]);
+        let run = |spec| environment(&pod(), &container(spec), &image(&[]), &objects, None, "h");
+        let err = run(serde_json::json!({"name": "c", "env": [
+            {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]}))
+        .unwrap_err();
+        assert_eq!(err.reason, "CreateContainerConfigError");
+        assert_eq!(err.message, "configmap \"nope\" not found");
+        let err = run(serde_json::json!({"name": "c", "env": [
+            {"name": "A", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "PASSWORD"}}}]}))
+        .unwrap_err();
+        assert_eq!(err.message, "couldn't find key PASSWORD in Secret ns/creds");
+        let err =
+            run(serde_json::json!({"name": "c", "envFrom": [{"secretRef": {"name": "gone"}}]}))
+                .unwrap_err();
+        assert_eq!(err.message, "secret \"gone\" not found");
+        let env = run(serde_json::json!({"name": "c",
+            "envFrom": [{"configMapRef": {"name": "nope", "optional": true}}],
+            "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "X", "optional": true}}},
+                    {"name": "B", "value": "b"}]}))
+        .unwrap();
+        assert_eq!(get(&env, "A"), None);
+        assert_eq!(get(&env, "B"), Some("b"));
+    }
 }

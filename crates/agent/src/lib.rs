@@ -8,6 +8,7 @@
 
 pub mod config;
 mod container;
+mod envsource;
 mod events;
 mod expand;
 mod masquerade;

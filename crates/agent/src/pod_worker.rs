@@ -411,6 +411,11 @@ impl Worker {
             Err(f) => return self.start_failed(pod, c, init, f),
         };
         self.rec.mark(&format!("image:{}", c.name));
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let objects = match crate::envsource::fetch(&self.ctx.client, ns, c).await {
+            Ok(o) => o,
+            Err(f) => return self.start_failed(pod, c, init, f),
+        };
         let mut prepared = match container::prepare(
             &self.ctx,
             pod,
@@ -420,6 +425,7 @@ impl Worker {
             init,
             attempt,
             &img,
+            &objects,
         ) {
             Ok(p) => p,
             Err(f) => return self.start_failed(pod, c, init, f),
