@@ -1,7 +1,10 @@
 """Configuration a pod reads from the API (issue 6): environment variables from ConfigMaps
 and Secrets (`env[].valueFrom`, `envFrom` with a prefix), `$(VAR)` expansion across them,
 and a missing object or key as `CreateContainerConfigError` with the kubelet's message,
-the container starting once the object exists."""
+the container starting once the object exists. Volumes of ConfigMaps, Secrets, the
+downward API and projections of them: files, modes, read-only mounts, secrets on tmpfs,
+updates swapped in whole (subPath mounts keep theirs), and a missing object as
+`FailedMount` until it exists."""
 
 from __future__ import annotations
 
@@ -81,3 +84,91 @@ def test_a_missing_secret_key_is_named(crun_node, pod_ns):
         return (st[0].get("state", {}).get("waiting") or {}).get("message") if st else None
     assert wait_until(message, timeout=30, what="the waiting message") == \
         f"couldn't find key PASSWORD in Secret {pod_ns}/creds"
+
+
+def volume_pod(n) -> dict:
+    p = pod("vol-reader", n.images.busybox, ["sleep", "3600"])
+    p["metadata"]["labels"] = {"app": "reader", "tier": "backend"}
+    p["metadata"]["annotations"] = {"build": "42"}
+    p["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "settings", "mountPath": "/etc/settings"},
+        {"name": "one-setting", "mountPath": "/etc/level", "subPath": "level"},
+        {"name": "creds", "mountPath": "/etc/creds"},
+        {"name": "info", "mountPath": "/etc/podinfo"},
+        {"name": "all", "mountPath": "/etc/all"}]
+    p["spec"]["volumes"] = [
+        {"name": "settings", "configMap": {"name": "settings"}},
+        {"name": "one-setting", "configMap": {"name": "settings"}},
+        {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o400,
+                                     "items": [{"key": "PASSWORD", "path": "db/password"}]}},
+        {"name": "info", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "build", "fieldRef": {"fieldPath": "metadata.annotations['build']"}},
+            {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+        {"name": "all", "projected": {"sources": [
+            {"configMap": {"name": "settings", "items": [{"key": "MODE", "path": "mode"}]}},
+            {"secret": {"name": "creds", "items": [{"key": "USER", "path": "user"}]}},
+            {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {
+                "fieldPath": "metadata.namespace"}}]}}]}}]
+    return p
+
+
+def sh(n, ns: str, script: str) -> str:
+    return n.kubectl("exec", "vol-reader", "-n", ns, "--", "sh", "-c", script).stdout
+
+
+def test_configmap_secret_downward_and_projected_volumes(crun_node, pod_ns):
+    n = crun_node
+    for obj in (SETTINGS, CREDS):
+        n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(obj))
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(volume_pod(n)))
+    p = wait_ready(n, pod_ns, "vol-reader")
+    assert sh(n, pod_ns, "cat /etc/settings/MODE /etc/settings/level") == "fast3"
+    assert sh(n, pod_ns, "stat -L -c %a /etc/settings/MODE") == "644\n"
+    assert sh(n, pod_ns, "cat /etc/creds/db/password; ls /etc/creds") == "s3cretdb\n"
+    assert sh(n, pod_ns, "stat -L -c %a /etc/creds/db/password") == "400\n"
+    assert sh(n, pod_ns, "cat /etc/podinfo/labels") == 'app="reader"\ntier="backend"\n'
+    assert sh(n, pod_ns, "cat /etc/podinfo/build /etc/podinfo/name") == "42vol-reader"
+    assert sh(n, pod_ns, "cat /etc/all/mode /etc/all/user /etc/all/ns") == f"fastalice{pod_ns}"
+    # Read-only, as the kubelet mounts these whatever the mount says.
+    out = n.kubectl("exec", "vol-reader", "-n", pod_ns, "--", "sh", "-c",
+                    "echo x > /etc/settings/new", check=False)
+    assert out.returncode != 0 and "Read-only file system" in out.stderr, out.stderr
+    # Secrets never touch the node's disk: the volume is a tmpfs.
+    uid = p["metadata"]["uid"]
+    creds_dir = f"{n.node.data_dir}/pods/{uid}/volumes/creds"
+    with open("/proc/self/mountinfo") as f:
+        fstypes = [l.split(" - ")[1].split()[0] for l in f if l.split()[4] == creds_dir]
+    assert fstypes == ["tmpfs"], fstypes
+
+
+def test_a_configmap_change_reaches_the_volume_but_not_a_subpath_mount(crun_node, pod_ns):
+    n = crun_node
+    for obj in (SETTINGS, CREDS):
+        n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(obj))
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(volume_pod(n)))
+    wait_ready(n, pod_ns, "vol-reader")
+    assert sh(n, pod_ns, "cat /etc/level") == "3"
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml({**SETTINGS, "data": {"MODE": "slow", "level": "9"}}))
+    wait_until(lambda: sh(n, pod_ns, "cat /etc/settings/MODE /etc/settings/level") == "slow9",
+               timeout=60, interval=1, what="the updated ConfigMap in the volume")
+    assert sh(n, pod_ns, "cat /etc/all/mode") == "slow"
+    assert sh(n, pod_ns, "cat /etc/level") == "3"  # subPath mounts do not update (upstream)
+
+
+def test_a_missing_configmap_volume_holds_the_pod_until_it_exists(crun_node, pod_ns):
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(CREDS))
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(volume_pod(n)))
+
+    def failed_mount():
+        d = n.kubectl("describe", "pod", "vol-reader", "-n", pod_ns).stdout
+        return d if "FailedMount" in d else None
+    described = wait_until(failed_mount, timeout=30, what="a FailedMount event")
+    assert 'MountVolume.SetUp failed for volume "settings" : configmap "settings" not found' \
+        in described, described
+    row = rows_by_name(n.kubectl("get", "pods", "-n", pod_ns).stdout)["vol-reader"]
+    assert row["STATUS"] == "ContainerCreating"
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(SETTINGS))
+    wait_ready(n, pod_ns, "vol-reader", timeout=60)

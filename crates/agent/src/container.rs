@@ -345,6 +345,23 @@ fn environment(
         } else if let Some(from) = &var.value_from {
             if let Some(fr) = &from.field_ref {
                 field_ref(pod, &fr.field_path, pod_ip, host_ip).unwrap_or_default()
+            } else if let Some(r) = &from.resource_field_ref {
+                let target = match r.container_name.as_deref().filter(|n| !n.is_empty()) {
+                    Some(name) if name != c.name => pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.containers.iter().find(|x| x.name == name)),
+                    _ => Some(c),
+                };
+                target
+                    .and_then(|t| {
+                        crate::volumes::resource_field(
+                            t,
+                            &r.resource,
+                            r.divisor.as_ref().map(|d| d.0.as_str()),
+                        )
+                    })
+                    .unwrap_or_default()
             } else if let Some(r) = &from.config_map_key_ref {
                 match objects.config_map_key(&r.name, &r.key) {
                     Lookup::Value(v) => v.to_string(),
@@ -494,7 +511,10 @@ fn assemble(
                 ),
             ));
         };
-        let source = if vol.empty_dir.is_some() {
+        let api_backed = crate::volumes::is_api_backed(vol);
+        let source = if api_backed {
+            crate::volumes::volume_dir(pod_dir, &vm.name)
+        } else if vol.empty_dir.is_some() {
             let d = pod_dir.join("volumes").join(&vm.name);
             std::fs::create_dir_all(&d)
                 .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
@@ -516,6 +536,8 @@ fn assemble(
             ));
         };
         let source = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            // A file of an API-backed volume: bound as it is now (it does not update).
+            Some(sub) if api_backed => source.join(sub),
             Some(sub) => {
                 let p = source.join(sub);
                 std::fs::create_dir_all(&p)
@@ -527,7 +549,9 @@ fn assemble(
         mounts.push(oci::Mount {
             source,
             destination: vm.mount_path.clone(),
-            readonly: vm.read_only.unwrap_or(false),
+            // The kubelet mounts configMap, secret, downwardAPI and projected volumes
+            // read-only whatever the mount asks.
+            readonly: api_backed || vm.read_only.unwrap_or(false),
             kind: oci::MountKind::Bind,
         });
     }

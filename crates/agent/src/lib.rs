@@ -19,6 +19,7 @@ mod podstatus;
 mod record;
 mod sandbox;
 mod streaming;
+mod volumes;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -239,6 +239,17 @@ impl Worker {
             }
         }
 
+        if let Err(e) = crate::volumes::sync(&self.ctx.client, pod, &self.pod_dir).await {
+            warn!(pod = %self.rec.name, error = %e, "setting up volumes");
+            self.ctx
+                .recorder
+                .pod_event(pod, EventType::Warning, "FailedMount", e.to_string());
+            // Containers not started yet wait for their volumes (ContainerCreating);
+            // running ones keep the last version they got.
+            if self.rec.containers.is_empty() {
+                return;
+            }
+        }
         self.start_ephemeral(pod, &spec).await;
         let policy = Self::restart_policy(pod);
         // Init containers, one at a time; sidecars start in order and keep running.
@@ -687,6 +698,7 @@ impl Worker {
                 let _ = image::unmount_rootfs(&entry.path());
             }
         }
+        crate::volumes::teardown(&self.pod_dir);
         if let Some(sb) = self.rec.sandbox.clone() {
             sandbox::destroy(
                 &self.ctx,

@@ -155,23 +155,43 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
 /// Mounts a tmpfs at `dir` (created if needed) for the pod's shared `/dev/shm`; `size` in
 /// bytes (containerd's default is 64 MiB).
 pub fn mount_shm(dir: &Path, size: u64) -> Result<(), OciError> {
+    mount_tmpfs_with(
+        dir,
+        c"shm",
+        &format!("mode=1777,size={size}"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+    )
+}
+
+/// Mounts a tmpfs at `dir` (created if needed) with `options` (e.g. `size=16m`), for
+/// volumes whose contents must stay off the disk.
+pub fn mount_tmpfs(dir: &Path, options: &str) -> Result<(), OciError> {
+    mount_tmpfs_with(dir, c"tmpfs", options, libc::MS_NOSUID | libc::MS_NODEV)
+}
+
+fn mount_tmpfs_with(
+    dir: &Path,
+    source: &std::ffi::CStr,
+    options: &str,
+    flags: libc::c_ulong,
+) -> Result<(), OciError> {
     std::fs::create_dir_all(dir).map_err(|e| OciError::io("mkdir", dir, e))?;
     let target = path_cstring(dir)?;
-    let data = std::ffi::CString::new(format!("mode=1777,size={size}"))
-        .map_err(|_| OciError::Spec("bad shm options".into()))?;
+    let data = std::ffi::CString::new(options)
+        .map_err(|_| OciError::Spec(format!("bad tmpfs options {options:?}")))?;
     // SAFETY: mount with NUL-terminated strings.
     let ret = unsafe {
         libc::mount(
-            c"shm".as_ptr(),
+            source.as_ptr(),
             target.as_ptr(),
             c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            flags,
             data.as_ptr().cast(),
         )
     };
     if ret == -1 {
         return Err(OciError::io(
-            "mount shm",
+            "mount tmpfs",
             dir,
             std::io::Error::last_os_error(),
         ));
@@ -181,12 +201,17 @@ pub fn mount_shm(dir: &Path, size: u64) -> Result<(), OciError> {
 
 /// Unmounts the pod's shm tmpfs and removes its directory; fine if already gone.
 pub fn unmount_shm(dir: &Path) -> Result<(), OciError> {
+    unmount_tmpfs(dir)
+}
+
+/// Unmounts a tmpfs (see [`mount_tmpfs`]) and removes its directory; fine if already gone.
+pub fn unmount_tmpfs(dir: &Path) -> Result<(), OciError> {
     let target = path_cstring(dir)?;
     // SAFETY: umount2 on a NUL-terminated path.
     if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } == -1 {
         let err = std::io::Error::last_os_error();
         if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
-            return Err(OciError::io("unmount shm", dir, err));
+            return Err(OciError::io("unmount tmpfs", dir, err));
         }
     }
     match std::fs::remove_dir(dir) {

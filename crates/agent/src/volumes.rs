@@ -1,0 +1,611 @@
+//! Volumes whose files come from the API: `configMap`, `secret`, `downwardAPI` and
+//! `projected` (of those three; `serviceAccountToken` projections wait for service-account
+//! tokens). Each lives in its own tmpfs at `DATA/pods/<uid>/volumes/<name>`, so secrets
+//! never touch the node's disk, and is written the way the kubelet's atomic writer does:
+//! the files go into a fresh `..<timestamp>` directory, the `..data` symlink is swapped to
+//! it in one rename, and each top-level name is a symlink through `..data`. A container
+//! therefore sees a whole new version at once, and a `subPath` mount (bound to the file
+//! behind the links when the container is created) keeps the old one, as upstream.
+//!
+//! The worker calls [`sync`] on every pass, so a changed ConfigMap or Secret reaches running
+//! containers within a resync; a missing object keeps the pod in `ContainerCreating` with
+//! `FailedMount` events, as the kubelet's volume manager does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume,
+};
+
+/// The kubelet's default file mode for these volumes (0644).
+const DEFAULT_MODE: i32 = 0o644;
+/// The size of each volume's tmpfs; generous for what fits in an object (1 MiB max each).
+const TMPFS_SIZE: &str = "size=16m";
+
+/// Every file of a volume: relative path → (content, mode).
+pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// A volume that could not be set up: the kubelet's `FailedMount` wording.
+#[derive(Debug)]
+pub struct VolumeError {
+    pub volume: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for VolumeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MountVolume.SetUp failed for volume \"{}\" : {}",
+            self.volume, self.message
+        )
+    }
+}
+
+/// Whether this module serves `v`.
+pub fn is_api_backed(v: &Volume) -> bool {
+    v.config_map.is_some()
+        || v.secret.is_some()
+        || v.downward_api.is_some()
+        || v.projected.is_some()
+}
+
+/// Where volume `name` of the pod in `pod_dir` lives on the node.
+pub fn volume_dir(pod_dir: &Path, name: &str) -> PathBuf {
+    pod_dir.join("volumes").join(name)
+}
+
+/// Brings every API-backed volume of `pod` up to date: fetches the objects, renders the
+/// files, and swaps in a new version where anything changed.
+pub async fn sync(client: &kube::Client, pod: &Pod, pod_dir: &Path) -> Result<(), VolumeError> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(());
+    };
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    for v in spec.volumes.iter().flatten().filter(|v| is_api_backed(v)) {
+        let fail = |message: String| VolumeError {
+            volume: v.name.clone(),
+            message,
+        };
+        let files = render(client, ns, pod, v).await.map_err(fail)?;
+        let dir = volume_dir(pod_dir, &v.name);
+        if !is_mounted(&dir) {
+            oci::sandbox::mount_tmpfs(&dir, TMPFS_SIZE).map_err(|e| fail(e.to_string()))?;
+        }
+        write_atomically(&dir, &files).map_err(|e| fail(format!("writing the files: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Unmounts every API-backed volume of the pod in `pod_dir` (fine if none are mounted).
+pub fn teardown(pod_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(pod_dir.join("volumes")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if is_mounted(&dir) {
+            if let Err(e) = oci::sandbox::unmount_tmpfs(&dir) {
+                tracing::warn!(volume = %dir.display(), error = %e, "unmounting a volume");
+            }
+        }
+    }
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let target = dir.to_string_lossy();
+    text.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| m == target))
+}
+
+fn mode_of(mode: Option<i32>, default: Option<i32>) -> u32 {
+    (mode.or(default).unwrap_or(DEFAULT_MODE) & 0o777) as u32
+}
+
+/// The files of one volume, from the objects as they are now.
+async fn render(client: &kube::Client, ns: &str, pod: &Pod, v: &Volume) -> Result<Files, String> {
+    let mut files = Files::new();
+    if let Some(src) = &v.config_map {
+        let data = config_map(client, ns, &src.name).await?;
+        add_keys(
+            &mut files,
+            data,
+            src.items.as_deref(),
+            src.optional == Some(true),
+            mode_of(None, src.default_mode),
+            &format!("configmap \"{}\" not found", src.name),
+            "configmap references non-existent config key",
+        )?;
+    } else if let Some(src) = &v.secret {
+        let name = src.secret_name.clone().unwrap_or_default();
+        let data = secret(client, ns, &name).await?;
+        add_keys(
+            &mut files,
+            data,
+            src.items.as_deref(),
+            src.optional == Some(true),
+            mode_of(None, src.default_mode),
+            &format!("secret \"{name}\" not found"),
+            "references non-existent secret key",
+        )?;
+    } else if let Some(src) = &v.downward_api {
+        for item in src.items.iter().flatten() {
+            add_downward(&mut files, pod, item, mode_of(item.mode, src.default_mode))?;
+        }
+    } else if let Some(src) = &v.projected {
+        for source in src.sources.iter().flatten() {
+            if let Some(p) = &source.config_map {
+                let data = config_map(client, ns, &p.name).await?;
+                add_keys(
+                    &mut files,
+                    data,
+                    p.items.as_deref(),
+                    p.optional == Some(true),
+                    mode_of(None, src.default_mode),
+                    &format!("configmap \"{}\" not found", p.name),
+                    "configmap references non-existent config key",
+                )?;
+            } else if let Some(p) = &source.secret {
+                let data = secret(client, ns, &p.name).await?;
+                add_keys(
+                    &mut files,
+                    data,
+                    p.items.as_deref(),
+                    p.optional == Some(true),
+                    mode_of(None, src.default_mode),
+                    &format!("secret \"{}\" not found", p.name),
+                    "references non-existent secret key",
+                )?;
+            } else if let Some(p) = &source.downward_api {
+                for item in p.items.iter().flatten() {
+                    add_downward(&mut files, pod, item, mode_of(item.mode, src.default_mode))?;
+                }
+            } else if source.service_account_token.is_some() {
+                return Err("serviceAccountToken projections are not served yet".into());
+            }
+        }
+    }
+    Ok(files)
+}
+
+async fn config_map(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), ns);
+    let cm = api.get_opt(name).await.map_err(|e| e.to_string())?;
+    Ok(cm.map(|cm| {
+        let mut data: BTreeMap<String, Vec<u8>> = cm
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        for (k, v) in cm.binary_data.unwrap_or_default() {
+            data.insert(k, v.0);
+        }
+        data
+    }))
+}
+
+async fn secret(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), ns);
+    let s = api.get_opt(name).await.map_err(|e| e.to_string())?;
+    Ok(s.map(|s| {
+        s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()
+    }))
+}
+
+/// A ConfigMap's or Secret's keys as files: all of them, or the `items` asked for (at their
+/// paths, with their modes).
+fn add_keys(
+    files: &mut Files,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+    mode: u32,
+    missing_object: &str,
+    missing_key: &str,
+) -> Result<(), String> {
+    let Some(data) = data else {
+        return if optional {
+            Ok(())
+        } else {
+            Err(missing_object.to_string())
+        };
+    };
+    match items {
+        None => {
+            for (k, v) in data {
+                files.insert(k, (v, mode));
+            }
+        }
+        Some(items) => {
+            for item in items {
+                match data.get(&item.key) {
+                    Some(v) => {
+                        let m = item.mode.map_or(mode, |m| (m & 0o777) as u32);
+                        files.insert(clean_path(&item.path)?, (v.clone(), m));
+                    }
+                    None if optional => {}
+                    None => return Err(format!("{missing_key}: {}", item.key)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A relative path inside the volume: no absolute paths, no `..` (the API validates this
+/// too; the node does not rely on it).
+fn clean_path(path: &str) -> Result<String, String> {
+    let p = Path::new(path);
+    let ok = !path.is_empty()
+        && p.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if ok {
+        Ok(path.to_string())
+    } else {
+        Err(format!("invalid path {path:?} in volume"))
+    }
+}
+
+fn add_downward(
+    files: &mut Files,
+    pod: &Pod,
+    item: &DownwardAPIVolumeFile,
+    mode: u32,
+) -> Result<(), String> {
+    let value = if let Some(f) = &item.field_ref {
+        downward_field(pod, &f.field_path)
+            .ok_or_else(|| format!("unsupported fieldPath {:?}", f.field_path))?
+    } else if let Some(r) = &item.resource_field_ref {
+        let container = r.container_name.as_deref().unwrap_or_default();
+        let c = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| c.name == container))
+            .ok_or_else(|| format!("container {container:?} not found for resourceFieldRef"))?;
+        resource_field(c, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()))
+            .ok_or_else(|| format!("unsupported resource {:?}", r.resource))?
+    } else {
+        return Ok(());
+    };
+    files.insert(clean_path(&item.path)?, (value.into_bytes(), mode));
+    Ok(())
+}
+
+/// A downward-API field as a volume file shows it: labels and annotations as sorted
+/// `key="value"` lines, single ones by `['key']`.
+fn downward_field(pod: &Pod, path: &str) -> Option<String> {
+    let meta = &pod.metadata;
+    let pairs = |m: &Option<BTreeMap<String, String>>| -> String {
+        m.iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}\n", quote(v)))
+            .collect()
+    };
+    let one = |m: &Option<BTreeMap<String, String>>, key: &str| -> String {
+        m.as_ref()
+            .and_then(|m| m.get(key))
+            .cloned()
+            .unwrap_or_default()
+    };
+    if let Some(key) = path
+        .strip_prefix("metadata.labels['")
+        .and_then(|k| k.strip_suffix("']"))
+    {
+        return Some(one(&meta.labels, key));
+    }
+    if let Some(key) = path
+        .strip_prefix("metadata.annotations['")
+        .and_then(|k| k.strip_suffix("']"))
+    {
+        return Some(one(&meta.annotations, key));
+    }
+    Some(match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "metadata.labels" => pairs(&meta.labels),
+        "metadata.annotations" => pairs(&meta.annotations),
+        _ => return None,
+    })
+}
+
+/// Go's `%q` for the label and annotation files (quotes, backslashes and control
+/// characters escaped).
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `limits.cpu`, `requests.memory`... of a container, divided by `divisor` and rounded up
+/// as the kubelet does; an unset limit reads as the node's capacity.
+pub fn resource_field(c: &Container, resource: &str, divisor: Option<&str>) -> Option<String> {
+    let (kind, name) = resource.split_once('.')?;
+    let resources = c.resources.as_ref();
+    let set = match kind {
+        "limits" => resources.and_then(|r| r.limits.as_ref()),
+        "requests" => resources.and_then(|r| r.requests.as_ref()),
+        _ => return None,
+    }
+    .and_then(|m| m.get(name))
+    .and_then(|q| api::quantity::Quantity::parse(&q.0).ok());
+    let value = match (set, name, kind) {
+        (Some(q), _, _) => q.nanos,
+        (None, "cpu", _) => {
+            std::thread::available_parallelism().map_or(1, |n| n.get()) as i128 * 1_000_000_000
+        }
+        (None, "memory", _) => memory_total()? as i128 * 1_000_000_000,
+        (None, "ephemeral-storage", _) => return Some("0".into()),
+        _ => return None,
+    };
+    let divisor = divisor
+        .and_then(|d| api::quantity::Quantity::parse(d).ok())
+        .map(|q| q.nanos)
+        .filter(|n| *n > 0)
+        .unwrap_or(1_000_000_000);
+    let rounded_up = (value + divisor - 1) / divisor;
+    Some(rounded_up.to_string())
+}
+
+fn memory_total() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The files now behind `dir/..data`, to skip a write that would change nothing.
+fn current(dir: &Path) -> Option<Files> {
+    let data = dir.join("..data");
+    let mut files = Files::new();
+    fn walk(base: &Path, rel: &str, files: &mut Files) -> Option<()> {
+        for entry in std::fs::read_dir(base.join(rel)).ok()? {
+            let entry = entry.ok()?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel_path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() {
+                walk(base, &rel_path, files)?;
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                let content = std::fs::read(base.join(&rel_path)).ok()?;
+                files.insert(rel_path, (content, meta.permissions().mode() & 0o777));
+            }
+        }
+        Some(())
+    }
+    walk(&data, "", &mut files)?;
+    Some(files)
+}
+
+/// Publishes `files` in `dir` as one version (see the module docs); does nothing when
+/// they are what is already there.
+pub fn write_atomically(dir: &Path, files: &Files) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if current(dir).as_ref() == Some(files) {
+        return Ok(());
+    }
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    let stamp = jiff::Timestamp::now()
+        .strftime("..%Y_%m_%d_%H_%M_%S.%f")
+        .to_string();
+    let version = dir.join(&stamp);
+    std::fs::create_dir_all(&version)?;
+    for (rel, (content, mode)) in files {
+        let path = version.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, content)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))?;
+    }
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&stamp, &tmp)?;
+    std::fs::rename(&tmp, dir.join("..data"))?;
+    // Top-level names point through ..data; names no longer published go.
+    let tops: std::collections::BTreeSet<String> = files
+        .keys()
+        .filter_map(|k| k.split('/').next().map(str::to_string))
+        .collect();
+    for top in &tops {
+        let link = dir.join(top);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{top}"), &link)?;
+        }
+    }
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("..") && !tops.contains(&name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    if let Some(old) = old {
+        if old != Path::new(&stamp) {
+            let _ = std::fs::remove_dir_all(dir.join(old));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(entries: &[(&str, &str, u32)]) -> Files {
+        entries
+            .iter()
+            .map(|(k, v, m)| (k.to_string(), (v.as_bytes().to_vec(), *m)))
+            .collect()
+    }
+
+    #[test]
+    fn versions_are_swapped_whole_and_old_names_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write_atomically(dir, &files(&[("a", "1", 0o644), ("sub/b", "2", 0o600)])).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
+        assert_eq!(std::fs::read_to_string(dir.join("sub/b")).unwrap(), "2");
+        assert_eq!(
+            std::fs::read_link(dir.join("a")).unwrap(),
+            Path::new("..data/a")
+        );
+        let first = std::fs::read_link(dir.join("..data")).unwrap();
+        // Unchanged: no new version.
+        write_atomically(dir, &files(&[("a", "1", 0o644), ("sub/b", "2", 0o600)])).unwrap();
+        assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), first);
+        write_atomically(dir, &files(&[("a", "changed", 0o644)])).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "changed");
+        assert!(
+            std::fs::symlink_metadata(dir.join("sub")).is_err(),
+            "sub is gone"
+        );
+        assert!(!dir.join(&first).exists(), "the old version is removed");
+        use std::os::unix::fs::PermissionsExt;
+        write_atomically(dir, &files(&[("a", "x", 0o400)])).unwrap();
+        let mode = std::fs::metadata(dir.join("a"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o400);
+    }
+
+    #[test]
+    fn keys_items_and_missing_ones() {
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("k1".to_string(), b"v1".to_vec()),
+            ("k2".to_string(), b"v2".to_vec()),
+        ]
+        .into();
+        let mut all = Files::new();
+        add_keys(
+            &mut all,
+            Some(data.clone()),
+            None,
+            false,
+            0o644,
+            "gone",
+            "no key",
+        )
+        .unwrap();
+        assert_eq!(all.len(), 2);
+        let items: Vec<KeyToPath> = serde_json::from_value(serde_json::json!([
+            {"key": "k2", "path": "dir/two", "mode": 0o400}
+        ]))
+        .unwrap();
+        let mut some = Files::new();
+        add_keys(
+            &mut some,
+            Some(data.clone()),
+            Some(&items),
+            false,
+            0o644,
+            "gone",
+            "no key",
+        )
+        .unwrap();
+        assert_eq!(some.get("dir/two"), Some(&(b"v2".to_vec(), 0o400)));
+        let missing: Vec<KeyToPath> =
+            serde_json::from_value(serde_json::json!([{"key": "k9", "path": "x"}])).unwrap();
+        let err = add_keys(
+            &mut Files::new(),
+            Some(data),
+            Some(&missing),
+            false,
+            0o644,
+            "gone",
+            "configmap references non-existent config key",
+        )
+        .unwrap_err();
+        assert_eq!(err, "configmap references non-existent config key: k9");
+        assert_eq!(
+            add_keys(
+                &mut Files::new(),
+                None,
+                None,
+                false,
+                0o644,
+                "configmap \"x\" not found",
+                ""
+            )
+            .unwrap_err(),
+            "configmap \"x\" not found"
+        );
+        assert!(add_keys(&mut Files::new(), None, None, true, 0o644, "gone", "").is_ok());
+        let escape: Vec<KeyToPath> =
+            serde_json::from_value(serde_json::json!([{"key": "k1", "path": "../etc/passwd"}]))
+                .unwrap();
+        let data: BTreeMap<String, Vec<u8>> = [("k1".to_string(), b"v".to_vec())].into();
+        assert!(add_keys(
+            &mut Files::new(),
+            Some(data),
+            Some(&escape),
+            false,
+            0o644,
+            "",
+            ""
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn downward_fields_as_files() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u",
+                         "labels": {"app": "web", "tier": "a \"b\""},
+                         "annotations": {"note": "x"}},
+            "spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            downward_field(&pod, "metadata.labels").unwrap(),
+            "app=\"web\"\ntier=\"a \\\"b\\\"\"\n"
+        );
+        assert_eq!(
+            downward_field(&pod, "metadata.labels['app']").unwrap(),
+            "web"
+        );
+        assert_eq!(downward_field(&pod, "metadata.namespace").unwrap(), "ns");
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        assert_eq!(resource_field(c, "limits.cpu", None).unwrap(), "1");
+        assert_eq!(resource_field(c, "limits.cpu", Some("1m")).unwrap(), "250");
+        assert_eq!(
+            resource_field(c, "limits.memory", Some("1Mi")).unwrap(),
+            "64"
+        );
+    }
+}
