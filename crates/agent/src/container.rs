@@ -273,7 +273,57 @@ fn user(
     if let Some(g) = run_as_group {
         gid = u32::try_from(g).unwrap_or(0);
     }
+    let non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or(pod_sc.and_then(|s| s.run_as_non_root))
+        == Some(true);
+    if non_root && uid == 0 {
+        let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        // The kubelet's wording, which tells a non-numeric image user apart.
+        let message = if run_as_user.is_none()
+            && !user_part.is_empty()
+            && user_part.parse::<u32>().is_err()
+        {
+            format!(
+                "container has runAsNonRoot and image has non-numeric user ({user_part}), cannot verify user is non-root (pod: \"{pod_name}_{ns}({pod_uid})\", container: {})",
+                c.name
+            )
+        } else {
+            format!(
+                "container has runAsNonRoot and image will run as root (pod: \"{pod_name}_{ns}({pod_uid})\", container: {})",
+                c.name
+            )
+        };
+        return Err(StartFailure::new("CreateContainerConfigError", message));
+    }
     Ok((uid, gid))
+}
+
+/// The groups a container's process gets besides its own: the pod's `supplementalGroups`
+/// and its `fsGroup`, as the kubelet passes them to the runtime.
+fn supplemental_groups(pod: &Pod) -> Vec<u32> {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let mut groups: Vec<u32> = pod_sc
+        .and_then(|s| s.supplemental_groups.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(pod_sc.and_then(|s| s.fs_group))
+        .filter_map(|g| u32::try_from(g).ok())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+/// The pod's `fsGroup`, which owns its writable volumes.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.fs_group)
+        .and_then(|g| u32::try_from(g).ok())
 }
 
 fn lookup_by_uid(rootfs: &Path, uid: u32) -> Option<u32> {
@@ -518,6 +568,13 @@ fn assemble(
             let d = pod_dir.join("volumes").join(&vm.name);
             std::fs::create_dir_all(&d)
                 .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+            if let Some(g) = fs_group(pod) {
+                // As the kubelet's volume ownership: the fsGroup owns it, and new files
+                // inherit the group (setgid).
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::os::unix::fs::chown(&d, None, Some(g));
+                let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o2777));
+            }
             d
         } else if let Some(hp) = &vol.host_path {
             let p = PathBuf::from(&hp.path);
@@ -579,6 +636,7 @@ fn assemble(
         .and_then(|s| s.share_process_namespace)
         .unwrap_or(false);
     let sc = c.security_context.as_ref();
+    let privileged = sc.and_then(|s| s.privileged) == Some(true);
     let cwd = c
         .working_dir
         .clone()
@@ -591,7 +649,7 @@ fn assemble(
         cwd,
         uid: run_uid,
         gid: run_gid,
-        additional_gids: Vec::new(),
+        additional_gids: supplemental_groups(pod),
         hostname: hostname(pod),
         rootfs: rootfs.to_path_buf(),
         readonly_rootfs: sc
@@ -609,8 +667,15 @@ fn assemble(
         tty: c.tty.unwrap_or(false),
         stdin: c.stdin.unwrap_or(false),
         stdin_once: c.stdin_once.unwrap_or(false),
-        no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
-        capabilities: None,
+        no_new_privileges: !privileged
+            && sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
+        capabilities: sc.and_then(|s| s.capabilities.as_ref()).map(|caps| {
+            oci::capabilities_with(
+                caps.add.as_deref().unwrap_or_default(),
+                caps.drop.as_deref().unwrap_or_default(),
+            )
+        }),
+        privileged,
         annotations: BTreeMap::from([
             ("io.kubernetes.pod.namespace".to_string(), ns.clone()),
             ("io.kubernetes.pod.name".to_string(), name.clone()),

@@ -123,7 +123,75 @@ pub struct ContainerConfig {
     pub no_new_privileges: bool,
     /// Capability names with or without the `CAP_` prefix; `None` = [`DEFAULT_CAPABILITIES`].
     pub capabilities: Option<Vec<String>>,
+    /// Kubernetes' privileged mode, as containerd gives it: every capability the runtime's
+    /// caller holds, no masked or read-only paths, sysfs and cgroupfs writable, every device allowed
+    /// by the device cgroup. Overrides `capabilities`.
+    pub privileged: bool,
     pub annotations: BTreeMap<String, String>,
+}
+
+/// Every capability by number (`capability.h`), for privileged containers.
+const ALL_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The capabilities the calling process holds (its effective set), by name: what a
+/// privileged container gets, as containerd gives it (a runtime cannot grant more).
+fn current_capabilities() -> Vec<String> {
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
 }
 
 fn normalize_capability(name: &str) -> String {
@@ -187,6 +255,7 @@ fn mount(
 }
 
 fn standard_mounts(config: &ContainerConfig) -> Result<Vec<oci_spec::runtime::Mount>, OciError> {
+    let sys_access = if config.privileged { "rw" } else { "ro" };
     let shm = match &config.shm {
         Some(dir) => mount(
             "/dev/shm",
@@ -233,13 +302,13 @@ fn standard_mounts(config: &ContainerConfig) -> Result<Vec<oci_spec::runtime::Mo
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &["nosuid", "noexec", "nodev", sys_access],
         )?,
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+            &["nosuid", "noexec", "nodev", "relatime", sys_access],
         )?,
     ])
 }
@@ -301,6 +370,7 @@ pub fn build_spec(config: &ContainerConfig) -> Result<Spec, OciError> {
         return Err(OciError::Spec("no command (args is empty)".into()));
     }
     let caps = match &config.capabilities {
+        _ if config.privileged => parse_capabilities(&current_capabilities())?,
         Some(names) => parse_capabilities(names)?,
         None => parse_capabilities(
             &DEFAULT_CAPABILITIES
@@ -365,7 +435,7 @@ pub fn build_spec(config: &ContainerConfig) -> Result<Spec, OciError> {
     let r = &config.resources;
     let mut resources =
         LinuxResourcesBuilder::default().devices(vec![LinuxDeviceCgroupBuilder::default()
-            .allow(false)
+            .allow(config.privileged)
             .access("rwm")
             .build()
             .map_err(spec_err)?]);
@@ -402,18 +472,22 @@ pub fn build_spec(config: &ContainerConfig) -> Result<Spec, OciError> {
             namespace(LinuxNamespaceType::Mount, None)?,
             namespace(LinuxNamespaceType::Network, config.netns.as_ref())?,
         ])
-        .masked_paths(
+        .masked_paths(if config.privileged {
+            Vec::new()
+        } else {
             MASKED_PATHS
                 .iter()
                 .map(|p| p.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
+                .collect::<Vec<_>>()
+        })
+        .readonly_paths(if config.privileged {
+            Vec::new()
+        } else {
             READONLY_PATHS
                 .iter()
                 .map(|p| p.to_string())
-                .collect::<Vec<_>>(),
-        )
+                .collect::<Vec<_>>()
+        })
         .resources(resources.build().map_err(spec_err)?)
         .build()
         .map_err(spec_err)?;
@@ -551,6 +625,28 @@ mod tests {
             .collect();
         assert_eq!(shm.len(), 1);
         assert_eq!(shm[0].typ().as_deref(), Some("bind"));
+    }
+
+    #[test]
+    fn privileged_gets_every_capability_and_no_masks() {
+        let mut c = config();
+        c.privileged = true;
+        let json = serde_json::to_value(build_spec(&c).unwrap()).unwrap();
+        let caps = json["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap();
+        assert_eq!(caps.len(), current_capabilities().len(), "{caps:?}");
+        assert!(json["linux"]
+            .get("maskedPaths")
+            .is_none_or(|m| m.as_array().unwrap().is_empty()));
+        assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], true);
+        let sys = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert!(sys["options"].as_array().unwrap().iter().any(|o| o == "rw"));
     }
 
     #[test]

@@ -1,0 +1,84 @@
+"""Security context (issue 6): the user, group, supplemental groups and fsGroup a container
+runs with (`id`, volume ownership), capabilities (a plain container cannot reconfigure the
+network, one with NET_ADMIN or a privileged one can; privileged gets every capability),
+a read-only root filesystem, and runAsNonRoot refusing a root image with the kubelet's
+message."""
+
+from __future__ import annotations
+
+import re
+
+from helpers import to_yaml, wait_until
+from test_node_pods import get_pod, pod, wait_ready
+
+
+def logs(n, ns: str, name: str, container: str, marker: str) -> str:
+    return wait_until(lambda: (lambda out: out if marker in out else None)(
+        n.kubectl("logs", name, "-n", ns, "-c", container).stdout), what=f"{container}'s output")
+
+
+def test_user_groups_and_fs_group(crun_node, pod_ns):
+    n = crun_node
+    p = pod("ids", n.images.busybox, ["sh", "-c",
+            "id; stat -c 'dir-group=%g' /data; touch /data/f; stat -c 'file-group=%g' /data/f;"
+            " echo done; sleep 3600"])
+    p["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 3000,
+                                    "supplementalGroups": [4000], "fsGroup": 2000}
+    p["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    p["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "ids")
+    out = logs(n, pod_ns, "ids", "app", "done")
+    m = re.search(r"uid=(\d+).* gid=(\d+).* groups=([\d,()a-z]+)", out)
+    assert m and m.group(1) == "1000" and m.group(2) == "3000", out
+    groups = set(re.findall(r"\d+", m.group(3)))
+    assert {"2000", "4000"} <= groups, out
+    assert "dir-group=2000" in out and "file-group=2000" in out, out
+
+
+def test_capabilities_and_privileged_mode(node, pod_ns):
+    n = node
+    probe = ["sh", "-c", "grep CapEff /proc/self/status; ip link set lo mtu 1400"
+             " && echo network=changed || echo network=refused; sleep 3600"]
+    p = pod("caps", n.images.busybox, probe)
+    base = p["spec"]["containers"][0]
+    p["spec"]["containers"] = [
+        {**base, "name": "plain"},
+        {**base, "name": "netadmin", "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}},
+        {**base, "name": "privileged", "securityContext": {"privileged": True}}]
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "caps")
+    assert "network=refused" in logs(n, pod_ns, "caps", "plain", "network=")
+    assert "network=changed" in logs(n, pod_ns, "caps", "netadmin", "network=")
+    privileged = logs(n, pod_ns, "caps", "privileged", "network=")
+    assert "network=changed" in privileged
+    # Every capability the node's agent holds (as containerd: a runtime cannot grant more).
+    with open(f"/proc/{n.server.proc.pid}/status") as f:
+        agent = int(re.search(r"CapEff:\s*([0-9a-f]+)", f.read()).group(1), 16)
+    eff = int(re.search(r"CapEff:\s*([0-9a-f]+)", privileged).group(1), 16)
+    assert eff == agent, privileged
+
+
+def test_read_only_root_filesystem(crun_node, pod_ns):
+    n = crun_node
+    p = pod("ro-root", n.images.busybox, ["sh", "-c", "touch /x 2>&1; echo done; sleep 3600"])
+    p["spec"]["containers"][0]["securityContext"] = {"readOnlyRootFilesystem": True}
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "ro-root")
+    assert "Read-only file system" in logs(n, pod_ns, "ro-root", "app", "done")
+
+
+def test_run_as_non_root_refuses_a_root_image(crun_node, pod_ns):
+    n = crun_node
+    p = pod("must-not-be-root", n.images.busybox, ["sleep", "3600"])
+    p["spec"]["securityContext"] = {"runAsNonRoot": True}
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+
+    def waiting():
+        st = get_pod(n, pod_ns, "must-not-be-root").get("status", {}).get("containerStatuses")
+        w = (st[0].get("state", {}).get("waiting") or {}) if st else {}
+        return w if w.get("reason") == "CreateContainerConfigError" else None
+    w = wait_until(waiting, timeout=30, what="CreateContainerConfigError")
+    assert w["message"].startswith("container has runAsNonRoot and image will run as root"), w
+    described = n.kubectl("describe", "pod", "must-not-be-root", "-n", pod_ns).stdout
+    assert "container has runAsNonRoot and image will run as root" in described
