@@ -317,6 +317,13 @@ fn supplemental_groups(pod: &Pod) -> Vec<u32> {
     groups
 }
 
+fn pod_spec_flag(
+    pod: &Pod,
+    flag: impl Fn(&k8s_openapi::api::core::v1::PodSpec) -> Option<bool>,
+) -> bool {
+    pod.spec.as_ref().and_then(flag) == Some(true)
+}
+
 /// The pod's `fsGroup`, which owns its writable volumes.
 fn fs_group(pod: &Pod) -> Option<u32> {
     pod.spec
@@ -676,6 +683,9 @@ fn assemble(
             )
         }),
         privileged,
+        host_network: sandbox.host_network,
+        host_pid: pod_spec_flag(pod, |s| s.host_pid),
+        host_ipc: pod_spec_flag(pod, |s| s.host_ipc),
         annotations: BTreeMap::from([
             ("io.kubernetes.pod.namespace".to_string(), ns.clone()),
             ("io.kubernetes.pod.name".to_string(), name.clone()),

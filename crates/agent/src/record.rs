@@ -43,6 +43,9 @@ pub struct SandboxRecord {
     /// hostPort mappings given to CNI, needed again for DEL.
     #[serde(default)]
     pub port_mappings: Vec<(u16, u16, String, Option<String>)>,
+    /// `hostNetwork`: the pod uses the node's network; no netns, no CNI.
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -100,8 +100,19 @@ pub fn hosts_file(pod: &Pod, ip: Option<&str>) -> String {
     out
 }
 
-/// The pod's hostname: `spec.hostname` or the pod name, cut to 63 characters as upstream.
+/// Whether the pod uses the node's network namespace.
+pub fn host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+}
+
+/// The pod's hostname: `spec.hostname` or the pod name, cut to 63 characters as upstream;
+/// a `hostNetwork` pod has the node's.
 pub fn hostname(pod: &Pod) -> String {
+    if host_network(pod) {
+        if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            return h.trim().to_string();
+        }
+    }
     let name = pod
         .spec
         .as_ref()
@@ -170,11 +181,18 @@ pub async fn create(ctx: &Ctx, pod: &Pod, pod_dir: &Path) -> Result<SandboxRecor
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let id = uuid::Uuid::new_v4().simple().to_string();
+    let host = host_network(pod);
     let mut sandbox = SandboxRecord {
         id: id.clone(),
         infra_pid: 0,
         infra_start: None,
-        netns: ctx.cfg.netns_dir().join(&id),
+        // The infra process joins this; for hostNetwork, the agent's own (the node's).
+        netns: if host {
+            PathBuf::from(format!("/proc/{}/ns/net", std::process::id()))
+        } else {
+            ctx.cfg.netns_dir().join(&id)
+        },
+        host_network: host,
         ips: Vec::new(),
         created_at: jiff::Timestamp::now(),
         network_ready_at: None,
@@ -205,19 +223,25 @@ async fn build(
     std::fs::create_dir_all(pod_dir).map_err(|e| AgentError::io(pod_dir, e))?;
     oci::cgroup::create_pod_cgroup(&ctx.cfg.pod_cgroup(&uid), &oci::Resources::default())
         .map_err(|e| AgentError::Sandbox(format!("creating the pod cgroup: {e}")))?;
-    cni::netns::create(&sandbox.netns)
-        .map_err(|e| AgentError::Sandbox(format!("creating the network namespace: {e}")))?;
-    let t_netns = t0.elapsed();
-    let status = ctx
-        .cni
-        .add(&attachment(&ns, &name, &uid, sandbox))
-        .await
-        .map_err(|e| {
-            AgentError::Sandbox(format!(
-                "plugin type=\"bridge\" name=\"peapod\" failed (add): {e}"
-            ))
-        })?;
-    sandbox.ips = status.ips.iter().map(|ip| ip.to_string()).collect();
+    let t_netns;
+    if sandbox.host_network {
+        t_netns = t0.elapsed();
+        sandbox.ips = vec![ctx.cfg.node_ip.to_string()];
+    } else {
+        cni::netns::create(&sandbox.netns)
+            .map_err(|e| AgentError::Sandbox(format!("creating the network namespace: {e}")))?;
+        t_netns = t0.elapsed();
+        let status = ctx
+            .cni
+            .add(&attachment(&ns, &name, &uid, sandbox))
+            .await
+            .map_err(|e| {
+                AgentError::Sandbox(format!(
+                    "plugin type=\"bridge\" name=\"peapod\" failed (add): {e}"
+                ))
+            })?;
+        sandbox.ips = status.ips.iter().map(|ip| ip.to_string()).collect();
+    }
     sandbox.network_ready_at = Some(jiff::Timestamp::now());
     let t_cni = t0.elapsed();
     debug!(pod = %name, ips = ?sandbox.ips, "pod network ready");
@@ -225,10 +249,13 @@ async fn build(
     oci::sandbox::mount_shm(&pod_dir.join("shm"), 64 * 1024 * 1024)
         .map_err(|e| AgentError::Sandbox(format!("mounting the pod's /dev/shm: {e}")))?;
     let files = pod_files(pod_dir);
-    write(
-        &files.hosts,
-        &hosts_file(pod, sandbox.ips.first().map(String::as_str)),
-    )?;
+    // A hostNetwork pod sees the node's hosts file, as the kubelet gives it.
+    let hosts = if sandbox.host_network {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        hosts_file(pod, sandbox.ips.first().map(String::as_str))
+    };
+    write(&files.hosts, &hosts)?;
     write(&files.hostname, &format!("{}\n", hostname(pod)))?;
     write(&files.resolv_conf, &resolv_conf(pod, &ctx.cfg.resolv_conf))?;
     let share_pid = pod
@@ -257,11 +284,13 @@ pub async fn destroy(ctx: &Ctx, ns: &str, name: &str, uid: &str, sandbox: &Sandb
             warn!(pod = %name, error = %e, "stopping the infra process");
         }
     }
-    if let Err(e) = ctx.cni.del(&attachment(ns, name, uid, sandbox)).await {
-        warn!(pod = %name, error = %e, "releasing the pod network");
-    }
-    if let Err(e) = cni::netns::remove(&sandbox.netns) {
-        warn!(pod = %name, error = %e, "removing the network namespace");
+    if !sandbox.host_network {
+        if let Err(e) = ctx.cni.del(&attachment(ns, name, uid, sandbox)).await {
+            warn!(pod = %name, error = %e, "releasing the pod network");
+        }
+        if let Err(e) = cni::netns::remove(&sandbox.netns) {
+            warn!(pod = %name, error = %e, "removing the network namespace");
+        }
     }
     if let Err(e) = oci::sandbox::unmount_shm(&pod_dir_of(ctx, uid).join("shm")) {
         warn!(pod = %name, error = %e, "unmounting the pod's /dev/shm");

@@ -127,6 +127,11 @@ pub struct ContainerConfig {
     /// caller holds, no masked or read-only paths, sysfs and cgroupfs writable, every device allowed
     /// by the device cgroup. Overrides `capabilities`.
     pub privileged: bool,
+    /// Namespaces shared with the host rather than made or joined (hostNetwork, hostPID,
+    /// hostIPC): left out of the spec, so the container stays in the runtime's own.
+    pub host_network: bool,
+    pub host_pid: bool,
+    pub host_ipc: bool,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -465,13 +470,21 @@ pub fn build_spec(config: &ContainerConfig) -> Result<Spec, OciError> {
     }
 
     let linux = LinuxBuilder::default()
-        .namespaces(vec![
-            namespace(LinuxNamespaceType::Pid, config.pidns.as_ref())?,
-            namespace(LinuxNamespaceType::Ipc, config.ipcns.as_ref())?,
-            namespace(LinuxNamespaceType::Uts, config.utsns.as_ref())?,
-            namespace(LinuxNamespaceType::Mount, None)?,
-            namespace(LinuxNamespaceType::Network, config.netns.as_ref())?,
-        ])
+        .namespaces(
+            [
+                (!config.host_pid)
+                    .then(|| namespace(LinuxNamespaceType::Pid, config.pidns.as_ref())),
+                (!config.host_ipc)
+                    .then(|| namespace(LinuxNamespaceType::Ipc, config.ipcns.as_ref())),
+                Some(namespace(LinuxNamespaceType::Uts, config.utsns.as_ref())),
+                Some(namespace(LinuxNamespaceType::Mount, None)),
+                (!config.host_network)
+                    .then(|| namespace(LinuxNamespaceType::Network, config.netns.as_ref())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Result<Vec<_>, _>>()?,
+        )
         .masked_paths(if config.privileged {
             Vec::new()
         } else {
@@ -647,6 +660,21 @@ mod tests {
             .find(|m| m["destination"] == "/sys")
             .unwrap();
         assert!(sys["options"].as_array().unwrap().iter().any(|o| o == "rw"));
+    }
+
+    #[test]
+    fn host_namespaces_are_left_out() {
+        let mut c = config();
+        c.host_network = true;
+        c.host_pid = true;
+        let json = serde_json::to_value(build_spec(&c).unwrap()).unwrap();
+        let kinds: Vec<&str> = json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["ipc", "uts", "mount"]);
     }
 
     #[test]
