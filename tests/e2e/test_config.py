@@ -172,3 +172,39 @@ def test_a_missing_configmap_volume_holds_the_pod_until_it_exists(crun_node, pod
     assert row["STATUS"] == "ContainerCreating"
     n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(SETTINGS))
     wait_ready(n, pod_ns, "vol-reader", timeout=60)
+
+
+def test_memory_emptydir_is_a_tmpfs_capped_by_its_size_limit(crun_node, pod_ns):
+    n = crun_node
+    p = pod("ram-cache", n.images.busybox, ["sh", "-c",
+            "grep ' /cache ' /proc/mounts; dd if=/dev/zero of=/cache/big bs=1M count=4 2>&1;"
+            " echo done; sleep 3600"])
+    p["spec"]["containers"][0]["volumeMounts"] = [{"name": "cache", "mountPath": "/cache"}]
+    p["spec"]["volumes"] = [{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "ram-cache")
+    out = wait_until(lambda: (lambda o: o if "done" in o else None)(
+        n.kubectl("logs", "ram-cache", "-n", pod_ns).stdout), what="the container's output")
+    assert " /cache tmpfs " in out, out
+    assert "No space left on device" in out, out
+
+
+def test_host_path_types(crun_node, pod_ns, tmp_path):
+    n = crun_node
+    made = tmp_path / "made-by-the-node.txt"
+    p = pod("host-file", n.images.busybox, ["sh", "-c", "echo hi > /mnt/f; sleep 3600"])
+    p["spec"]["containers"][0]["volumeMounts"] = [{"name": "f", "mountPath": "/mnt/f"}]
+    p["spec"]["volumes"] = [{"name": "f", "hostPath": {"path": str(made), "type": "FileOrCreate"}}]
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "host-file")
+    wait_until(lambda: made.exists() and made.read_text() == "hi\n", what="the host file written")
+    wrong = pod("wrong-type", n.images.busybox, ["sleep", "3600"])
+    wrong["spec"]["containers"][0]["volumeMounts"] = [{"name": "d", "mountPath": "/mnt/d"}]
+    wrong["spec"]["volumes"] = [{"name": "d", "hostPath": {"path": str(made), "type": "Directory"}}]
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(wrong))
+
+    def failed_mount():
+        d = n.kubectl("describe", "pod", "wrong-type", "-n", pod_ns).stdout
+        return d if "FailedMount" in d else None
+    described = wait_until(failed_mount, timeout=30, what="a FailedMount event")
+    assert f"hostPath type check failed: {made} is not a directory" in described, described

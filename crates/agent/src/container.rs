@@ -584,12 +584,8 @@ fn assemble(
             }
             d
         } else if let Some(hp) = &vol.host_path {
-            let p = PathBuf::from(&hp.path);
-            if hp.type_.as_deref() == Some("DirectoryOrCreate") {
-                std::fs::create_dir_all(&p)
-                    .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
-            }
-            p
+            // Its type was checked (and DirectoryOrCreate/FileOrCreate made) with the volumes.
+            PathBuf::from(&hp.path)
         } else {
             return Err(StartFailure::new(
                 "CreateContainerConfigError",

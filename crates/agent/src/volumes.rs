@@ -7,6 +7,9 @@
 //! therefore sees a whole new version at once, and a `subPath` mount (bound to the file
 //! behind the links when the container is created) keeps the old one, as upstream.
 //!
+//! [`sync`] also checks hostPath volumes' `type` and mounts memory-backed emptyDirs as
+//! tmpfs (capped by `sizeLimit`).
+//!
 //! The worker calls [`sync`] on every pass, so a changed ConfigMap or Secret reaches running
 //! containers within a resync; a missing object keeps the pod in `ContainerCreating` with
 //! `FailedMount` events, as the kubelet's volume manager does.
@@ -63,6 +66,34 @@ pub async fn sync(client: &kube::Client, pod: &Pod, pod_dir: &Path) -> Result<()
         return Ok(());
     };
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    for v in spec.volumes.iter().flatten() {
+        let fail = |message: String| VolumeError {
+            volume: v.name.clone(),
+            message,
+        };
+        if let Some(hp) = &v.host_path {
+            check_host_path(&hp.path, hp.type_.as_deref().unwrap_or_default()).map_err(fail)?;
+        } else if let Some(ed) = v
+            .empty_dir
+            .as_ref()
+            .filter(|ed| ed.medium.as_deref() == Some("Memory"))
+        {
+            let dir = volume_dir(pod_dir, &v.name);
+            if !is_mounted(&dir) {
+                // A memory-backed emptyDir is a tmpfs, capped by its sizeLimit when it has one.
+                let size = ed
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| api::quantity::Quantity::parse(&q.0).ok())
+                    .map(|q| (q.nanos / 1_000_000_000).max(4096))
+                    .map_or_else(
+                        || "mode=0777".to_string(),
+                        |b| format!("mode=0777,size={b}"),
+                    );
+                oci::sandbox::mount_tmpfs(&dir, &size).map_err(|e| fail(e.to_string()))?;
+            }
+        }
+    }
     for v in spec.volumes.iter().flatten().filter(|v| is_api_backed(v)) {
         let fail = |message: String| VolumeError {
             volume: v.name.clone(),
@@ -90,6 +121,88 @@ pub fn teardown(pod_dir: &Path) {
                 tracing::warn!(volume = %dir.display(), error = %e, "unmounting a volume");
             }
         }
+    }
+}
+
+/// The kubelet's hostPath type check: `DirectoryOrCreate`/`FileOrCreate` make what is
+/// missing; the other types must find it as they say.
+fn check_host_path(path: &str, kind: &str) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let p = Path::new(path);
+    let meta = std::fs::metadata(p);
+    let is = |test: &dyn Fn(&std::fs::Metadata) -> bool| meta.as_ref().is_ok_and(test);
+    let failed = |what: &str| {
+        Err(format!(
+            "hostPath type check failed: {path} is not a {what}"
+        ))
+    };
+    match kind {
+        "" => Ok(()),
+        "DirectoryOrCreate" => {
+            if meta.is_err() {
+                std::fs::create_dir_all(p).map_err(|e| format!("creating {path}: {e}"))?;
+                return Ok(());
+            }
+            if is(&|m| m.is_dir()) {
+                Ok(())
+            } else {
+                failed("directory")
+            }
+        }
+        "FileOrCreate" => {
+            if meta.is_err() {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| format!("creating {path}: {e}"))?;
+                }
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("creating {path}: {e}"))?;
+                return Ok(());
+            }
+            if is(&|m| m.is_file()) {
+                Ok(())
+            } else {
+                failed("file")
+            }
+        }
+        "Directory" => {
+            if is(&|m| m.is_dir()) {
+                Ok(())
+            } else {
+                failed("directory")
+            }
+        }
+        "File" => {
+            if is(&|m| m.is_file()) {
+                Ok(())
+            } else {
+                failed("file")
+            }
+        }
+        "Socket" => {
+            if is(&|m| m.file_type().is_socket()) {
+                Ok(())
+            } else {
+                failed("socket file")
+            }
+        }
+        "CharDevice" => {
+            if is(&|m| m.file_type().is_char_device()) {
+                Ok(())
+            } else {
+                failed("character device")
+            }
+        }
+        "BlockDevice" => {
+            if is(&|m| m.file_type().is_block_device()) {
+                Ok(())
+            } else {
+                failed("block device")
+            }
+        }
+        other => Err(format!("invalid hostPath type {other:?}")),
     }
 }
 
@@ -502,6 +615,25 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o400);
+    }
+
+    #[test]
+    fn host_path_types() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let file = tmp.path().join("f");
+        let (d, f) = (dir.to_str().unwrap(), file.to_str().unwrap());
+        assert!(check_host_path(d, "Directory").is_err());
+        check_host_path(d, "DirectoryOrCreate").unwrap();
+        check_host_path(d, "Directory").unwrap();
+        check_host_path(f, "FileOrCreate").unwrap();
+        check_host_path(f, "File").unwrap();
+        assert_eq!(
+            check_host_path(f, "Directory").unwrap_err(),
+            format!("hostPath type check failed: {f} is not a directory")
+        );
+        assert!(check_host_path(d, "Socket").is_err());
+        check_host_path("/nonexistent-anything", "").unwrap();
     }
 
     #[test]
