@@ -111,25 +111,30 @@ def test_stdin_stays_open_between_sessions_without_stdin_once(crun_node, pod_ns)
     wait_ready(n, pod_ns, "echoer")
     watch = n.kubectl_watch("attach", "echoer", "-n", pod_ns)
     try:
-        # Two sessions one after the other both reach the same, still-open stdin. The
-        # watching session shows only what is written after it joined (nothing is
-        # replayed), and nothing tells when kubectl has joined: a word fed before that is
-        # fed again.
+        # Two sessions one after the other both reach the same, still-open stdin.
         for word in ("one", "two"):
-            deadline = time.monotonic() + 30
-            while True:
-                feeder = harness_feed(n, pod_ns, "echoer", word)
-                try:
-                    watch.expect(lambda line, w=word: line == f"got {w}", timeout=3)
-                    break
-                except AssertionError:
-                    if time.monotonic() > deadline:
-                        raise
-                finally:
-                    feeder.stop()
+            feed_until_seen(n, watch, pod_ns, "echoer", word)
     finally:
         watch.stop()
     assert get_pod(n, pod_ns, "echoer")["status"]["containerStatuses"][0]["state"].get("running")
+
+
+def feed_until_seen(cluster, watch, ns: str, name: str, word: str) -> None:
+    """Feeds `word` through `kubectl attach -i` sessions until the watching session shows
+    the container's answer. The watcher sees only what is written after it joined (nothing
+    is replayed) and nothing tells when kubectl has joined, so a word fed too early is fed
+    again."""
+    deadline = time.monotonic() + 30
+    while True:
+        feeder = harness_feed(cluster, ns, name, word)
+        try:
+            watch.expect(lambda line: line == f"got {word}", timeout=3)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            feeder.stop()
 
 
 def harness_feed(cluster, ns: str, name: str, word: str):
@@ -222,9 +227,7 @@ def test_attach_after_the_agent_was_killed_reaches_the_same_stdin(split):
     # The monitor held the container's stdin through the agent's death.
     watch = split.kubectl_watch("attach", "survivor", "-n", ns)
     try:
-        feeder = harness_feed(split, ns, "survivor", "still-here")
-        watch.expect(lambda line: line == "got still-here")
-        feeder.stop()
+        feed_until_seen(split, watch, ns, "survivor", "still-here")
     finally:
         watch.stop()
     split.kubectl("delete", "pod", "survivor", "-n", ns, "--grace-period=1")

@@ -53,3 +53,25 @@ def test_share_process_namespace_on_and_off(crun_node, pod_ns):
     assert exec_out(n, pod_ns, "shared", "cat", "/proc/1/comm", container="app").strip() == "pause"
     apart = exec_out(n, pod_ns, "apart", "ps", "-o", "pid,args", container="app")
     assert "sleep 3601" in apart and "sleep 3602" not in apart, apart
+
+
+def test_hostname_subdomain_fqdn_and_sub_path_expr(crun_node, pod_ns):
+    n = crun_node
+    p = pod("named", n.images.busybox, ["sh", "-c", "echo here > /work/mark; sleep 3600"],
+            hostname="web-0", subdomain="web", setHostnameAsFQDN=True)
+    p["spec"]["containers"][0]["env"] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    p["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "shared", "mountPath": "/work", "subPathExpr": "logs/$(POD_NAME)"}]
+    p["spec"]["containers"].append({"name": "reader", "image": n.images.busybox,
+                                    "command": ["sleep", "3600"],
+                                    "volumeMounts": [{"name": "shared", "mountPath": "/all"}]})
+    p["spec"]["volumes"] = [{"name": "shared", "emptyDir": {}}]
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "named")
+    fqdn = f"web-0.web.{pod_ns}.svc.cluster.local"
+    assert exec_out(n, pod_ns, "named", "hostname", container="app").strip() == fqdn
+    assert f"web-0.web.{pod_ns}.svc.cluster.local" in exec_out(
+        n, pod_ns, "named", "cat", "/etc/hosts", container="app")
+    assert wait_until(lambda: exec_out(n, pod_ns, "named", "cat", "/all/logs/named/mark",
+                                       container="reader") == "here\n", what="the subPathExpr file")

@@ -13,7 +13,7 @@ use crate::envsource::{EnvObjects, Lookup};
 use crate::events::EventType;
 use crate::expand::{expand, field_ref, process_args, set_env, split_env};
 use crate::record::{ContainerRecord, SandboxRecord};
-use crate::sandbox::{hostname, pod_files};
+use crate::sandbox::{pod_files, uts_hostname};
 use crate::Ctx;
 
 /// Why a container could not be made to run, in the kubelet's words (the waiting reason).
@@ -465,7 +465,7 @@ fn environment(
         set_env(&mut env, &k, v);
     }
     if !env.iter().any(|(k, _)| k == "HOSTNAME") {
-        env.push(("HOSTNAME".into(), hostname(pod)));
+        env.push(("HOSTNAME".into(), uts_hostname(pod)));
     }
     // As containerd does for a terminal, so shells and `top` know what they talk to.
     if c.tty == Some(true) && !env.iter().any(|(k, _)| k == "TERM") {
@@ -595,7 +595,32 @@ fn assemble(
                 ),
             ));
         };
-        let source = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        // subPathExpr: the container's own environment fills in `$(VAR)`.
+        let expanded = vm
+            .sub_path_expr
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|e| {
+                expand(e, &|name: &str| {
+                    env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+                })
+            });
+        let sub_path = expanded.as_deref().or(vm.sub_path.as_deref());
+        if sub_path.is_some_and(|p| {
+            Path::new(p).is_absolute()
+                || Path::new(p)
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+        }) {
+            return Err(StartFailure::new(
+                "CreateContainerConfigError",
+                format!(
+                    "failed to prepare subPath for volumeMount \"{}\" of container \"{}\"",
+                    vm.name, c.name
+                ),
+            ));
+        }
+        let source = match sub_path.filter(|s| !s.is_empty()) {
             // A file of an API-backed volume: bound as it is now (it does not update).
             Some(sub) if api_backed => source.join(sub),
             Some(sub) => {
@@ -653,7 +678,7 @@ fn assemble(
         uid: run_uid,
         gid: run_gid,
         additional_gids: supplemental_groups(pod),
-        hostname: hostname(pod),
+        hostname: uts_hostname(pod),
         rootfs: rootfs.to_path_buf(),
         readonly_rootfs: sc
             .and_then(|s| s.read_only_root_filesystem)

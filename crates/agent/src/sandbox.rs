@@ -124,6 +124,21 @@ pub fn hostname(pod: &Pod) -> String {
     cut.trim_end_matches(['-', '.']).to_string()
 }
 
+/// The kernel hostname of the pod's UTS namespace: its hostname, or with
+/// `setHostnameAsFQDN` and a subdomain its fully qualified name (cut to 64 characters).
+pub fn uts_hostname(pod: &Pod) -> String {
+    let spec = pod.spec.as_ref();
+    let fqdn = spec.and_then(|s| s.set_hostname_as_fqdn) == Some(true) && !host_network(pod);
+    match spec.and_then(|s| s.subdomain.as_deref()).filter(|_| fqdn) {
+        Some(sub) => {
+            let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+            let full = format!("{}.{sub}.{ns}.svc.cluster.local", hostname(pod));
+            full.chars().take(64).collect()
+        }
+        None => hostname(pod),
+    }
+}
+
 /// resolv.conf for the pod: the host's for now (no cluster DNS yet), or `dnsConfig` with
 /// `dnsPolicy: None`.
 pub fn resolv_conf(pod: &Pod, host_resolv: &Path) -> String {
@@ -256,16 +271,17 @@ async fn build(
         hosts_file(pod, sandbox.ips.first().map(String::as_str))
     };
     write(&files.hosts, &hosts)?;
-    write(&files.hostname, &format!("{}\n", hostname(pod)))?;
+    write(&files.hostname, &format!("{}\n", uts_hostname(pod)))?;
     write(&files.resolv_conf, &resolv_conf(pod, &ctx.cfg.resolv_conf))?;
     let share_pid = pod
         .spec
         .as_ref()
         .and_then(|s| s.share_process_namespace)
         .unwrap_or(false);
-    let pid = oci::sandbox::start_infra(&ctx.cfg.shim, &sandbox.netns, &hostname(pod), share_pid)
-        .await
-        .map_err(|e| AgentError::Sandbox(format!("starting the infra process: {e}")))?;
+    let pid =
+        oci::sandbox::start_infra(&ctx.cfg.shim, &sandbox.netns, &uts_hostname(pod), share_pid)
+            .await
+            .map_err(|e| AgentError::Sandbox(format!("starting the infra process: {e}")))?;
     debug!(pod = %name, netns_ms = t_netns.as_millis() as u64, cni_ms = (t_cni - t_netns).as_millis() as u64,
         infra_ms = (t0.elapsed() - t_cni).as_millis() as u64, "sandbox stages");
     sandbox.infra_pid = pid;
