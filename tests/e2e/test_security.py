@@ -82,3 +82,23 @@ def test_run_as_non_root_refuses_a_root_image(crun_node, pod_ns):
     assert w["message"].startswith("container has runAsNonRoot and image will run as root"), w
     described = n.kubectl("describe", "pod", "must-not-be-root", "-n", pod_ns).stdout
     assert "container has runAsNonRoot and image will run as root" in described
+
+
+def test_safe_sysctls_apply_and_unsafe_ones_are_refused(crun_node, pod_ns):
+    n = crun_node
+    p = pod("tuned", n.images.busybox, ["sh", "-c",
+            "cat /proc/sys/net/ipv4/ip_local_port_range; echo done; sleep 3600"])
+    p["spec"]["securityContext"] = {"sysctls": [
+        {"name": "net.ipv4.ip_local_port_range", "value": "20000 30000"}]}
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "tuned")
+    assert "20000\t30000" in logs(n, pod_ns, "tuned", "app", "done")
+    bad = pod("untuned", n.images.busybox, ["sleep", "3600"])
+    bad["spec"]["securityContext"] = {"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(bad))
+
+    def waiting():
+        st = get_pod(n, pod_ns, "untuned").get("status", {}).get("containerStatuses")
+        return ((st[0].get("state", {}).get("waiting") or {}).get("message") or None) if st else None
+    assert wait_until(waiting, timeout=30, what="the refusal") == \
+        'forbidden sysctl: "kernel.msgmax" not allowlisted'

@@ -317,6 +317,44 @@ fn supplemental_groups(pod: &Pod) -> Vec<u32> {
     groups
 }
 
+/// The kubelet's safe sysctls: namespaced, and unable to affect other pods or the node.
+const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+];
+
+/// The pod's `securityContext.sysctls`, if all are in the safe set (no node allows unsafe
+/// ones yet). Names may use `/` for `.`, as upstream accepts.
+fn sysctls(pod: &Pod) -> Result<BTreeMap<String, String>, StartFailure> {
+    let mut out = BTreeMap::new();
+    let listed = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.sysctls.as_ref());
+    for sysctl in listed.into_iter().flatten() {
+        let name = sysctl.name.replace('/', ".");
+        if !SAFE_SYSCTLS.contains(&name.as_str()) {
+            return Err(StartFailure::new(
+                "CreateContainerConfigError",
+                format!("forbidden sysctl: \"{name}\" not allowlisted"),
+            ));
+        }
+        out.insert(name, sysctl.value.clone());
+    }
+    Ok(out)
+}
+
 fn pod_spec_flag(
     pod: &Pod,
     flag: impl Fn(&k8s_openapi::api::core::v1::PodSpec) -> Option<bool>,
@@ -707,6 +745,7 @@ fn assemble(
         host_network: sandbox.host_network,
         host_pid: pod_spec_flag(pod, |s| s.host_pid),
         host_ipc: pod_spec_flag(pod, |s| s.host_ipc),
+        sysctls: sysctls(pod)?,
         annotations: BTreeMap::from([
             ("io.kubernetes.pod.namespace".to_string(), ns.clone()),
             ("io.kubernetes.pod.name".to_string(), name.clone()),

@@ -132,6 +132,8 @@ pub struct ContainerConfig {
     pub host_network: bool,
     pub host_pid: bool,
     pub host_ipc: bool,
+    /// Namespaced kernel parameters set in the container's namespaces at creation.
+    pub sysctls: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -505,6 +507,9 @@ pub fn build_spec(config: &ContainerConfig) -> Result<Spec, OciError> {
         .build()
         .map_err(spec_err)?;
     let mut linux = linux;
+    if !config.sysctls.is_empty() {
+        linux.set_sysctl(Some(config.sysctls.clone().into_iter().collect()));
+    }
     linux.set_cgroups_path(
         (!config.cgroups_path.is_empty()).then(|| PathBuf::from(&config.cgroups_path)),
     );
