@@ -18,6 +18,7 @@ mod podstatus;
 mod record;
 mod sandbox;
 mod streaming;
+mod termination;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

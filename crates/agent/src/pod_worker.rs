@@ -22,7 +22,7 @@ use crate::container::{self, field_path, StartFailure};
 use crate::events::EventType;
 use crate::podstatus::{self, is_sidecar};
 use crate::record::{ContainerRecord, ExitRecord, PodRecord};
-use crate::{pleg, sandbox, Ctx};
+use crate::{pleg, sandbox, termination, Ctx};
 
 /// What the worker knows of its pod in the API.
 #[derive(Clone)]
@@ -565,6 +565,15 @@ impl Worker {
                 ),
             },
         };
+        let mut exit = exit;
+        if exit.message.is_none() {
+            exit.message = termination::message(
+                &container::termination_log(&self.pod_dir, id),
+                &rec.log_path,
+                rec.fallback_to_logs,
+                exit.exit_code,
+            );
+        }
         info!(pod = %self.rec.name, container = %rec.name, code = exit.exit_code, reason = %exit.reason, "container exited");
         rec.exit = Some(exit);
         let id = rec.id.clone();

@@ -70,6 +70,9 @@ pub struct ContainerRecord {
     /// An ephemeral container (`spec.ephemeralContainers`): started once, never restarted.
     #[serde(default)]
     pub ephemeral: bool,
+    /// `terminationMessagePolicy: FallbackToLogsOnError`.
+    #[serde(default)]
+    pub fallback_to_logs: bool,
 }
 
 fn default_stop_signal() -> i32 {
