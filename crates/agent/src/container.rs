@@ -554,6 +554,7 @@ fn assemble(
             stop_signal,
             tty: c.tty.unwrap_or(false),
             ephemeral: false,
+            post_start_pending: false,
             fallback_to_logs: c.termination_message_policy.as_deref()
                 == Some("FallbackToLogsOnError"),
         },
