@@ -173,3 +173,42 @@ def test_a_hanging_post_start_keeps_the_container_creating_and_deletion_still_wo
     n.kubectl("delete", "pod", "hang-start", "-n", pod_ns, "--grace-period=1", "--wait=true",
               timeout=30)
     assert time.monotonic() - t0 < 10
+
+
+def test_http_and_sleep_hooks(crun_node, pod_ns):
+    n = crun_node
+    # postStart httpGet against the web server itself (by port name); preStop httpGet at a
+    # closed port fails with FailedPreStopHook and the pod still goes.
+    web = pod("http-hooks", n.images.web)
+    c = web["spec"]["containers"][0]
+    c["ports"] = [{"name": "http", "containerPort": 80}]
+    c["lifecycle"] = {"postStart": {"httpGet": {"path": "/", "port": "http"}},
+                      "preStop": {"httpGet": {"path": "/bye", "port": 81}}}
+    # preStop sleep holds the stop signal back by its seconds.
+    script = "trap 'echo got-TERM; exit 0' TERM; echo started; while true; do sleep 0.1; done"
+    sleeper = pod("sleep-stop", n.images.busybox, ["sh", "-c", script])
+    sleeper["spec"]["containers"][0]["lifecycle"] = {"preStop": {"sleep": {"seconds": 2}}}
+    apply(n, pod_ns, web, sleeper)
+    p = wait_running(n, pod_ns, "http-hooks")
+    ip = p["status"]["podIP"]
+    wait_running(n, pod_ns, "sleep-stop")
+    follow = n.kubectl_watch("logs", "-f", "sleep-stop", "-n", pod_ns)
+    try:
+        follow.expect(lambda line: line == "started")
+        t0 = time.monotonic()
+        # httpd ignores TERM as PID 1: a short grace period keeps the test quick.
+        n.kubectl("delete", "pod", "http-hooks", "sleep-stop", "-n", pod_ns,
+                  "--grace-period=3", "--wait=false")
+        follow.expect(lambda line: line == "got-TERM", timeout=15)
+        assert time.monotonic() - t0 >= 1.9
+    finally:
+        follow.stop()
+    ev = wait_event(n, pod_ns, "http-hooks", "FailedPreStopHook")
+    assert ev["message"].startswith('HTTP lifecycle hook (/bye) for Container "app" in Pod '
+                                    '"http-hooks_'), ev["message"]
+    assert ev["message"].endswith(f'failed - error: Get "http://{ip}:81/bye": dial tcp '
+                                  f'{ip}:81: connect: connection refused'), ev["message"]
+    for name in ("http-hooks", "sleep-stop"):
+        wait_until(lambda: not n.kubectl("get", "pod", name, "-n", pod_ns,
+                                         "--ignore-not-found").stdout.strip(),
+                   timeout=20, what=f"{name} gone")

@@ -230,3 +230,30 @@ def test_probe_commands_that_do_not_exist(node, pod_ns):
     s = container_status(p)
     assert s["restartCount"] == 0 and s["ready"] is False and s["state"].get("running")
     assert not events(node, pod_ns, "no-cmd", "Killing")
+
+
+def test_a_sidecar_startup_probe_holds_back_the_containers_after_it(crun_node, pod_ns):
+    n = crun_node
+    manifest = pod("with-sidecar", n.images.busybox, ["sleep", "3600"])
+    manifest["spec"]["initContainers"] = [{
+        "name": "proxy", "image": n.images.busybox, "restartPolicy": "Always",
+        "command": ["sh", "-c", "sleep 2; touch /tmp/up; sleep 3600"],
+        "startupProbe": exec_probe("cat", "/tmp/up", failureThreshold=30),
+    }]
+    apply(n, pod_ns, manifest)
+
+    def sidecar_running():
+        p = get_pod(n, pod_ns, "with-sidecar")
+        s = (p["status"].get("initContainerStatuses") or [{}])[0]
+        return p if s.get("state", {}).get("running") else None
+    p = wait_until(sidecar_running, timeout=30, interval=0.2, what="sidecar running")
+    side = p["status"]["initContainerStatuses"][0]
+    if side["started"] is False:
+        # Not started yet: the app container has not been started either.
+        assert container_status(p)["state"]["waiting"]["reason"] == "PodInitializing"
+    p = wait_ready(n, pod_ns, "with-sidecar", timeout=30)
+    side = p["status"]["initContainerStatuses"][0]
+    assert side["started"] is True and side["ready"] is True
+    app_started = container_status(p)["state"]["running"]["startedAt"]
+    # The app started only after the sidecar's probe passed, 2 s after the sidecar.
+    assert app_started > side["state"]["running"]["startedAt"]
