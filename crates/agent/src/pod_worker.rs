@@ -415,10 +415,14 @@ impl Worker {
                     "FailedPostStartHook",
                     hook_message.clone(),
                 );
-                self.waiting.insert(
-                    (c.name.clone(), r.init),
-                    ("PostStartHookError".into(), hook_message),
-                );
+                // Shown while it waits to start again; one that will not restart just
+                // shows its end (upstream's reason cache applies to restarts only).
+                if restarts {
+                    self.waiting.insert(
+                        (c.name.clone(), r.init),
+                        ("PostStartHookError".into(), hook_message),
+                    );
+                }
                 ("FailedPostStartHook".to_string(), pod_grace)
             }
         };
