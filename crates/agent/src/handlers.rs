@@ -143,7 +143,7 @@ pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, ActionErro
 }
 
 /// A resolved HTTP GET.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpTarget {
     pub https: bool,
     pub host: String,
@@ -188,6 +188,39 @@ impl HttpTarget {
                 .map(|h| (h.name.clone(), h.value.clone()))
                 .collect(),
         })
+    }
+
+    /// Where a redirect from here leads (`Location` absolute or relative), keeping the
+    /// headers, as Go's client follows it.
+    pub fn redirect(&self, location: &str) -> Option<HttpTarget> {
+        let mut next = self.clone();
+        if location.starts_with('/') {
+            next.path = location.to_string();
+            return Some(next);
+        }
+        let uri: http::Uri = location.parse().ok()?;
+        match uri.scheme_str() {
+            Some("http") => next.https = false,
+            Some("https") => next.https = true,
+            Some(_) => return None,
+            None => {
+                // A path relative to the current one.
+                let base = self.path.split('?').next().unwrap_or("/");
+                let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+                next.path = format!("{}{location}", if dir.is_empty() { "/" } else { dir });
+                return Some(next);
+            }
+        }
+        let host = uri.host()?;
+        next.host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        next.port = uri.port_u16().unwrap_or(if next.https { 443 } else { 80 });
+        next.path = uri
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.as_str().to_string());
+        Some(next)
     }
 
     fn authority(&self) -> String {
@@ -319,13 +352,27 @@ async fn open(host: &str, port: u16, https: bool) -> Result<Box<dyn Io>, String>
     Ok(Box::new(tls))
 }
 
-/// One GET, answering the status code, or an error in Go's `http.Client` words. The body
-/// is not read; the connection is closed after the headers.
+/// At most this much of a response body is read (upstream's `maxRespBodyLength`).
+const MAX_BODY: usize = 10 * 1024;
+
+/// What a GET got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// The `Location` of a redirect.
+    pub location: Option<String>,
+    /// The first 10 KiB of the body, when asked for.
+    pub body: String,
+}
+
+/// One GET, answering the status (and, with `read_body`, the start of the body), or an
+/// error in Go's `http.Client` words. Redirects are not followed here.
 pub async fn http_get(
     target: &HttpTarget,
     timeout: Option<Duration>,
     user_agent: &str,
-) -> Result<u16, String> {
+    read_body: bool,
+) -> Result<HttpAnswer, String> {
     let url = target.url();
     let run = async {
         let io = open(&target.host, target.port, target.https).await?;
@@ -355,9 +402,38 @@ pub async fn http_get(
             req = req.header(k.as_str(), v.as_str());
         }
         let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string());
+        let answer = async {
+            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let mut body = Vec::new();
+            if read_body {
+                let mut incoming = resp.into_body();
+                while body.len() < MAX_BODY {
+                    match incoming.frame().await {
+                        Some(Ok(frame)) => {
+                            if let Some(data) = frame.data_ref() {
+                                body.extend_from_slice(data);
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                body.truncate(MAX_BODY);
+            }
+            Ok::<HttpAnswer, String>(HttpAnswer {
+                status,
+                location,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        };
+        let result = answer.await;
         conn.abort();
-        Ok::<u16, String>(resp?.status().as_u16())
+        result
     };
     let result = match timeout {
         Some(t) => tokio::time::timeout(t, run).await.unwrap_or_else(|_| {
@@ -611,8 +687,8 @@ mod tests {
             path: "/healthz".into(),
             headers: vec![("X-Probe".into(), "yes".into())],
         };
-        let code = http_get(&target, Some(Duration::from_secs(5)), USER_AGENT).await;
-        assert_eq!(code, Ok(503));
+        let answer = http_get(&target, Some(Duration::from_secs(5)), USER_AGENT, true).await;
+        assert_eq!(answer.map(|a| a.status), Ok(503));
         let request = server.await.expect("server");
         assert!(
             request.starts_with("get /healthz http/1.1\r\n"),
@@ -629,7 +705,7 @@ mod tests {
             "{request}"
         );
         // Nobody listens there any more.
-        let err = http_get(&target, Some(Duration::from_secs(5)), USER_AGENT)
+        let err = http_get(&target, Some(Duration::from_secs(5)), USER_AGENT, false)
             .await
             .expect_err("refused");
         assert_eq!(
@@ -694,6 +770,29 @@ mod tests {
             err.contains("does not implement the grpc health protocol"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn redirects_resolve_against_the_current_target() {
+        let t = HttpTarget {
+            https: false,
+            host: "10.0.0.5".into(),
+            port: 8080,
+            path: "/a/b?x=1".into(),
+            headers: vec![],
+        };
+        assert_eq!(
+            t.redirect("/c").map(|n| n.url()).as_deref(),
+            Some("http://10.0.0.5:8080/c")
+        );
+        assert_eq!(
+            t.redirect("c").map(|n| n.url()).as_deref(),
+            Some("http://10.0.0.5:8080/a/c")
+        );
+        let other = t.redirect("https://example.com/z").expect("absolute");
+        assert_eq!(other.url(), "https://example.com:443/z");
+        assert_eq!(other.host, "example.com");
+        assert!(t.redirect("ftp://x/").is_none());
     }
 
     #[test]

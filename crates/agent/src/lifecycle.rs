@@ -61,7 +61,7 @@ pub async fn run_handler(
         let fail = |e: String| format!("HTTP lifecycle hook ({path}) {who} failed - error: {e}");
         let target = HttpTarget::from_action(g, c, pod_ip).map_err(|e| fail(e.to_string()))?;
         // Upstream's hook fails only when the request does; any status code will do.
-        return handlers::http_get(&target, None, handlers::HOOK_USER_AGENT)
+        return handlers::http_get(&target, None, handlers::HOOK_USER_AGENT, false)
             .await
             .map(drop)
             .map_err(fail);

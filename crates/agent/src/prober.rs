@@ -35,6 +35,9 @@ impl Kind {
     }
 }
 
+/// Tries per run when the action errors (upstream's `maxProbeRetries`).
+const MAX_TRIES: usize = 3;
+
 /// A result crossing its threshold, for the pod worker.
 #[derive(Debug, Clone)]
 pub struct Update {
@@ -188,13 +191,7 @@ async fn run_once(ctx: &Ctx, container_id: &str, spec: &Spec) -> Result<(bool, S
             Err(ActionError::TimedOut(m)) => Ok((false, m)),
             Err(ActionError::Errored(m)) => Err(m),
         },
-        Action::Http(target) => {
-            match handlers::http_get(target, Some(spec.timeout), handlers::USER_AGENT).await {
-                Ok(code) if (200..400).contains(&code) => Ok((true, String::new())),
-                Ok(code) => Ok((false, format!("HTTP probe failed with statuscode: {code}"))),
-                Err(e) => Ok((false, e)),
-            }
-        }
+        Action::Http(target) => Ok(http_probe(target, spec.timeout).await),
         Action::Tcp { host, port } => {
             match handlers::tcp_connect(host, *port, spec.timeout).await {
                 Ok(()) => Ok((true, String::new())),
@@ -211,6 +208,73 @@ async fn run_once(ctx: &Ctx, container_id: &str, spec: &Spec) -> Result<(bool, S
         },
         Action::Invalid(e) => Err(e.clone()),
     }
+}
+
+/// Redirects a probe follows, as Go's client (then "stopped after 10 redirects").
+const MAX_REDIRECTS: usize = 10;
+
+/// What an HTTP probe concludes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HttpVerdict {
+    Success,
+    /// A redirect to another host: a success, with upstream's warning.
+    Warning(String),
+    Failure(String),
+}
+
+/// The verdict on one answer, or the target to follow a same-host redirect to.
+fn judge(
+    first: &HttpTarget,
+    current: &HttpTarget,
+    answer: &handlers::HttpAnswer,
+) -> Result<HttpVerdict, HttpTarget> {
+    let code = answer.status;
+    if (300..400).contains(&code) {
+        if let Some(next) = answer.location.as_deref().and_then(|l| current.redirect(l)) {
+            // Upstream's client follows a redirect only to the probe's own host.
+            if next.host == first.host {
+                return Err(next);
+            }
+            return Ok(HttpVerdict::Warning(format!(
+                "Probe terminated redirects, Response body: {}",
+                answer.body
+            )));
+        }
+    }
+    if (200..400).contains(&code) {
+        Ok(HttpVerdict::Success)
+    } else {
+        Ok(HttpVerdict::Failure(format!(
+            "HTTP probe failed with statuscode: {code}"
+        )))
+    }
+}
+
+/// An HTTP probe: GETs within one overall timeout, following same-host redirects.
+async fn http_probe(target: &HttpTarget, timeout: Duration) -> (bool, String) {
+    let deadline = Instant::now() + timeout;
+    let mut current = target.clone();
+    for _ in 0..=MAX_REDIRECTS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let answer =
+            match handlers::http_get(&current, Some(left), handlers::USER_AGENT, true).await {
+                Ok(a) => a,
+                Err(e) => return (false, e),
+            };
+        match judge(target, &current, &answer) {
+            Ok(HttpVerdict::Success) => return (true, String::new()),
+            Ok(HttpVerdict::Warning(w)) => return (true, w),
+            Ok(HttpVerdict::Failure(f)) => return (false, f),
+            Err(next) => current = next,
+        }
+    }
+    (
+        false,
+        format!(
+            "Get {:?}: stopped after {MAX_REDIRECTS} redirects",
+            current.url()
+        ),
+    )
 }
 
 /// Everything a probe task needs about its container instance.
@@ -265,7 +329,15 @@ async fn run(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let (success, output) = match run_once(&ctx, &target.container_id, &spec).await {
+        // As upstream's prober, a run that errors is retried (three tries in all).
+        let mut attempt = run_once(&ctx, &target.container_id, &spec).await;
+        for _ in 1..MAX_TRIES {
+            if attempt.is_ok() {
+                break;
+            }
+            attempt = run_once(&ctx, &target.container_id, &spec).await;
+        }
+        let (success, output) = match attempt {
             Ok(r) => r,
             Err(e) => {
                 debug!(container = %target.container_id, probe = spec.kind.title(), error = %e, "probe errored");
@@ -279,6 +351,15 @@ async fn run(
                 continue;
             }
         };
+        if success && !output.is_empty() {
+            ctx.recorder.container_event(
+                &target.pod,
+                target.field_path.clone(),
+                EventType::Warning,
+                "ProbeWarning",
+                format!("{} probe warning: {output}", spec.kind.title()),
+            );
+        }
         if !success {
             ctx.recorder.container_event(
                 &target.pod,
@@ -353,6 +434,46 @@ mod tests {
         let mut c = Counter::new(1, 2, None);
         assert_eq!(c.observe(false), None);
         assert_eq!(c.observe(false), Some(false));
+    }
+
+    #[test]
+    fn http_answers_and_redirects_are_judged_as_upstream() {
+        let first = HttpTarget {
+            https: false,
+            host: "10.0.0.5".into(),
+            port: 80,
+            path: "/".into(),
+            headers: vec![],
+        };
+        let answer = |status, location: Option<&str>| handlers::HttpAnswer {
+            status,
+            location: location.map(str::to_string),
+            body: "moved".into(),
+        };
+        assert_eq!(
+            judge(&first, &first, &answer(204, None)),
+            Ok(HttpVerdict::Success)
+        );
+        assert_eq!(
+            judge(&first, &first, &answer(500, None)),
+            Ok(HttpVerdict::Failure(
+                "HTTP probe failed with statuscode: 500".into()
+            ))
+        );
+        assert_eq!(
+            judge(&first, &first, &answer(302, None)),
+            Ok(HttpVerdict::Success)
+        );
+        let next = judge(&first, &first, &answer(302, Some("/healthz"))).expect_err("follow");
+        assert_eq!(next.url(), "http://10.0.0.5:80/healthz");
+        // Another port on the same host is still followed; another host is not.
+        assert!(judge(&first, &first, &answer(301, Some("http://10.0.0.5:81/"))).is_err());
+        assert_eq!(
+            judge(&first, &first, &answer(301, Some("http://example.com/"))),
+            Ok(HttpVerdict::Warning(
+                "Probe terminated redirects, Response body: moved".into()
+            ))
+        );
     }
 
     #[test]
