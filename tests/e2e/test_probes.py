@@ -257,3 +257,27 @@ def test_a_sidecar_startup_probe_holds_back_the_containers_after_it(crun_node, p
     app_started = container_status(p)["state"]["running"]["startedAt"]
     # The app started only after the sidecar's probe passed, 2 s after the sidecar.
     assert app_started > side["state"]["running"]["startedAt"]
+
+
+def test_grpc_and_http_probes_at_the_wrong_server_and_a_closed_port(crun_node, pod_ns):
+    """A gRPC probe at a plain HTTP/1 server and an httpGet probe at a closed port keep
+    their containers unready, each failure in the kubelet's words; nothing restarts."""
+    n = crun_node
+    manifest = pod("wrong-ports", n.images.web)
+    manifest["spec"]["containers"][0]["readinessProbe"] = probe(grpc={"port": 80})
+    manifest["spec"]["containers"].append({
+        "name": "side", "image": n.images.busybox, "command": ["sleep", "3600"],
+        "readinessProbe": probe(httpGet={"path": "/", "port": 8081})})
+    apply(n, pod_ns, manifest)
+    ev = wait_event(n, pod_ns, "wrong-ports", "Unhealthy", "Readiness probe failed: Get ")
+    ip = get_pod(n, pod_ns, "wrong-ports")["status"]["podIP"]
+    assert ev["message"] == (f'Readiness probe failed: Get "http://{ip}:8081/": '
+                             f"dial tcp {ip}:8081: connect: connection refused")
+    assert ev["involvedObject"]["fieldPath"] == "spec.containers{side}"
+    ev = wait_event(n, pod_ns, "wrong-ports", "Unhealthy", "health rpc")
+    assert ev["involvedObject"]["fieldPath"] == "spec.containers{app}"
+    p = get_pod(n, pod_ns, "wrong-ports")
+    assert p["status"]["phase"] == "Running"
+    assert [s["ready"] for s in p["status"]["containerStatuses"]] == [False, False]
+    assert [s["restartCount"] for s in p["status"]["containerStatuses"]] == [0, 0]
+    assert ready_column(n, pod_ns, "wrong-ports") == "0/2"
