@@ -25,7 +25,7 @@ use crate::container::{self, field_path, StartFailure};
 use crate::events::EventType;
 use crate::lifecycle::{self, StopRequest};
 use crate::podstatus::{self, is_sidecar};
-use crate::prober::{self, Kind};
+use crate::prober::{self, Effect, Kind};
 use crate::record::{ContainerRecord, ExitRecord, PodRecord};
 use crate::{pleg, sandbox, termination, Ctx};
 
@@ -213,15 +213,13 @@ impl Worker {
         let Some(live) = self.live.get_mut(&u.container_id) else {
             return;
         };
-        match (u.kind, u.success) {
-            (Kind::Readiness, ready) => live.ready = ready,
-            (Kind::Startup, true) => live.started = true,
-            (Kind::Startup | Kind::Liveness, false) => {
-                if live.kill.is_none() && live.stopping.is_none() {
-                    live.kill = Some(KillWhy::Probe(u.kind));
-                }
+        match prober::effect(u.kind, u.success) {
+            Some(Effect::Ready(ready)) => live.ready = ready,
+            Some(Effect::Started) => live.started = true,
+            Some(Effect::Kill) if live.kill.is_none() && live.stopping.is_none() => {
+                live.kill = Some(KillWhy::Probe(u.kind));
             }
-            (Kind::Liveness, true) => {}
+            Some(Effect::Kill) | None => {}
         }
     }
 

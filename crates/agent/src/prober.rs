@@ -46,6 +46,29 @@ pub struct Update {
     pub success: bool,
 }
 
+/// What a published result means for its container; the pod worker applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Readiness: the container's `ready`.
+    Ready(bool),
+    /// The startup probe passed: the container counts as started.
+    Started,
+    /// A failed liveness or startup probe: the container is killed (and restarted as its
+    /// restart policy says).
+    Kill,
+}
+
+/// Upstream's reading of a result: readiness sets `ready`, startup sets `started` or kills,
+/// liveness kills on failure and changes nothing on success.
+pub fn effect(kind: Kind, success: bool) -> Option<Effect> {
+    match (kind, success) {
+        (Kind::Readiness, ready) => Some(Effect::Ready(ready)),
+        (Kind::Startup, true) => Some(Effect::Started),
+        (Kind::Startup | Kind::Liveness, false) => Some(Effect::Kill),
+        (Kind::Liveness, true) => None,
+    }
+}
+
 /// Thresholds over consecutive results, as upstream's worker counts them: a result is
 /// published once it has been seen `threshold` times in a row, and only when it differs
 /// from what was published before.
@@ -408,6 +431,16 @@ mod tests {
         assert_eq!(c.observe(false), None);
         assert_eq!(c.observe(false), Some(false));
         assert_eq!(c.observe(false), None);
+    }
+
+    #[test]
+    fn results_mean_what_they_mean_upstream() {
+        assert_eq!(effect(Kind::Readiness, false), Some(Effect::Ready(false)));
+        assert_eq!(effect(Kind::Readiness, true), Some(Effect::Ready(true)));
+        assert_eq!(effect(Kind::Startup, true), Some(Effect::Started));
+        assert_eq!(effect(Kind::Startup, false), Some(Effect::Kill));
+        assert_eq!(effect(Kind::Liveness, false), Some(Effect::Kill));
+        assert_eq!(effect(Kind::Liveness, true), None);
     }
 
     #[test]
