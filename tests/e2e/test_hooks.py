@@ -12,7 +12,7 @@ import kubernetes
 
 from helpers import wait_until
 from test_node_pods import get_pod, log_lines, pod, wait_phase
-from test_probes import apply, container_status, wait_event, wait_running
+from test_probes import apply, container_status, events, wait_event, wait_running
 
 
 def exec_hook(script: str) -> dict:
@@ -145,9 +145,11 @@ def test_a_hanging_pre_stop_is_cut_at_the_grace_period_plus_two_seconds(crun_nod
                                      "--ignore-not-found").stdout.strip(),
                timeout=20, interval=0.1, what="hanging pod gone")
     gone_at = time.monotonic() - t0
-    assert 2.5 <= term_at <= 4.5, term_at
-    # SIGKILL 2 s after TERM: gone at grace + 2 s (plus the deletion round trips).
-    assert 4.5 <= gone_at <= 8.0, gone_at
+    assert 2.5 <= term_at <= 5.5, term_at
+    # SIGKILL 2 s after TERM: gone at grace + 2 s (plus the deletion round trips; the upper
+    # bound leaves room for a loaded machine, the lower one is what matters).
+    assert 4.5 <= gone_at <= 10.0, gone_at
+    assert gone_at - term_at >= 1.5, (term_at, gone_at)
     ev = wait_event(n, pod_ns, "missing-stop", "FailedPreStopHook")
     assert "/no/such/prestop" in ev["message"]
     wait_until(lambda: not n.kubectl("get", "pod", "missing-stop", "-n", pod_ns,
@@ -177,20 +179,34 @@ def test_a_hanging_post_start_keeps_the_container_creating_and_deletion_still_wo
 
 def test_http_and_sleep_hooks(crun_node, pod_ns):
     n = crun_node
-    # postStart httpGet against the web server itself (by port name); preStop httpGet at a
-    # closed port fails with FailedPreStopHook and the pod still goes.
+    # The web container's postStart waits until its server answers, which holds back the
+    # next container (containers start one by one behind their postStart hooks); that one's
+    # postStart httpGet then reaches the server by port name. preStop httpGet at a closed
+    # port fails with FailedPreStopHook and the pod still goes.
     web = pod("http-hooks", n.images.web)
     c = web["spec"]["containers"][0]
     c["ports"] = [{"name": "http", "containerPort": 80}]
-    c["lifecycle"] = {"postStart": {"httpGet": {"path": "/", "port": "http"}},
-                      "preStop": {"httpGet": {"path": "/bye", "port": 81}}}
+    c["lifecycle"] = {
+        "postStart": exec_hook("until wget -q -O /dev/null http://127.0.0.1:80/; do sleep 0.1; done"),
+        "preStop": {"httpGet": {"path": "/bye", "port": 81}}}
+    web["spec"]["containers"].append({
+        "name": "client", "image": n.images.busybox, "command": ["sleep", "3600"],
+        "lifecycle": {"postStart": {"httpGet": {"path": "/", "port": 80}}}})
     # preStop sleep holds the stop signal back by its seconds.
     script = "trap 'echo got-TERM; exit 0' TERM; echo started; while true; do sleep 0.1; done"
     sleeper = pod("sleep-stop", n.images.busybox, ["sh", "-c", script])
     sleeper["spec"]["containers"][0]["lifecycle"] = {"preStop": {"sleep": {"seconds": 2}}}
     apply(n, pod_ns, web, sleeper)
-    p = wait_running(n, pod_ns, "http-hooks")
+    def both_running():
+        p = get_pod(n, pod_ns, "http-hooks")
+        states = [x["state"] for x in p["status"].get("containerStatuses") or []]
+        return p if len(states) == 2 and all(st.get("running") for st in states) else None
+    p = wait_until(both_running, timeout=30, interval=0.2, what="both containers running")
     ip = p["status"]["podIP"]
+    assert [x["restartCount"] for x in p["status"]["containerStatuses"]] == [0, 0]
+    web_started, client_started = (x["state"]["running"]["startedAt"]
+                                   for x in p["status"]["containerStatuses"])
+    assert client_started >= web_started
     wait_running(n, pod_ns, "sleep-stop")
     follow = n.kubectl_watch("logs", "-f", "sleep-stop", "-n", pod_ns)
     try:
@@ -203,6 +219,7 @@ def test_http_and_sleep_hooks(crun_node, pod_ns):
         assert time.monotonic() - t0 >= 1.9
     finally:
         follow.stop()
+    assert not events(n, pod_ns, "http-hooks", "FailedPostStartHook")
     ev = wait_event(n, pod_ns, "http-hooks", "FailedPreStopHook")
     assert ev["message"].startswith('HTTP lifecycle hook (/bye) for Container "app" in Pod '
                                     '"http-hooks_'), ev["message"]
