@@ -281,3 +281,22 @@ def test_grpc_and_http_probes_at_the_wrong_server_and_a_closed_port(crun_node, p
     assert [s["ready"] for s in p["status"]["containerStatuses"]] == [False, False]
     assert [s["restartCount"] for s in p["status"]["containerStatuses"]] == [0, 0]
     assert ready_column(n, pod_ns, "wrong-ports") == "0/2"
+
+
+def test_a_hanging_exec_probe_is_killed_at_its_timeout(node, pod_ns):
+    """Each run that outlives timeoutSeconds fails ("timed out") and its process is killed
+    in the container, so runs do not pile up (killing the runtime's exec alone would leave
+    them running)."""
+    manifest = pod("slow-probe", node.images.busybox, ["sleep", "3600"])
+    manifest["spec"]["containers"][0]["readinessProbe"] = exec_probe("sleep", "3601")
+    apply(node, pod_ns, manifest)
+    wait_running(node, pod_ns, "slow-probe")
+    ev = wait_event(node, pod_ns, "slow-probe", "Unhealthy", "timed out")
+    assert ev["message"] == 'Readiness probe failed: command "sleep 3601" timed out'
+    wait_until(lambda: (events(node, pod_ns, "slow-probe", "Unhealthy") or [{}])[0]
+               .get("count", 0) >= 4, timeout=20, interval=0.3, what="four timed-out runs")
+    ps = node.kubectl("exec", "slow-probe", "-n", pod_ns, "--", "ps", "-o", "pid,stat,args").stdout
+    # At most the run under way right now.
+    assert sum("sleep 3601" in line for line in ps.splitlines()) <= 1, ps
+    p = get_pod(node, pod_ns, "slow-probe")
+    assert container_status(p)["ready"] is False

@@ -44,8 +44,9 @@ pub struct ExecOutput {
 }
 
 /// Runs `command` in the container through the runtime's exec, with stdio piped and no
-/// stdin. Without a timeout it runs until it ends or the future is dropped (which kills the
-/// runtime's exec process).
+/// stdin. Without a timeout it runs until it ends or the future is dropped. A command given
+/// up on (timeout, or the future dropped) is killed inside the container too, as
+/// containerd's ExecSync does, so hanging probes do not pile up processes.
 pub async fn exec(
     ctx: &Ctx,
     container_id: &str,
@@ -55,38 +56,117 @@ pub async fn exec(
     if command.is_empty() {
         return Err(ActionError::Errored("no command specified".into()));
     }
-    let mut cmd = ctx.runtime.exec_command(container_id, command, false);
-    cmd.kill_on_drop(true);
-    let run = cmd.output();
-    let output = match timeout {
-        Some(t) => match tokio::time::timeout(t, run).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(ActionError::TimedOut(format!(
-                    "command {:?} timed out",
-                    command.join(" ")
-                )))
-            }
-        },
-        None => run.await,
-    }
-    .map_err(|e| ActionError::Errored(format!("failed to exec in container: {e}")))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errored =
+        |e: std::io::Error| ActionError::Errored(format!("failed to exec in container: {e}"));
+    let dir = tempfile::Builder::new()
+        .prefix("peapod-exec")
+        .tempdir()
+        .map_err(errored)?;
+    let mut guard = ExecGuard {
+        pid_file: dir.path().join("pid"),
+        armed: true,
+    };
+    let mut child = ctx
+        .runtime
+        .exec_command_with_pid_file(container_id, command, &guard.pid_file)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(errored)?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let run = async {
+        let (out, err, status) =
+            tokio::join!(read_capped(stdout), read_capped(stderr), child.wait());
+        status.map(|s| (out, err, s))
+    };
+    let result = match timeout {
+        Some(t) => tokio::time::timeout(t, run).await.ok(),
+        None => Some(run.await),
+    };
+    let Some(result) = result else {
+        // Kill the process while the runtime still waits for it (so its PID cannot be
+        // reused meanwhile), then let the runtime reap it and exit.
+        guard.kill();
+        if tokio::time::timeout(Duration::from_secs(2), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.start_kill();
+        }
+        return Err(ActionError::TimedOut(format!(
+            "command {:?} timed out",
+            command.join(" ")
+        )));
+    };
+    guard.armed = false;
+    let (stdout, stderr, status) = result.map_err(errored)?;
+    let stderr = String::from_utf8_lossy(&stderr);
     let (runtime_errors, user_stderr) = split_runtime_messages(&stderr);
-    let code = output.status.code().unwrap_or(-1);
+    let code = status.code().unwrap_or(-1);
     // The runtime speaks JSON log lines on stderr (`--log-format json`); when it failed to
     // start the process (no such executable, container gone) that is not the command's
     // own failure.
-    if code != 0 && output.stdout.is_empty() && !runtime_errors.is_empty() {
+    if code != 0 && stdout.is_empty() && !runtime_errors.is_empty() {
         return Err(ActionError::Errored(format!(
             "failed to exec in container: {}",
             runtime_errors.join("; ")
         )));
     }
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut text = String::from_utf8_lossy(&stdout).into_owned();
     text.push_str(&user_stderr);
     truncate_at_char(&mut text, MAX_OUTPUT);
     Ok(ExecOutput { code, output: text })
+}
+
+/// Kills an exec'd process by the PID its runtime wrote, unless disarmed (it ended).
+struct ExecGuard {
+    pid_file: std::path::PathBuf,
+    armed: bool,
+}
+
+impl ExecGuard {
+    fn kill(&mut self) {
+        if !std::mem::replace(&mut self.armed, false) {
+            return;
+        }
+        let pid = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|p| *p > 1);
+        if let Some(pid) = pid {
+            // SAFETY: a plain signal to a process the runtime started for us and still
+            // waits for (its PID is not free to be reused until the runtime reaps it).
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for ExecGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads a stream to its end, keeping the first [`MAX_OUTPUT`] bytes (the rest is drained
+/// so the command never blocks on a full pipe).
+async fn read_capped<R: AsyncRead + Unpin>(stream: Option<R>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut stream) = stream else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = MAX_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
 }
 
 /// Splits the runtime's own JSON log lines (`{"level":"error","msg":...}`) from what the
