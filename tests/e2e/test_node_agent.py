@@ -62,3 +62,62 @@ def test_agent_joins_and_cleans_up_a_pod_deleted_while_it_was_down(split):
             == before["status"]["containerStatuses"][0]["containerID"])
     split.kubectl("delete", "pod", "keeper", "-n", ns, "--grace-period=1")
     node_support.wait_clean(split.agent.data_dir, split.agent.bridge)
+
+
+def test_probes_resume_on_re_adopted_containers_without_a_readiness_flap(split):
+    """After a kill -9 of the agent, a re-adopted container keeps the readiness it had (no
+    Ready=False blip while its readiness probe runs again) and its liveness probe still
+    restarts it."""
+    from kubernetes import client, watch
+
+    ns = split.create_namespace()
+    script = ("touch /tmp/ready /tmp/alive; while [ ! -e /tmp/die ]; do sleep 0.2; done; "
+              "rm /tmp/alive; sleep 3600")
+    p = pod("probed", split.images.busybox, ["sh", "-c", script])
+    c = p["spec"]["containers"][0]
+    # Each readiness run leaves a line in /tmp/runs, so the test can count them.
+    c["readinessProbe"] = {"exec": {"command": ["sh", "-c", "echo >> /tmp/runs; cat /tmp/ready"]},
+                           "periodSeconds": 1}
+    c["livenessProbe"] = {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1,
+                          "failureThreshold": 1, "terminationGracePeriodSeconds": 1}
+    split.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(p))
+    before = wait_ready(split, ns, "probed")
+
+    def runs() -> int:
+        out = split.kubectl("exec", "probed", "-n", ns, "--", "wc", "-l", "/tmp/runs").stdout
+        return int(out.split()[0])
+
+    split.agent.kill()
+    split.agent.start()
+    # Three runs of the readiness probe on the re-adopted container.
+    runs_at_restart = runs()
+    wait_until(lambda: runs() >= runs_at_restart + 3, timeout=20, interval=0.3,
+               what="readiness probe runs after the restart")
+    after = wait_ready(split, ns, "probed")
+    assert (after["status"]["containerStatuses"][0]["containerID"]
+            == before["status"]["containerStatuses"][0]["containerID"])
+    mark = int(after["metadata"]["resourceVersion"])
+    split.kubectl("exec", "probed", "-n", ns, "--", "touch", "/tmp/die")
+
+    def restarted():
+        s = split.kubectl("get", "pod", "probed", "-n", ns, "-o",
+                          "jsonpath={.status.containerStatuses[0].restartCount}").stdout
+        return s.strip() not in ("", "0")
+    wait_until(restarted, timeout=30, interval=0.3, what="liveness restart after re-adoption")
+    # Every change of the pod from before the kill up to the deliberate liveness failure,
+    # replayed by a watch from the old resourceVersion: Ready stayed True throughout.
+    core = client.CoreV1Api(split.client)
+    seen = []
+    w = watch.Watch()
+    for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=5,
+                       resource_version=before["metadata"]["resourceVersion"]):
+        obj = ev["object"]
+        rv = int(obj.metadata.resource_version)
+        if rv > mark:
+            w.stop()
+            break
+        conds = {x.type: x.status for x in obj.status.conditions or []}
+        seen.append((rv, conds.get("Ready")))
+    assert [r for _, r in seen if r != "True"] == [], seen
+    split.kubectl("delete", "pod", "probed", "-n", ns, "--grace-period=1")
+    node_support.wait_clean(split.agent.data_dir, split.agent.bridge)

@@ -589,6 +589,12 @@ fn assemble(
     let termination_log = dir.join("termination-log");
     std::fs::write(&termination_log, b"")
         .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+    // Writable whatever user the container runs as, as the kubelet makes it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&termination_log, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+    }
     let mut mounts = Vec::new();
     let volumes: BTreeMap<&str, _> = pod
         .spec
@@ -791,6 +797,9 @@ fn assemble(
             stop_signal,
             tty: c.tty.unwrap_or(false),
             ephemeral: false,
+            post_start_pending: false,
+            fallback_to_logs: c.termination_message_policy.as_deref()
+                == Some("FallbackToLogsOnError"),
         },
         bundle: dir.to_path_buf(),
         spec,
@@ -842,6 +851,11 @@ pub async fn create_and_start(ctx: &Ctx, prepared: &mut Prepared) -> Result<(), 
         .map_err(|e| StartFailure::new("StartError", e.to_string()))?;
     prepared.record.started_at = Some(jiff::Timestamp::now());
     Ok(())
+}
+
+/// The file bind-mounted at the container's `terminationMessagePath`.
+pub fn termination_log(pod_dir: &Path, id: &str) -> PathBuf {
+    container_dir(pod_dir, id).join("termination-log")
 }
 
 pub fn exit_file(pod_dir: &Path, id: &str) -> PathBuf {

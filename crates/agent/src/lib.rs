@@ -11,14 +11,18 @@ mod container;
 mod envsource;
 mod events;
 mod expand;
+mod handlers;
+mod lifecycle;
 mod masquerade;
 pub mod node_status;
 mod pleg;
 mod pod_worker;
 mod podstatus;
+mod prober;
 mod record;
 mod sandbox;
 mod streaming;
+mod termination;
 mod volumes;
 
 use std::collections::{HashMap, HashSet};

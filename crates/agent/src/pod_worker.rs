@@ -2,6 +2,8 @@
 //! containers, drives them toward the newest spec it has seen (newest update wins), reports
 //! the pod's status (it is the pod's single status writer), and on deletion stops the
 //! containers within the grace period, releases everything and confirms the deletion.
+//! Probe results and postStart hook outcomes come back to it as messages: it alone decides
+//! what a container's readiness is and when a container is killed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,13 +18,16 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::container::{self, field_path, StartFailure};
 use crate::events::EventType;
+use crate::lifecycle::{self, StopRequest};
 use crate::podstatus::{self, is_sidecar};
+use crate::prober::{self, Effect, Kind};
 use crate::record::{ContainerRecord, ExitRecord, PodRecord};
-use crate::{pleg, sandbox, Ctx};
+use crate::{pleg, sandbox, termination, Ctx};
 
 /// What the worker knows of its pod in the API.
 #[derive(Clone)]
@@ -59,6 +64,52 @@ struct Backoff {
     until: Instant,
 }
 
+/// Why the worker kills a running container (not the pod's termination).
+enum KillWhy {
+    Probe(Kind),
+    PostStartHook(String),
+}
+
+/// What the worker tracks of one running container instance beyond its record: its probe
+/// and hook tasks and what they reported. Gone when the container exits.
+struct Live {
+    /// Cancels the instance's probe and postStart tasks.
+    tasks: CancellationToken,
+    probes_started: bool,
+    /// The readiness probe's verdict (true without a readiness probe).
+    ready: bool,
+    /// The startup probe passed (true without a startup probe).
+    started: bool,
+    /// Shared with the startup probe task; liveness and readiness wait for it.
+    started_tx: Arc<watch::Sender<bool>>,
+    /// A kill the worker has decided on but not begun.
+    kill: Option<KillWhy>,
+    /// A kill under way: cancelling it stops its SIGKILL timer.
+    stopping: Option<CancellationToken>,
+}
+
+impl Live {
+    fn new(c: &Container, ready: bool, started: bool) -> Live {
+        let started = started || c.startup_probe.is_none();
+        Live {
+            tasks: CancellationToken::new(),
+            probes_started: false,
+            ready: ready || c.readiness_probe.is_none(),
+            started,
+            started_tx: Arc::new(watch::channel(started).0),
+            kill: None,
+            stopping: None,
+        }
+    }
+
+    fn end(&self) {
+        self.tasks.cancel();
+        if let Some(s) = &self.stopping {
+            s.cancel();
+        }
+    }
+}
+
 pub struct Worker {
     ctx: Arc<Ctx>,
     pod_dir: PathBuf,
@@ -70,6 +121,12 @@ pub struct Worker {
     waiting: HashMap<(String, bool), (String, String)>,
     sandbox_retry: Option<Instant>,
     last_status: Option<PodStatus>,
+    live: HashMap<String, Live>,
+    probe_tx: mpsc::UnboundedSender<prober::Update>,
+    probe_rx: mpsc::UnboundedReceiver<prober::Update>,
+    /// postStart outcomes: (container id, Err(message) on failure).
+    hook_tx: mpsc::UnboundedSender<(String, Result<(), String>)>,
+    hook_rx: mpsc::UnboundedReceiver<(String, Result<(), String>)>,
 }
 
 /// Starts a worker for the pod with this uid. `record` is what a previous agent left on disk.
@@ -81,6 +138,8 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     let pod_dir = ctx.cfg.pods_dir().join(&uid);
     let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+    let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+    let (hook_tx, hook_rx) = mpsc::unbounded_channel();
     let rec = record.unwrap_or(PodRecord {
         uid,
         ..Default::default()
@@ -95,6 +154,11 @@ pub fn spawn(
         waiting: HashMap::new(),
         sandbox_retry: None,
         last_status: None,
+        live: HashMap::new(),
+        probe_tx,
+        probe_rx,
+        hook_tx,
+        hook_rx,
     };
     tokio::spawn(worker.run(updates))
 }
@@ -137,9 +201,273 @@ impl Worker {
             tokio::select! {
                 changed = updates.changed() => if changed.is_err() { return },
                 Some(id) = self.exits_rx.recv() => self.on_exit(&id).await,
+                Some(update) = self.probe_rx.recv() => self.on_probe(update),
+                Some((id, result)) = self.hook_rx.recv() => self.on_post_start(&id, result),
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
+    }
+
+    /// A probe result crossed its threshold.
+    fn on_probe(&mut self, u: prober::Update) {
+        let Some(live) = self.live.get_mut(&u.container_id) else {
+            return;
+        };
+        match prober::effect(u.kind, u.success) {
+            Some(Effect::Ready(ready)) => live.ready = ready,
+            Some(Effect::Started) => live.started = true,
+            Some(Effect::Kill) if live.kill.is_none() && live.stopping.is_none() => {
+                live.kill = Some(KillWhy::Probe(u.kind));
+            }
+            Some(Effect::Kill) | None => {}
+        }
+    }
+
+    /// A postStart hook ended: the container counts as running now, or is killed.
+    fn on_post_start(&mut self, id: &str, result: Result<(), String>) {
+        let Some(rec) = self
+            .rec
+            .containers
+            .iter_mut()
+            .find(|c| c.id == id && c.exit.is_none())
+        else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                rec.post_start_pending = false;
+                self.save();
+            }
+            Err(message) => {
+                warn!(pod = %self.rec.name, container = %rec.name, %message, "postStart hook failed");
+                if let Some(live) = self.live.get_mut(id) {
+                    live.kill = Some(KillWhy::PostStartHook(message));
+                }
+            }
+        }
+    }
+
+    /// The container's spec, by name and kind.
+    fn spec_of<'a>(spec: &'a PodSpec, name: &str, init: bool) -> Option<&'a Container> {
+        if init {
+            spec.init_containers
+                .iter()
+                .flatten()
+                .find(|c| c.name == name)
+        } else {
+            spec.containers.iter().find(|c| c.name == name)
+        }
+    }
+
+    /// Keeps each running container's probes and kills in step: adopts instances a previous
+    /// agent started, starts probes once a container runs (after its postStart hook), and
+    /// begins the kills probes and hooks asked for.
+    fn tend_live(&mut self, pod: &Pod, spec: &PodSpec) {
+        let running: Vec<ContainerRecord> = self
+            .rec
+            .containers
+            .iter()
+            .filter(|r| r.exit.is_none() && !r.ephemeral && r.pid != 0)
+            .cloned()
+            .collect();
+        for r in running {
+            let Some(c) = Self::spec_of(spec, &r.name, r.init) else {
+                continue;
+            };
+            if !self.live.contains_key(&r.id) {
+                // Adopted from a previous agent: its hook (if any) is not run again, as the
+                // kubelet does not; readiness starts from what was last reported.
+                if r.post_start_pending {
+                    if let Some(rec) = self.rec.containers.iter_mut().find(|x| x.id == r.id) {
+                        rec.post_start_pending = false;
+                    }
+                    self.save();
+                }
+                let runtime = self.ctx.cfg.runtime.name();
+                let reported = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| {
+                        if r.init {
+                            s.init_container_statuses.as_ref()
+                        } else {
+                            s.container_statuses.as_ref()
+                        }
+                    })
+                    .and_then(|ss| {
+                        let id = format!("{runtime}://{}", r.id);
+                        ss.iter()
+                            .find(|s| s.container_id.as_deref() == Some(id.as_str()))
+                    });
+                let live = Live::new(
+                    c,
+                    reported.is_some_and(|s| s.ready),
+                    reported.is_some_and(|s| s.started == Some(true)),
+                );
+                self.live.insert(r.id.clone(), live);
+            }
+            let pending = self
+                .rec
+                .containers
+                .iter()
+                .any(|x| x.id == r.id && x.post_start_pending);
+            if !pending {
+                self.start_probes(pod, c, &r);
+            }
+            self.begin_kill(pod, spec, c, &r);
+        }
+    }
+
+    /// Starts the instance's probe tasks, once.
+    fn start_probes(&mut self, pod: &Pod, c: &Container, r: &ContainerRecord) {
+        let pod_ip = self
+            .rec
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.ips.first().cloned());
+        let Some(live) = self.live.get_mut(&r.id) else {
+            return;
+        };
+        if live.probes_started || live.stopping.is_some() || live.kill.is_some() {
+            return;
+        }
+        live.probes_started = true;
+        let probes = [
+            (Kind::Startup, c.startup_probe.as_ref()),
+            (Kind::Liveness, c.liveness_probe.as_ref()),
+            (Kind::Readiness, c.readiness_probe.as_ref()),
+        ];
+        if probes.iter().all(|(_, p)| p.is_none()) {
+            return;
+        }
+        // Initial delays count from the container's start, as upstream's do.
+        let since_start = r
+            .started_at
+            .and_then(|t| jiff::Timestamp::now().duration_since(t).try_into().ok())
+            .unwrap_or(Duration::ZERO);
+        let started_at = Instant::now()
+            .checked_sub(since_start)
+            .unwrap_or_else(Instant::now);
+        let pod = Arc::new(pod.clone());
+        let fp = field_path(&pod, r.init, &c.name);
+        for (kind, probe) in probes {
+            let Some(probe) = probe else { continue };
+            if kind == Kind::Startup && live.started {
+                continue;
+            }
+            let target = prober::Target {
+                pod: pod.clone(),
+                field_path: fp.clone(),
+                container_id: r.id.clone(),
+                started_at,
+                started: live.started_tx.subscribe(),
+            };
+            let spec = prober::Spec::new(kind, probe, c, pod_ip.as_deref());
+            prober::spawn(
+                self.ctx.clone(),
+                target,
+                spec,
+                (kind == Kind::Startup).then(|| live.started_tx.clone()),
+                live.tasks.clone(),
+                self.probe_tx.clone(),
+            );
+        }
+    }
+
+    /// Begins a kill the worker decided on (failed liveness/startup probe, failed postStart
+    /// hook): the Killing event, then preStop, the stop signal and SIGKILL in a task of its
+    /// own; the exit comes back through the pleg and the restart policy takes it from there.
+    fn begin_kill(&mut self, pod: &Pod, spec: &PodSpec, c: &Container, r: &ContainerRecord) {
+        let Some(live) = self.live.get_mut(&r.id) else {
+            return;
+        };
+        if live.stopping.is_some() {
+            return;
+        }
+        let Some(why) = live.kill.take() else { return };
+        live.tasks.cancel();
+        let fp = field_path(pod, r.init, &c.name);
+        let restarts = Self::restart_policy(pod) != "Never" || (r.init && is_sidecar(c));
+        let pod_grace = spec.termination_grace_period_seconds.unwrap_or(30);
+        let (message, grace) = match why {
+            KillWhy::Probe(kind) => {
+                let (word, probe) = match kind {
+                    Kind::Startup => ("startup", c.startup_probe.as_ref()),
+                    _ => ("liveness", c.liveness_probe.as_ref()),
+                };
+                let mut message = format!("Container {} failed {word} probe", c.name);
+                if restarts {
+                    message.push_str(", will be restarted");
+                }
+                // The probe's own terminationGracePeriodSeconds wins over the pod's.
+                let grace = probe
+                    .and_then(|p| p.termination_grace_period_seconds)
+                    .unwrap_or(pod_grace);
+                (message, grace)
+            }
+            KillWhy::PostStartHook(hook_message) => {
+                self.ctx.recorder.container_event(
+                    pod,
+                    fp.clone(),
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    hook_message.clone(),
+                );
+                // Shown while it waits to start again; one that will not restart just
+                // shows its end (upstream's reason cache applies to restarts only).
+                if restarts {
+                    self.waiting.insert(
+                        (c.name.clone(), r.init),
+                        ("PostStartHookError".into(), hook_message),
+                    );
+                }
+                ("FailedPostStartHook".to_string(), pod_grace)
+            }
+        };
+        info!(pod = %self.rec.name, container = %c.name, %message, "killing container");
+        self.ctx
+            .recorder
+            .container_event(pod, fp.clone(), EventType::Normal, "Killing", message);
+        let cancel = CancellationToken::new();
+        live.stopping = Some(cancel.clone());
+        let req = StopRequest {
+            pod: Some(Arc::new(pod.clone())),
+            container: Some(c.clone()),
+            container_id: r.id.clone(),
+            field_path: fp,
+            stop_signal: r.stop_signal,
+            pod_ip: self
+                .rec
+                .sandbox
+                .as_ref()
+                .and_then(|s| s.ips.first().cloned()),
+            grace: Duration::from_secs(grace.max(0) as u64),
+            floor: true,
+            pre_stop: true,
+        };
+        tokio::spawn(lifecycle::stop(self.ctx.clone(), req, cancel));
+    }
+
+    /// Whether a container counts as started: its postStart hook is done and its startup
+    /// probe (if any) passed. Sidecars hold back the init containers after them until then.
+    fn has_started(&self, c: &Container, init: bool) -> bool {
+        self.rec
+            .latest(&c.name, init)
+            .filter(|r| r.exit.is_none())
+            .is_some_and(|r| {
+                !r.post_start_pending
+                    && self
+                        .live
+                        .get(&r.id)
+                        .map_or(c.startup_probe.is_none(), |l| l.started)
+            })
+    }
+
+    /// Whether the container's newest instance runs its postStart hook still.
+    fn post_start_pending(&self, name: &str, init: bool) -> bool {
+        self.rec
+            .latest(name, init)
+            .is_some_and(|r| r.exit.is_none() && r.post_start_pending)
     }
 
     fn remember(&mut self, pod: &Pod) {
@@ -250,6 +578,7 @@ impl Worker {
                 return;
             }
         }
+        self.tend_live(pod, &spec);
         self.start_ephemeral(pod, &spec).await;
         let policy = Self::restart_policy(pod);
         // Init containers, one at a time; sidecars start in order and keep running.
@@ -258,12 +587,12 @@ impl Worker {
             match self.rec.latest(&c.name, true).cloned() {
                 None => {
                     self.start(pod, c, true, 0, None).await;
-                    if !sidecar || self.rec.latest(&c.name, true).is_none() {
+                    if !sidecar || !self.has_started(c, true) {
                         return;
                     }
                 }
                 Some(r) if r.exit.is_none() => {
-                    if !sidecar {
+                    if !sidecar || !self.has_started(c, true) {
                         return;
                     }
                 }
@@ -286,6 +615,8 @@ impl Worker {
         self.rec.mark("initialized");
 
         for c in &spec.containers {
+            // As the kubelet starts containers one by one and waits out each postStart
+            // hook, the containers after one whose hook runs wait too.
             match self.rec.latest(&c.name, false).cloned() {
                 None => self.start(pod, c, false, 0, None).await,
                 Some(r) if r.exit.is_none() => {}
@@ -300,6 +631,9 @@ impl Worker {
                         self.restart(pod, c, false, &r).await;
                     }
                 }
+            }
+            if self.post_start_pending(&c.name, false) {
+                return;
             }
         }
     }
@@ -473,9 +807,26 @@ impl Worker {
                     "Started",
                     format!("Started container {}", c.name),
                 );
-                let record = prepared.record;
+                let mut record = prepared.record;
                 pleg::watch_exit(record.pid, record.id.clone(), self.exits_tx.clone());
+                let post_start = c
+                    .lifecycle
+                    .as_ref()
+                    .and_then(|l| l.post_start.clone())
+                    .filter(|_| ephemeral.is_none());
+                if ephemeral.is_none() {
+                    self.live
+                        .insert(record.id.clone(), Live::new(c, false, false));
+                }
+                if let Some(hook) = post_start {
+                    record.post_start_pending = true;
+                    self.spawn_post_start(pod, c, &record.id, hook);
+                }
+                let started = record.clone();
                 self.rec.containers.push(record);
+                if ephemeral.is_none() && !started.post_start_pending {
+                    self.start_probes(pod, c, &started);
+                }
                 self.rec.mark(&format!("started:{}", c.name));
                 if attempt == 0 {
                     self.backoff.remove(&key);
@@ -492,6 +843,39 @@ impl Worker {
                 self.start_failed(pod, c, init, f);
             }
         }
+    }
+
+    /// Runs the container's postStart hook in a task of its own, so the worker keeps
+    /// handling exits and deletion meanwhile; the outcome comes back on `hook_rx`.
+    fn spawn_post_start(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        id: &str,
+        hook: k8s_openapi::api::core::v1::LifecycleHandler,
+    ) {
+        let Some(live) = self.live.get(id) else {
+            return;
+        };
+        let cancel = live.tasks.clone();
+        let ctx = self.ctx.clone();
+        let pod = pod.clone();
+        let c = c.clone();
+        let id = id.to_string();
+        let pod_ip = self
+            .rec
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.ips.first().cloned());
+        let tx = self.hook_tx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                r = lifecycle::run_handler(&ctx, &pod, &c, &id, &hook, pod_ip.as_deref()) => {
+                    let _ = tx.send((id, r));
+                }
+            }
+        });
     }
 
     fn start_failed(&mut self, pod: &Pod, c: &Container, init: bool, f: StartFailure) {
@@ -547,6 +931,9 @@ impl Worker {
         if self.rec.containers[pos].exit.is_some() {
             return;
         }
+        if let Some(live) = self.live.remove(id) {
+            live.end();
+        }
         let exit_file = container::exit_file(&self.pod_dir, id);
         let info = pleg::read_exit_with_deadline(&exit_file).await;
         let cgroup = format!("/{}/{}", self.ctx.cfg.pod_cgroup(&self.rec.uid), id);
@@ -582,6 +969,15 @@ impl Worker {
                 ),
             },
         };
+        let mut exit = exit;
+        if exit.message.is_none() {
+            exit.message = termination::message(
+                &container::termination_log(&self.pod_dir, id),
+                &rec.log_path,
+                rec.fallback_to_logs,
+                exit.exit_code,
+            );
+        }
         info!(pod = %self.rec.name, container = %rec.name, code = exit.exit_code, reason = %exit.reason, "container exited");
         rec.exit = Some(exit);
         let id = rec.id.clone();
@@ -605,14 +1001,19 @@ impl Worker {
         ) && pod.metadata.deletion_timestamp.is_none()
     }
 
-    /// Stops every running container: the stop signal, then SIGKILL when `grace` runs out
-    /// (or at once if the pod disappears from the API meanwhile).
+    /// Stops every running container, each on its own: its preStop hook within the grace
+    /// period, the stop signal, SIGKILL when the period (or the 2 s a late hook leaves) is
+    /// over; at once if the pod disappears from the API meanwhile.
     async fn terminate(
         &mut self,
         pod: Option<&Pod>,
         grace: i64,
         updates: &mut watch::Receiver<PodUpdate>,
     ) {
+        // Probes and postStart hooks end with the pod.
+        for live in self.live.values() {
+            live.tasks.cancel();
+        }
         let running: Vec<ContainerRecord> = self
             .rec
             .containers
@@ -623,27 +1024,59 @@ impl Worker {
         if running.is_empty() {
             return;
         }
+        let grace = Duration::from_secs(grace.max(0) as u64);
+        let stops = CancellationToken::new();
+        let shared_pod = pod.map(|p| Arc::new(p.clone()));
+        let pod_ip = self
+            .rec
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.ips.first().cloned());
         for c in &running {
+            let fp = pod
+                .map(|p| field_path(p, c.init, &c.name))
+                .unwrap_or_default();
             if let Some(pod) = pod {
                 self.ctx.recorder.container_event(
                     pod,
-                    field_path(pod, c.init, &c.name),
+                    fp.clone(),
                     EventType::Normal,
                     "Killing",
                     format!("Stopping container {}", c.name),
                 );
             }
-            let signal = if grace <= 0 {
-                libc::SIGKILL
-            } else {
-                c.stop_signal
-            };
-            if let Err(e) = self.ctx.runtime.kill(&c.id, signal).await {
-                debug!(container = %c.id, error = %e, "signalling container");
+            // A kill already under way has run its hook; this stop takes over its timer.
+            let earlier = self.live.get_mut(&c.id).and_then(|l| l.stopping.take());
+            if let Some(s) = &earlier {
+                s.cancel();
             }
+            let container = pod
+                .and_then(|p| p.spec.as_ref())
+                .and_then(|s| Self::spec_of(s, &c.name, c.init))
+                .filter(|_| !c.ephemeral)
+                .cloned();
+            let req = StopRequest {
+                pod: shared_pod.clone(),
+                container,
+                container_id: c.id.clone(),
+                field_path: fp,
+                stop_signal: c.stop_signal,
+                pod_ip: pod_ip.clone(),
+                grace,
+                floor: false,
+                pre_stop: earlier.is_none(),
+            };
+            tokio::spawn(lifecycle::stop(self.ctx.clone(), req, stops.child_token()));
         }
-        let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
-        let mut killed = grace <= 0;
+        // The stops send SIGKILL themselves; this is the backstop, after the longest a
+        // preStop hook can stretch the grace period.
+        let slack = if grace.is_zero() {
+            Duration::ZERO
+        } else {
+            lifecycle::MIN_GRACE + Duration::from_secs(1)
+        };
+        let deadline = Instant::now() + grace + slack;
+        let mut killed = grace.is_zero();
         loop {
             if self.rec.containers.iter().all(|c| c.exit.is_some()) {
                 break;
@@ -658,6 +1091,7 @@ impl Worker {
                     let gone = changed.is_err() || matches!(&*updates.borrow(), PodUpdate::Gone);
                     if gone {
                         killed = true;
+                        stops.cancel();
                         self.kill_remaining().await;
                     }
                 }
@@ -667,6 +1101,8 @@ impl Worker {
                 }
             }
         }
+        // Hooks still running in containers that ended on their own are abandoned.
+        stops.cancel();
     }
 
     async fn kill_remaining(&self) {
@@ -685,6 +1121,9 @@ impl Worker {
     /// Releases containers and the sandbox. With `everything`, also the pod's logs and state
     /// (the pod is leaving the node); otherwise the record stays to report status.
     async fn teardown(&mut self, everything: bool) {
+        for (_, live) in self.live.drain() {
+            live.end();
+        }
         for c in &self.rec.containers {
             if c.exit.is_some() {
                 continue;
@@ -777,11 +1216,16 @@ impl Worker {
                 (state, None)
             }
             Some(r) if r.exit.is_none() => {
-                let state = ContainerState {
-                    running: Some(ContainerStateRunning {
-                        started_at: r.started_at.map(Time),
-                    }),
-                    ..Default::default()
+                // Not running for the API until its postStart hook is done, as upstream.
+                let state = if r.post_start_pending {
+                    waiting("ContainerCreating", None)
+                } else {
+                    ContainerState {
+                        running: Some(ContainerStateRunning {
+                            started_at: r.started_at.map(Time),
+                        }),
+                        ..Default::default()
+                    }
                 };
                 let last = self.rec.previous(&c.name, init).and_then(terminated);
                 (state, last)
@@ -800,6 +1244,10 @@ impl Worker {
             },
         };
         let running = state.running.is_some();
+        let live = latest.and_then(|r| self.live.get(&r.id));
+        let started = running && live.map_or(c.startup_probe.is_none(), |l| l.started);
+        // A container is never ready before it has started (upstream's prober manager).
+        let ready = started && live.map_or(c.readiness_probe.is_none(), |l| l.ready);
         ContainerStatus {
             name: c.name.clone(),
             image: latest
@@ -809,9 +1257,9 @@ impl Worker {
                 .unwrap_or_default(),
             image_id: latest.map(|r| r.image_id.clone()).unwrap_or_default(),
             container_id: latest.map(|r| format!("{runtime}://{}", r.id)),
-            ready: running,
+            ready,
             restart_count: latest.map_or(0, |r| r.attempt),
-            started: Some(running),
+            started: Some(started),
             state: Some(state),
             last_state: Some(
                 last_state.map_or_else(ContainerState::default, |t| ContainerState {

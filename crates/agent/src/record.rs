@@ -73,6 +73,13 @@ pub struct ContainerRecord {
     /// An ephemeral container (`spec.ephemeralContainers`): started once, never restarted.
     #[serde(default)]
     pub ephemeral: bool,
+    /// Its postStart hook has not finished: it is not reported running yet, and the
+    /// containers after it wait (as the kubelet starts them one by one).
+    #[serde(default)]
+    pub post_start_pending: bool,
+    /// `terminationMessagePolicy: FallbackToLogsOnError`.
+    #[serde(default)]
+    pub fallback_to_logs: bool,
 }
 
 fn default_stop_signal() -> i32 {

@@ -180,6 +180,25 @@ impl Runtime {
         cmd
     }
 
+    /// `RUNTIME exec --pid-file FILE ID ARGS...`: as [`Runtime::exec_command`] without
+    /// stdin, with the process's host PID written to `pid_file`, so a caller that gives up
+    /// on it (a probe's timeout) can kill the process itself: killing the runtime alone
+    /// leaves it running in the container.
+    pub fn exec_command_with_pid_file(
+        &self,
+        id: &str,
+        args: &[String],
+        pid_file: &Path,
+    ) -> Command {
+        let mut cmd = self.command();
+        cmd.arg("exec")
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg(id)
+            .args(args);
+        cmd
+    }
+
     /// `RUNTIME exec --tty [--console-socket SOCKET] ID ARGS...`: as
     /// [`Runtime::exec_command`], with a terminal; the runtime still exits with the
     /// process's exit code.
