@@ -121,3 +121,40 @@ def test_probes_resume_on_re_adopted_containers_without_a_readiness_flap(split):
     assert [r for _, r in seen if r != "True"] == [], seen
     split.kubectl("delete", "pod", "probed", "-n", ns, "--grace-period=1")
     node_support.wait_clean(split.agent.data_dir, split.agent.bridge)
+
+
+def test_a_post_start_hook_cut_short_by_an_agent_kill9_is_not_run_again(split):
+    """A container whose postStart hook was running when the agent died counts as started
+    once a new agent adopts it (the kubelet does not run a hook twice either)."""
+    ns = split.create_namespace()
+    p = pod("hooked", split.images.busybox, ["sleep", "3600"])
+    p["spec"]["containers"][0]["lifecycle"] = {"postStart": {"exec": {"command": [
+        "sh", "-c", "echo hook-ran > /proc/1/fd/1; echo ran >> /tmp/hook-runs; sleep 3600"]}}}
+    split.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(p))
+
+    def state():
+        out = split.kubectl("get", "pod", "hooked", "-n", ns, "-o",
+                            "jsonpath={.status.containerStatuses[0].state}").stdout
+        return out
+
+    def hook_lines() -> list[str]:
+        # The container's log on the node (kubectl logs/exec want a running container).
+        uid = split.kubectl("get", "pod", "hooked", "-n", ns, "-o",
+                            "jsonpath={.metadata.uid}").stdout
+        d = split.agent.data_dir / "logs" / "pods" / f"{ns}_hooked_{uid}" / "app"
+        return [line.split(" ", 3)[-1] for f in sorted(d.glob("*.log"))
+                for line in f.read_text().splitlines()] if d.exists() else []
+    wait_until(lambda: "hook-ran" in hook_lines(), timeout=30, interval=0.3,
+               what="the hook running")
+    assert "ContainerCreating" in state()
+
+    split.agent.kill()
+    split.agent.start()
+    after = wait_ready(split, ns, "hooked")
+    s = after["status"]["containerStatuses"][0]
+    assert s["started"] is True and s["restartCount"] == 0
+    assert split.kubectl("exec", "hooked", "-n", ns, "--", "cat",
+                         "/tmp/hook-runs").stdout.strip() == "ran"
+    assert hook_lines().count("hook-ran") == 1
+    split.kubectl("delete", "pod", "hooked", "-n", ns, "--grace-period=1")
+    node_support.wait_clean(split.agent.data_dir, split.agent.bridge)
