@@ -5,6 +5,7 @@ hostPort, and the startup timeline."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -12,7 +13,7 @@ import urllib.request
 import harness
 import images
 from helpers import rows_by_name, to_yaml, wait_until
-from test_node_pods import get_pod, pod, wait_ready
+from test_node_pods import get_pod, pod, wait_phase, wait_ready
 
 
 def waiting_reason(cluster, ns: str, name: str) -> str | None:
@@ -159,3 +160,20 @@ def test_memory_limit_overrun_is_reported_as_oom_killed(crun_node, pod_ns):
     assert t["exitCode"] == 137
     rows = rows_by_name(n.kubectl("get", "pods", "-n", pod_ns).stdout)
     assert rows["hog"]["STATUS"] == "OOMKilled"
+
+
+def test_active_deadline_fails_the_pod_as_deadline_exceeded(crun_node, pod_ns):
+    n = crun_node
+    p = pod("deadline", n.images.busybox, ["sleep", "3600"],
+            activeDeadlineSeconds=3, terminationGracePeriodSeconds=1)
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    failed = wait_phase(n, pod_ns, "deadline", "Failed", timeout=30)
+    assert failed["status"]["reason"] == "DeadlineExceeded"
+    assert failed["status"]["message"] == \
+        "Pod was active on the node longer than the specified deadline"
+    # The container was stopped, not left running (kubernetes#98718); kubectl's STATUS
+    # column then shows the container's own terminated reason, as upstream's would.
+    assert failed["status"]["containerStatuses"][0]["state"].get("terminated")
+    described = n.kubectl("describe", "pod", "deadline", "-n", pod_ns).stdout
+    assert re.search(r"^Reason:\s+DeadlineExceeded$", described, re.M), described
+    assert "Pod was active on the node longer than the specified deadline" in described

@@ -42,6 +42,8 @@ const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How often a worker looks at its pod even when nothing happened (the kubelet's resync).
 const RESYNC: Duration = Duration::from_secs(10);
+/// The kubelet's words for a pod stopped at its active deadline.
+const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
 /// Sandbox creation is retried this often after a failure.
 const SANDBOX_RETRY: Duration = Duration::from_secs(2);
 
@@ -120,6 +122,8 @@ pub struct Worker {
     /// Waiting reasons for containers that could not be started: (reason, message).
     waiting: HashMap<(String, bool), (String, String)>,
     sandbox_retry: Option<Instant>,
+    /// When the pod's active deadline ends, while it runs (wakes the worker then).
+    deadline_at: Option<Instant>,
     last_status: Option<PodStatus>,
     live: HashMap<String, Live>,
     probe_tx: mpsc::UnboundedSender<prober::Update>,
@@ -153,6 +157,7 @@ pub fn spawn(
         backoff: HashMap::new(),
         waiting: HashMap::new(),
         sandbox_retry: None,
+        deadline_at: None,
         last_status: None,
         live: HashMap::new(),
         probe_tx,
@@ -183,6 +188,27 @@ impl Worker {
                         self.report(&pod, true).await;
                         self.confirm_deletion(&pod).await;
                         return;
+                    }
+                    self.deadline_at = self.deadline(&pod).filter(|_| !self.rec.terminal);
+                    if self.deadline_at.is_some_and(|d| d <= Instant::now()) {
+                        // The kubelet's active deadline: stop everything, the pod has failed.
+                        info!(pod = %self.rec.name, "pod passed its active deadline");
+                        self.ctx.recorder.pod_event(
+                            &pod,
+                            EventType::Normal,
+                            "DeadlineExceeded",
+                            DEADLINE_MESSAGE,
+                        );
+                        self.rec.deadline_exceeded = true;
+                        self.rec.terminal = true;
+                        self.save();
+                        let grace = pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                            .unwrap_or(30);
+                        self.terminate(Some(&pod), grace, &mut updates).await;
+                        self.teardown(false).await;
                     }
                     if !self.rec.terminal {
                         self.sync(&pod).await;
@@ -499,8 +525,25 @@ impl Worker {
         }
     }
 
+    /// When the pod's `activeDeadlineSeconds` (counted from its start on this node) ends.
+    fn deadline(&self, pod: &Pod) -> Option<Instant> {
+        let secs = pod.spec.as_ref()?.active_deadline_seconds?;
+        let started = self.rec.start_time?;
+        let end = started
+            .checked_add(jiff::SignedDuration::from_secs(secs))
+            .ok()?;
+        let left = jiff::Timestamp::now().duration_until(end);
+        Some(match std::time::Duration::try_from(left) {
+            Ok(d) => Instant::now() + d,
+            Err(_) => Instant::now(), // already past
+        })
+    }
+
     fn next_wake(&self) -> Instant {
         let mut wake = Instant::now() + RESYNC;
+        if let Some(d) = self.deadline_at {
+            wake = wake.min(d);
+        }
         for b in self.backoff.values() {
             if b.until > Instant::now() && b.until < wake {
                 wake = b.until;
@@ -1342,8 +1385,19 @@ impl Worker {
             })
             .unwrap_or_default();
         let host_ip = self.ctx.cfg.node_ip.to_string();
+        let (phase, reason, message) = if self.rec.deadline_exceeded {
+            (
+                "Failed",
+                Some("DeadlineExceeded".to_string()),
+                Some(DEADLINE_MESSAGE.to_string()),
+            )
+        } else {
+            (phase, None, None)
+        };
         PodStatus {
             phase: Some(phase.into()),
+            reason,
+            message,
             conditions: Some(conditions),
             host_ip: Some(host_ip.clone()),
             host_ips: Some(vec![HostIP { ip: host_ip }]),

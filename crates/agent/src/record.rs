@@ -21,6 +21,9 @@ pub struct PodRecord {
     /// Set once the pod will run nothing more (terminal phase or being deleted).
     #[serde(default)]
     pub terminal: bool,
+    /// The pod ran past `activeDeadlineSeconds` and was stopped: Failed, DeadlineExceeded.
+    #[serde(default)]
+    pub deadline_exceeded: bool,
     /// Stages of the pod's start, for the startup timeline.
     #[serde(default)]
     pub timeline: Vec<(String, jiff::Timestamp)>,
