@@ -123,11 +123,18 @@ def create_timed(core, ns: str, name: str, image: str, started: dict) -> None:
     core.create_namespaced_pod(ns, pod_body(name, image))
 
 
-def stage_medians(core, ns: str) -> dict[str, float]:
+def stage_medians(core, ns: str, pods: list[str], timeout: float = 10.0) -> dict[str, float]:
+    """Median per start stage over the StartupTimeline events of `pods`, once each has one
+    (the agent records it just after Ready), or of those that arrived by the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        timelines = [ev for ev in core.list_namespaced_event(ns).items
+                     if ev.reason == "StartupTimeline" and ev.involved_object.name in pods]
+        if len(timelines) >= len(pods) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     stages: dict[str, list[float]] = {}
-    for ev in core.list_namespaced_event(ns).items:
-        if ev.reason != "StartupTimeline":
-            continue
+    for ev in timelines:
         for stage, ms in re.findall(r"([\w:]+) \+(\d+)ms", ev.message or ""):
             stage = stage.split(":")[0]
             stages.setdefault(stage, []).append(float(ms))
@@ -237,7 +244,7 @@ def main() -> int:
             create_timed(core, ns, name, image, started)
             watch.wait([name])
             seq.append((watch.ready[name] - started[name]) * 1000)
-        stages = stage_medians(core, ns)
+        stages = stage_medians(core, ns, [f"seq-{i}" for i in range(args.sequential)])
         delete_all(core, ns)
 
         names = [f"burst-{i}" for i in range(args.burst)]
@@ -250,8 +257,7 @@ def main() -> int:
         watch.wait(names, timeout=300)
         burst_total = (max(watch.ready[n] for n in names) - t0) * 1000
         burst = [(watch.ready[n] - started[n]) * 1000 for n in names]
-        time.sleep(1)  # let the last StartupTimeline events land
-        burst_stages = stage_medians(core, ns)
+        burst_stages = stage_medians(core, ns, names)
         delete_all(core, ns)
 
         names = [f"fp-{i}" for i in range(args.footprint_pods)]

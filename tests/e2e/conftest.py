@@ -294,3 +294,29 @@ def pod_ns(request):
         kubernetes.client.CoreV1Api(node.client).delete_namespace(name)
     except Exception:
         pass
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory, test_images):
+    """`peapod server` plus a separate `peapod agent` (the multi-node shape), so the agent can
+    be killed alone; after the module, every pod is deleted and the agent must be clean."""
+    workdir = tmp_path_factory.mktemp("split")
+    server = harness.Peapod(workdir / "server")
+    (workdir / "server").mkdir()
+    agent = node_support.Agent(workdir, server)
+    c = None
+    try:
+        server.start()
+        agent.start()
+        c = Cluster(server, workdir)
+        c.agent = agent
+        c.images = test_images
+        yield c
+        c.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--wait=true",
+                  timeout=120)
+        node_support.wait_clean(agent.data_dir, agent.bridge)
+    finally:
+        if c is not None:
+            c.close()
+        agent.stop()
+        server.stop()

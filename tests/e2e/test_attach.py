@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import kubernetes
 from kubernetes.stream import stream
 
 import harness
-import node as node_support
-from conftest import Cluster
 from helpers import to_yaml, wait_until
 from test_exec import Terminal, kubectl_argv, terminal_env
 from test_node_pods import get_pod, pod, wait_ready
@@ -186,31 +183,6 @@ def test_python_client_attach_reads_the_output(crun_node, pod_ns):
         assert resp.read_stdout().startswith("tick ")
     finally:
         resp.close()
-
-
-@pytest.fixture(scope="module")
-def split(tmp_path_factory, test_images):
-    """`peapod server` plus a separate `peapod agent`, so the agent can be killed alone."""
-    workdir = tmp_path_factory.mktemp("split-attach")
-    server = harness.Peapod(workdir / "server")
-    (workdir / "server").mkdir()
-    agent = node_support.Agent(workdir, server)
-    c = None
-    try:
-        server.start()
-        agent.start()
-        c = Cluster(server, workdir)
-        c.agent = agent
-        c.images = test_images
-        yield c
-        c.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--wait=true",
-                  timeout=120)
-        node_support.wait_clean(agent.data_dir, agent.bridge)
-    finally:
-        if c is not None:
-            c.close()
-        agent.stop()
-        server.stop()
 
 
 def test_attach_after_the_agent_was_killed_reaches_the_same_stdin(split):

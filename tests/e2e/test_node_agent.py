@@ -4,37 +4,10 @@ agent releases everything that pod held (processes, mounts, netns, veth, IP leas
 
 from __future__ import annotations
 
-import pytest
 
-import harness
 import node as node_support
-from conftest import Cluster
 from helpers import to_yaml, wait_until
 from test_node_pods import pod, wait_ready
-
-
-@pytest.fixture(scope="module")
-def split(tmp_path_factory, test_images):
-    workdir = tmp_path_factory.mktemp("split")
-    server = harness.Peapod(workdir / "server")
-    (workdir / "server").mkdir()
-    agent = node_support.Agent(workdir, server)
-    c = None
-    try:
-        server.start()
-        agent.start()
-        c = Cluster(server, workdir)
-        c.agent = agent
-        c.images = test_images
-        yield c
-        c.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--wait=true",
-                  timeout=120)
-        node_support.wait_clean(agent.data_dir, agent.bridge)
-    finally:
-        if c is not None:
-            c.close()
-        agent.stop()
-        server.stop()
 
 
 def test_agent_joins_and_cleans_up_a_pod_deleted_while_it_was_down(split):

@@ -223,56 +223,63 @@ fn mode_of(mode: Option<i32>, default: Option<i32>) -> u32 {
 async fn render(client: &kube::Client, ns: &str, pod: &Pod, v: &Volume) -> Result<Files, String> {
     let mut files = Files::new();
     if let Some(src) = &v.config_map {
-        let data = config_map(client, ns, &src.name).await?;
-        add_keys(
+        let mode = mode_of(None, src.default_mode);
+        add_object(
             &mut files,
-            data,
+            client,
+            ns,
+            Object::ConfigMap,
+            &src.name,
             src.items.as_deref(),
-            src.optional == Some(true),
-            mode_of(None, src.default_mode),
-            &format!("configmap \"{}\" not found", src.name),
-            "configmap references non-existent config key",
-        )?;
+            src.optional,
+            mode,
+        )
+        .await?;
     } else if let Some(src) = &v.secret {
         let name = src.secret_name.clone().unwrap_or_default();
-        let data = secret(client, ns, &name).await?;
-        add_keys(
+        let mode = mode_of(None, src.default_mode);
+        add_object(
             &mut files,
-            data,
+            client,
+            ns,
+            Object::Secret,
+            &name,
             src.items.as_deref(),
-            src.optional == Some(true),
-            mode_of(None, src.default_mode),
-            &format!("secret \"{name}\" not found"),
-            "references non-existent secret key",
-        )?;
+            src.optional,
+            mode,
+        )
+        .await?;
     } else if let Some(src) = &v.downward_api {
         for item in src.items.iter().flatten() {
             add_downward(&mut files, pod, item, mode_of(item.mode, src.default_mode))?;
         }
     } else if let Some(src) = &v.projected {
+        let mode = mode_of(None, src.default_mode);
         for source in src.sources.iter().flatten() {
             if let Some(p) = &source.config_map {
-                let data = config_map(client, ns, &p.name).await?;
-                add_keys(
+                add_object(
                     &mut files,
-                    data,
+                    client,
+                    ns,
+                    Object::ConfigMap,
+                    &p.name,
                     p.items.as_deref(),
-                    p.optional == Some(true),
-                    mode_of(None, src.default_mode),
-                    &format!("configmap \"{}\" not found", p.name),
-                    "configmap references non-existent config key",
-                )?;
+                    p.optional,
+                    mode,
+                )
+                .await?;
             } else if let Some(p) = &source.secret {
-                let data = secret(client, ns, &p.name).await?;
-                add_keys(
+                add_object(
                     &mut files,
-                    data,
+                    client,
+                    ns,
+                    Object::Secret,
+                    &p.name,
                     p.items.as_deref(),
-                    p.optional == Some(true),
-                    mode_of(None, src.default_mode),
-                    &format!("secret \"{}\" not found", p.name),
-                    "references non-existent secret key",
-                )?;
+                    p.optional,
+                    mode,
+                )
+                .await?;
             } else if let Some(p) = &source.downward_api {
                 for item in p.items.iter().flatten() {
                     add_downward(&mut files, pod, item, mode_of(item.mode, src.default_mode))?;
@@ -283,6 +290,49 @@ async fn render(client: &kube::Client, ns: &str, pod: &Pod, v: &Volume) -> Resul
         }
     }
     Ok(files)
+}
+
+/// The API objects a volume's files come from.
+#[derive(Clone, Copy)]
+enum Object {
+    ConfigMap,
+    Secret,
+}
+
+/// Fetches a ConfigMap or Secret and adds its keys (or `items`) as files, with the
+/// kubelet's messages for a missing object or key.
+#[allow(clippy::too_many_arguments)]
+async fn add_object(
+    files: &mut Files,
+    client: &kube::Client,
+    ns: &str,
+    kind: Object,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    mode: u32,
+) -> Result<(), String> {
+    let (data, missing_object, missing_key) = match kind {
+        Object::ConfigMap => (
+            config_map(client, ns, name).await?,
+            format!("configmap \"{name}\" not found"),
+            "configmap references non-existent config key",
+        ),
+        Object::Secret => (
+            secret(client, ns, name).await?,
+            format!("secret \"{name}\" not found"),
+            "references non-existent secret key",
+        ),
+    };
+    add_keys(
+        files,
+        data,
+        items,
+        optional == Some(true),
+        mode,
+        &missing_object,
+        missing_key,
+    )
 }
 
 async fn config_map(

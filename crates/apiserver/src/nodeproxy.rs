@@ -211,26 +211,13 @@ pub async fn pod_log_websocket(
     query: crate::request::Query,
     mut req: http::Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let key = req
-        .headers()
-        .get(http::header::SEC_WEBSOCKET_KEY)
+    let offer = stream::websocket::Offer::from_headers(req.headers())
         .ok_or_else(|| ApiError::BadRequest("missing Sec-WebSocket-Key".into()))?;
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let offered: Vec<String> = req
-        .headers()
-        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
-        .collect();
-    let protocol = LOG_WEBSOCKET_PROTOCOLS
-        .iter()
-        .copied()
-        .find(|p| offered.iter().any(|o| o == p));
-    if protocol.is_none() && !offered.is_empty() {
+    let protocol = offer.choose(LOG_WEBSOCKET_PROTOCOLS);
+    if protocol.is_none() && !offer.protocols.is_empty() {
         return Err(ApiError::BadRequest(format!(
             "none of the offered WebSocket subprotocols ({}) is served for logs; use binary.k8s.io or base64.binary.k8s.io",
-            offered.join(", ")
+            offer.protocols.join(", ")
         )));
     }
     let chunks = open_log(&server, &info, &query).await?;
@@ -279,24 +266,7 @@ pub async fn pod_log_websocket(
     });
     let mut resp = Response::new(crate::body::empty());
     *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("websocket"),
-    );
-    h.insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("Upgrade"),
-    );
-    if let Ok(v) = http::HeaderValue::from_str(&accept) {
-        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    if let Some(p) = protocol {
-        h.insert(
-            http::header::SEC_WEBSOCKET_PROTOCOL,
-            http::HeaderValue::from_static(p),
-        );
-    }
+    stream::websocket::switching_headers(resp.headers_mut(), &offer.accept, protocol);
     Ok(resp)
 }
 

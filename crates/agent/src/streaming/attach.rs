@@ -16,8 +16,8 @@ use hyper::body::Incoming;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
-use super::session::{self, Input, Output, Streams};
-use super::{find_pod, instance, percent_decode, text, Body};
+use super::session::{self, Input, Output, Query, Streams};
+use super::{find_pod, instance, text, Body};
 use crate::Ctx;
 
 const PACKET_STDIN: u8 = 0;
@@ -29,31 +29,6 @@ const PACKET_HELLO_STDIN: u8 = 5;
 /// The monitor's largest packet.
 const MAX_PACKET: usize = 32 * 1024;
 
-#[derive(Debug, Default, PartialEq, Eq)]
-struct AttachQuery {
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
-}
-
-/// Both spellings: the API's (`stdin=true`, as clients send it and the API server passes it
-/// on) and the kubelet URL's (`input=1`).
-fn attach_query(raw: &str) -> AttachQuery {
-    let mut q = AttachQuery::default();
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v);
-        let on = v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1";
-        match k {
-            "stdin" | "input" => q.stdin = on,
-            "stdout" | "output" => q.stdout = on,
-            "stderr" | "error" => q.stderr = on,
-            _ => {}
-        }
-    }
-    q
-}
-
 /// Attach to a running container. The terminal setting is the container's
 /// own (`tty` in its spec), whatever the request says, as the kubelet does: it cannot change
 /// once the container runs.
@@ -64,7 +39,7 @@ pub(super) async fn attach(
     pod: &str,
     container: &str,
 ) -> Response<Body> {
-    let q = attach_query(req.uri().query().unwrap_or(""));
+    let q = Query::parse(req.uri().query().unwrap_or("")).streams;
     let found = find_pod(ctx, ns, pod).and_then(|rec| {
         let inst = instance(&rec, container, false)
             .cloned()
@@ -264,31 +239,5 @@ impl AttachSocket {
                 return r;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_both_query_spellings() {
-        assert_eq!(
-            attach_query("stdin=true&stdout=True&tty=true&container=app"),
-            AttachQuery {
-                stdin: true,
-                stdout: true,
-                stderr: false
-            }
-        );
-        assert_eq!(
-            attach_query("input=1&output=1&error=1"),
-            AttachQuery {
-                stdin: true,
-                stdout: true,
-                stderr: true
-            }
-        );
-        assert_eq!(attach_query("stdout=False"), AttachQuery::default());
     }
 }

@@ -9,35 +9,9 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::pty::{spawn_on_terminal, spawn_with_console, Pty};
-use super::session::{self, Input, Output, Streams};
-use super::{find_pod, instance, percent_decode, text, Body};
+use super::session::{self, Input, Output, Query};
+use super::{find_pod, instance, text, Body};
 use crate::Ctx;
-
-pub(super) struct ExecQuery {
-    pub command: Vec<String>,
-    pub streams: Streams,
-}
-
-pub(super) fn exec_query(raw: &str) -> ExecQuery {
-    let mut q = ExecQuery {
-        command: Vec::new(),
-        streams: Streams::default(),
-    };
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v);
-        let on = v.is_empty() || v == "true" || v == "1";
-        match k {
-            "command" => q.command.push(v),
-            "input" | "stdin" => q.streams.stdin = on,
-            "output" | "stdout" => q.streams.stdout = on,
-            "error" | "stderr" => q.streams.stderr = on,
-            "tty" => q.streams.tty = on,
-            _ => {}
-        }
-    }
-    q
-}
 
 /// Exec in a running container: the upgrade (WebSocket or SPDY) is answered here, the
 /// command starts, and a task carries its stdio until it exits or the client leaves.
@@ -48,7 +22,7 @@ pub(super) async fn exec(
     pod: &str,
     container: &str,
 ) -> Response<Body> {
-    let q = exec_query(req.uri().query().unwrap_or(""));
+    let q = Query::parse(req.uri().query().unwrap_or(""));
     if q.command.is_empty() {
         return text(
             StatusCode::BAD_REQUEST,
@@ -88,7 +62,7 @@ struct Process {
 }
 
 impl Process {
-    async fn spawn(ctx: &Ctx, container_id: &str, q: &ExecQuery) -> std::io::Result<Process> {
+    async fn spawn(ctx: &Ctx, container_id: &str, q: &Query) -> std::io::Result<Process> {
         if q.streams.tty && ctx.runtime.exec_takes_console_socket() {
             let (child, pty) = spawn_with_console(|socket| {
                 ctx.runtime

@@ -194,7 +194,6 @@ pub(super) fn instance<'a>(
     pick(false).or_else(|| pick(true))
 }
 
-/// The log files of one instance, oldest first (the monitor rotates FILE -> FILE.1 -> ...).
 /// A binary message on one channel of the channel protocols: the channel byte, then data.
 pub(super) fn channel_message(channel: u8, data: &[u8]) -> tokio_tungstenite::tungstenite::Message {
     let mut m = Vec::with_capacity(data.len() + 1);
@@ -203,51 +202,21 @@ pub(super) fn channel_message(channel: u8, data: &[u8]) -> tokio_tungstenite::tu
     tokio_tungstenite::tungstenite::Message::Binary(m.into())
 }
 
-/// What a WebSocket upgrade request offers: the accept key and the chosen subprotocol.
+/// What a WebSocket upgrade request offers: the accept key and the first of `protocols`
+/// the client offered.
 pub(super) fn websocket_upgrade(
     req: &Request<Incoming>,
     protocols: &[&'static str],
 ) -> Option<(String, &'static str)> {
-    let headers = req.headers();
-    let is_ws = headers
-        .get(http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let accept = headers
-        .get("sec-websocket-key")
-        .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()))?;
-    let offered: Vec<String> = headers
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
-        .collect();
-    let protocol = protocols
-        .iter()
-        .find(|p| offered.iter().any(|o| o == *p))
-        .copied()?;
-    is_ws.then_some((accept, protocol))
+    let offer = stream::websocket::Offer::from_headers(req.headers())?;
+    let protocol = offer.choose(protocols)?;
+    Some((offer.accept, protocol))
 }
 
 pub(super) fn switching(accept: &str, protocol: &'static str) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::new()).boxed_unsync());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("websocket"),
-    );
-    h.insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("Upgrade"),
-    );
-    if let Ok(v) = http::HeaderValue::from_str(accept) {
-        h.insert("sec-websocket-accept", v);
-    }
-    h.insert(
-        "sec-websocket-protocol",
-        http::HeaderValue::from_static(protocol),
-    );
+    stream::websocket::switching_headers(resp.headers_mut(), accept, Some(protocol));
     resp
 }
 

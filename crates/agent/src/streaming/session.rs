@@ -14,7 +14,9 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{channel_message, spdy_upgrade_any, switching, text, websocket_upgrade, Body};
+use super::{
+    channel_message, percent_decode, spdy_upgrade_any, switching, text, websocket_upgrade, Body,
+};
 
 /// The WebSocket remote-command subprotocols spoken, newest first.
 const WEBSOCKET_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"];
@@ -36,6 +38,35 @@ pub(super) struct Streams {
     pub stdout: bool,
     pub stderr: bool,
     pub tty: bool,
+}
+
+/// A remote-command query: the streams asked for and, for exec, the command. Both
+/// spellings are read: the API's (`stdin=true`, or `True` as the Python client sends it,
+/// passed on by the API server) and the kubelet URL's (`input=1`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Query {
+    pub streams: Streams,
+    pub command: Vec<String>,
+}
+
+impl Query {
+    pub(super) fn parse(raw: &str) -> Query {
+        let mut q = Query::default();
+        for pair in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v);
+            let on = v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1";
+            match k {
+                "command" => q.command.push(v),
+                "input" | "stdin" => q.streams.stdin = on,
+                "output" | "stdout" => q.streams.stdout = on,
+                "error" | "stderr" => q.streams.stderr = on,
+                "tty" => q.streams.tty = on,
+                _ => {}
+            }
+        }
+        q
+    }
 }
 
 /// Whether `req` asks for an upgrade [`upgrade`] can answer.
@@ -332,4 +363,27 @@ async fn spdy_session(
         status_as_json: protocol == "v4.channel.k8s.io",
     };
     Some((conn, rx, output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_query_spellings() {
+        let q = Query::parse("stdin=true&stdout=True&tty=true&container=app&command=ls&command=-l");
+        assert_eq!(
+            q.streams,
+            Streams {
+                stdin: true,
+                stdout: true,
+                stderr: false,
+                tty: true
+            }
+        );
+        assert_eq!(q.command, ["ls", "-l"]);
+        let kubelet = Query::parse("input=1&output=1&error=1");
+        assert!(kubelet.streams.stdin && kubelet.streams.stdout && kubelet.streams.stderr);
+        assert_eq!(Query::parse("stdout=False"), Query::default());
+    }
 }
