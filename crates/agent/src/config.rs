@@ -37,6 +37,8 @@ pub struct AgentConfig {
     /// The cgroup every pod cgroup is created under (the kubelet's `--cgroup-root`), e.g.
     /// `peapod`: pods live at `<root>/pod<uid>` in every hierarchy.
     pub cgroup_root: String,
+    /// The most processes one pod may have (the kubelet's `--pod-max-pids`); None: no cap.
+    pub pod_max_pids: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use tracing::debug;
 
 use crate::envsource::{EnvObjects, Lookup};
@@ -209,6 +209,71 @@ pub fn resources(c: &Container) -> oci::Resources {
         memory_limit: lim.and_then(|r| r.get("memory")).and_then(bytes),
         pids_limit: None,
     }
+}
+
+/// The pod cgroup's settings, as the kubelet's `ResourceConfigForPod`: cpu shares from the
+/// pod's effective cpu request (2 for a BestEffort pod), a CFS quota and a memory limit
+/// only when every container sets that limit, and the node's per-pod process cap
+/// (`--pod-max-pids`), so a fork bomb stays inside its pod.
+///
+/// The effective amount is the larger of what the app containers and sidecars use together
+/// and what any plain init container uses beside the sidecars started before it.
+pub fn pod_resources(pod: &Pod, pod_max_pids: Option<i64>) -> oci::Resources {
+    let empty = Default::default();
+    let spec = pod.spec.as_ref().unwrap_or(&empty);
+    let amount = |c: &Container, limits: bool, name: &str| -> Option<i64> {
+        let r = c.resources.as_ref()?;
+        let q = if limits {
+            r.limits.as_ref()
+        } else {
+            r.requests.as_ref()
+        }?
+        .get(name)?;
+        if name == "cpu" {
+            milli(q)
+        } else {
+            bytes(q)
+        }
+    };
+    // Requests default to limits (the API server's defaulting); missing ones count as 0.
+    let cpu_request = effective_amount(spec, |c| {
+        Some(
+            amount(c, false, "cpu")
+                .or(amount(c, true, "cpu"))
+                .unwrap_or(0),
+        )
+    })
+    .unwrap_or(0);
+    let cpu_limit = effective_amount(spec, |c| amount(c, true, "cpu"));
+    oci::Resources {
+        cpu_shares: Some((cpu_request * 1024 / 1000).max(2) as u64),
+        cpu_quota: cpu_limit.map(|m| (m * 100_000 / 1000).max(1000)),
+        cpu_period: cpu_limit.map(|_| 100_000),
+        memory_limit: effective_amount(spec, |c| amount(c, true, "memory")),
+        pids_limit: pod_max_pids.filter(|p| *p > 0),
+    }
+}
+
+/// The pod's effective amount of one resource: the larger of the app containers plus
+/// sidecars together, and any plain init container plus the sidecars started before it.
+/// None when some container has no amount.
+fn effective_amount(spec: &PodSpec, amount: impl Fn(&Container) -> Option<i64>) -> Option<i64> {
+    let mut sidecars = 0i64;
+    let mut peak = 0i64;
+    for c in spec.init_containers.iter().flatten() {
+        let v = amount(c)?;
+        if crate::podstatus::is_sidecar(c) {
+            sidecars += v;
+            peak = peak.max(sidecars);
+        } else {
+            peak = peak.max(sidecars + v);
+        }
+    }
+    let mut app = sidecars;
+    for c in &spec.containers {
+        app += amount(c)?;
+    }
+    Some(peak.max(app))
 }
 
 /// Resolves the user to run as: securityContext first, then the image's `User`
@@ -876,6 +941,49 @@ mod tests {
             "spec": {"containers": []}
         }))
         .unwrap()
+    }
+
+    fn pod_with(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": spec}))
+            .unwrap()
+    }
+
+    #[test]
+    fn pod_cgroup_sums_app_and_sidecars_and_takes_the_init_peak() {
+        let res = |cpu: &str, mem: &str| serde_json::json!({"limits": {"cpu": cpu, "memory": mem}});
+        let p = pod_with(serde_json::json!({
+            "initContainers": [
+                {"name": "side", "restartPolicy": "Always", "resources": res("100m", "64Mi")},
+                {"name": "big", "resources": res("2", "1Gi")}
+            ],
+            "containers": [
+                {"name": "a", "resources": res("250m", "128Mi")},
+                {"name": "b", "resources": res("250m", "128Mi")}
+            ]
+        }));
+        let r = pod_resources(&p, Some(4096));
+        // The init peak (sidecar + big) beats the app sum (sidecar + a + b).
+        assert_eq!(r.cpu_quota, Some(210_000));
+        assert_eq!(r.memory_limit, Some((64 + 1024) * 1024 * 1024));
+        assert_eq!(r.cpu_shares, Some(2100 * 1024 / 1000));
+        assert_eq!(r.pids_limit, Some(4096));
+    }
+
+    #[test]
+    fn pod_cgroup_has_no_limit_unless_every_container_sets_one() {
+        let p = pod_with(serde_json::json!({"containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "500m"}, "limits": {"memory": "64Mi"}}},
+            {"name": "b"}
+        ]}));
+        let r = pod_resources(&p, None);
+        assert_eq!(
+            (r.cpu_quota, r.memory_limit, r.pids_limit),
+            (None, None, None)
+        );
+        assert_eq!(r.cpu_shares, Some(512));
+        // BestEffort gets the minimum shares.
+        let p = pod_with(serde_json::json!({"containers": [{"name": "a"}]}));
+        assert_eq!(pod_resources(&p, None).cpu_shares, Some(2));
     }
 
     fn image(env: &[&str]) -> image::Image {

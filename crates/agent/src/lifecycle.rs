@@ -3,6 +3,7 @@
 //! httpGet, sleep) with upstream's failure messages, and the stop of one container —
 //! preStop within the grace period, then the stop signal, then SIGKILL when time is up.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,12 @@ pub struct StopRequest {
     pub floor: bool,
     /// Whether to run the preStop hook (not again when a stop is already under way).
     pub pre_stop: bool,
+    /// Containers (ids) that must exit before this one gets its stop signal: a sidecar
+    /// waits for the app containers and the sidecars after it (upstream's termination
+    /// ordering), within the grace period.
+    pub after: Vec<String>,
+    /// The ids of the pod's containers that have exited so far.
+    pub exited: tokio::sync::watch::Receiver<HashSet<String>>,
 }
 
 /// Stops one container: preStop within the grace period (cut when the period ends), the
@@ -130,6 +137,19 @@ pub async fn stop(ctx: Arc<Ctx>, req: StopRequest, cancel: CancellationToken) {
                     "preStop hook not completed in the grace period"),
             },
         }
+        kill_at = kill_at.max(Instant::now() + MIN_GRACE);
+    }
+    if !req.after.is_empty() && !req.grace.is_zero() {
+        let mut exited = req.exited.clone();
+        let turn = exited.wait_for(|done| req.after.iter().all(|id| done.contains(id)));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = turn => {}
+            _ = tokio::time::sleep_until((start + req.grace).into()) => {
+                info!(container = %req.container_id, "containers it waits for outlived the grace period");
+            }
+        }
+        // As after a preStop hook, the stop signal always gets its short window.
         kill_at = kill_at.max(Instant::now() + MIN_GRACE);
     }
     let signal = if req.grace.is_zero() {

@@ -5,7 +5,7 @@
 //! Probe results and postStart hook outcomes come back to it as messages: it alone decides
 //! what a container's readiness is and when a container is killed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,9 +61,43 @@ fn ephemeral_as_container(ec: &EphemeralContainer) -> Option<Container> {
     serde_json::from_value(value).ok()
 }
 
+/// The retry delay after a container failed to start (image pull, config errors).
 struct Backoff {
     delay: Duration,
     until: Instant,
+}
+
+/// Upstream's per-container restart backoff (the kubelet's `flowcontrol.Backoff` keyed by
+/// container): a restart waits `delay` counted from the container's exit; each restart
+/// doubles it up to [`BACKOFF_MAX`], and an exit more than twice that after the last
+/// restart (the container ran 10 min) starts over at [`BACKOFF_INITIAL`].
+struct CrashBackoff {
+    delay: Duration,
+    /// When the last restart was let through (upstream's `lastUpdate`).
+    last_update: jiff::Timestamp,
+    /// While a restart waits: when it may happen (wakes the worker).
+    retry_at: Option<Instant>,
+}
+
+impl CrashBackoff {
+    fn expired(&self, exited: jiff::Timestamp) -> bool {
+        elapsed(self.last_update, exited) > BACKOFF_MAX * 2
+    }
+
+    /// How long a restart of a container that exited at `exited` must still wait.
+    fn remaining(&self, exited: jiff::Timestamp, now: jiff::Timestamp) -> Option<Duration> {
+        if self.expired(exited) {
+            return None;
+        }
+        self.delay
+            .checked_sub(elapsed(exited, now))
+            .filter(|d| !d.is_zero())
+    }
+}
+
+/// `to - from`, zero when `to` is earlier.
+fn elapsed(from: jiff::Timestamp, to: jiff::Timestamp) -> Duration {
+    Duration::try_from(to.duration_since(from)).unwrap_or(Duration::ZERO)
 }
 
 /// Why the worker kills a running container (not the pod's termination).
@@ -119,6 +153,7 @@ pub struct Worker {
     exits_tx: mpsc::UnboundedSender<String>,
     exits_rx: mpsc::UnboundedReceiver<String>,
     backoff: HashMap<(String, bool), Backoff>,
+    crash_backoff: HashMap<(String, bool), CrashBackoff>,
     /// Waiting reasons for containers that could not be started: (reason, message).
     waiting: HashMap<(String, bool), (String, String)>,
     sandbox_retry: Option<Instant>,
@@ -155,6 +190,7 @@ pub fn spawn(
         exits_tx,
         exits_rx,
         backoff: HashMap::new(),
+        crash_backoff: HashMap::new(),
         waiting: HashMap::new(),
         sandbox_retry: None,
         deadline_at: None,
@@ -217,7 +253,14 @@ impl Worker {
                     if !self.rec.terminal && self.finished(&pod) {
                         info!(pod = %self.rec.name, "pod finished; releasing its sandbox");
                         self.rec.terminal = true;
-                        self.terminate(Some(&pod), 0, &mut updates).await;
+                        // What still runs (sidecars beside a failed init container) stops
+                        // gracefully, as the kubelet's pod termination.
+                        let grace = pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                            .unwrap_or(30);
+                        self.terminate(Some(&pod), grace, &mut updates).await;
                         self.teardown(false).await;
                         self.report(&pod, false).await;
                     }
@@ -470,6 +513,8 @@ impl Worker {
             grace: Duration::from_secs(grace.max(0) as u64),
             floor: true,
             pre_stop: true,
+            after: Vec::new(),
+            exited: watch::channel(HashSet::new()).1,
         };
         tokio::spawn(lifecycle::stop(self.ctx.clone(), req, cancel));
     }
@@ -544,9 +589,11 @@ impl Worker {
         if let Some(d) = self.deadline_at {
             wake = wake.min(d);
         }
-        for b in self.backoff.values() {
-            if b.until > Instant::now() && b.until < wake {
-                wake = b.until;
+        let retries = self.backoff.values().map(|b| b.until);
+        let restarts = self.crash_backoff.values().filter_map(|b| b.retry_at);
+        for at in retries.chain(restarts) {
+            if at > Instant::now() && at < wake {
+                wake = at;
             }
         }
         if let Some(t) = self.sandbox_retry {
@@ -622,8 +669,19 @@ impl Worker {
             }
         }
         self.tend_live(pod, &spec);
-        self.start_ephemeral(pod, &spec).await;
         let policy = Self::restart_policy(pod);
+        if self.app_containers_done(&spec, &policy) {
+            // The kubelet kills the pod once no app container runs or will run again:
+            // sidecars stop (after the app, in reverse order) and are not restarted, so
+            // a Job-like pod with a sidecar completes.
+            if self.rec.containers.iter().any(|c| c.exit.is_none()) {
+                info!(pod = %self.rec.name, "app containers done; stopping the sidecars");
+                let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+                self.stop_all(pod, grace).await;
+            }
+            return;
+        }
+        self.start_ephemeral(pod, &spec).await;
         // Init containers, one at a time; sidecars start in order and keep running.
         for c in spec.init_containers.iter().flatten() {
             let sidecar = is_sidecar(c);
@@ -681,19 +739,37 @@ impl Worker {
         }
     }
 
-    /// Restarts an exited container once its backoff allows, as the kubelet's CrashLoopBackOff.
+    /// Every app container has exited and none will be restarted under `policy`.
+    fn app_containers_done(&self, spec: &PodSpec, policy: &str) -> bool {
+        !spec.containers.is_empty()
+            && spec.containers.iter().all(|c| {
+                let exit = self
+                    .rec
+                    .latest(&c.name, false)
+                    .and_then(|r| r.exit.as_ref());
+                exit.is_some_and(|e| match policy {
+                    "Always" => false,
+                    "OnFailure" => e.exit_code == 0,
+                    _ => true,
+                })
+            })
+    }
+
+    /// Restarts an exited container once its backoff allows, as the kubelet's CrashLoopBackOff:
+    /// the first restart at once, then after 10 s, 20 s, 40 s ... counted from the exit.
     async fn restart(&mut self, pod: &Pod, c: &Container, init: bool, last: &ContainerRecord) {
         let key = (c.name.clone(), init);
-        let now = Instant::now();
-        if let Some(b) = self.backoff.get(&key) {
-            if b.until > now {
-                let ns = &self.rec.namespace;
+        let now = jiff::Timestamp::now();
+        let exited = last.exit.as_ref().map_or(now, |e| e.finished_at);
+        if let Some(b) = self.crash_backoff.get_mut(&key) {
+            if let Some(wait) = b.remaining(exited, now) {
+                b.retry_at = Some(Instant::now() + wait);
                 let message = format!(
                     "back-off {} restarting failed container={} pod={}_{}({})",
                     container::go_duration(b.delay).replace(".0s", "s"),
                     c.name,
                     self.rec.name,
-                    ns,
+                    self.rec.namespace,
                     self.rec.uid
                 );
                 if self.waiting.get(&key).map(|w| w.0.as_str()) != Some("CrashLoopBackOff") {
@@ -710,15 +786,16 @@ impl Worker {
                 return;
             }
         }
-        let delay = self
-            .backoff
-            .get(&key)
-            .map_or(BACKOFF_INITIAL, |b| (b.delay * 2).min(BACKOFF_MAX));
-        self.backoff.insert(
+        let delay = match self.crash_backoff.get(&key) {
+            Some(b) if !b.expired(exited) => (b.delay * 2).min(BACKOFF_MAX),
+            _ => BACKOFF_INITIAL,
+        };
+        self.crash_backoff.insert(
             key,
-            Backoff {
+            CrashBackoff {
                 delay,
-                until: now + delay,
+                last_update: now,
+                retry_at: None,
             },
         );
         self.start(pod, c, init, last.attempt + 1, None).await;
@@ -1069,6 +1146,11 @@ impl Worker {
         }
         let grace = Duration::from_secs(grace.max(0) as u64);
         let stops = CancellationToken::new();
+        let (exited_tx, exited_rx) = watch::channel(HashSet::new());
+        let order = pod
+            .and_then(|p| p.spec.as_ref())
+            .map(|spec| termination_order(spec, &running))
+            .unwrap_or_default();
         let shared_pod = pod.map(|p| Arc::new(p.clone()));
         let pod_ip = self
             .rec
@@ -1108,6 +1190,8 @@ impl Worker {
                 grace,
                 floor: false,
                 pre_stop: earlier.is_none(),
+                after: order.get(&c.id).cloned().unwrap_or_default(),
+                exited: exited_rx.clone(),
             };
             tokio::spawn(lifecycle::stop(self.ctx.clone(), req, stops.child_token()));
         }
@@ -1125,7 +1209,12 @@ impl Worker {
                 break;
             }
             tokio::select! {
-                Some(id) = self.exits_rx.recv() => self.on_exit(&id).await,
+                Some(id) = self.exits_rx.recv() => {
+                    self.on_exit(&id).await;
+                    exited_tx.send_modify(|done| {
+                        done.insert(id);
+                    });
+                }
                 _ = tokio::time::sleep_until(deadline.into()), if !killed => {
                     killed = true;
                     self.kill_remaining().await;
@@ -1226,7 +1315,9 @@ impl Worker {
         }
     }
 
-    fn container_status(&self, c: &Container, init: bool, init_pending: bool) -> ContainerStatus {
+    /// One container's status. `has_init`: the pod has init containers, so app containers
+    /// not created yet wait as `PodInitializing` (upstream's default waiting state).
+    fn container_status(&self, c: &Container, init: bool, has_init: bool) -> ContainerStatus {
         let key = (c.name.clone(), init);
         let latest = self.rec.latest(&c.name, init);
         let runtime = self.ctx.cfg.runtime.name();
@@ -1249,19 +1340,26 @@ impl Worker {
             ..Default::default()
         };
         let override_waiting = self.waiting.get(&key);
+        let default_waiting = || {
+            if has_init && !init {
+                waiting("PodInitializing", None)
+            } else {
+                waiting("ContainerCreating", None)
+            }
+        };
         let (state, last_state) = match latest {
             None => {
                 let state = match override_waiting {
                     Some((r, m)) => waiting(r, Some(m.clone())),
-                    None if init_pending && !init => waiting("PodInitializing", None),
-                    None => waiting("ContainerCreating", None),
+                    None => default_waiting(),
                 };
                 (state, None)
             }
             Some(r) if r.exit.is_none() => {
-                // Not running for the API until its postStart hook is done, as upstream.
+                // Not running for the API until its postStart hook is done: upstream's
+                // status still shows the state from before the start.
                 let state = if r.post_start_pending {
-                    waiting("ContainerCreating", None)
+                    default_waiting()
                 } else {
                     ContainerState {
                         running: Some(ContainerStateRunning {
@@ -1323,19 +1421,11 @@ impl Worker {
             .flatten()
             .map(|c| self.container_status(c, true, false))
             .collect();
-        let init_pending = spec.init_containers.iter().flatten().any(|c| {
-            let s = init_statuses.iter().find(|s| s.name == c.name);
-            let done = s
-                .and_then(|s| s.state.as_ref())
-                .and_then(|st| st.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0);
-            let sidecar_running = is_sidecar(c) && s.is_some_and(|s| s.started == Some(true));
-            !(done || sidecar_running)
-        });
+        let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
         let statuses: Vec<ContainerStatus> = spec
             .containers
             .iter()
-            .map(|c| self.container_status(c, false, init_pending))
+            .map(|c| self.container_status(c, false, has_init))
             .collect();
         // Ephemeral containers count for neither phase nor readiness; the kubelet reports
         // them never ready and without `started`.
@@ -1347,7 +1437,7 @@ impl Worker {
             .map(|c| ContainerStatus {
                 ready: false,
                 started: None,
-                ..self.container_status(&c, false, init_pending)
+                ..self.container_status(&c, false, has_init)
             })
             .collect();
         let phase = podstatus::phase(
@@ -1460,6 +1550,36 @@ impl Worker {
 
 /// "sandbox +41ms, image:app +43ms, started:app +88ms, ready +90ms" — each stage's end,
 /// relative to when the agent accepted the pod.
+/// Which running containers each running sidecar waits for before its stop signal: the
+/// app containers and the sidecars defined after it, so sidecars stop after the app and
+/// in reverse order (upstream's `terminationOrdering`). Keyed by container id.
+fn termination_order(spec: &PodSpec, running: &[ContainerRecord]) -> HashMap<String, Vec<String>> {
+    let app: Vec<String> = running
+        .iter()
+        .filter(|r| !r.init && !r.ephemeral)
+        .map(|r| r.id.clone())
+        .collect();
+    let sidecars: Vec<&Container> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| is_sidecar(c))
+        .collect();
+    let running_sidecar = |c: &Container| running.iter().find(|r| r.init && r.name == c.name);
+    let mut order = HashMap::new();
+    for (i, c) in sidecars.iter().enumerate() {
+        let Some(r) = running_sidecar(c) else {
+            continue;
+        };
+        let later = sidecars[i + 1..]
+            .iter()
+            .filter_map(|l| running_sidecar(l))
+            .map(|l| l.id.clone());
+        order.insert(r.id.clone(), app.iter().cloned().chain(later).collect());
+    }
+    order
+}
+
 fn timeline_message(timeline: &[(String, jiff::Timestamp)]) -> String {
     let Some((_, start)) = timeline.first() else {
         return String::new();
@@ -1476,4 +1596,38 @@ fn timeline_message(timeline: &[(String, jiff::Timestamp)]) -> String {
         "Startup timeline since the node accepted the pod: {}",
         stages.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn a_restart_waits_its_delay_counted_from_the_exit() {
+        let b = CrashBackoff {
+            delay: Duration::from_secs(20),
+            last_update: at(0),
+            retry_at: None,
+        };
+        // Exited at 30 s (the container ran a while): 20 s from then, not from the restart.
+        assert_eq!(b.remaining(at(30), at(35)), Some(Duration::from_secs(15)));
+        assert_eq!(b.remaining(at(30), at(50)), None);
+    }
+
+    #[test]
+    fn a_container_that_ran_ten_minutes_starts_its_backoff_over() {
+        let b = CrashBackoff {
+            delay: BACKOFF_MAX,
+            last_update: at(0),
+            retry_at: None,
+        };
+        assert!(b.remaining(at(599), at(600)).is_some());
+        assert!(!b.expired(at(600)));
+        assert!(b.expired(at(601)));
+        assert_eq!(b.remaining(at(601), at(602)), None);
+    }
 }

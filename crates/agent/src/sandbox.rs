@@ -236,7 +236,8 @@ async fn build(
     let name = pod.metadata.name.clone().unwrap_or_default();
     let t0 = std::time::Instant::now();
     std::fs::create_dir_all(pod_dir).map_err(|e| AgentError::io(pod_dir, e))?;
-    oci::cgroup::create_pod_cgroup(&ctx.cfg.pod_cgroup(&uid), &oci::Resources::default())
+    let limits = crate::container::pod_resources(pod, ctx.cfg.pod_max_pids);
+    oci::cgroup::create_pod_cgroup(&ctx.cfg.pod_cgroup(&uid), &limits)
         .map_err(|e| AgentError::Sandbox(format!("creating the pod cgroup: {e}")))?;
     let t_netns;
     if sandbox.host_network {

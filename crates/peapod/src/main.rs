@@ -95,6 +95,10 @@ struct NodeArgs {
     /// The cgroup pods are created under, as `<root>/pod<uid>` (the kubelet's flag).
     #[arg(long, default_value = "peapod")]
     cgroup_root: String,
+    /// The most processes one pod may run (the kubelet's flag); -1 for no cap. Upstream's
+    /// default is no cap; peapod caps so a fork bomb cannot take the node's process table.
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true)]
+    pod_max_pids: i64,
     /// Registries reached over plain HTTP (loopback ones always are).
     #[arg(long)]
     insecure_registry: Vec<String>,
@@ -378,6 +382,7 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
         started_at: jiff::Timestamp::now(),
         kubelet_port: node.kubelet_port,
         cgroup_root: node.cgroup_root.trim_matches('/').to_string(),
+        pod_max_pids: (node.pod_max_pids > 0).then_some(node.pod_max_pids),
     })
 }
 
