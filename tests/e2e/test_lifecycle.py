@@ -7,7 +7,6 @@ limits, the per-pod process cap that keeps a fork bomb inside its pod)."""
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 
 import kubernetes
@@ -256,3 +255,40 @@ def test_a_fork_bomb_stays_inside_its_pod(crun_node, pod_ns):
     out = n.kubectl("exec", "-n", pod_ns, "bystander", "--", "sh", "-c", "echo alive").stdout
     assert out.strip() == "alive"
     n.kubectl("delete", "pod", "bomb", "-n", pod_ns, "--wait=true", timeout=90)
+
+
+def test_bad_commands_and_image_names_end_in_the_kubelet_reasons(crun_node, pod_ns):
+    n = crun_node
+    nocmd = pod("nocmd", n.images.busybox, ["/no/such/binary"])
+    badname = pod("badname", "Upper/Case:1")
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(nocmd, badname))
+
+    def status(name):
+        return (get_pod(n, pod_ns, name).get("status", {}).get("containerStatuses") or [{}])[0]
+
+    def failed_to_run():
+        s = status("nocmd")
+        last = s.get("lastState", {}).get("terminated")
+        return s if last and s["state"].get("waiting") else None
+    s = wait_until(failed_to_run, timeout=60, interval=0.3, what="nocmd's failed start")
+    assert s["state"]["waiting"]["reason"] in ("RunContainerError", "CrashLoopBackOff")
+    assert s["lastState"]["terminated"]["reason"] == "StartError"
+    assert s["lastState"]["terminated"]["exitCode"] == 128
+    assert "/no/such/binary" in s["lastState"]["terminated"]["message"]
+
+    s = wait_until(lambda: status("badname").get("state", {}).get("waiting"), timeout=30,
+                   what="badname waiting")
+    assert s["reason"] == "InvalidImageName"
+    assert "must be lowercase" in s["message"]
+    rows = rows_by_name(n.kubectl("get", "pods", "-n", pod_ns).stdout)
+    assert rows["badname"]["STATUS"] == "InvalidImageName"
+    assert rows["nocmd"]["STATUS"] in ("RunContainerError", "CrashLoopBackOff")
+    described = n.kubectl("describe", "pod", "nocmd", "-n", pod_ns).stdout
+    assert "Started:      Thu, 01 Jan 1970 00:00:00 +0000" in described
+    # A pod whose command is missing under Never fails instead of looping.
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("nocmd-once", n.images.busybox, ["/no/such/binary"],
+                                restartPolicy="Never")))
+    p = wait_phase(n, pod_ns, "nocmd-once", "Failed")
+    t = p["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (t["reason"], t["exitCode"]) == ("StartError", 128)

@@ -892,6 +892,14 @@ pub fn signal_number(s: &str) -> Option<i32> {
     })
 }
 
+/// The reason of a container the runtime could not create or start (the command does not
+/// exist, ...). As with containerd, such a container counts as having run and exited 128:
+/// it is restarted under the restart policy, with the crash backoff.
+pub const START_ERROR: &str = "StartError";
+
+/// The exit code recorded for a [`START_ERROR`], containerd's.
+pub const START_ERROR_EXIT_CODE: i32 = 128;
+
 /// Creates the container under its monitor, then starts it.
 pub async fn create_and_start(ctx: &Ctx, prepared: &mut Prepared) -> Result<(), StartFailure> {
     let spec = oci::build_spec(&prepared.spec)
@@ -908,12 +916,12 @@ pub async fn create_and_start(ctx: &Ctx, prepared: &mut Prepared) -> Result<(), 
             &exit_file,
         )
         .await
-        .map_err(|e| StartFailure::new("CreateContainerError", e.to_string()))?;
+        .map_err(|e| StartFailure::new(START_ERROR, e.to_string()))?;
     prepared.record.pid = pid;
     ctx.runtime
         .start(&prepared.record.id)
         .await
-        .map_err(|e| StartFailure::new("StartError", e.to_string()))?;
+        .map_err(|e| StartFailure::new(START_ERROR, e.to_string()))?;
     prepared.record.started_at = Some(jiff::Timestamp::now());
     Ok(())
 }

@@ -960,7 +960,11 @@ impl Worker {
                 let _ = self.ctx.runtime.delete(&prepared.record.id, true).await;
                 let _ = image::unmount_rootfs(&prepared.bundle);
                 let _ = std::fs::remove_dir_all(&prepared.bundle);
-                self.start_failed(pod, c, init, f);
+                if f.reason == container::START_ERROR {
+                    self.record_start_error(pod, c, init, prepared.record, f.message);
+                } else {
+                    self.start_failed(pod, c, init, f);
+                }
             }
         }
     }
@@ -1022,6 +1026,45 @@ impl Worker {
             },
         );
         self.waiting.insert(key, (f.reason.to_string(), f.message));
+    }
+
+    /// A container the runtime could not run: as the kubelet on containerd reports it, an
+    /// instance that ended at once (`StartError`, exit 128, the runtime's message) while the
+    /// container waits as `RunContainerError`; the restart policy and crash backoff apply.
+    fn record_start_error(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        init: bool,
+        mut record: ContainerRecord,
+        message: String,
+    ) {
+        let key = (c.name.clone(), init);
+        warn!(pod = %self.rec.name, container = %c.name, %message, "container did not start");
+        self.ctx.recorder.container_event(
+            pod,
+            field_path(pod, init, &c.name),
+            EventType::Warning,
+            "Failed",
+            format!("Error: {message}"),
+        );
+        record.pid = 0;
+        // It never ran: containerd reports the zero Unix time as its start.
+        record.started_at = Some(jiff::Timestamp::UNIX_EPOCH);
+        record.post_start_pending = false;
+        record.exit = Some(ExitRecord {
+            exit_code: container::START_ERROR_EXIT_CODE,
+            signal: None,
+            finished_at: jiff::Timestamp::now(),
+            reason: container::START_ERROR.into(),
+            message: Some(message.clone()),
+        });
+        self.rec.containers.push(record);
+        self.prune_old_instances(&c.name, init);
+        self.backoff.remove(&key);
+        self.waiting
+            .insert(key, ("RunContainerError".into(), message));
+        self.save();
     }
 
     /// Keeps the newest two instances of a container (the current one and `--previous`).
