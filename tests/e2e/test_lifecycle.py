@@ -292,3 +292,24 @@ def test_bad_commands_and_image_names_end_in_the_kubelet_reasons(crun_node, pod_
     p = wait_phase(n, pod_ns, "nocmd-once", "Failed")
     t = p["status"]["containerStatuses"][0]["state"]["terminated"]
     assert (t["reason"], t["exitCode"]) == ("StartError", 128)
+
+
+def test_an_empty_dir_over_its_size_limit_gets_the_pod_evicted(crun_node, pod_ns):
+    n = crun_node
+    p = pod("filler", n.images.busybox,
+            ["sh", "-c", "dd if=/dev/zero of=/cache/blob bs=1024 count=4096; sleep 3600"])
+    p["spec"]["containers"][0]["volumeMounts"] = [{"name": "cache", "mountPath": "/cache"}]
+    p["spec"]["volumes"] = [{"name": "cache", "emptyDir": {"sizeLimit": "1Mi"}}]
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    failed = wait_phase(n, pod_ns, "filler", "Failed", timeout=60)
+    message = 'Usage of EmptyDir volume "cache" exceeds the limit "1Mi". '
+    assert (failed["status"]["reason"], failed["status"]["message"]) == ("Evicted", message)
+    conds = {c["type"]: c for c in failed["status"]["conditions"]}
+    assert conds["DisruptionTarget"]["reason"] == "TerminationByKubelet"
+    assert failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137
+    # kubectl prints a killed container's own reason over the pod's, as for upstream's
+    # evicted pods since containers are reported terminated.
+    rows = rows_by_name(n.kubectl("get", "pods", "-n", pod_ns).stdout)
+    assert rows["filler"]["STATUS"] == "Error"
+    described = n.kubectl("describe", "pod", "filler", "-n", pod_ns).stdout
+    assert "Evicted" in described and "exceeds the limit" in described

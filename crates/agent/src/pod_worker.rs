@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, EphemeralContainer, HostIP, Pod, PodIP, PodSpec,
-    PodStatus,
+    ContainerStateWaiting, ContainerStatus, EphemeralContainer, HostIP, Pod, PodCondition, PodIP,
+    PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -44,6 +44,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const RESYNC: Duration = Duration::from_secs(10);
 /// The kubelet's words for a pod stopped at its active deadline.
 const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
+/// How often a pod's size-limited emptyDirs are measured (the kubelet's housekeeping).
+const EVICTION_CHECK: Duration = Duration::from_secs(5);
 /// Sandbox creation is retried this often after a failure.
 const SANDBOX_RETRY: Duration = Duration::from_secs(2);
 
@@ -157,6 +159,8 @@ pub struct Worker {
     /// Waiting reasons for containers that could not be started: (reason, message).
     waiting: HashMap<(String, bool), (String, String)>,
     sandbox_retry: Option<Instant>,
+    /// When the pod's emptyDirs were last measured against their size limits.
+    last_eviction_check: Option<Instant>,
     /// When the pod's active deadline ends, while it runs (wakes the worker then).
     deadline_at: Option<Instant>,
     last_status: Option<PodStatus>,
@@ -191,6 +195,7 @@ pub fn spawn(
         exits_rx,
         backoff: HashMap::new(),
         crash_backoff: HashMap::new(),
+        last_eviction_check: None,
         waiting: HashMap::new(),
         sandbox_retry: None,
         deadline_at: None,
@@ -246,6 +251,13 @@ impl Worker {
                         self.terminate(Some(&pod), grace, &mut updates).await;
                         self.teardown(false).await;
                     }
+                    if !self.rec.terminal && self.eviction_check_due(&pod) {
+                        if let Some(message) =
+                            crate::volumes::empty_dir_overrun(&pod, &self.pod_dir)
+                        {
+                            self.evict(&pod, message, &mut updates).await;
+                        }
+                    }
                     if !self.rec.terminal {
                         self.sync(&pod).await;
                     }
@@ -275,6 +287,48 @@ impl Worker {
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
+    }
+
+    /// Whether to measure the pod's size-limited emptyDirs now: at most every
+    /// [`EVICTION_CHECK`], as the kubelet's eviction manager, and only if it has any.
+    fn eviction_check_due(&mut self, pod: &Pod) -> bool {
+        let limited = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .is_some_and(|vs| {
+                vs.iter()
+                    .any(|v| v.empty_dir.as_ref().is_some_and(|e| e.size_limit.is_some()))
+            });
+        let now = Instant::now();
+        if !limited
+            || self
+                .last_eviction_check
+                .is_some_and(|t| now < t + EVICTION_CHECK)
+        {
+            return false;
+        }
+        self.last_eviction_check = Some(now);
+        true
+    }
+
+    /// The kubelet's eviction of one pod: the `Evicted` event, every container killed at
+    /// once, and the pod Failed with reason Evicted (reported by `compute_status`).
+    async fn evict(
+        &mut self,
+        pod: &Pod,
+        message: String,
+        updates: &mut watch::Receiver<PodUpdate>,
+    ) {
+        warn!(pod = %self.rec.name, %message, "evicting the pod");
+        self.ctx
+            .recorder
+            .pod_event(pod, EventType::Warning, "Evicted", message.clone());
+        self.rec.evicted = Some(message);
+        self.rec.terminal = true;
+        self.save();
+        self.terminate(Some(pod), 0, updates).await;
+        self.teardown(false).await;
     }
 
     /// A probe result crossed its threshold.
@@ -1496,7 +1550,7 @@ impl Worker {
             .and_then(|s| s.conditions.clone())
             .unwrap_or_default();
         let sandbox_ready = self.rec.sandbox.is_some() && !self.rec.terminal && !deleting;
-        let conditions = podstatus::conditions(
+        let mut conditions = podstatus::conditions(
             &prev,
             spec,
             &init_statuses,
@@ -1518,7 +1572,22 @@ impl Worker {
             })
             .unwrap_or_default();
         let host_ip = self.ctx.cfg.node_ip.to_string();
-        let (phase, reason, message) = if self.rec.deadline_exceeded {
+        let (phase, reason, message) = if let Some(m) = &self.rec.evicted {
+            // As the eviction manager, which also marks the pod a disruption target.
+            conditions.push(PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("TerminationByKubelet".into()),
+                message: Some(m.clone()),
+                last_transition_time: prev
+                    .iter()
+                    .find(|c| c.type_ == "DisruptionTarget")
+                    .and_then(|c| c.last_transition_time.clone())
+                    .or_else(|| Some(now.clone())),
+                ..Default::default()
+            });
+            ("Failed", Some("Evicted".to_string()), Some(m.clone()))
+        } else if self.rec.deadline_exceeded {
             (
                 "Failed",
                 Some("DeadlineExceeded".to_string()),

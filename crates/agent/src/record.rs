@@ -24,6 +24,10 @@ pub struct PodRecord {
     /// The pod ran past `activeDeadlineSeconds` and was stopped: Failed, DeadlineExceeded.
     #[serde(default)]
     pub deadline_exceeded: bool,
+    /// The node evicted the pod (an emptyDir over its sizeLimit): Failed, Evicted, this
+    /// message.
+    #[serde(default)]
+    pub evicted: Option<String>,
     /// Stages of the pod's start, for the startup timeline.
     #[serde(default)]
     pub timeline: Vec<(String, jiff::Timestamp)>,

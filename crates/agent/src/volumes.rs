@@ -109,6 +109,54 @@ pub async fn sync(client: &kube::Client, pod: &Pod, pod_dir: &Path) -> Result<()
     Ok(())
 }
 
+/// The kubelet eviction manager's emptyDir check: the message for the first emptyDir whose
+/// disk usage is over its `sizeLimit` (`Usage of EmptyDir volume "x" exceeds the limit
+/// "1Mi". `), None while all fit. A memory-backed one is a tmpfs of that size and cannot
+/// go over.
+pub fn empty_dir_overrun(pod: &Pod, pod_dir: &Path) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    spec.volumes.iter().flatten().find_map(|v| {
+        let limit = v.empty_dir.as_ref()?.size_limit.as_ref()?;
+        let bytes = api::quantity::Quantity::parse(&limit.0).ok()?.nanos / 1_000_000_000;
+        if bytes <= 0 {
+            return None;
+        }
+        let used = disk_usage(&volume_dir(pod_dir, &v.name));
+        (i128::from(used) > bytes).then(|| {
+            format!(
+                "Usage of EmptyDir volume {:?} exceeds the limit {:?}. ",
+                v.name,
+                api::quantity::canonical(&limit.0)
+            )
+        })
+    })
+}
+
+/// Bytes a directory tree takes on disk (allocated blocks, each inode once, as `du`).
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if seen.insert((meta.dev(), meta.ino())) {
+                total += meta.blocks() * 512;
+            }
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
+}
+
 /// Unmounts every API-backed volume of the pod in `pod_dir` (fine if none are mounted).
 pub fn teardown(pod_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(pod_dir.join("volumes")) else {
@@ -665,6 +713,34 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o400);
+    }
+
+    #[test]
+    fn an_empty_dir_over_its_size_limit_is_reported_with_the_kubelet_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "roomy", "emptyDir": {"sizeLimit": "1Gi"}},
+                {"name": "cache", "emptyDir": {"sizeLimit": "1Mi"}},
+                {"name": "free", "emptyDir": {}}
+            ]}
+        }))
+        .unwrap();
+        for name in ["roomy", "cache", "free"] {
+            std::fs::create_dir_all(volume_dir(&dir, name).join("sub")).unwrap();
+        }
+        assert_eq!(empty_dir_overrun(&pod, &dir), None);
+        let big = vec![1u8; 3 << 20];
+        std::fs::write(volume_dir(&dir, "free").join("big"), &big).unwrap();
+        std::fs::write(volume_dir(&dir, "roomy").join("big"), &big).unwrap();
+        assert_eq!(empty_dir_overrun(&pod, &dir), None);
+        std::fs::write(volume_dir(&dir, "cache").join("sub/big"), &big).unwrap();
+        assert_eq!(
+            empty_dir_overrun(&pod, &dir).as_deref(),
+            Some("Usage of EmptyDir volume \"cache\" exceeds the limit \"1Mi\". ")
+        );
     }
 
     #[test]
