@@ -313,3 +313,21 @@ def test_an_empty_dir_over_its_size_limit_gets_the_pod_evicted(crun_node, pod_ns
     assert rows["filler"]["STATUS"] == "Error"
     described = n.kubectl("describe", "pod", "filler", "-n", pod_ns).stdout
     assert "Evicted" in described and "exceeds the limit" in described
+
+
+def test_a_missing_image_goes_err_image_pull_then_image_pull_back_off_and_retries(crun_node,
+                                                                                 pod_ns):
+    n = crun_node
+    watch = n.kubectl_watch("get", "pods", "-n", pod_ns, "-w", "--no-headers")
+    try:
+        n.kubectl("apply", "-n", pod_ns, "-f", "-",
+                  input=to_yaml(pod("absent", f"{n.images.host}/e2e/not-there:1")))
+        for want in ("ErrImagePull", "ImagePullBackOff", "ErrImagePull", "ImagePullBackOff"):
+            watch.expect(lambda l, w=want: l.startswith("absent ") and status_column(l) == w,
+                         timeout=40)
+    finally:
+        watch.stop()
+    described = n.kubectl("describe", "pod", "absent", "-n", pod_ns).stdout
+    assert f'Back-off pulling image "{n.images.host}/e2e/not-there:1"' in described
+    assert "Failed to pull image" in described
+    assert get_pod(n, pod_ns, "absent")["status"]["phase"] == "Pending"
