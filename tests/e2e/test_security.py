@@ -102,3 +102,72 @@ def test_safe_sysctls_apply_and_unsafe_ones_are_refused(crun_node, pod_ns):
         return ((st[0].get("state", {}).get("waiting") or {}).get("message") or None) if st else None
     assert wait_until(waiting, timeout=30, what="the refusal") == \
         'forbidden sysctl: "kernel.msgmax" not allowlisted'
+
+
+def test_seccomp_profiles_runtime_default_unconfined_and_localhost(node, pod_ns):
+    n = node
+    # A Localhost profile lives under the node's DATA/seccomp, as the kubelet's <root>/seccomp.
+    profiles = n.node.data_dir / "seccomp"
+    profiles.mkdir(exist_ok=True)
+    (profiles / "no-mkdir.json").write_text(
+        '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"],'
+        ' "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}')
+    probe = ["sh", "-c", "grep '^Seccomp:' /proc/self/status;"
+             " unshare -U true && echo userns=made || echo userns=refused;"
+             " mkdir /tmp/d && echo mkdir=ok || echo mkdir=refused; echo done; sleep 3600"]
+    p = pod("seccomp", n.images.busybox, probe)
+    base = p["spec"]["containers"][0]
+    p["spec"]["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    p["spec"]["containers"] = [
+        {**base, "name": "default"},
+        {**base, "name": "unconfined",
+         "securityContext": {"seccompProfile": {"type": "Unconfined"}}},
+        {**base, "name": "localhost", "securityContext": {
+            "seccompProfile": {"type": "Localhost", "localhostProfile": "no-mkdir.json"}}},
+        # As containerd, a privileged container runs without a filter.
+        {**base, "name": "privileged", "securityContext": {"privileged": True}}]
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "seccomp")
+    out = {c: logs(n, pod_ns, "seccomp", c, "done")
+           for c in ("default", "unconfined", "localhost", "privileged")}
+    assert re.search(r"Seccomp:\s+2", out["default"]), out["default"]
+    assert "userns=refused" in out["default"] and "mkdir=ok" in out["default"]
+    assert re.search(r"Seccomp:\s+0", out["unconfined"]), out["unconfined"]
+    assert "userns=made" in out["unconfined"]
+    assert re.search(r"Seccomp:\s+2", out["localhost"]) and "mkdir=refused" in out["localhost"]
+    assert re.search(r"Seccomp:\s+0", out["privileged"]), out["privileged"]
+
+    # A profile that is not there: the container cannot be created, and says why.
+    q = pod("no-profile", n.images.busybox, ["sleep", "3600"])
+    q["spec"]["securityContext"] = {
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "absent.json"}}
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(q))
+
+    def waiting():
+        s = (get_pod(n, pod_ns, "no-profile").get("status", {}).get("containerStatuses")
+             or [{}])[0]
+        return (s.get("state") or {}).get("waiting", {}).get("message")
+    message = wait_until(lambda: (lambda m: m if m and "seccomp" in m else None)(waiting()),
+                         timeout=30, what="the missing profile's error")
+    assert "absent.json" in message
+
+
+def test_proc_mount_needs_a_user_namespace_which_this_node_refuses(crun_node, pod_ns):
+    n = crun_node
+    p = pod("unmasked", n.images.busybox, ["sleep", "3600"])
+    p["spec"]["containers"][0]["securityContext"] = {"procMount": "Unmasked"}
+    r = n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p), check=False)
+    assert r.returncode != 0
+    assert ('spec.containers[0].securityContext.procMount: Invalid value: "Unmasked": '
+            '`hostUsers` must be false to use `Unmasked`') in r.stderr, r.stderr
+    p["spec"]["containers"][0]["securityContext"] = {"procMount": "Default"}
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "unmasked")
+    # The node has no user namespaces: such a pod is refused where upstream's runtime
+    # would refuse it, at sandbox creation, and says so.
+    q = pod("userns", n.images.busybox, ["sleep", "3600"], hostUsers=False)
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(q))
+    wait_until(lambda: "hostUsers: false) are not supported" in n.kubectl(
+        "describe", "pod", "userns", "-n", pod_ns).stdout, timeout=30,
+        what="FailedCreatePodSandBox")
+    assert get_pod(n, pod_ns, "userns")["status"]["phase"] == "Pending"

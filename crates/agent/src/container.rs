@@ -816,6 +816,7 @@ fn assemble(
         host_network: sandbox.host_network,
         host_pid: pod_spec_flag(pod, |s| s.host_pid),
         host_ipc: pod_spec_flag(pod, |s| s.host_ipc),
+        seccomp: seccomp(ctx, pod, c)?,
         sysctls: sysctls(pod)?,
         annotations: BTreeMap::from([
             ("io.kubernetes.pod.namespace".to_string(), ns.clone()),
@@ -890,6 +891,42 @@ pub fn signal_number(s: &str) -> Option<i32> {
         "PWR" => libc::SIGPWR,
         _ => return None,
     })
+}
+
+/// The container's `seccompProfile` (the pod's unless it sets one): `RuntimeDefault`,
+/// `Unconfined` (also when unset, as the kubelet without `--seccomp-default`), or
+/// `Localhost`, a profile file under `DATA/seccomp/` (the kubelet's `<root>/seccomp`).
+fn seccomp(ctx: &Ctx, pod: &Pod, c: &Container) -> Result<oci::seccomp::Seccomp, StartFailure> {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let profile = c
+        .security_context
+        .as_ref()
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .or(pod_sc.and_then(|s| s.seccomp_profile.as_ref()));
+    let Some(profile) = profile else {
+        return Ok(oci::seccomp::Seccomp::Unconfined);
+    };
+    match profile.type_.as_str() {
+        "RuntimeDefault" => Ok(oci::seccomp::Seccomp::RuntimeDefault),
+        "Localhost" => {
+            let name = profile.localhost_profile.as_deref().unwrap_or_default();
+            let path = ctx.cfg.data_dir.join("seccomp").join(name);
+            let fail = |e: String| {
+                StartFailure::new(
+                    "CreateContainerError",
+                    format!("failed to load seccomp profile {:?}: {e}", path.display()),
+                )
+            };
+            if name.split('/').any(|part| part == "..") || name.starts_with('/') {
+                return Err(fail(
+                    "the profile must be a relative path inside the profile root".into(),
+                ));
+            }
+            let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
+            oci::seccomp::Seccomp::from_json(&bytes).map_err(|e| fail(e.to_string()))
+        }
+        _ => Ok(oci::seccomp::Seccomp::Unconfined),
+    }
 }
 
 /// The reason of a container the runtime could not create or start (the command does not

@@ -192,6 +192,12 @@ fn write(path: &Path, content: &str) -> Result<(), AgentError> {
 
 /// Creates the sandbox. On failure everything made so far is released again.
 pub async fn create(ctx: &Ctx, pod: &Pod, pod_dir: &Path) -> Result<SandboxRecord, AgentError> {
+    if pod.spec.as_ref().and_then(|s| s.host_users) == Some(false) {
+        // Better no pod than one that believes it is in a user namespace it is not in.
+        return Err(AgentError::Sandbox(
+            "user namespaces (hostUsers: false) are not supported by this node".into(),
+        ));
+    }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();

@@ -694,6 +694,7 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> FieldErrors {
             }
         }
     }
+    validate_proc_mounts(spec, path, &mut errs);
     for (i, ps) in spec.image_pull_secrets.iter().flatten().enumerate() {
         if ps.name.is_empty() {
             errs.push(FieldError::required(
@@ -1169,6 +1170,49 @@ fn validate_container_common(
                 Value::Null,
                 "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
             ));
+        }
+    }
+}
+
+/// `securityContext.procMount`: `Default` or `Unmasked`, and an unmasked /proc only inside
+/// the pod's own user namespace (`hostUsers: false`), as upstream.
+fn validate_proc_mounts(spec: &PodSpec, path: &Path, errs: &mut FieldErrors) {
+    let host_users = spec.host_users.unwrap_or(true);
+    let lists = [
+        (
+            "initContainers",
+            spec.init_containers.as_deref().unwrap_or_default(),
+        ),
+        ("containers", spec.containers.as_slice()),
+    ];
+    for (kind, containers) in lists {
+        for (i, c) in containers.iter().enumerate() {
+            let Some(pm) = c
+                .security_context
+                .as_ref()
+                .and_then(|s| s.proc_mount.as_deref())
+            else {
+                continue;
+            };
+            let field = path
+                .child(kind)
+                .index(i)
+                .child("securityContext")
+                .child("procMount");
+            match pm {
+                "Default" => {}
+                "Unmasked" if host_users => errs.push(FieldError::invalid(
+                    field,
+                    pm,
+                    "`hostUsers` must be false to use `Unmasked`",
+                )),
+                "Unmasked" => {}
+                other => errs.push(FieldError::not_supported(
+                    field,
+                    other,
+                    &["Default", "Unmasked"],
+                )),
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ mod exit;
 pub mod logs;
 mod runtime;
 pub mod sandbox;
+pub mod seccomp;
 mod spec;
 
 pub use error::OciError;

@@ -13,6 +13,7 @@ use oci_spec::runtime::{
     ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+use crate::seccomp::Seccomp;
 use crate::OciError;
 
 /// containerd's default capability set for containers (and so Kubernetes' default).
@@ -84,7 +85,7 @@ pub struct Mount {
 
 /// Everything the runtime needs to know about one app container, as plain data. The agent
 /// fills it from the PodSpec and the image config.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerConfig {
     pub args: Vec<String>,
     pub env: Vec<String>,
@@ -132,6 +133,8 @@ pub struct ContainerConfig {
     pub host_network: bool,
     pub host_pid: bool,
     pub host_ipc: bool,
+    /// The seccomp filter (none for a privileged container).
+    pub seccomp: Seccomp,
     /// Namespaced kernel parameters set in the container's namespaces at creation.
     pub sysctls: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
@@ -376,16 +379,12 @@ pub fn build_spec(config: &ContainerConfig) -> Result<Spec, OciError> {
     if config.args.is_empty() {
         return Err(OciError::Spec("no command (args is empty)".into()));
     }
-    let caps = match &config.capabilities {
-        _ if config.privileged => parse_capabilities(&current_capabilities())?,
-        Some(names) => parse_capabilities(names)?,
-        None => parse_capabilities(
-            &DEFAULT_CAPABILITIES
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>(),
-        )?,
+    let cap_names: Vec<String> = match &config.capabilities {
+        _ if config.privileged => current_capabilities(),
+        Some(names) => names.clone(),
+        None => DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
     };
+    let caps = parse_capabilities(&cap_names)?;
     // Like containerd since 1.6.18: no inheritable (and so no ambient) capabilities.
     let mut capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
@@ -507,6 +506,28 @@ pub fn build_spec(config: &ContainerConfig) -> Result<Spec, OciError> {
         .build()
         .map_err(spec_err)?;
     let mut linux = linux;
+    // As containerd: a privileged container runs without a filter.
+    match &config.seccomp {
+        _ if config.privileged => {}
+        Seccomp::Unconfined => {}
+        Seccomp::RuntimeDefault => {
+            let held: Vec<String> = cap_names
+                .iter()
+                .map(|c| {
+                    let c = c.to_ascii_uppercase();
+                    if c.starts_with("CAP_") {
+                        c
+                    } else {
+                        format!("CAP_{c}")
+                    }
+                })
+                .collect();
+            linux.set_seccomp(Some(crate::seccomp::runtime_default(&held)?));
+        }
+        Seccomp::Profile(p) => {
+            linux.set_seccomp(Some(p.clone()));
+        }
+    }
     if !config.sysctls.is_empty() {
         linux.set_sysctl(Some(config.sysctls.clone().into_iter().collect()));
     }
