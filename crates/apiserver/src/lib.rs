@@ -2,8 +2,8 @@
 //!
 //! Owns: HTTPS serving with a generated CA, bearer-token authentication, request decoding
 //! into typed operations (`request`), REST semantics per verb (`handlers`), watch, discovery,
-//! OpenAPI publication, Table output, admission, and the namespace lifecycle until the
-//! controllers crate takes it.
+//! OpenAPI publication, Table output, admission, and the namespace lifecycle and
+//! service-account controllers until the controllers crate takes them.
 //!
 //! Does not own: what objects mean (defaulting, validation, patching and printing live in the
 //! `api` crate) or how they are stored (the `store` crate's `Store` trait).
@@ -25,6 +25,7 @@ pub mod registry;
 pub mod request;
 pub mod scan;
 pub mod server;
+pub mod serviceaccount;
 pub mod strategy;
 pub mod table;
 pub mod tls;
@@ -86,6 +87,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let pki = tls::ensure(&config.data_dir, addr)?;
     let server = ApiServer::new(config.store, addr, pki.admin_token.clone());
     let _ = server.nodes.set(pki.nodes.clone());
+    let _ = server.tokens.set(pki.service_account_keys.clone());
     lifecycle::bootstrap(&server).await?;
     let start_revision = server
         .store
@@ -108,12 +110,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             server.priority_classes.clone(),
             registry::priority_classes().prefix(),
         ),
+        (
+            server.service_accounts.clone(),
+            registry::service_accounts().prefix(),
+        ),
     ] {
         tasks.spawn(mirror.run(server.store.clone(), prefix, shutdown.clone()));
     }
     let s = server.clone();
     let token = shutdown.clone();
     tasks.spawn(lifecycle::run(s, token));
+    tasks.spawn(serviceaccount::controller::run(
+        server.clone(),
+        pki.ca_pem.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(lifecycle::expire_events(
         server.clone(),
         config.event_ttl,
