@@ -37,6 +37,10 @@ pub struct AgentConfig {
     /// The cgroup every pod cgroup is created under (the kubelet's `--cgroup-root`), e.g.
     /// `peapod`: pods live at `<root>/pod<uid>` in every hierarchy.
     pub cgroup_root: String,
+    /// Where pods reach the API server, injected into every container as the kubelet
+    /// injects the `kubernetes` Service (`KUBERNETES_SERVICE_HOST`, ...). peapod has no
+    /// Services: this is the API server's advertise address.
+    pub api_service: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,6 +43,8 @@ pub struct ApiServer {
     pub service_accounts: Arc<Mirror>,
     /// Signs agents' serving certificates and connects to agents (set at start).
     pub nodes: std::sync::OnceLock<Arc<crate::tls::NodePki>>,
+    /// Where pods reach the API (`--advertise-address` on the listen port), if set.
+    pub advertise: std::sync::OnceLock<SocketAddr>,
     /// Signs and verifies service-account tokens (set at start).
     pub tokens: std::sync::OnceLock<Arc<crate::serviceaccount::jwt::TokenKeys>>,
 }
@@ -60,6 +62,7 @@ impl ApiServer {
             service_accounts: Arc::default(),
             nodes: std::sync::OnceLock::new(),
             tokens: std::sync::OnceLock::new(),
+            advertise: std::sync::OnceLock::new(),
         })
     }
 
@@ -346,7 +349,9 @@ fn discover(
             discovery::AGGREGATED_CONTENT_TYPE,
         )),
         ["api"] => Ok(value_response(
-            &discovery::core_versions(&server.listen.to_string()),
+            &discovery::core_versions(
+                &server.advertise.get().unwrap_or(&server.listen).to_string(),
+            ),
             "application/json",
         )),
         ["apis"] => Ok(value_response(&discovery::group_list(), "application/json")),

@@ -137,7 +137,7 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
 }
 
 /// Loads or creates the PKI in `dir/pki` and writes `dir/kubeconfig.yaml`.
-pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki, TlsError> {
+pub fn ensure(dir: &Path, listen: SocketAddr, advertise: Option<IpAddr>) -> Result<Pki, TlsError> {
     let pki = dir.join("pki");
     std::fs::create_dir_all(&pki).map_err(|source| TlsError::Io {
         path: pki.clone(),
@@ -168,6 +168,10 @@ pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki, TlsError> {
     ];
     if !listen.ip().is_unspecified() {
         names.push(listen.ip().to_string());
+    }
+    // Pods check the server against the CA in their token volume at this address.
+    if let Some(ip) = advertise.filter(|ip| !names.contains(&ip.to_string())) {
+        names.push(ip.to_string());
     }
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let host = host.trim();
