@@ -188,3 +188,142 @@ def test_kubectl_create_token(cluster, ns, core):
     assert claims["aud"] == ["https://kubernetes.default.svc.cluster.local", "extra"]
     assert claims["exp"] - claims["iat"] == 1200
     assert api_status(cluster, "/api/v1/namespaces", token) == 200
+
+
+# --- pods: admission, the token volume, and calling the API from inside ---------------
+
+from helpers import to_yaml  # noqa: E402
+from test_node_pods import get_pod, pod, wait_ready  # noqa: E402
+
+MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def exec_sh(n, ns: str, name: str, script: str, check: bool = True):
+    return n.kubectl("exec", name, "-n", ns, "--", "sh", "-c", script, check=check)
+
+
+def test_a_pod_reads_its_token_and_calls_the_api(crun_node, pod_ns):
+    n = crun_node
+    core = kubernetes.client.CoreV1Api(n.client)
+    wait_until(found(lambda: core.read_namespaced_config_map("kube-root-ca.crt", pod_ns)),
+               what="kube-root-ca.crt")
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("caller", n.images.busybox, ["sleep", "3600"])))
+    p = wait_ready(n, pod_ns, "caller", timeout=90)
+
+    # Admission: the default account and the projected volume, mounted read-only.
+    spec = p["spec"]
+    assert spec["serviceAccountName"] == "default" and spec["serviceAccount"] == "default"
+    [vol] = [v for v in spec["volumes"] if v["name"].startswith("kube-api-access-")]
+    assert len(vol["name"]) == len("kube-api-access-") + 5
+    assert vol["projected"] == {
+        "defaultMode": 420,
+        "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt",
+                           "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+                "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ]}
+    assert {"name": vol["name"], "mountPath": MOUNT, "readOnly": True} in \
+        spec["containers"][0]["volumeMounts"]
+    assert "kube-api-access-" in n.kubectl("get", "pod", "caller", "-n", pod_ns,
+                                           "-o", "yaml").stdout
+
+    # The files, as the kubelet writes them.
+    assert exec_sh(n, pod_ns, "caller", f"cat {MOUNT}/namespace").stdout == pod_ns
+    assert exec_sh(n, pod_ns, "caller", f"cat {MOUNT}/ca.crt").stdout == server_ca(n)
+    token = exec_sh(n, pod_ns, "caller", f"cat {MOUNT}/token").stdout
+    claims = claims_of(token)
+    assert claims["kubernetes.io"]["pod"] == {"name": "caller", "uid": p["metadata"]["uid"]}
+    assert claims["kubernetes.io"]["node"]["name"] == p["spec"]["nodeName"]
+    assert claims["exp"] - claims["iat"] == 3607
+    assert exec_sh(n, pod_ns, "caller", f"touch {MOUNT}/x", check=False).returncode != 0
+
+    # The API's address, as the kubelet injects the kubernetes Service.
+    env = dict(line.split("=", 1) for line in
+               exec_sh(n, pod_ns, "caller", "env").stdout.splitlines() if "=" in line)
+    host, port = env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]
+    assert host == n.node.pod_cidr.rsplit(".", 1)[0] + ".1"  # the bridge's gateway
+    assert port == str(harness.KubeconfigInfo(n.kubeconfig).host_port()[1])
+    assert env["KUBERNETES_PORT"] == f"tcp://{host}:{port}"
+
+    # The server's certificate is valid for that address under the pod's ca.crt.
+    ctx = ssl.create_default_context(cadata=server_ca(n))
+    with ssl.create_connection((host, int(port)), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=host) as tls:
+        assert tls.version()
+
+    # From inside the pod: TLS verified against the mounted ca.crt for the advertised IP,
+    # the mounted token as the bearer credential.
+    def call(token_file: str) -> tuple[int, str]:
+        script = (
+            "printf 'GET /api/v1/namespaces/%s/pods/%s HTTP/1.1\\r\\nHost: %s\\r\\n"
+            "Authorization: Bearer %s\\r\\nConnection: close\\r\\n\\r\\n' "
+            f"\"$(cat {MOUNT}/namespace)\" \"$HOSTNAME\" \"$KUBERNETES_SERVICE_HOST\" "
+            f"\"$(cat {token_file})\" | openssl s_client -quiet "
+            "-connect $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT "
+            f"-CAfile {MOUNT}/ca.crt -verify_return_error -verify_ip $KUBERNETES_SERVICE_HOST")
+        out = exec_sh(n, pod_ns, "tls", script, check=False)
+        # kubectl's text output has its CRLFs folded to LF.
+        head, _, body = out.stdout.partition("\n\n")
+        assert head.startswith("HTTP/1.1 "), out.stdout + out.stderr
+        assert "chunked" not in head.lower(), head
+        return int(head.split()[1]), body
+
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("tls", n.images.tls_client, ["sleep", "3600"])))
+    tls_pod = wait_ready(n, pod_ns, "tls", timeout=90)
+    status, body = call(f"{MOUNT}/token")
+    assert status == 200, body
+    assert json.loads(body)["metadata"]["uid"] == tls_pod["metadata"]["uid"]
+    # A forged token (the signature reversed) is refused.
+    head, payload, sig = token.split(".")
+    exec_sh(n, pod_ns, "tls", f"printf %s '{head}.{payload}.{sig[::-1]}' > /tmp/forged")
+    status, body = call("/tmp/forged")
+    assert status == 401 and json.loads(body)["reason"] == "Unauthorized", body
+
+    # Once the pod is gone, its token no longer authenticates.
+    assert api_status(n, "/api", token) == 200
+    n.kubectl("delete", "pod", "caller", "-n", pod_ns, "--grace-period=1", "--wait=true",
+              timeout=60)
+    assert api_status(n, "/api", token) == 401
+
+
+def test_automount_false_on_the_pod_or_the_account(crun_node, pod_ns):
+    n = crun_node
+    core = kubernetes.client.CoreV1Api(n.client)
+    core.create_namespaced_service_account(pod_ns, {
+        "metadata": {"name": "quiet"}, "automountServiceAccountToken": False})
+    off = pod("pod-off", n.images.busybox, ["sleep", "3600"],
+              automountServiceAccountToken=False)
+    via_sa = pod("sa-off", n.images.busybox, ["sleep", "3600"], serviceAccountName="quiet")
+    # The pod's own setting wins over the account's.
+    back_on = pod("pod-on", n.images.busybox, ["sleep", "3600"], serviceAccountName="quiet",
+                  automountServiceAccountToken=True)
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(off, via_sa, back_on))
+    for name in ("pod-off", "sa-off"):
+        spec = wait_ready(n, pod_ns, name, timeout=90)["spec"]
+        assert not any(v["name"].startswith("kube-api-access-")
+                       for v in spec.get("volumes", []))
+        assert not spec["containers"][0].get("volumeMounts")
+        assert exec_sh(n, pod_ns, name, f"ls {MOUNT}", check=False).returncode != 0
+    spec = wait_ready(n, pod_ns, "pod-on", timeout=90)["spec"]
+    assert spec["serviceAccountName"] == "quiet"
+    assert any(v["name"].startswith("kube-api-access-") for v in spec["volumes"])
+    claims = claims_of(exec_sh(n, pod_ns, "pod-on", f"cat {MOUNT}/token").stdout)
+    assert claims["sub"] == f"system:serviceaccount:{pod_ns}:quiet"
+
+
+def test_a_pod_naming_a_missing_account_is_refused(crun_node, pod_ns):
+    n = crun_node
+    p = pod("lost", n.images.busybox, ["sleep", "3600"], serviceAccountName="ghost")
+    cp = n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p), check=False)
+    assert cp.returncode != 0
+    assert (f'pods "lost" is forbidden: error looking up service account {pod_ns}/ghost: '
+            f'serviceaccount "ghost" not found') in cp.stderr
+    core = kubernetes.client.CoreV1Api(n.client)
+    with pytest.raises(kubernetes.client.ApiException) as e:
+        core.create_namespaced_pod(pod_ns, p)
+    assert e.value.status == 403
+    assert json.loads(e.value.body)["reason"] == "Forbidden"
