@@ -30,9 +30,10 @@ E2E_TIMEOUT := 1800
 # Debian packages the project needs on a machine (see ARCHITECTURE.md §5).
 # protobuf-compiler: etcd-client (store's etcd backend) compiles etcd's .proto files at build time.
 # iptables: the CNI bridge (ipMasq) and portmap plugins program it. zstd: test images with
-# zstd layers (crates/image tests).
+# zstd layers (crates/image tests). openssl: the e2e TLS-client image (a pod calling the API
+# and verifying its certificate; busybox's TLS cannot talk to rustls).
 APT_PACKAGES := etcd-server docker-registry busybox-static crun runc \
-	containernetworking-plugins iptables iproute2 protobuf-compiler zstd
+	containernetworking-plugins iptables iproute2 protobuf-compiler zstd openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps deps-apt venv build build-release run test lint test-unit test-e2e bench clean

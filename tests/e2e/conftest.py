@@ -235,6 +235,7 @@ class TestImages:
         self.host = host
         self.busybox = f"{host}/e2e/busybox:1.0"
         self.web = f"{host}/e2e/web:1.0"
+        self.tls_client = f"{host}/e2e/tls-client:1.0"
 
 
 @pytest.fixture(scope="session")
@@ -242,6 +243,7 @@ def test_images(registry):
     host = registry.host_port
     images.push(host, "e2e/busybox", "1.0", images.busybox_image())
     images.push(host, "e2e/web", "1.0", images.demo_web_image())
+    images.push(host, "e2e/tls-client", "1.0", images.tls_client_image())
     return TestImages(host)
 
 

@@ -254,6 +254,41 @@ class Image:
         return json.dumps(doc, indent=2).encode(), media_type, blobs
 
 
+OPENSSL = "/usr/bin/openssl"
+
+
+def openssl_layer() -> bytes:
+    """Debian's /usr/bin/openssl with the shared libraries and loader it links (read from
+    `ldd`), for tests where a pod must speak TLS and verify a certificate: busybox's TLS
+    verifies nothing and offers no signature_algorithms, which rustls servers refuse."""
+    out = subprocess.run(["ldd", OPENSSL], capture_output=True, text=True, check=True).stdout
+    paths = []
+    for line in out.splitlines():
+        parts = line.split()
+        if "=>" in parts and len(parts) > parts.index("=>") + 1:
+            paths.append(parts[parts.index("=>") + 1])
+        elif parts and parts[0].startswith("/"):
+            paths.append(parts[0])  # the loader
+    entries: list[Entry] = []
+    dirs: set[str] = set()
+    for p in [OPENSSL, *paths]:
+        rel = p.lstrip("/")
+        parent = os.path.dirname(rel)
+        for i in range(1, len(parent.split("/")) + 1):
+            d = "/".join(parent.split("/")[:i])
+            if d not in dirs and d not in ("usr", "usr/bin"):
+                dirs.add(d)
+                entries.append(directory(d))
+        entries.append(file(rel, Path(os.path.realpath(p)).read_bytes(), mode=0o755))
+    return make_layer(entries)
+
+
+def tls_client_image(**config) -> Image:
+    """busybox plus openssl (`openssl s_client -CAfile ... -verify_ip ...`)."""
+    config.setdefault("cmd", ["sh"])
+    return Image(layers=[busybox_rootfs_layer(), openssl_layer()], **config)
+
+
 def busybox_image(**config) -> Image:
     """The standard test image: one busybox layer, `sh` by default."""
     config.setdefault("cmd", ["sh"])

@@ -457,10 +457,12 @@ fn environment(
     objects: &EnvObjects,
     pod_ip: Option<&str>,
     host_ip: &str,
+    api: Option<std::net::SocketAddr>,
 ) -> Result<Vec<(String, String)>, StartFailure> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let mut env = split_env(&img.config.env);
-    let mut defined: Vec<(String, String)> = Vec::new();
+    // The API's variables come first, so the pod's own `env` may use and override them.
+    let mut defined: Vec<(String, String)> = api.map(api_service_env).unwrap_or_default();
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or_default();
         let (data, optional, missing) = if let Some(r) = &from.config_map_ref {
@@ -577,6 +579,24 @@ fn environment(
     Ok(env)
 }
 
+/// The variables the kubelet derives from the `kubernetes` Service (port name `https`),
+/// whatever `enableServiceLinks` says; here from the API server's advertise address.
+fn api_service_env(api: std::net::SocketAddr) -> Vec<(String, String)> {
+    let (host, port) = (api.ip().to_string(), api.port().to_string());
+    let url = format!("tcp://{api}");
+    let prefix = format!("KUBERNETES_PORT_{port}_TCP");
+    vec![
+        ("KUBERNETES_SERVICE_HOST".into(), host.clone()),
+        ("KUBERNETES_SERVICE_PORT".into(), port.clone()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.clone()),
+        ("KUBERNETES_PORT".into(), url.clone()),
+        (prefix.clone(), url),
+        (format!("{prefix}_PROTO"), "tcp".into()),
+        (format!("{prefix}_PORT"), port),
+        (format!("{prefix}_ADDR"), host),
+    ]
+}
+
 /// Everything needed to create one container instance.
 pub struct Prepared {
     pub record: ContainerRecord,
@@ -639,7 +659,7 @@ fn assemble(
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pod_ip = sandbox.ips.first().map(String::as_str);
     let host_ip = ctx.cfg.node_ip.to_string();
-    let env = environment(pod, c, img, objects, pod_ip, &host_ip)?;
+    let env = environment(pod, c, img, objects, pod_ip, &host_ip, ctx.cfg.api_service)?;
     let entrypoint = img.config.entrypoint.clone().unwrap_or_default();
     let cmd = img.config.cmd.clone().unwrap_or_default();
     let args = process_args(c, &entrypoint, &cmd, &env);
@@ -1074,6 +1094,7 @@ mod tests {
             &objects,
             None,
             "10.0.0.1",
+            None,
         )
         .unwrap();
         assert_eq!(get(&env, "PATH"), Some("/bin"));
@@ -1085,9 +1106,52 @@ mod tests {
     }
 
     #[test]
+    fn the_api_address_is_in_every_container_and_the_pod_may_override_it() {
+        let c = container(serde_json::json!({"name": "c", "env": [
+            {"name": "URL", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"},
+            {"name": "KUBERNETES_SERVICE_PORT_HTTPS", "value": "mine"}]}));
+        let api = "10.42.0.1:6443".parse().ok();
+        let env = environment(
+            &pod(),
+            &c,
+            &image(&[]),
+            &EnvObjects::default(),
+            None,
+            "h",
+            api,
+        )
+        .unwrap();
+        assert_eq!(get(&env, "KUBERNETES_SERVICE_HOST"), Some("10.42.0.1"));
+        assert_eq!(get(&env, "KUBERNETES_SERVICE_PORT"), Some("6443"));
+        assert_eq!(get(&env, "KUBERNETES_PORT"), Some("tcp://10.42.0.1:6443"));
+        assert_eq!(
+            get(&env, "KUBERNETES_PORT_6443_TCP"),
+            Some("tcp://10.42.0.1:6443")
+        );
+        assert_eq!(get(&env, "KUBERNETES_PORT_6443_TCP_PROTO"), Some("tcp"));
+        assert_eq!(get(&env, "KUBERNETES_PORT_6443_TCP_PORT"), Some("6443"));
+        assert_eq!(
+            get(&env, "KUBERNETES_PORT_6443_TCP_ADDR"),
+            Some("10.42.0.1")
+        );
+        assert_eq!(get(&env, "URL"), Some("https://10.42.0.1:6443"));
+        assert_eq!(get(&env, "KUBERNETES_SERVICE_PORT_HTTPS"), Some("mine"));
+    }
+
+    #[test]
     fn missing_objects_and_keys_are_config_errors_unless_optional() {
         let objects = EnvObjects::default().with_secret("creds", &[("USER", "alice")]);
-        let run = |spec| environment(&pod(), &container(spec), &image(&[]), &objects, None, "h");
+        let run = |spec| {
+            environment(
+                &pod(),
+                &container(spec),
+                &image(&[]),
+                &objects,
+                None,
+                "h",
+                None,
+            )
+        };
         let err = run(serde_json::json!({"name": "c", "env": [
             {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]}))
         .unwrap_err();

@@ -1,7 +1,6 @@
 //! Volumes whose files come from the API: `configMap`, `secret`, `downwardAPI` and
-//! `projected` (of those three; `serviceAccountToken` projections wait for service-account
-//! tokens). Each lives in its own tmpfs at `DATA/pods/<uid>/volumes/<name>`, so secrets
-//! never touch the node's disk, and is written the way the kubelet's atomic writer does:
+//! `projected` (of those and `serviceAccountToken`). Each lives in its own tmpfs at
+//! `DATA/pods/<uid>/volumes/<name>`, so secrets never touch the node's disk, and is written the way the kubelet's atomic writer does:
 //! the files go into a fresh `..<timestamp>` directory, the `..data` symlink is swapped to
 //! it in one rename, and each top-level name is a symlink through `..data`. A container
 //! therefore sees a whole new version at once, and a `subPath` mount (bound to the file
@@ -10,6 +9,12 @@
 //! [`sync`] also checks hostPath volumes' `type` and mounts memory-backed emptyDirs as
 //! tmpfs (capped by `sizeLimit`).
 //!
+//! A `serviceAccountToken` projection is a TokenRequest for the pod's account bound to the
+//! pod (the projection's audience, else the API's; its `expirationSeconds`). The token in
+//! the volume is the cache: it is requested again only once 80% of its lifetime has passed
+//! or it is 24 h old, as the kubelet's token manager decides, so an agent restart does not
+//! re-request it either.
+//!
 //! The worker calls [`sync`] on every pass, so a changed ConfigMap or Secret reaches running
 //! containers within a resync; a missing object keeps the pod in `ContainerCreating` with
 //! `FailedMount` events, as the kubelet's volume manager does.
@@ -17,8 +22,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume,
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, ServiceAccount,
+    ServiceAccountTokenProjection, Volume,
 };
 
 /// The kubelet's default file mode for these volumes (0644).
@@ -99,8 +106,8 @@ pub async fn sync(client: &kube::Client, pod: &Pod, pod_dir: &Path) -> Result<()
             volume: v.name.clone(),
             message,
         };
-        let files = render(client, ns, pod, v).await.map_err(fail)?;
         let dir = volume_dir(pod_dir, &v.name);
+        let files = render(client, ns, pod, v, &dir).await.map_err(fail)?;
         if !is_mounted(&dir) {
             oci::sandbox::mount_tmpfs(&dir, TMPFS_SIZE).map_err(|e| fail(e.to_string()))?;
         }
@@ -268,7 +275,13 @@ fn mode_of(mode: Option<i32>, default: Option<i32>) -> u32 {
 }
 
 /// The files of one volume, from the objects as they are now.
-async fn render(client: &kube::Client, ns: &str, pod: &Pod, v: &Volume) -> Result<Files, String> {
+async fn render(
+    client: &kube::Client,
+    ns: &str,
+    pod: &Pod,
+    v: &Volume,
+    dir: &Path,
+) -> Result<Files, String> {
     let mut files = Files::new();
     if let Some(src) = &v.config_map {
         let mode = mode_of(None, src.default_mode);
@@ -332,12 +345,98 @@ async fn render(client: &kube::Client, ns: &str, pod: &Pod, v: &Volume) -> Resul
                 for item in p.items.iter().flatten() {
                     add_downward(&mut files, pod, item, mode_of(item.mode, src.default_mode))?;
                 }
-            } else if source.service_account_token.is_some() {
-                return Err("serviceAccountToken projections are not served yet".into());
+            } else if let Some(p) = &source.service_account_token {
+                let path = clean_path(&p.path)?;
+                let held = std::fs::read_to_string(dir.join("..data").join(&path)).ok();
+                let token = service_account_token(client, pod, p, held).await?;
+                files.insert(path, (token.into_bytes(), mode));
             }
         }
     }
     Ok(files)
+}
+
+/// The kubelet refreshes a token older than this whatever its lifetime.
+const TOKEN_MAX_AGE_SECONDS: i64 = 24 * 3600;
+
+/// The token for a projection: `held` (what the volume has) while it is fresh, else a new
+/// one from the API.
+async fn service_account_token(
+    client: &kube::Client,
+    pod: &Pod,
+    p: &ServiceAccountTokenProjection,
+    held: Option<String>,
+) -> Result<String, String> {
+    let audience = p.audience.as_deref().unwrap_or_default();
+    let now = jiff::Timestamp::now().as_second();
+    if let Some(held) = held.filter(|t| !needs_refresh(t, audience, now)) {
+        return Ok(held);
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            // Empty: the API server's own audience.
+            audiences: (!audience.is_empty()).then(|| vec![audience.to_string()]),
+            expiration_seconds: p.expiration_seconds,
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let api: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), ns);
+    let answer = api
+        .create_token_request(sa, &kube::api::PostParams::default(), &request)
+        .await
+        .map_err(|e| format!("failed to fetch token: {e}"))?;
+    answer
+        .status
+        .and_then(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "failed to fetch token: the answer holds no token".to_string())
+}
+
+/// The kubelet token manager's rule: refresh once 80% of the token's lifetime has passed,
+/// or once it is 24 h old; also when it is not one we can read or was for another audience.
+fn needs_refresh(token: &str, audience: &str, now: i64) -> bool {
+    use base64::Engine;
+    let claims = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let Some(claims) = claims else {
+        return true;
+    };
+    let (Some(iat), Some(exp)) = (claims["iat"].as_i64(), claims["exp"].as_i64()) else {
+        return true;
+    };
+    if !audience.is_empty() {
+        let aud = &claims["aud"];
+        let matches = aud == audience
+            || aud
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == audience));
+        if !matches {
+            return true;
+        }
+    }
+    let ttl = exp - iat;
+    now >= exp - ttl / 5 || now >= iat + TOKEN_MAX_AGE_SECONDS
 }
 
 /// The API objects a volume's files come from.
@@ -865,5 +964,33 @@ mod tests {
             resource_field(c, "limits.memory", Some("1Mi")).unwrap(),
             "64"
         );
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+    use base64::Engine;
+
+    fn token(claims: serde_json::Value) -> String {
+        let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.sig",
+            enc(br#"{"alg":"ES256"}"#),
+            enc(&serde_json::to_vec(&claims).unwrap())
+        )
+    }
+
+    #[test]
+    fn tokens_are_refreshed_at_80_percent_or_24_hours() {
+        let t = token(serde_json::json!({"iat": 1000, "exp": 1000 + 3600, "aud": ["api"]}));
+        assert!(!needs_refresh(&t, "", 1000));
+        assert!(!needs_refresh(&t, "api", 1000 + 2879));
+        assert!(needs_refresh(&t, "api", 1000 + 2880));
+        assert!(needs_refresh(&t, "vault", 1000));
+        let year = token(serde_json::json!({"iat": 0, "exp": 365 * 86400, "aud": "api"}));
+        assert!(!needs_refresh(&year, "api", 86399));
+        assert!(needs_refresh(&year, "api", 86400));
+        assert!(needs_refresh("garbage", "", 0));
     }
 }

@@ -106,13 +106,18 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         }
         out.push(entry);
         for sub in r.subresources {
-            out.push(json!({
+            let mut entry = json!({
                 "name": format!("{}/{}", r.plural, sub.name),
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": if sub.kind.is_empty() { r.kind } else { sub.kind },
                 "verbs": sub.verbs,
-            }));
+            });
+            if let Some((g, v)) = subresource_group(sub.kind) {
+                entry["group"] = json!(g);
+                entry["version"] = json!(v);
+            }
+            out.push(entry);
         }
     }
     let gv = if group.is_empty() {
@@ -123,6 +128,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     Some(
         json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out }),
     )
+}
+
+/// Subresource kinds from another group than core (upstream lists their group and version).
+fn subresource_group(kind: &str) -> Option<(&'static str, &'static str)> {
+    match kind {
+        "TokenRequest" => Some(("authentication.k8s.io", "v1")),
+        _ => None,
+    }
 }
 
 fn aggregated_group(name: &str, version: &str) -> Value {
@@ -151,7 +164,8 @@ fn aggregated_group(name: &str, version: &str) -> Value {
                         let (g, v, k) = if s.kind.is_empty() {
                             (r.group, r.version, r.kind)
                         } else {
-                            ("", "v1", s.kind)
+                            let (g, v) = subresource_group(s.kind).unwrap_or(("", "v1"));
+                            (g, v, s.kind)
                         };
                         json!({
                             "subresource": s.name,

@@ -2,8 +2,8 @@
 //!
 //! Owns: HTTPS serving with a generated CA, bearer-token authentication, request decoding
 //! into typed operations (`request`), REST semantics per verb (`handlers`), watch, discovery,
-//! OpenAPI publication, Table output, admission, and the namespace lifecycle until the
-//! controllers crate takes it.
+//! OpenAPI publication, Table output, admission, and the namespace lifecycle and
+//! service-account controllers until the controllers crate takes them.
 //!
 //! Does not own: what objects mean (defaulting, validation, patching and printing live in the
 //! `api` crate) or how they are stored (the `store` crate's `Store` trait).
@@ -25,11 +25,12 @@ pub mod registry;
 pub mod request;
 pub mod scan;
 pub mod server;
+pub mod serviceaccount;
 pub mod strategy;
 pub mod table;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -61,6 +62,10 @@ pub struct Config {
     pub store: Arc<dyn store::Store>,
     /// How long events live (kube-apiserver's `--event-ttl`, default 1 h).
     pub event_ttl: std::time::Duration,
+    /// The address members of the cluster (pods) reach the API on, kube-apiserver's
+    /// `--advertise-address`: served on the listen port as well when `listen` does not cover
+    /// it, named in the serving certificate, and reported by `/api`.
+    pub advertise_address: Option<IpAddr>,
 }
 
 /// A started API server: it serves until the shutdown token is cancelled.
@@ -83,9 +88,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         addr: config.listen,
         source,
     })?;
-    let pki = tls::ensure(&config.data_dir, addr)?;
+    let advertise = config
+        .advertise_address
+        .map(|ip| SocketAddr::new(ip, addr.port()));
+    // A wildcard listen already serves the advertised address.
+    let extra = advertise
+        .filter(|a| !addr.ip().is_unspecified() && a.ip() != addr.ip())
+        .map(|a| bind_freely(a).map_err(|source| Error::Listen { addr: a, source }))
+        .transpose()?;
+    let pki = tls::ensure(&config.data_dir, addr, config.advertise_address)?;
     let server = ApiServer::new(config.store, addr, pki.admin_token.clone());
+    if let Some(a) = advertise {
+        let _ = server.advertise.set(a);
+    }
     let _ = server.nodes.set(pki.nodes.clone());
+    let _ = server.tokens.set(pki.service_account_keys.clone());
     lifecycle::bootstrap(&server).await?;
     let start_revision = server
         .store
@@ -97,16 +114,29 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let mut tasks = tokio::task::JoinSet::new();
     let s = server.clone();
     let token = shutdown.clone();
+    let tls_config = pki.server_config.clone();
     tasks.spawn(async move {
-        if let Err(e) = server::serve(s, listener, pki.server_config, token).await {
+        if let Err(e) = server::serve(s, listener, tls_config, token).await {
             warn!(error = %e, "API server stopped accepting connections");
         }
     });
+    if let Some(listener) = extra {
+        let (s, token, tls_config) = (server.clone(), shutdown.clone(), pki.server_config);
+        tasks.spawn(async move {
+            if let Err(e) = server::serve(s, listener, tls_config, token).await {
+                warn!(error = %e, "API server stopped accepting on its advertise address");
+            }
+        });
+    }
     for (mirror, prefix) in [
         (server.namespaces.clone(), registry::namespaces().prefix()),
         (
             server.priority_classes.clone(),
             registry::priority_classes().prefix(),
+        ),
+        (
+            server.service_accounts.clone(),
+            registry::service_accounts().prefix(),
         ),
     ] {
         tasks.spawn(mirror.run(server.store.clone(), prefix, shutdown.clone()));
@@ -114,6 +144,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let s = server.clone();
     let token = shutdown.clone();
     tasks.spawn(lifecycle::run(s, token));
+    tasks.spawn(serviceaccount::controller::run(
+        server.clone(),
+        pki.ca_pem.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(lifecycle::expire_events(
         server.clone(),
         config.event_ttl,
@@ -127,10 +162,31 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         compactor.abort();
     });
     server::log_listening(addr);
+    if let Some(a) = advertise {
+        tracing::info!(advertise = %a, "pods reach the API here");
+    }
     Ok(Running {
         server,
         kubeconfig: config.data_dir.join("kubeconfig.yaml"),
         addr,
         tasks,
     })
+}
+
+/// A listener on `addr` even if no interface holds the address yet (`IP_FREEBIND`): the
+/// all-in-one node advertises its bridge's gateway, which the CNI bridge plugin assigns
+/// only when the first pod is attached.
+fn bind_freely(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv4() {
+        socket.set_freebind_v4(true)?;
+    } else {
+        socket.set_freebind_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
 }

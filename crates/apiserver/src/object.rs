@@ -60,6 +60,10 @@ pub fn name(obj: &Value) -> &str {
     obj["metadata"]["name"].as_str().unwrap_or_default()
 }
 
+pub fn uid(obj: &Value) -> &str {
+    obj["metadata"]["uid"].as_str().unwrap_or_default()
+}
+
 pub fn namespace(obj: &Value) -> Option<&str> {
     obj["metadata"]["namespace"].as_str()
 }

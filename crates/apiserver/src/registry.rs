@@ -230,7 +230,11 @@ static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["sa"],
         categories: &[],
-        subresources: &[],
+        subresources: &[Subresource {
+            name: "token",
+            kind: "TokenRequest",
+            verbs: &["create"],
+        }],
         storage: "serviceaccounts",
         strategy: &strategy::SERVICE_ACCOUNT,
         verbs: STANDARD_VERBS,
@@ -316,12 +320,41 @@ pub fn priority_classes() -> &'static Resource {
     &RESOURCES[9]
 }
 
+pub fn nodes() -> &'static Resource {
+    &RESOURCES[2]
+}
+
+pub fn config_maps() -> &'static Resource {
+    &RESOURCES[4]
+}
+
+pub fn secrets() -> &'static Resource {
+    &RESOURCES[5]
+}
+
+pub fn service_accounts() -> &'static Resource {
+    &RESOURCES[6]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The OpenAPI documents are generated from their own table of kinds; every resource
     /// served here must be described there, or kubectl explain and --validate=strict fail.
+    #[test]
+    fn accessors_name_their_resource() {
+        assert_eq!(namespaces().plural, "namespaces");
+        assert_eq!(pods().plural, "pods");
+        assert_eq!(nodes().plural, "nodes");
+        assert_eq!(core_events().plural, "events");
+        assert_eq!(core_events().group, "");
+        assert_eq!(config_maps().plural, "configmaps");
+        assert_eq!(secrets().plural, "secrets");
+        assert_eq!(service_accounts().plural, "serviceaccounts");
+        assert_eq!(priority_classes().plural, "priorityclasses");
+    }
+
     #[test]
     fn every_served_resource_has_openapi_paths() {
         for r in all() {

@@ -40,8 +40,13 @@ pub struct ApiServer {
     /// What create admission reads on every request.
     pub namespaces: Arc<Mirror>,
     pub priority_classes: Arc<Mirror>,
+    pub service_accounts: Arc<Mirror>,
     /// Signs agents' serving certificates and connects to agents (set at start).
     pub nodes: std::sync::OnceLock<Arc<crate::tls::NodePki>>,
+    /// Where pods reach the API (`--advertise-address` on the listen port), if set.
+    pub advertise: std::sync::OnceLock<SocketAddr>,
+    /// Signs and verifies service-account tokens (set at start).
+    pub tokens: std::sync::OnceLock<Arc<crate::serviceaccount::jwt::TokenKeys>>,
 }
 
 impl ApiServer {
@@ -54,7 +59,10 @@ impl ApiServer {
             start_revision: AtomicI64::new(0),
             namespaces: Arc::default(),
             priority_classes: Arc::default(),
+            service_accounts: Arc::default(),
             nodes: std::sync::OnceLock::new(),
+            tokens: std::sync::OnceLock::new(),
+            advertise: std::sync::OnceLock::new(),
         })
     }
 
@@ -68,7 +76,9 @@ impl ApiServer {
         self.start_revision.load(Ordering::Acquire)
     }
 
-    fn authenticated(&self, req: &Request<Incoming>) -> bool {
+    /// The admin token, or a service-account token this server issued that is still
+    /// valid. There is no authorization yet: either gets full access (ARCHITECTURE.md).
+    async fn authenticated(&self, req: &Request<Incoming>) -> bool {
         let Some(value) = req
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -79,7 +89,22 @@ impl ApiServer {
         let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
             return false;
         };
-        constant_time_eq(token.as_bytes(), self.admin_token.as_bytes())
+        if constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
+            return true;
+        }
+        let Some(keys) = self.tokens.get() else {
+            return false;
+        };
+        match crate::serviceaccount::authn::authenticate(self, keys, token).await {
+            Ok(claims) => {
+                debug!(user = %claims.sub, "service-account token accepted");
+                true
+            }
+            Err(e) => {
+                debug!(reason = %e, "bearer token refused");
+                false
+            }
+        }
     }
 }
 
@@ -199,7 +224,7 @@ async fn dispatch(
         Ok(Route::Version) => return Ok(value_response(&discovery::version(), "application/json")),
         _ => {}
     }
-    if !server.authenticated(&req) {
+    if !server.authenticated(&req).await {
         return Err(ApiError::Unauthorized);
     }
     if req.uri().path() == crate::nodeproxy::SERVING_CERT_PATH {
@@ -324,7 +349,9 @@ fn discover(
             discovery::AGGREGATED_CONTENT_TYPE,
         )),
         ["api"] => Ok(value_response(
-            &discovery::core_versions(&server.listen.to_string()),
+            &discovery::core_versions(
+                &server.advertise.get().unwrap_or(&server.listen).to_string(),
+            ),
             "application/json",
         )),
         ["apis"] => Ok(value_response(&discovery::group_list(), "application/json")),

@@ -1,12 +1,16 @@
 //! The cluster's PKI and credentials, kept in `DIR/pki`: a CA made on first start, a serving
 //! certificate signed by it (re-issued at every start so its names follow `--listen`), the
-//! admin bearer token, and the admin kubeconfig at `DIR/kubeconfig.yaml`.
+//! admin bearer token, the service-account token signing key (`sa.key`, made on first
+//! start and kept, so tokens survive restarts), and the admin kubeconfig at
+//! `DIR/kubeconfig.yaml`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
+
+use crate::serviceaccount::jwt::TokenKeys;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -25,6 +29,11 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("{path}: no usable PEM content")]
     Pem { path: PathBuf },
+    #[error("{path}: {source}")]
+    TokenKey {
+        path: PathBuf,
+        source: crate::serviceaccount::jwt::JwtError,
+    },
 }
 
 /// What the server needs from the PKI.
@@ -33,6 +42,9 @@ pub struct Pki {
     pub admin_token: String,
     pub server_config: Arc<rustls::ServerConfig>,
     pub nodes: Arc<NodePki>,
+    /// Signs service-account tokens (`DIR/pki/sa.key`, upstream's
+    /// `--service-account-key-file`/`--service-account-signing-key-file` in one).
+    pub service_account_keys: Arc<TokenKeys>,
 }
 
 /// The API server's side of talking to node agents: it signs each agent's serving
@@ -125,7 +137,7 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
 }
 
 /// Loads or creates the PKI in `dir/pki` and writes `dir/kubeconfig.yaml`.
-pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki, TlsError> {
+pub fn ensure(dir: &Path, listen: SocketAddr, advertise: Option<IpAddr>) -> Result<Pki, TlsError> {
     let pki = dir.join("pki");
     std::fs::create_dir_all(&pki).map_err(|source| TlsError::Io {
         path: pki.clone(),
@@ -156,6 +168,10 @@ pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki, TlsError> {
     ];
     if !listen.ip().is_unspecified() {
         names.push(listen.ip().to_string());
+    }
+    // Pods check the server against the CA in their token volume at this address.
+    if let Some(ip) = advertise.filter(|ip| !names.contains(&ip.to_string())) {
+        names.push(ip.to_string());
     }
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let host = host.trim();
@@ -222,6 +238,22 @@ pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki, TlsError> {
     )?;
     let ca_key_pem = ca_key.serialize_pem();
 
+    let sa_key_path = pki.join("sa.key");
+    let sa_key = match read(&sa_key_path)? {
+        Some(pem) => KeyPair::from_pem(&pem)?,
+        None => {
+            // An ECDSA P-256 key (rcgen's default), which ES256 signs with.
+            let key = KeyPair::generate()?;
+            write_private(&sa_key_path, &key.serialize_pem())?;
+            key
+        }
+    };
+    let service_account_keys =
+        TokenKeys::from_pkcs8(&sa_key.serialize_der()).map_err(|source| TlsError::TokenKey {
+            path: sa_key_path.clone(),
+            source,
+        })?;
+
     write_kubeconfig(dir, listen, &ca_pem, &admin_token)?;
     Ok(Pki {
         nodes: Arc::new(NodePki {
@@ -232,6 +264,7 @@ pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki, TlsError> {
         ca_pem,
         admin_token,
         server_config: Arc::new(config),
+        service_account_keys: Arc::new(service_account_keys),
     })
 }
 

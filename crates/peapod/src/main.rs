@@ -141,6 +141,10 @@ struct ServerArgs {
     /// Run without the scheduler: pods stay unassigned until bound through `pods/binding`.
     #[arg(long)]
     no_scheduler: bool,
+    /// The address pods reach the API on (kube-apiserver's flag), served on the listen port
+    /// too. `up` defaults to its pod bridge's gateway (the pod CIDR's first address).
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
 }
 
 /// `90s`, `5m`, `1h`, or plain seconds.
@@ -207,12 +211,19 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = open_store(&args).await?;
     let shutdown = CancellationToken::new();
+    let advertise_address = match (&args.advertise_address, &node) {
+        (Some(ip), _) => Some(*ip),
+        // All in one: the pods on this node reach the host through their bridge's gateway.
+        (None, Some(node)) => Some(bridge_gateway(&node.pod_cidr)?),
+        (None, None) => None,
+    };
     let running = apiserver::start(
         apiserver::Config {
             data_dir: args.data_dir.clone(),
             listen: args.listen,
             store,
             event_ttl: args.event_ttl,
+            advertise_address,
         },
         shutdown.clone(),
     )
@@ -231,7 +242,15 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
         ))
     });
     if let Some(node) = node {
-        let cfg = agent_config(&node, &args.data_dir)?;
+        let mut cfg = agent_config(&node, &args.data_dir)?;
+        cfg.api_service = Some(
+            running
+                .server
+                .advertise
+                .get()
+                .copied()
+                .unwrap_or(running.addr),
+        );
         let ctx = agent::prepare(client, cfg).context("preparing the node")?;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let agent_shutdown = shutdown.clone();
@@ -327,6 +346,38 @@ async fn client_from_parts(
     kube::Client::try_from(config).context("building the API client")
 }
 
+/// The gateway the CNI bridge gets for `pod_cidr`: its first address, host-local's default.
+fn bridge_gateway(pod_cidr: &str) -> Result<std::net::IpAddr> {
+    let (net, bits) = pod_cidr
+        .split_once('/')
+        .with_context(|| format!("--pod-cidr {pod_cidr:?} is not ADDRESS/BITS"))?;
+    let net: std::net::Ipv4Addr = net
+        .parse()
+        .with_context(|| format!("--pod-cidr {pod_cidr:?}: only IPv4 pod CIDRs are supported"))?;
+    let bits: u32 =
+        bits.parse().ok().filter(|b| *b <= 30).with_context(|| {
+            format!("--pod-cidr {pod_cidr:?}: prefix length must be at most 30")
+        })?;
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    Ok(std::net::Ipv4Addr::from((u32::from(net) & mask) + 1).into())
+}
+
+/// Where the API server says cluster members reach it (`serverAddressByClientCIDRs` of
+/// `/api`, which reports its advertise address), for the pods' `KUBERNETES_SERVICE_*`.
+async fn advertised_api(client: &kube::Client) -> Option<SocketAddr> {
+    let versions = match client.list_core_api_versions().await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading /api; pods get no KUBERNETES_SERVICE_* variables");
+            return None;
+        }
+    };
+    versions
+        .server_address_by_client_cidrs
+        .iter()
+        .find_map(|a| a.server_address.parse().ok())
+}
+
 /// The host's primary IPv4 address: the source address of the default route. Connecting a
 /// UDP socket sends nothing; it only asks the kernel which address it would use.
 fn primary_ip() -> std::net::IpAddr {
@@ -383,6 +434,7 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
         kubelet_port: node.kubelet_port,
         cgroup_root: node.cgroup_root.trim_matches('/').to_string(),
         pod_max_pids: (node.pod_max_pids > 0).then_some(node.pod_max_pids),
+        api_service: None,
     })
 }
 
@@ -406,7 +458,8 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let client = client_from_parts(&args.server, &args.token_file, &args.ca_file).await?;
-    let cfg = agent_config(&args.node, &args.data_dir)?;
+    let mut cfg = agent_config(&args.node, &args.data_dir)?;
+    cfg.api_service = advertised_api(&client).await;
     let ctx = agent::prepare(client, cfg).context("preparing the node")?;
     let shutdown = CancellationToken::new();
     let agent = tokio::spawn(agent::run(ctx, shutdown.clone(), || {

@@ -17,6 +17,7 @@ pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
     if let Some(sub) = call.info.subresource.as_deref() {
         return match sub {
             "binding" => crate::handlers::update::bind(call).await,
+            "token" => crate::serviceaccount::tokenrequest::create(call).await,
             _ => Err(ApiError::MethodNotAllowed),
         };
     }
