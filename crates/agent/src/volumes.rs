@@ -1,8 +1,8 @@
 //! Volumes whose files come from the API: `configMap`, `secret`, `downwardAPI` and
 //! `projected` (of those and `serviceAccountToken`). Each lives in its own tmpfs at
-//! `DATA/pods/<uid>/volumes/<name>`, so secrets never touch the node's disk, and is written the way the kubelet's atomic writer does:
-//! the files go into a fresh `..<timestamp>` directory, the `..data` symlink is swapped to
-//! it in one rename, and each top-level name is a symlink through `..data`. A container
+//! `DATA/pods/<uid>/volumes/<name>`, so secrets never touch the node's disk, and is written
+//! the way the kubelet's atomic writer does: the files go into a fresh `..<timestamp>`
+//! directory, the `..data` symlink is swapped to it in one rename, and each top-level name is a symlink through `..data`. A container
 //! therefore sees a whole new version at once, and a `subPath` mount (bound to the file
 //! behind the links when the container is created) keeps the old one, as upstream.
 //!
