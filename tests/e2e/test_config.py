@@ -8,6 +8,10 @@ updates swapped in whole (subPath mounts keep theirs), and a missing object as
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 from helpers import rows_by_name, to_yaml, wait_until
 from test_node_pods import get_pod, pod, wait_ready
 
@@ -208,3 +212,77 @@ def test_host_path_types(crun_node, pod_ns, tmp_path):
         return d if "FailedMount" in d else None
     described = wait_until(failed_mount, timeout=30, what="a FailedMount event")
     assert f"hostPath type check failed: {made} is not a directory" in described, described
+
+
+def test_mount_propagation_host_to_container_and_bidirectional(node, pod_ns, tmp_path):
+    n = node
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "later").mkdir()
+    (shared / "back").mkdir()
+    mounted: list[Path] = []
+
+    def run(*argv):
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+    try:
+        # The host side must be a shared mount for anything to propagate (as upstream asks
+        # of a hostPath used with propagation).
+        run("mount", "--bind", str(shared), str(shared))
+        mounted.append(shared)
+        run("mount", "--make-rshared", str(shared))
+        host = {"name": "host", "hostPath": {"path": str(shared), "type": "Directory"}}
+        p = pod("propagation", n.images.busybox, ["sleep", "3600"])
+        base = p["spec"]["containers"][0]
+        p["spec"]["volumes"] = [host]
+        p["spec"]["containers"] = [
+            {**base, "name": "private", "volumeMounts": [{"name": "host", "mountPath": "/h"}]},
+            {**base, "name": "slave", "volumeMounts": [
+                {"name": "host", "mountPath": "/h", "mountPropagation": "HostToContainer"}]},
+            {**base, "name": "shared", "securityContext": {"privileged": True},
+             "volumeMounts": [{"name": "host", "mountPath": "/h",
+                               "mountPropagation": "Bidirectional"}]},
+        ]
+        n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+        wait_ready(n, pod_ns, "propagation")
+
+        # A mount the host makes after the containers started.
+        run("mount", "-t", "tmpfs", "-o", "size=1m", "later", str(shared / "later"))
+        mounted.append(shared / "later")
+        (shared / "later" / "marker").write_text("from the host")
+
+        def sees(container: str) -> bool:
+            r = n.kubectl("exec", "-n", pod_ns, "propagation", "-c", container, "--",
+                          "cat", "/h/later/marker", check=False)
+            return r.returncode == 0 and "from the host" in r.stdout
+        wait_until(lambda: sees("slave"), timeout=10, what="the host's mount in the container")
+        assert sees("shared")
+        assert not sees("private")
+
+        # A mount a Bidirectional container makes reaches the host.
+        n.kubectl("exec", "-n", pod_ns, "propagation", "-c", "shared", "--",
+                  "mount", "-t", "tmpfs", "back", "/h/back")
+        if n.node.runtime == "crun" and os.path.ismount("/sys/fs/cgroup/unified"):
+            # On a hybrid-cgroup host crun runs in a mount namespace of its own
+            # (ARCHITECTURE.md), a slave of the host's: mounts flow in, not out.
+            return
+        wait_until(lambda: os.path.ismount(shared / "back"), timeout=10,
+                   what="the container's mount on the host")
+        mounted.append(shared / "back")
+    finally:
+        n.kubectl("delete", "pod", "propagation", "-n", pod_ns, "--wait=true", check=False,
+                  timeout=60)
+        for m in [shared / "back", *reversed(mounted)]:
+            subprocess.run(["umount", "-l", str(m)], capture_output=True, timeout=30)
+
+
+def test_bidirectional_propagation_needs_a_privileged_container(crun_node, pod_ns):
+    n = crun_node
+    p = pod("bidi", n.images.busybox, ["sleep", "3600"])
+    p["spec"]["volumes"] = [{"name": "d", "emptyDir": {}}]
+    p["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "d", "mountPath": "/d", "mountPropagation": "Bidirectional"}]
+    r = n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p), check=False)
+    assert r.returncode != 0
+    assert ("spec.containers[0].volumeMounts[0].mountPropagation: Forbidden: Bidirectional "
+            "mount propagation is available only to privileged containers") in r.stderr, r.stderr

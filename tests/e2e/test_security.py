@@ -171,3 +171,23 @@ def test_proc_mount_needs_a_user_namespace_which_this_node_refuses(crun_node, po
         "describe", "pod", "userns", "-n", pod_ns).stdout, timeout=30,
         what="FailedCreatePodSandBox")
     assert get_pod(n, pod_ns, "userns")["status"]["phase"] == "Pending"
+
+
+def test_fs_group_owns_secret_volumes_so_a_non_root_user_can_read_them(crun_node, pod_ns):
+    n = crun_node
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+              "stringData": {"password": "s3cret"}}
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(secret))
+    p = pod("reader", n.images.busybox, ["sh", "-c",
+            "stat -L -c 'mode=%a group=%g' /creds/password; cat /creds/password && echo;"
+            " echo done; sleep 3600"])
+    p["spec"]["securityContext"] = {"runAsUser": 1000, "fsGroup": 2000}
+    p["spec"]["containers"][0]["volumeMounts"] = [{"name": "creds", "mountPath": "/creds"}]
+    p["spec"]["volumes"] = [{"name": "creds", "secret": {"secretName": "creds",
+                                                         "defaultMode": 0o400}}]
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "reader")
+    out = logs(n, pod_ns, "reader", "app", "done")
+    # 0400 plus the group's read bit, owned by the fsGroup: the kubelet's volume ownership.
+    assert "mode=440 group=2000" in out, out
+    assert "s3cret" in out, out

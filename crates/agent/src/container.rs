@@ -427,8 +427,8 @@ fn pod_spec_flag(
     pod.spec.as_ref().and_then(flag) == Some(true)
 }
 
-/// The pod's `fsGroup`, which owns its writable volumes.
-fn fs_group(pod: &Pod) -> Option<u32> {
+/// The pod's `fsGroup`, which owns its volumes.
+pub(crate) fn fs_group(pod: &Pod) -> Option<u32> {
     pod.spec
         .as_ref()
         .and_then(|s| s.security_context.as_ref())
@@ -767,6 +767,11 @@ fn assemble(
             // read-only whatever the mount asks.
             readonly: api_backed || vm.read_only.unwrap_or(false),
             kind: oci::MountKind::Bind,
+            propagation: match vm.mount_propagation.as_deref() {
+                Some("HostToContainer") => oci::Propagation::HostToContainer,
+                Some("Bidirectional") => oci::Propagation::Bidirectional,
+                _ => oci::Propagation::Private,
+            },
         });
     }
     let bind = |source: &Path, destination: &str| oci::Mount {
@@ -774,6 +779,7 @@ fn assemble(
         destination: destination.into(),
         readonly: false,
         kind: oci::MountKind::Bind,
+        propagation: oci::Propagation::Private,
     };
     if !mounts.iter().any(|m| m.destination == "/etc/hosts") {
         mounts.push(bind(&files.hosts, "/etc/hosts"));

@@ -107,11 +107,19 @@ pub async fn sync(client: &kube::Client, pod: &Pod, pod_dir: &Path) -> Result<()
             message,
         };
         let dir = volume_dir(pod_dir, &v.name);
-        let files = render(client, ns, pod, v, &dir).await.map_err(fail)?;
+        let mut files = render(client, ns, pod, v, &dir).await.map_err(fail)?;
         if !is_mounted(&dir) {
             oci::sandbox::mount_tmpfs(&dir, TMPFS_SIZE).map_err(|e| fail(e.to_string()))?;
         }
-        write_atomically(&dir, &files).map_err(|e| fail(format!("writing the files: {e}")))?;
+        let group = crate::container::fs_group(pod);
+        if group.is_some() {
+            // As the kubelet's volume ownership for a read-only volume: the fsGroup can read.
+            for (_, mode) in files.values_mut() {
+                *mode |= 0o440;
+            }
+        }
+        write_atomically(&dir, &files, group)
+            .map_err(|e| fail(format!("writing the files: {e}")))?;
     }
     Ok(())
 }
@@ -723,7 +731,9 @@ fn current(dir: &Path) -> Option<Files> {
 
 /// Publishes `files` in `dir` as one version (see the module docs); does nothing when
 /// they are what is already there.
-pub fn write_atomically(dir: &Path, files: &Files) -> std::io::Result<()> {
+/// With `group` (the pod's fsGroup), the new version's files and directories belong to it
+/// and its directories are setgid, as the kubelet's volume ownership sets them.
+pub fn write_atomically(dir: &Path, files: &Files, group: Option<u32>) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if current(dir).as_ref() == Some(files) {
         return Ok(());
@@ -741,6 +751,12 @@ pub fn write_atomically(dir: &Path, files: &Files) -> std::io::Result<()> {
         }
         std::fs::write(&path, content)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))?;
+    }
+    if let Some(g) = group {
+        own_tree(&version, g)?;
+        // The volume's root too, so the group can list it.
+        std::os::unix::fs::chown(dir, None, Some(g))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o2775))?;
     }
     let tmp = dir.join("..data_tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -771,6 +787,24 @@ pub fn write_atomically(dir: &Path, files: &Files) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Gives `dir` and everything below it to `group`; directories become setgid and
+/// group-searchable.
+fn own_tree(dir: &Path, group: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::chown(dir, None, Some(group))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o2550))?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            own_tree(&path, group)?;
+        } else {
+            std::os::unix::fs::chown(&path, None, Some(group))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -786,7 +820,12 @@ mod tests {
     fn versions_are_swapped_whole_and_old_names_go() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        write_atomically(dir, &files(&[("a", "1", 0o644), ("sub/b", "2", 0o600)])).unwrap();
+        write_atomically(
+            dir,
+            &files(&[("a", "1", 0o644), ("sub/b", "2", 0o600)]),
+            None,
+        )
+        .unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
         assert_eq!(std::fs::read_to_string(dir.join("sub/b")).unwrap(), "2");
         assert_eq!(
@@ -795,9 +834,14 @@ mod tests {
         );
         let first = std::fs::read_link(dir.join("..data")).unwrap();
         // Unchanged: no new version.
-        write_atomically(dir, &files(&[("a", "1", 0o644), ("sub/b", "2", 0o600)])).unwrap();
+        write_atomically(
+            dir,
+            &files(&[("a", "1", 0o644), ("sub/b", "2", 0o600)]),
+            None,
+        )
+        .unwrap();
         assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), first);
-        write_atomically(dir, &files(&[("a", "changed", 0o644)])).unwrap();
+        write_atomically(dir, &files(&[("a", "changed", 0o644)]), None).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "changed");
         assert!(
             std::fs::symlink_metadata(dir.join("sub")).is_err(),
@@ -805,7 +849,7 @@ mod tests {
         );
         assert!(!dir.join(&first).exists(), "the old version is removed");
         use std::os::unix::fs::PermissionsExt;
-        write_atomically(dir, &files(&[("a", "x", 0o400)])).unwrap();
+        write_atomically(dir, &files(&[("a", "x", 0o400)]), None).unwrap();
         let mode = std::fs::metadata(dir.join("a"))
             .unwrap()
             .permissions()

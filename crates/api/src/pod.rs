@@ -1146,6 +1146,17 @@ fn validate_container_common(
         &path.child("volumeMounts"),
         errs,
     );
+    let privileged = c.security_context.as_ref().and_then(|s| s.privileged) == Some(true);
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+        if m.mount_propagation.as_deref() == Some("Bidirectional") && !privileged {
+            errs.push(FieldError::forbidden(
+                path.child("volumeMounts")
+                    .index(i)
+                    .child("mountPropagation"),
+                "Bidirectional mount propagation is available only to privileged containers",
+            ));
+        }
+    }
     errs.extend(enum_check(
         s(&c.image_pull_policy),
         &path.child("imagePullPolicy"),

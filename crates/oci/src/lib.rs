@@ -27,7 +27,7 @@ pub use error::OciError;
 pub use exit::{read_exit, ExitInfo};
 pub use runtime::{ContainerIo, ContainerState, Runtime, RuntimeKind};
 pub use spec::{
-    build_spec, capabilities_with, ContainerConfig, Mount, MountKind, Resources,
+    build_spec, capabilities_with, ContainerConfig, Mount, MountKind, Propagation, Resources,
     DEFAULT_CAPABILITIES,
 };
 

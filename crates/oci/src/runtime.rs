@@ -155,7 +155,9 @@ impl Runtime {
                             std::ptr::null(),
                             c"/".as_ptr(),
                             std::ptr::null(),
-                            libc::MS_REC | libc::MS_PRIVATE,
+                            // Slave, not private: mounts the host makes later still reach containers
+                            // (mountPropagation: HostToContainer); what is unmounted here stays here.
+                            libc::MS_REC | libc::MS_SLAVE,
                             std::ptr::null(),
                         ) == -1
                     {

@@ -75,12 +75,25 @@ pub enum MountKind {
     Tmpfs,
 }
 
+/// A bind mount's propagation (Kubernetes' `mountPropagation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    /// `None`: mounts on either side stay there (rprivate).
+    #[default]
+    Private,
+    /// `HostToContainer`: mounts made under the source on the host appear (rslave).
+    HostToContainer,
+    /// `Bidirectional`: both ways (rshared); privileged containers only.
+    Bidirectional,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Mount {
     pub source: PathBuf,
     pub destination: String,
     pub readonly: bool,
     pub kind: MountKind,
+    pub propagation: Propagation,
 }
 
 /// Everything the runtime needs to know about one app container, as plain data. The agent
@@ -332,12 +345,19 @@ fn user_mount(m: &Mount) -> Result<oci_spec::runtime::Mount, OciError> {
     }
     let rw = if m.readonly { "ro" } else { "rw" };
     match m.kind {
-        MountKind::Bind => mount(
-            &m.destination,
-            "bind",
-            &m.source,
-            &["rbind", "rprivate", rw],
-        ),
+        MountKind::Bind => {
+            let propagation = match m.propagation {
+                Propagation::Private => "rprivate",
+                Propagation::HostToContainer => "rslave",
+                Propagation::Bidirectional => "rshared",
+            };
+            mount(
+                &m.destination,
+                "bind",
+                &m.source,
+                &["rbind", propagation, rw],
+            )
+        }
         MountKind::Tmpfs => mount(
             &m.destination,
             "tmpfs",
@@ -506,6 +526,19 @@ pub fn build_spec(config: &ContainerConfig) -> Result<Spec, OciError> {
         .build()
         .map_err(spec_err)?;
     let mut linux = linux;
+    // As containerd: propagating mounts need the container's root to propagate too.
+    let propagations = config.mounts.iter().map(|m| m.propagation);
+    if propagations
+        .clone()
+        .any(|p| p == Propagation::Bidirectional)
+    {
+        linux.set_rootfs_propagation(Some("rshared".into()));
+    } else if propagations
+        .clone()
+        .any(|p| p == Propagation::HostToContainer)
+    {
+        linux.set_rootfs_propagation(Some("rslave".into()));
+    }
     // As containerd: a privileged container runs without a filter.
     match &config.seccomp {
         _ if config.privileged => {}
@@ -589,6 +622,7 @@ mod tests {
                 destination: "/etc/hosts".into(),
                 readonly: false,
                 kind: MountKind::Bind,
+                propagation: Propagation::Private,
             }],
             ..Default::default()
         }
@@ -653,6 +687,7 @@ mod tests {
             destination: "/dev/shm".into(),
             readonly: false,
             kind: MountKind::Bind,
+            propagation: Propagation::Private,
         });
         let spec = build_spec(&c).unwrap();
         let shm: Vec<_> = spec

@@ -338,10 +338,12 @@ fn private_mount_namespace() -> Result<(), String> {
                 std::ptr::null(),
                 c"/".as_ptr(),
                 std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
+                // Slave, not private: mounts the host makes later still reach containers
+                // (mountPropagation: HostToContainer); what is unmounted here stays here.
+                libc::MS_REC | libc::MS_SLAVE,
                 std::ptr::null(),
             ),
-            "make / rprivate",
+            "make / rslave",
         )?;
         // EINVAL: not a mount point here (not a hybrid host), nothing to hide.
         if libc::umount2(HYBRID_UNIFIED_MOUNT.as_ptr(), libc::MNT_DETACH) == -1 {
