@@ -1116,8 +1116,13 @@ impl Worker {
         self.rec.containers.push(record);
         self.prune_old_instances(&c.name, init);
         self.backoff.remove(&key);
-        self.waiting
-            .insert(key, ("RunContainerError".into(), message));
+        // Waiting only when it will be tried again (upstream's ShouldContainerBeRestarted);
+        // under Never it stays terminated.
+        let restarts = Self::restart_policy(pod) != "Never" || (init && is_sidecar(c));
+        if restarts {
+            self.waiting
+                .insert(key, ("RunContainerError".into(), message));
+        }
         self.save();
     }
 
