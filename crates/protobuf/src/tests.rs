@@ -468,3 +468,30 @@ fn map_values_are_supported_kinds() {
         }
     }
 }
+
+/// Rough cost of transcoding a realistic pod; run by hand, numbers are not asserted:
+/// `cargo test -p protobuf --lib --release -- --ignored --nocapture transcode_cost`
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn transcode_cost() {
+    let objects: Vec<Value> =
+        serde_json::from_str(include_str!("../testdata/served.json")).expect("testdata");
+    let pod = &objects[0];
+    let bytes = encode_object(pod).expect("encodes");
+    let json_len = serde_json::to_vec(pod).expect("json").len();
+    let n = 2_000;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(encode_object(std::hint::black_box(pod)).expect("encodes"));
+    }
+    let encode = t.elapsed() / n;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(decode_object(std::hint::black_box(&bytes)).expect("decodes"));
+    }
+    let decode = t.elapsed() / n;
+    println!(
+        "pod: {} bytes protobuf, {json_len} bytes JSON; encode {encode:?}, decode {decode:?}",
+        bytes.len()
+    );
+}

@@ -52,7 +52,7 @@ impl Call {
         Output::negotiate(self.headers.get(http::header::ACCEPT))
     }
 
-    /// Decode a JSON or YAML request body.
+    /// Decode a JSON, YAML or protobuf request body into its JSON value.
     pub fn body_value(&self) -> Result<Value, ApiError> {
         let content_type = self
             .headers
