@@ -395,3 +395,34 @@ pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
         Verb::DeleteCollection => delete::delete_collection(call).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_order_picks_protobuf_or_json() {
+        let n = |s: &'static str| Output::negotiate(Some(&HeaderValue::from_static(s)));
+        assert_eq!(
+            n("application/vnd.kubernetes.protobuf, application/json"),
+            Output::Protobuf
+        );
+        assert_eq!(
+            n("application/json, application/vnd.kubernetes.protobuf"),
+            Output::Json
+        );
+        assert_eq!(
+            n("application/json;as=Table;v=v1;g=meta.k8s.io, application/vnd.kubernetes.protobuf"),
+            Output::Table
+        );
+        assert_eq!(
+            n("application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"),
+            Output::PartialObjectMetadata
+        );
+        assert_eq!(
+            n("text/html, application/vnd.kubernetes.protobuf"),
+            Output::Protobuf
+        );
+        assert_eq!(Output::negotiate(None), Output::Json);
+    }
+}
