@@ -157,11 +157,13 @@ async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::debug_span!("request", %method, %path);
+    // Errors are answered in protobuf to clients that prefer it, as upstream does.
+    let output = handlers::Output::negotiate(req.headers().get(http::header::ACCEPT));
     async move {
         let started = std::time::Instant::now();
         let resp = match dispatch(server, req).await {
             Ok(resp) => resp,
-            Err(err) => error_response(&err),
+            Err(err) => error_response_as(&err, output),
         };
         debug!(
             status = resp.status().as_u16(),
@@ -172,6 +174,19 @@ async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body
     }
     .instrument(span)
     .await
+}
+
+/// An error's `Status` in the representation negotiated (protobuf or JSON).
+pub fn error_response_as(err: &ApiError, output: handlers::Output) -> Response<Body> {
+    if output != handlers::Output::Protobuf {
+        return error_response(err);
+    }
+    if let ApiError::Internal(msg) = err {
+        warn!(error = %msg, "internal error");
+    }
+    let code = StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(&err.status()).unwrap_or_default();
+    handlers::encoded(output, code, body, &[])
 }
 
 pub fn error_response(err: &ApiError) -> Response<Body> {

@@ -32,8 +32,12 @@ impl DeleteOptions {
             ..Default::default()
         };
         if !call.body.is_empty() {
-            let body: Value = serde_json::from_slice(&call.body)
-                .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
+            let body: Value = if call.is_protobuf() {
+                call.body_value()?
+            } else {
+                serde_json::from_slice(&call.body)
+                    .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
+            };
             if let Some(g) = body["gracePeriodSeconds"].as_i64() {
                 opts.grace_period = Some(g);
             }
@@ -100,7 +104,8 @@ pub async fn delete(call: Call) -> Result<Response<Body>, ApiError> {
     let status = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details,
     });
-    Ok(super::json(
+    Ok(super::encoded(
+        call.accept(),
         StatusCode::OK,
         status.to_string().into_bytes(),
         &[],
@@ -275,7 +280,8 @@ pub async fn delete_collection(call: Call) -> Result<Response<Body>, ApiError> {
         continue_token: None,
         remaining: None,
     };
-    Ok(super::json(
+    Ok(super::encoded(
+        call.accept(),
         StatusCode::OK,
         encode_list(resource, &out)?,
         &[],

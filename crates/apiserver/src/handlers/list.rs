@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 use serde_json::{json, Value};
 use store::{KeyValue, ListOptions, Revision};
 
-use super::{json as json_response, partial_metadata, Call, Output};
+use super::{partial_metadata, Call, Output};
 use crate::body::Body;
 use crate::errors::ApiError;
 use crate::filter::Filter;
@@ -30,7 +30,7 @@ pub async fn list(call: Call) -> Result<Response<Body>, ApiError> {
     let page = read_page(&call, resource, &filter).await?;
     let output = call.accept();
     let body = match output {
-        Output::Json => encode_list(resource, &page)?,
+        Output::Json | Output::Protobuf => encode_list(resource, &page)?,
         Output::Table | Output::PartialObjectMetadata => {
             let mut objs = Vec::with_capacity(page.items.len());
             for kv in &page.items {
@@ -64,7 +64,7 @@ pub async fn list(call: Call) -> Result<Response<Body>, ApiError> {
             }
         }
     };
-    Ok(json_response(StatusCode::OK, body, &[]))
+    Ok(super::encoded(output, StatusCode::OK, body, &[]))
 }
 
 /// Reads the page a list request asks for.

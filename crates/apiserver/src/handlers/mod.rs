@@ -52,7 +52,7 @@ impl Call {
         Output::negotiate(self.headers.get(http::header::ACCEPT))
     }
 
-    /// Decode a JSON or YAML request body.
+    /// Decode a JSON, YAML or protobuf request body into its JSON value.
     pub fn body_value(&self) -> Result<Value, ApiError> {
         let content_type = self
             .headers
@@ -65,13 +65,26 @@ impl Call {
                 .map_err(|e| ApiError::BadRequest(format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml: {e}"))),
             "application/yaml" => serde_yaml::from_slice(&self.body)
                 .map_err(|e| ApiError::BadRequest(format!("error converting YAML to JSON: {e}"))),
-            "application/vnd.kubernetes.protobuf" => Err(ApiError::UnsupportedMediaType(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml".into(),
-            )),
+            // Transcoded to the JSON value a JSON client would have sent, so validation,
+            // defaults and field errors are the JSON path's own.
+            protobuf::MEDIA_TYPE => protobuf::decode_object(&self.body).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "the body of the request could not be decoded as {}: {e}",
+                    protobuf::MEDIA_TYPE
+                ))
+            }),
             other => Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other})"
             ))),
         }
+    }
+
+    /// Whether the body is in the Kubernetes protobuf envelope.
+    pub fn is_protobuf(&self) -> bool {
+        self.headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.split(';').next().unwrap_or("").trim() == protobuf::MEDIA_TYPE)
     }
 
     fn is_json(&self) -> bool {
@@ -209,6 +222,9 @@ fn check_api_version_kind(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Json,
+    /// The object (or list, or Status) in the Kubernetes protobuf envelope.
+    Protobuf,
+    /// Tables stay JSON whatever the media type asked for, as upstream serves them.
     Table,
     PartialObjectMetadata,
 }
@@ -228,6 +244,9 @@ impl Output {
             let media = clause.split(';').next().unwrap_or("").trim();
             if matches!(media, "application/json" | "*/*" | "application/*" | "") {
                 return Output::Json;
+            }
+            if media == protobuf::MEDIA_TYPE {
+                return Output::Protobuf;
             }
         }
         Output::Json
@@ -286,6 +305,37 @@ pub fn json(code: StatusCode, body: Vec<u8>, warnings: &[String]) -> Response<Bo
     resp
 }
 
+/// A JSON body (an object, a list or a Status) as `output` asks: in protobuf when the
+/// client prefers it, else as it is. A body the protobuf schema cannot express is sent as
+/// JSON, which every client that asks for protobuf also accepts (client-go lists both).
+pub fn encoded(
+    output: Output,
+    code: StatusCode,
+    body: Vec<u8>,
+    warnings: &[String],
+) -> Response<Body> {
+    if output != Output::Protobuf {
+        return json(code, body, warnings);
+    }
+    let transcoded = serde_json::from_slice::<Value>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| protobuf::encode_object(&v).map_err(|e| e.to_string()));
+    match transcoded {
+        Ok(pb) => {
+            let mut resp = json(code, pb, warnings);
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(protobuf::MEDIA_TYPE),
+            );
+            resp
+        }
+        Err(error) => {
+            tracing::warn!(%error, "answering in JSON: the body has no protobuf form");
+            json(code, body, warnings)
+        }
+    }
+}
+
 /// One object in the requested representation.
 pub fn object_response(
     call: &Call,
@@ -300,7 +350,7 @@ pub fn object_response(
         rendered
     };
     match call.accept() {
-        Output::Json => Ok(json(code, rendered, warnings)),
+        Output::Json | Output::Protobuf => Ok(encoded(call.accept(), code, rendered, warnings)),
         Output::Table => {
             let obj: Value =
                 serde_json::from_slice(&rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -343,5 +393,36 @@ pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
         Verb::Patch => patch::patch(call).await,
         Verb::Delete => delete::delete(call).await,
         Verb::DeleteCollection => delete::delete_collection(call).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_order_picks_protobuf_or_json() {
+        let n = |s: &'static str| Output::negotiate(Some(&HeaderValue::from_static(s)));
+        assert_eq!(
+            n("application/vnd.kubernetes.protobuf, application/json"),
+            Output::Protobuf
+        );
+        assert_eq!(
+            n("application/json, application/vnd.kubernetes.protobuf"),
+            Output::Json
+        );
+        assert_eq!(
+            n("application/json;as=Table;v=v1;g=meta.k8s.io, application/vnd.kubernetes.protobuf"),
+            Output::Table
+        );
+        assert_eq!(
+            n("application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"),
+            Output::PartialObjectMetadata
+        );
+        assert_eq!(
+            n("text/html, application/vnd.kubernetes.protobuf"),
+            Output::Protobuf
+        );
+        assert_eq!(Output::negotiate(None), Output::Json);
     }
 }

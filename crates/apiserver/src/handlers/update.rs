@@ -290,7 +290,8 @@ pub async fn bind(call: Call) -> Result<Response<Body>, ApiError> {
     let status = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
     });
-    Ok(super::json(
+    Ok(super::encoded(
+        call.accept(),
         StatusCode::CREATED,
         status.to_string().into_bytes(),
         &[],

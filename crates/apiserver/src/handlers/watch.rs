@@ -1,4 +1,5 @@
-//! WATCH: newline-delimited `{"type": ..., "object": ...}` events, as client-go 1.37 expects.
+//! WATCH: newline-delimited `{"type": ..., "object": ...}` events, as client-go 1.37 expects,
+//! or length-prefixed protobuf `WatchEvent` frames when the client prefers protobuf.
 //!
 //! ```text
 //!  request ──▶ start revision ──▶ [initial ADDED events] ──▶ [BOOKMARK initial-events-end]
@@ -134,9 +135,14 @@ pub async fn watch(call: Call) -> Result<Response<Body>, ApiError> {
     let body = streaming(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
+    let content_type = if output == Output::Protobuf {
+        protobuf::WATCH_MEDIA_TYPE
+    } else {
+        "application/json"
+    };
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static(content_type),
     );
     Ok(resp)
 }
@@ -290,7 +296,7 @@ impl Watcher {
             }
         }
         let obj = match self.output {
-            Output::Json => obj,
+            Output::Json | Output::Protobuf => obj,
             Output::PartialObjectMetadata => partial_metadata(&obj),
             Output::Table => {
                 let rv = object::resource_version(&obj).unwrap_or("").to_string();
@@ -330,8 +336,25 @@ impl Watcher {
     }
 
     async fn write(&mut self, event: Value) -> Result<(), Gone> {
-        let mut line = serde_json::to_vec(&event).map_err(|_| Gone)?;
-        line.push(b'\n');
-        self.tx.send(Bytes::from(line)).await.map_err(|_| Gone)
+        let chunk = if self.output == Output::Protobuf {
+            let kind = event["type"].as_str().unwrap_or_default();
+            match protobuf::encode_watch_event(kind, &event["object"]) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    // Nothing else may go into a protobuf stream: end it with an error the
+                    // client understands, and it will list and watch again.
+                    tracing::warn!(error = %e, "watch event has no protobuf form");
+                    let status = ApiError::Internal(e.to_string()).status();
+                    let frame = protobuf::encode_watch_event("ERROR", &status).map_err(|_| Gone)?;
+                    let _ = self.tx.send(Bytes::from(frame)).await;
+                    return Err(Gone);
+                }
+            }
+        } else {
+            let mut line = serde_json::to_vec(&event).map_err(|_| Gone)?;
+            line.push(b'\n');
+            line
+        };
+        self.tx.send(Bytes::from(chunk)).await.map_err(|_| Gone)
     }
 }
