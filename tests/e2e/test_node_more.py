@@ -177,3 +177,54 @@ def test_active_deadline_fails_the_pod_as_deadline_exceeded(crun_node, pod_ns):
     described = n.kubectl("describe", "pod", "deadline", "-n", pod_ns).stdout
     assert re.search(r"^Reason:\s+DeadlineExceeded$", described, re.M), described
     assert "Pod was active on the node longer than the specified deadline" in described
+
+
+def test_kubectl_drain_evicts_through_pods_eviction_and_uncordon_reopens(crun_node, pod_ns):
+    n = crun_node
+    node = json.loads(n.kubectl("get", "nodes", "-o", "json").stdout)["items"][0]["metadata"]["name"]
+    for name in ("drained-a", "drained-b"):
+        p = pod(name, n.images.busybox, ["sleep", "3600"], terminationGracePeriodSeconds=1)
+        p["metadata"]["labels"] = {"drain": pod_ns}
+        n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(p))
+    wait_ready(n, pod_ns, "drained-a")
+    wait_ready(n, pod_ns, "drained-b")
+    try:
+        # kubectl 1.37 posts each Eviction (policy/v1) in protobuf.
+        out = n.kubectl("drain", node, "--force", "--pod-selector", f"drain={pod_ns}",
+                        "--timeout=60s", timeout=90)
+        assert f"pod/drained-a evicted" in out.stdout, out.stdout
+        assert f"pod/drained-b evicted" in out.stdout, out.stdout
+        assert f"node/{node} drained" in out.stdout
+        left = n.kubectl("get", "pods", "-n", pod_ns, "-o", "name").stdout.split()
+        assert left == [], left
+        assert json.loads(n.kubectl("get", "node", node, "-o", "json").stdout)["spec"][
+            "unschedulable"] is True
+    finally:
+        n.kubectl("uncordon", node)
+    assert "unschedulable" not in json.loads(
+        n.kubectl("get", "node", node, "-o", "json").stdout)["spec"]
+
+
+def test_an_eviction_marks_the_pod_a_disruption_target_and_deletes_it(crun_node, pod_ns):
+    import kubernetes
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(
+        pod("evictee", n.images.busybox, ["sleep", "3600"], terminationGracePeriodSeconds=30)))
+    wait_ready(n, pod_ns, "evictee")
+    core = kubernetes.client.CoreV1Api(n.client)
+    body = kubernetes.client.V1Eviction(
+        metadata=kubernetes.client.V1ObjectMeta(name="evictee", namespace=pod_ns),
+        delete_options=kubernetes.client.V1DeleteOptions(grace_period_seconds=20))
+    core.create_namespaced_pod_eviction("evictee", pod_ns, body)
+    p = get_pod(n, pod_ns, "evictee")
+    assert p["metadata"]["deletionGracePeriodSeconds"] == 20
+    conds = {c["type"]: c for c in p["status"]["conditions"]}
+    assert conds["DisruptionTarget"]["reason"] == "EvictionByEvictionAPI"
+    # A mismatched name is refused.
+    bad = kubernetes.client.V1Eviction(metadata=kubernetes.client.V1ObjectMeta(name="other"))
+    try:
+        core.create_namespaced_pod_eviction("evictee", pod_ns, bad)
+        raise AssertionError("a mismatched eviction was accepted")
+    except kubernetes.client.ApiException as e:
+        assert e.status == 400 and "does not match" in e.body
+    n.kubectl("delete", "pod", "evictee", "-n", pod_ns, "--grace-period=0", "--force")

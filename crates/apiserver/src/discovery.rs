@@ -134,6 +134,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
 fn subresource_group(kind: &str) -> Option<(&'static str, &'static str)> {
     match kind {
         "TokenRequest" => Some(("authentication.k8s.io", "v1")),
+        "Eviction" => Some(("policy", "v1")),
         _ => None,
     }
 }

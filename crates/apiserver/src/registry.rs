@@ -151,6 +151,11 @@ static RESOURCES: &[Resource] = &[
                 verbs: &["create", "get"],
             },
             Subresource {
+                name: "eviction",
+                kind: "Eviction",
+                verbs: &["create"],
+            },
+            Subresource {
                 name: "ephemeralcontainers",
                 kind: "Pod",
                 verbs: &["get", "patch", "update"],

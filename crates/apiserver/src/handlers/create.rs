@@ -18,6 +18,7 @@ pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
         return match sub {
             "binding" => crate::handlers::update::bind(call).await,
             "token" => crate::serviceaccount::tokenrequest::create(call).await,
+            "eviction" => crate::handlers::eviction::create(call).await,
             _ => Err(ApiError::MethodNotAllowed),
         };
     }
