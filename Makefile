@@ -130,6 +130,7 @@ bench: deps build-release
 	@if [ -f crates/store/examples/store_bench.rs ]; then \
 	  cargo run --release -p store --example store_bench; \
 	else echo "bench: no store_bench example yet"; fi
+	cargo run --release -p protobuf --example transcode_bench
 	cargo build --release -p api-bench
 	$(PY) bench/api_bench.py --bin "$(TARGET_DIR)/release/peapod" \
 	  --api-bench "$(TARGET_DIR)/release/api-bench"
