@@ -241,15 +241,7 @@ impl Worker {
                             DEADLINE_MESSAGE,
                         );
                         self.rec.deadline_exceeded = true;
-                        self.rec.terminal = true;
-                        self.save();
-                        let grace = pod
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.termination_grace_period_seconds)
-                            .unwrap_or(30);
-                        self.terminate(Some(&pod), grace, &mut updates).await;
-                        self.teardown(false).await;
+                        self.stop_failed(&pod, pod_grace(&pod), &mut updates).await;
                     }
                     if !self.rec.terminal && self.eviction_check_due(&pod) {
                         if let Some(message) =
@@ -267,11 +259,7 @@ impl Worker {
                         self.rec.terminal = true;
                         // What still runs (sidecars beside a failed init container) stops
                         // gracefully, as the kubelet's pod termination.
-                        let grace = pod
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.termination_grace_period_seconds)
-                            .unwrap_or(30);
+                        let grace = pod_grace(&pod);
                         self.terminate(Some(&pod), grace, &mut updates).await;
                         self.teardown(false).await;
                         self.report(&pod, false).await;
@@ -325,9 +313,20 @@ impl Worker {
             .recorder
             .pod_event(pod, EventType::Warning, "Evicted", message.clone());
         self.rec.evicted = Some(message);
+        self.stop_failed(pod, 0, updates).await;
+    }
+
+    /// Ends a pod the node has failed (active deadline, eviction; the record says why):
+    /// nothing runs again, everything stops with `grace`, the sandbox goes.
+    async fn stop_failed(
+        &mut self,
+        pod: &Pod,
+        grace: i64,
+        updates: &mut watch::Receiver<PodUpdate>,
+    ) {
         self.rec.terminal = true;
         self.save();
-        self.terminate(Some(pod), 0, updates).await;
+        self.terminate(Some(pod), grace, updates).await;
         self.teardown(false).await;
     }
 
@@ -437,7 +436,7 @@ impl Worker {
             if !pending {
                 self.start_probes(pod, c, &r);
             }
-            self.begin_kill(pod, spec, c, &r);
+            self.begin_kill(pod, c, &r);
         }
     }
 
@@ -500,7 +499,7 @@ impl Worker {
     /// Begins a kill the worker decided on (failed liveness/startup probe, failed postStart
     /// hook): the Killing event, then preStop, the stop signal and SIGKILL in a task of its
     /// own; the exit comes back through the pleg and the restart policy takes it from there.
-    fn begin_kill(&mut self, pod: &Pod, spec: &PodSpec, c: &Container, r: &ContainerRecord) {
+    fn begin_kill(&mut self, pod: &Pod, c: &Container, r: &ContainerRecord) {
         let Some(live) = self.live.get_mut(&r.id) else {
             return;
         };
@@ -510,8 +509,8 @@ impl Worker {
         let Some(why) = live.kill.take() else { return };
         live.tasks.cancel();
         let fp = field_path(pod, r.init, &c.name);
-        let restarts = Self::restart_policy(pod) != "Never" || (r.init && is_sidecar(c));
-        let pod_grace = spec.termination_grace_period_seconds.unwrap_or(30);
+        let restarts = Self::restarts_on_failure(pod, c, r.init);
+        let pod_grace = pod_grace(pod);
         let (message, grace) = match why {
             KillWhy::Probe(kind) => {
                 let (word, probe) = match kind {
@@ -656,6 +655,12 @@ impl Worker {
         wake
     }
 
+    /// Whether a failed instance of `c` is started again (upstream's
+    /// ShouldContainerBeRestarted for a non-zero exit): not under Never, except sidecars.
+    fn restarts_on_failure(pod: &Pod, c: &Container, init: bool) -> bool {
+        Self::restart_policy(pod) != "Never" || (init && is_sidecar(c))
+    }
+
     fn restart_policy(pod: &Pod) -> String {
         pod.spec
             .as_ref()
@@ -730,8 +735,7 @@ impl Worker {
             // a Job-like pod with a sidecar completes.
             if self.rec.containers.iter().any(|c| c.exit.is_none()) {
                 info!(pod = %self.rec.name, "app containers done; stopping the sidecars");
-                let grace = spec.termination_grace_period_seconds.unwrap_or(30);
-                self.stop_all(pod, grace).await;
+                self.stop_all(pod, pod_grace(pod)).await;
             }
             return;
         }
@@ -777,12 +781,7 @@ impl Worker {
                 Some(r) if r.exit.is_none() => {}
                 Some(r) => {
                     let code = r.exit.as_ref().map_or(0, |e| e.exit_code);
-                    let restart = match policy.as_str() {
-                        "Always" => true,
-                        "OnFailure" => code != 0,
-                        _ => false,
-                    };
-                    if restart {
+                    if restart_wanted(&policy, code) {
                         self.restart(pod, c, false, &r).await;
                     }
                 }
@@ -801,11 +800,7 @@ impl Worker {
                     .rec
                     .latest(&c.name, false)
                     .and_then(|r| r.exit.as_ref());
-                exit.is_some_and(|e| match policy {
-                    "Always" => false,
-                    "OnFailure" => e.exit_code == 0,
-                    _ => true,
-                })
+                exit.is_some_and(|e| !restart_wanted(policy, e.exit_code))
             })
     }
 
@@ -1015,7 +1010,7 @@ impl Worker {
                 let _ = image::unmount_rootfs(&prepared.bundle);
                 let _ = std::fs::remove_dir_all(&prepared.bundle);
                 if f.reason == container::START_ERROR {
-                    self.record_start_error(pod, c, init, prepared.record, f.message);
+                    self.record_start_error(pod, c, init, prepared.record, f);
                 } else {
                     self.start_failed(pod, c, init, f);
                 }
@@ -1056,8 +1051,9 @@ impl Worker {
         });
     }
 
-    fn start_failed(&mut self, pod: &Pod, c: &Container, init: bool, f: StartFailure) {
-        let key = (c.name.clone(), init);
+    /// The log line and `Failed` event of a container that did not start (image pulls
+    /// record their own events).
+    fn report_start_failure(&self, pod: &Pod, c: &Container, init: bool, f: &StartFailure) {
         warn!(pod = %self.rec.name, container = %c.name, reason = f.reason, message = %f.message, "container did not start");
         if !f.image {
             self.ctx.recorder.container_event(
@@ -1068,6 +1064,11 @@ impl Worker {
                 format!("Error: {}", f.message),
             );
         }
+    }
+
+    fn start_failed(&mut self, pod: &Pod, c: &Container, init: bool, f: StartFailure) {
+        let key = (c.name.clone(), init);
+        self.report_start_failure(pod, c, init, &f);
         let delay = self
             .backoff
             .get(&key)
@@ -1091,17 +1092,11 @@ impl Worker {
         c: &Container,
         init: bool,
         mut record: ContainerRecord,
-        message: String,
+        f: StartFailure,
     ) {
         let key = (c.name.clone(), init);
-        warn!(pod = %self.rec.name, container = %c.name, %message, "container did not start");
-        self.ctx.recorder.container_event(
-            pod,
-            field_path(pod, init, &c.name),
-            EventType::Warning,
-            "Failed",
-            format!("Error: {message}"),
-        );
+        self.report_start_failure(pod, c, init, &f);
+        let message = f.message;
         record.pid = 0;
         // It never ran: containerd reports the zero Unix time as its start.
         record.started_at = Some(jiff::Timestamp::UNIX_EPOCH);
@@ -1118,8 +1113,7 @@ impl Worker {
         self.backoff.remove(&key);
         // Waiting only when it will be tried again (upstream's ShouldContainerBeRestarted);
         // under Never it stays terminated.
-        let restarts = Self::restart_policy(pod) != "Never" || (init && is_sidecar(c));
-        if restarts {
+        if Self::restarts_on_failure(pod, c, init) {
             self.waiting
                 .insert(key, ("RunContainerError".into(), message));
         }
@@ -1667,6 +1661,23 @@ impl Worker {
 
 /// "sandbox +41ms, image:app +43ms, started:app +88ms, ready +90ms" — each stage's end,
 /// relative to when the agent accepted the pod.
+/// Whether an app container that exited with `code` is started again under `policy`.
+fn restart_wanted(policy: &str, code: i32) -> bool {
+    match policy {
+        "Always" => true,
+        "OnFailure" => code != 0,
+        _ => false,
+    }
+}
+
+/// The pod's `terminationGracePeriodSeconds` (30 when unset).
+fn pod_grace(pod: &Pod) -> i64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
+}
+
 /// Which running containers each running sidecar waits for before its stop signal: the
 /// app containers and the sidecars defined after it, so sidecars stop after the app and
 /// in reverse order (upstream's `terminationOrdering`). Keyed by container id.

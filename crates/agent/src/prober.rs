@@ -360,37 +360,28 @@ async fn run(
             }
             attempt = run_once(&ctx, &target.container_id, &spec).await;
         }
+        let warn = |reason: &str, what: &str, detail: &dyn std::fmt::Display| {
+            ctx.recorder.container_event(
+                &target.pod,
+                target.field_path.clone(),
+                EventType::Warning,
+                reason,
+                format!("{} probe {what}: {detail}", spec.kind.title()),
+            );
+        };
         let (success, output) = match attempt {
             Ok(r) => r,
             Err(e) => {
                 debug!(container = %target.container_id, probe = spec.kind.title(), error = %e, "probe errored");
-                ctx.recorder.container_event(
-                    &target.pod,
-                    target.field_path.clone(),
-                    EventType::Warning,
-                    "Unhealthy",
-                    format!("{} probe errored: {e}", spec.kind.title()),
-                );
+                warn("Unhealthy", "errored", &e);
                 continue;
             }
         };
         if success && !output.is_empty() {
-            ctx.recorder.container_event(
-                &target.pod,
-                target.field_path.clone(),
-                EventType::Warning,
-                "ProbeWarning",
-                format!("{} probe warning: {output}", spec.kind.title()),
-            );
+            warn("ProbeWarning", "warning", &output);
         }
         if !success {
-            ctx.recorder.container_event(
-                &target.pod,
-                target.field_path.clone(),
-                EventType::Warning,
-                "Unhealthy",
-                format!("{} probe failed: {output}", spec.kind.title()),
-            );
+            warn("Unhealthy", "failed", &output);
         }
         let Some(result) = counter.observe(success) else {
             continue;

@@ -49,28 +49,30 @@ const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
 pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     for name in SYSTEM_NAMESPACES {
         let ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
-        ensure(server, registry::namespaces(), ns).await?;
+        create_missing(server, registry::namespaces(), None, ns).await?;
     }
     for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
         let pc = json!({
             "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
             "metadata": { "name": name }, "value": value, "description": description,
         });
-        ensure(server, registry::priority_classes(), pc).await?;
+        create_missing(server, registry::priority_classes(), None, pc).await?;
     }
     Ok(())
 }
 
-/// Creates a cluster-scoped object through its strategy unless it exists.
-async fn ensure(
+/// Creates `obj` (in `namespace`, or cluster-scoped) through its strategy unless it exists;
+/// `true` if it was created. What the built-in controllers use for the objects they keep.
+pub(crate) async fn create_missing(
     server: &ApiServer,
     resource: &'static registry::Resource,
+    namespace: Option<&str>,
     mut obj: Value,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let name = object::name(&obj).to_string();
-    let key = resource.key(None, &name);
+    let key = resource.key(namespace, &name);
     if server.store.get(&key).await?.is_some() {
-        return Ok(());
+        return Ok(false);
     }
     crate::handlers::create::reset_system_fields(&mut obj);
     let bytes = resource
@@ -78,7 +80,8 @@ async fn ensure(
         .prepare_create(&obj)
         .map_err(|errs| ApiError::invalid(resource, &name, errs))?;
     match server.store.create(&key, Bytes::from(bytes)).await {
-        Ok(_) | Err(store::Error::AlreadyExists { .. }) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(store::Error::AlreadyExists { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -17,7 +17,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use super::session::{self, Input, Output, Query, Streams};
-use super::{find_pod, instance, text, Body};
+use super::{container_not_found, running_container, text, Body};
 use crate::Ctx;
 
 const PACKET_STDIN: u8 = 0;
@@ -40,23 +40,11 @@ pub(super) async fn attach(
     container: &str,
 ) -> Response<Body> {
     let q = Query::parse(req.uri().query().unwrap_or("")).streams;
-    let found = find_pod(ctx, ns, pod).and_then(|rec| {
-        let inst = instance(&rec, container, false)
-            .cloned()
-            .filter(|c| c.exit.is_none())?;
-        Some((rec, inst))
-    });
-    let Some((rec, inst)) = found else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            format!("container not found (\"{container}\")"),
-        );
+    let Some((rec, inst)) = running_container(ctx, ns, pod, container) else {
+        return container_not_found(container);
     };
     if !session::is_upgrade(&req) {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "attach needs an upgrade: a WebSocket with subprotocol v5.channel.k8s.io, v4.channel.k8s.io or channel.k8s.io, or SPDY/3.1",
-        );
+        return session::not_an_upgrade("attach");
     }
     let dir = crate::container::container_dir(&ctx.cfg.pods_dir().join(&rec.uid), &inst.id);
     let socket = match AttachSocket::connect(&dir) {

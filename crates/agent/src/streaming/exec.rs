@@ -10,7 +10,7 @@ use tracing::debug;
 
 use super::pty::{spawn_on_terminal, spawn_with_console, Pty};
 use super::session::{self, Input, Output, Query};
-use super::{find_pod, instance, text, Body};
+use super::{container_not_found, running_container, text, Body};
 use crate::Ctx;
 
 /// Exec in a running container: the upgrade (WebSocket or SPDY) is answered here, the
@@ -29,20 +29,11 @@ pub(super) async fn exec(
             "you must specify at least 1 command",
         );
     }
-    let running = find_pod(ctx, ns, pod)
-        .and_then(|rec| instance(&rec, container, false).cloned())
-        .filter(|c| c.exit.is_none());
-    let Some(inst) = running else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            format!("container not found (\"{container}\")"),
-        );
+    let Some((_, inst)) = running_container(ctx, ns, pod, container) else {
+        return container_not_found(container);
     };
     if !session::is_upgrade(&req) {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "exec needs an upgrade: a WebSocket with subprotocol v5.channel.k8s.io, v4.channel.k8s.io or channel.k8s.io, or SPDY/3.1",
-        );
+        return session::not_an_upgrade("exec");
     }
     let process = match Process::spawn(ctx, &inst.id, &q).await {
         Ok(p) => p,

@@ -179,6 +179,28 @@ pub(super) fn find_pod(ctx: &Ctx, ns: &str, name: &str) -> Option<PodRecord> {
         .max_by_key(|r| r.start_time)
 }
 
+/// The pod's record and the running instance of its container `name`.
+pub(super) fn running_container(
+    ctx: &Ctx,
+    ns: &str,
+    pod: &str,
+    name: &str,
+) -> Option<(PodRecord, ContainerRecord)> {
+    let rec = find_pod(ctx, ns, pod)?;
+    let inst = instance(&rec, name, false)
+        .filter(|c| c.exit.is_none())
+        .cloned()?;
+    Some((rec, inst))
+}
+
+/// The kubelet's 400 for a container that is not running.
+pub(super) fn container_not_found(name: &str) -> Response<Body> {
+    text(
+        StatusCode::BAD_REQUEST,
+        format!("container not found (\"{name}\")"),
+    )
+}
+
 pub(super) fn instance<'a>(
     rec: &'a PodRecord,
     name: &str,

@@ -126,6 +126,11 @@ where
         });
         return switching(&accept, protocol);
     }
+    not_an_upgrade(verb)
+}
+
+/// The answer to a remote-command request that is not an upgrade.
+pub(super) fn not_an_upgrade(verb: &str) -> Response<Body> {
     text(
         StatusCode::BAD_REQUEST,
         format!("{verb} needs an upgrade: a WebSocket with subprotocol v5.channel.k8s.io, v4.channel.k8s.io or channel.k8s.io, or SPDY/3.1"),

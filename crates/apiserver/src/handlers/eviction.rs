@@ -4,8 +4,8 @@
 //! (`EvictionByEvictionAPI`), then it is deleted with the eviction's `deleteOptions`
 //! (graceful on a node, like any delete). The answer is a 201 success Status.
 
-use http::{Response, StatusCode};
-use serde_json::{json, Value};
+use http::Response;
+use serde_json::Value;
 
 use super::delete::{delete_object, DeleteOptions};
 use super::update::{guaranteed_update, set_condition};
@@ -68,15 +68,7 @@ pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
         }
         delete_object(&call.server, resource, ns, &name, &opts).await?;
     }
-    let status = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
-    });
-    Ok(super::encoded(
-        call.accept(),
-        StatusCode::CREATED,
-        status.to_string().into_bytes(),
-        &[],
-    ))
+    Ok(super::created_status(&call))
 }
 
 /// The Eviction's `deleteOptions`.

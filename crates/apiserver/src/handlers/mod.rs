@@ -337,6 +337,19 @@ pub fn encoded(
     }
 }
 
+/// The success Status a create-only subresource (binding, eviction) answers with: 201.
+pub fn created_status(call: &Call) -> Response<Body> {
+    let status = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
+    });
+    encoded(
+        call.accept(),
+        StatusCode::CREATED,
+        status.to_string().into_bytes(),
+        &[],
+    )
+}
+
 /// One object in the requested representation.
 pub fn object_response(
     call: &Call,

@@ -287,15 +287,7 @@ pub async fn bind(call: Call) -> Result<Response<Body>, ApiError> {
         },
     )
     .await?;
-    let status = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
-    });
-    Ok(super::encoded(
-        call.accept(),
-        StatusCode::CREATED,
-        status.to_string().into_bytes(),
-        &[],
-    ))
+    Ok(super::created_status(&call))
 }
 
 /// Sets a pod condition, keeping its transition time when the status does not change.

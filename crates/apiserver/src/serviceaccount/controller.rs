@@ -18,7 +18,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +26,7 @@ use tracing::{info, warn};
 use super::{DEFAULT_SERVICE_ACCOUNT, ROOT_CA_CONFIG_MAP};
 use crate::errors::ApiError;
 use crate::handlers::update::guaranteed_update;
+use crate::lifecycle::create_missing;
 use crate::object;
 use crate::registry::{self, Resource};
 use crate::scan::Pages;
@@ -112,7 +112,7 @@ async fn reconcile(server: &ApiServer, ns: &Value, ca_pem: &str) -> Result<(), A
         "apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": { "name": DEFAULT_SERVICE_ACCOUNT, "namespace": ns },
     });
-    if create_missing(server, registry::service_accounts(), ns, sa).await? {
+    if create_missing(server, registry::service_accounts(), Some(ns), sa).await? {
         info!(namespace = %ns, "created the default service account");
     }
     let cm = json!({
@@ -124,7 +124,7 @@ async fn reconcile(server: &ApiServer, ns: &Value, ca_pem: &str) -> Result<(), A
         "data": { "ca.crt": ca_pem },
     });
     let cms = registry::config_maps();
-    if create_missing(server, cms, ns, cm).await? {
+    if create_missing(server, cms, Some(ns), cm).await? {
         return Ok(());
     }
     let key = cms.key(Some(ns), ROOT_CA_CONFIG_MAP);
@@ -157,30 +157,6 @@ async fn reconcile(server: &ApiServer, ns: &Value, ca_pem: &str) -> Result<(), A
     match result {
         Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
         Err(e) => Err(e),
-    }
-}
-
-/// Creates `obj` in `ns` through its strategy unless it exists; `true` if it was created.
-async fn create_missing(
-    server: &ApiServer,
-    resource: &'static Resource,
-    ns: &str,
-    mut obj: Value,
-) -> Result<bool, ApiError> {
-    let name = object::name(&obj).to_string();
-    let key = resource.key(Some(ns), &name);
-    if server.store.get(&key).await?.is_some() {
-        return Ok(false);
-    }
-    crate::handlers::create::reset_system_fields(&mut obj);
-    let bytes = resource
-        .strategy
-        .prepare_create(&obj)
-        .map_err(|errs| ApiError::invalid(resource, &name, errs))?;
-    match server.store.create(&key, Bytes::from(bytes)).await {
-        Ok(_) => Ok(true),
-        Err(store::Error::AlreadyExists { .. }) => Ok(false),
-        Err(e) => Err(e.into()),
     }
 }
 
