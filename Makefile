@@ -1,6 +1,7 @@
 # peapod — the two commands of the quick start are `make run` and `make test`.
 #
-#   make deps       install what is missing (Debian packages, the Python venv in .venv)
+#   make deps       install what is missing (Debian packages, the Python venv in .venv), then
+#                   check every input in scripts/deps.list (make deps-check alone)
 #   make build      cargo build -p peapod (debug, what the e2e suite drives)
 #   make run        deps + release build + start peapod on 127.0.0.1:6443, data in .peapod/
 #   make test       lint, unit + store conformance, e2e (in that order)
@@ -27,21 +28,24 @@ LISTEN := 127.0.0.1:6443
 # An upper bound on the whole e2e run; SIGINT lets pytest stop the servers it started.
 E2E_TIMEOUT := 1800
 
-# Debian packages the project needs on a machine (see ARCHITECTURE.md §5).
-# protobuf-compiler: etcd-client (store's etcd backend) compiles etcd's .proto files at build time.
-# iptables: the CNI bridge (ipMasq) and portmap plugins program it. zstd: test images with
-# zstd layers (crates/image tests). openssl: the e2e TLS-client image (a pod calling the API
-# and verifying its certificate; busybox's TLS cannot talk to rustls).
-APT_PACKAGES := etcd-server docker-registry busybox-static crun runc \
-	containernetworking-plugins iptables iproute2 protobuf-compiler zstd openssl
+# Debian packages the project needs (see ARCHITECTURE.md §5): every `apt:` source in
+# scripts/deps.list, which also says who reads each input. `make deps` ends with
+# scripts/check-deps, which checks every input there and names the first one missing.
+DEPS_LIST := scripts/deps.list
+APT_PACKAGES := $(sort $(patsubst apt:%,%,$(filter apt:%,$(shell sed 's/\#.*//' $(DEPS_LIST)))))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps deps-apt venv build build-release run test lint test-unit test-e2e bench clean
+.PHONY: help deps deps-apt deps-check venv build build-release run test lint test-unit test-e2e bench clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
 
 deps: deps-apt venv
+	@$(MAKE) --no-print-directory deps-check
+
+# Fails with one line naming the first missing build- or run-time input.
+deps-check:
+	@scripts/check-deps
 
 deps-apt:
 	@missing=""; \
