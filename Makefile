@@ -8,7 +8,7 @@
 #   make lint       cargo fmt --check, clippy -D warnings
 #   make test-unit  cargo test --workspace
 #   make test-e2e   build + pytest tests/e2e (real kubectl, Python client, both datastores)
-#   make bench      store benchmark (if present) + bench/api_bench.py (Rust client bench/api-bench)
+#   make bench      store benchmark (if present) + scheduler decision cost + bench/api_bench.py (Rust client bench/api-bench)
 #                   + bench/pod_startup.py (pod create -> Ready, burst, per-pod footprint)
 #                   + bench/stream_bench.py (exec round trip, logs -f delivery)
 #
@@ -135,6 +135,7 @@ bench: deps build-release
 	  cargo run --release -p store --example store_bench; \
 	else echo "bench: no store_bench example yet"; fi
 	cargo run --release -p protobuf --example transcode_bench
+	cargo run --release -p scheduler --example decide_bench
 	cargo build --release -p api-bench
 	$(PY) bench/api_bench.py --bin "$(TARGET_DIR)/release/peapod" \
 	  --api-bench "$(TARGET_DIR)/release/api-bench"

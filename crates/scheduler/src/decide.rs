@@ -189,8 +189,13 @@ pub enum Decision {
 /// Decides where `pod` goes, given every node, every pod (only assigned ones count) and
 /// the scheduler's assumed bindings.
 pub fn decide(pod: &Pod, nodes: &[Arc<Node>], pods: &[Arc<Pod>], assumed: &Assumed) -> Decision {
-    let infos = node_infos(nodes, pods, assumed);
-    match pick(pod, &infos) {
+    decide_on(pod, &node_infos(nodes, pods, assumed))
+}
+
+/// Decides where `pod` goes among `infos` (sorted by node name, as [`crate::Cache`] keeps
+/// them).
+pub fn decide_on(pod: &Pod, infos: &[NodeInfo]) -> Decision {
+    match pick(pod, infos) {
         Ok(i) => Decision::Bind {
             node: infos[i].name().to_string(),
         },

@@ -3,8 +3,9 @@
 //! Owns: kube-scheduler's filter plugins (NodeUnschedulable, NodeName, TaintToleration,
 //! NodeAffinity incl. `nodeSelector`, NodeResourcesFit — run in upstream's default order),
 //! the NodeResourcesFit `LeastAllocated` score, picking a node, the `FailedScheduling`
-//! message upstream writes when no node fits, the scheduling queue, one scheduling decision
-//! over the cluster's nodes and pods, the scheduler's Events and their aggregation — all pure
+//! message upstream writes when no node fits, the scheduling queue, the cache of node infos
+//! kept current from watch events and assumed bindings (so a decision costs O(nodes)), one
+//! scheduling decision over it, the scheduler's Events and their aggregation — all pure
 //! functions with no I/O, no async and no clock of their own — and [`run`], the one module that
 //! does I/O: the watch-decide-bind loop over the API (kube-runtime watchers and reflector
 //! stores, the `binding` and `status` subresources, core/v1 Events).
@@ -17,6 +18,7 @@
 //! `run` only, `kube` (client + runtime) and tokio. Never on the API server's internals: the
 //! scheduler talks to it through the public API like any client.
 
+mod cache;
 mod decide;
 mod events;
 mod filter;
@@ -26,10 +28,11 @@ mod resources;
 mod run;
 mod score;
 
+pub use cache::Cache;
 pub use decide::{
-    assigned_node, assigned_pod_freed, decide, is_terminal, needs_scheduling, node_change_may_help,
-    node_infos, pod_key, pod_update_may_help, unschedulable_condition_patch, Assumed, Decision,
-    DEFAULT_SCHEDULER_NAME, REASON_UNSCHEDULABLE,
+    assigned_node, assigned_pod_freed, decide, decide_on, is_terminal, needs_scheduling,
+    node_change_may_help, node_infos, pod_key, pod_update_may_help, unschedulable_condition_patch,
+    Assumed, Decision, DEFAULT_SCHEDULER_NAME, REASON_UNSCHEDULABLE,
 };
 pub use events::{
     pod_event, scheduled_message, Aggregator, EventKey, Occurrence, COMPONENT,

@@ -32,6 +32,14 @@ impl Resources {
             .ephemeral_storage
             .saturating_add(other.ephemeral_storage);
     }
+
+    fn sub(&mut self, other: Resources) {
+        self.milli_cpu = self.milli_cpu.saturating_sub(other.milli_cpu);
+        self.memory = self.memory.saturating_sub(other.memory);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_sub(other.ephemeral_storage);
+    }
 }
 
 /// Exact per-resource sums in nano units, so rounding happens once at the end like upstream's
@@ -178,12 +186,30 @@ impl NodeInfo {
 
     /// Accounts for one more pod on the node (e.g. after assuming a binding).
     pub fn add_pod(&mut self, pod: &Pod) {
-        self.requested.add(pod_requests(pod, false));
-        self.non_zero_requested.add(pod_requests(pod, true));
+        self.add_counted(pod_requests(pod, false), pod_requests(pod, true));
+    }
+
+    /// Counts one pod with these requests (plain and non-zero, see [`pod_requests`]).
+    pub fn add_counted(&mut self, requested: Resources, non_zero_requested: Resources) {
+        self.requested.add(requested);
+        self.non_zero_requested.add(non_zero_requested);
         self.pod_count += 1;
     }
 
-    /// The node's name, or "" when unset.
+    /// Uncounts a pod [`NodeInfo::add_counted`] counted with the same requests.
+    pub fn remove_counted(&mut self, requested: Resources, non_zero_requested: Resources) {
+        self.requested.sub(requested);
+        self.non_zero_requested.sub(non_zero_requested);
+        self.pod_count = self.pod_count.saturating_sub(1);
+    }
+
+    /// Uncounts every pod.
+    pub fn clear_pods(&mut self) {
+        self.requested = Resources::default();
+        self.non_zero_requested = Resources::default();
+        self.pod_count = 0;
+    }
+
     pub fn name(&self) -> &str {
         self.node.metadata.name.as_deref().unwrap_or("")
     }

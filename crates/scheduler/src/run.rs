@@ -23,9 +23,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::cache::Cache;
 use crate::decide::{
-    assigned_node, assigned_pod_freed, decide, needs_scheduling, node_change_may_help, pod_key,
-    unschedulable_condition_patch, Assumed, Decision, DEFAULT_SCHEDULER_NAME,
+    assigned_pod_freed, decide_on, needs_scheduling, node_change_may_help, pod_key,
+    unschedulable_condition_patch, Decision, DEFAULT_SCHEDULER_NAME,
 };
 use crate::events::{
     pod_event, scheduled_message, Aggregator, EventKey, Occurrence, REASON_FAILED_SCHEDULING,
@@ -114,7 +115,8 @@ struct Scheduler {
     client: Client,
     config: SchedulerConfig,
     queue: Queue,
-    assumed: Assumed,
+    /// Node infos with every counted pod and assumed binding, kept from the watches.
+    cache: Cache,
     nodes: Store<Node>,
     pods: Store<Pod>,
     node_writer: reflector::store::Writer<Node>,
@@ -136,7 +138,7 @@ impl Scheduler {
             client,
             queue: Queue::new(config.queue),
             config,
-            assumed: Assumed::default(),
+            cache: Cache::default(),
             nodes,
             pods,
             node_writer,
@@ -203,6 +205,34 @@ impl Scheduler {
             watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitApply(_) => {}
         }
         self.node_writer.apply_watcher_event(&ev);
+        match &ev {
+            watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
+                self.cache.apply_node(node)
+            }
+            watcher::Event::Delete(node) => {
+                self.cache
+                    .delete_node(node.metadata.name.as_deref().unwrap_or_default());
+            }
+            watcher::Event::InitDone => {
+                // The relist replaced the store: drop the nodes it no longer shows.
+                let listed = self.nodes.state();
+                let gone: Vec<String> = self
+                    .cache
+                    .infos()
+                    .iter()
+                    .map(|i| i.name().to_string())
+                    .filter(|n| {
+                        !listed
+                            .iter()
+                            .any(|l| l.metadata.name.as_deref() == Some(n.as_str()))
+                    })
+                    .collect();
+                for name in gone {
+                    self.cache.delete_node(&name);
+                }
+            }
+            watcher::Event::Init => {}
+        }
     }
 
     fn on_pod_event(&mut self, ev: watcher::Event<Pod>) {
@@ -219,7 +249,7 @@ impl Scheduler {
             watcher::Event::Delete(pod) => {
                 let key = pod_key(pod);
                 self.queue.remove(&key);
-                self.assumed.forget(&key);
+                self.cache.delete_pod(&key);
                 let old = self.pods.get(&ObjectRef::from_obj(pod));
                 if assigned_pod_freed(old.as_deref().or(Some(pod)), None) {
                     self.queue.move_all_unschedulable();
@@ -239,8 +269,8 @@ impl Scheduler {
             let name = &self.config.scheduler_name;
             self.queue
                 .retain(|key| listed(key).is_some_and(|p| needs_scheduling(&p, name)));
-            self.assumed
-                .retain(|key| listed(key).is_some_and(|p| assigned_node(&p).is_none()));
+            self.cache
+                .replace_pods(self.pods.state().iter().map(|p| p.as_ref()));
             self.pods_synced = true;
             self.queue.move_all_unschedulable();
         }
@@ -255,9 +285,9 @@ impl Scheduler {
         } else {
             self.queue.remove(&key);
         }
-        if assigned_node(pod).is_some() {
-            self.assumed.forget(&key);
-        }
+        // Counts the pod on its node once the watch shows it bound, replacing the binding
+        // the scheduler assumed.
+        self.cache.apply_pod(pod);
     }
 
     async fn schedule_one(&mut self) {
@@ -273,7 +303,7 @@ impl Scheduler {
                 return;
             }
         };
-        let decision = decide(&pod, &self.nodes.state(), &self.pods.state(), &self.assumed);
+        let decision = decide_on(&pod, self.cache.infos());
         match decision {
             Decision::Bind { node } => self.bind(pod, &key, node).await,
             Decision::Unschedulable { message } => self.unschedulable(pod, &key, message).await,
@@ -281,7 +311,7 @@ impl Scheduler {
     }
 
     async fn bind(&mut self, pod: Arc<Pod>, key: &str, node: String) {
-        self.assumed.assume(&pod, &node);
+        self.cache.assume(&pod, &node);
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let binding = Binding {
@@ -312,12 +342,12 @@ impl Scheduler {
             Err(e) if is_gone_or_taken(&e) => {
                 // Already bound elsewhere or deleted: the watch brings the truth.
                 debug!(pod = %key, error = %e, "binding dropped");
-                self.assumed.forget(key);
+                self.cache.forget(key);
                 self.queue.done(key);
             }
             Err(e) => {
                 warn!(pod = %key, %node, error = %e, "binding failed; backing off");
-                self.assumed.forget(key);
+                self.cache.forget(key);
                 self.queue.failed(key, std::time::Instant::now());
             }
         }
