@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod errors;
 pub mod filter;
 pub mod handlers;
+pub mod kinds;
 pub mod lifecycle;
 pub mod mirror;
 pub mod nodeproxy;
@@ -129,14 +130,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         });
     }
     for (mirror, prefix) in [
-        (server.namespaces.clone(), registry::namespaces().prefix()),
+        (server.namespaces.clone(), kinds::namespace::RESOURCE.prefix()),
         (
             server.priority_classes.clone(),
-            registry::priority_classes().prefix(),
+            kinds::priorityclass::RESOURCE.prefix(),
         ),
         (
             server.service_accounts.clone(),
-            registry::service_accounts().prefix(),
+            kinds::serviceaccount::RESOURCE.prefix(),
         ),
     ] {
         tasks.spawn(mirror.run(server.store.clone(), prefix, shutdown.clone()));

@@ -18,10 +18,11 @@ use serde_json::Value;
 
 use crate::body::{full, Body};
 use crate::errors::ApiError;
-use crate::registry::{self, Resource};
+use crate::kinds;
+use crate::registry::{Resource, SubresourceKind};
 use crate::request::{FieldValidation, Query, RequestInfo, Verb};
 use crate::server::ApiServer;
-use crate::{convert, object, table};
+use crate::{object, table};
 
 /// One decoded API call.
 pub struct Call {
@@ -43,6 +44,11 @@ impl Call {
 
     pub fn name(&self) -> &str {
         self.info.name.as_deref().unwrap_or_default()
+    }
+
+    /// What the addressed subresource is, if the call is to one.
+    pub fn subresource(&self) -> Option<SubresourceKind> {
+        self.info.subresource_kind()
     }
 
     pub fn key(&self) -> String {
@@ -103,7 +109,7 @@ impl Call {
     /// Decode a body into `resource`'s normalized form, applying field validation.
     pub fn decode_object(&self, warnings: &mut Vec<String>) -> Result<Value, ApiError> {
         let resource = self.resource();
-        let mut decoded = if self.is_json() && !convert::is_events_v1(resource) {
+        let mut decoded = if self.is_json() && resource.conversion.is_none() {
             // One pass from bytes to the typed object: the hot path of create and update.
             let type_meta: TypeMeta = serde_json::from_slice(&self.body).map_err(|e| {
                 ApiError::BadRequest(format!(
@@ -116,10 +122,10 @@ impl Call {
             let mut value = self.body_value()?;
             check_type_meta(&value, resource)?;
             let mut unknown = Vec::new();
-            if convert::is_events_v1(resource) {
-                // Unknown fields are those of the events.k8s.io form the client sent.
-                (value, unknown) = convert::events_v1_to_core_reporting(value)
-                    .map_err(|e| cannot_handle(resource, &e))?;
+            if let Some(conversion) = &resource.conversion {
+                // Unknown fields are those of the served form the client sent.
+                (value, unknown) =
+                    (conversion.to_storage)(value).map_err(|e| cannot_handle(resource, &e))?;
             }
             resource.strategy.decode(value).map(|mut d| {
                 d.unknown_fields.extend(unknown);
@@ -265,7 +271,7 @@ pub async fn admit_namespace(
     if !resource.namespaced {
         return Ok(());
     }
-    let nsr = registry::namespaces();
+    let nsr = &kinds::namespace::RESOURCE;
     let key = nsr.key(None, ns);
     let namespace = match server.namespaces.get(&key) {
         Some(v) => v,
@@ -358,11 +364,7 @@ pub fn object_response(
     warnings: &[String],
 ) -> Result<Response<Body>, ApiError> {
     let resource = call.resource();
-    let rendered = if convert::is_events_v1(resource) {
-        convert::core_to_events_v1_bytes(&rendered)?
-    } else {
-        rendered
-    };
+    let rendered = resource.to_served_bytes(rendered)?;
     match call.accept() {
         Output::Json | Output::Protobuf => Ok(encoded(call.accept(), code, rendered, warnings)),
         Output::Table => {
@@ -396,7 +398,7 @@ pub fn partial_metadata(obj: &Value) -> Value {
 /// Routes a resource call to its verb's handler.
 pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
     match call.info.verb {
-        Verb::Get if call.info.subresource.as_deref() == Some("log") => {
+        Verb::Get if call.subresource() == Some(SubresourceKind::Log) => {
             crate::nodeproxy::pod_log(call).await
         }
         Verb::Get => get::get(call).await,

@@ -3,13 +3,27 @@
 use http::{Response, StatusCode};
 use serde_json::Value;
 
-use super::update::{guaranteed_update, replace, Target};
+use std::sync::OnceLock;
+
+use api::patch::PatchSchema;
+
+use super::update::{check_name, guaranteed_update, replace, Target};
 use super::{object_response, Call};
 use crate::body::Body;
-use crate::convert;
 use crate::errors::ApiError;
 use crate::object;
+use crate::registry;
 use crate::request::FieldValidation;
+
+/// The strategic-merge schema of every served kind, read from the OpenAPI definitions
+/// (patch strategies and merge keys) the documents publish, once.
+fn patch_schema() -> &'static PatchSchema {
+    static SCHEMA: OnceLock<PatchSchema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let roots: Vec<openapi::SchemaFn> = registry::all().iter().map(|r| r.schema).collect();
+        PatchSchema::from_definitions(&openapi::definitions(&roots))
+    })
+}
 
 enum PatchType {
     Json,
@@ -56,10 +70,10 @@ pub async fn patch(call: Call) -> Result<Response<Body>, ApiError> {
     }
     let dry_run = call.query.dry_run()?;
     let validation = call.query.field_validation()?;
-    let target = Target::of(call.info.subresource.as_deref());
+    let target = Target::of(call.subresource());
     let name = call.name().to_string();
     let mut warnings = Vec::new();
-    let events_v1 = convert::is_events_v1(resource);
+    let root = resource.definition();
     let written = guaranteed_update(
         &call.server,
         resource,
@@ -69,11 +83,7 @@ pub async fn patch(call: Call) -> Result<Response<Body>, ApiError> {
         dry_run,
         |old| {
             let old_rv = object::resource_version(&old).unwrap_or("").to_string();
-            let seen = if events_v1 {
-                convert::core_to_events_v1(old.clone())?
-            } else {
-                old.clone()
-            };
+            let seen = resource.to_served(old.clone())?;
             let patched = match kind {
                 PatchType::Json => api::patch::json_patch(&seen, &call.body)
                     .map_err(|e| ApiError::BadRequest(e.to_string()))?,
@@ -81,24 +91,28 @@ pub async fn patch(call: Call) -> Result<Response<Body>, ApiError> {
                 PatchType::Strategic => api::patch::strategic_merge_patch(
                     &seen,
                     &patch_value,
-                    resource.strategy.patch_kind(),
+                    patch_schema(),
+                    &root,
                 )
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?,
             };
+            // Upstream's patcher checks the patched object against the URL, so a patch
+            // cannot rename or move an object.
+            check_name(&patched, &name, call.namespace())?;
             if let Some(rv) = object::resource_version(&patched) {
                 if rv != old_rv {
                     return Err(ApiError::conflict(resource, &name));
                 }
             }
-            let patched = if events_v1 {
-                convert::events_v1_to_core(patched).map_err(ApiError::BadRequest)?
-            } else {
-                patched
+            let (patched, unknown) = match &resource.conversion {
+                Some(c) => (c.to_storage)(patched).map_err(ApiError::BadRequest)?,
+                None => (patched, Vec::new()),
             };
-            let decoded = resource
+            let mut decoded = resource
                 .strategy
                 .decode(patched)
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            decoded.unknown_fields.extend(unknown);
             if !decoded.unknown_fields.is_empty() {
                 let list: Vec<String> = decoded
                     .unknown_fields
