@@ -14,6 +14,7 @@ pub mod admission;
 pub mod body;
 pub mod convert;
 pub mod discovery;
+pub mod duplicates;
 pub mod errors;
 pub mod filter;
 pub mod handlers;

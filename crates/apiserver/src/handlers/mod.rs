@@ -135,28 +135,35 @@ impl Call {
         .map_err(|e| cannot_handle(resource, &e))?;
         decoded.unknown_fields.sort();
         decoded.unknown_fields.dedup();
-        if !decoded.unknown_fields.is_empty() {
-            match self.query.field_validation()? {
+        let validation = self.query.field_validation()?;
+        // Repeated keys only survive a JSON decode (YAML refuses them, protobuf has none).
+        let duplicates = if self.is_json() && validation != FieldValidation::Ignore {
+            crate::duplicates::duplicate_fields(&self.body)
+        } else {
+            Vec::new()
+        };
+        let problems: Vec<String> = duplicates
+            .iter()
+            .map(|f| format!("duplicate field \"{f}\""))
+            .chain(
+                decoded
+                    .unknown_fields
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\"")),
+            )
+            .collect();
+        if !problems.is_empty() {
+            match validation {
                 FieldValidation::Strict => {
-                    let list = decoded
-                        .unknown_fields
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ");
                     return Err(ApiError::BadRequest(format!(
-                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {list}",
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
                         resource.kind,
                         resource.api_version(),
-                        resource.kind
+                        resource.kind,
+                        problems.join(", ")
                     )));
                 }
-                FieldValidation::Warn => warnings.extend(
-                    decoded
-                        .unknown_fields
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\"")),
-                ),
+                FieldValidation::Warn => warnings.extend(problems),
                 FieldValidation::Ignore => {}
             }
         }
@@ -442,3 +449,6 @@ mod tests {
         assert_eq!(Output::negotiate(None), Output::Json);
     }
 }
+
+#[cfg(test)]
+mod handler_tests;
