@@ -327,6 +327,19 @@ mod tests {
     }
 
     #[test]
+    fn every_served_resource_has_protobuf_messages() {
+        for r in all() {
+            for kind in [r.kind.to_string(), r.list_kind()] {
+                assert!(
+                    protobuf::message_for(&r.api_version(), &kind).is_some(),
+                    "no protobuf message for {} {kind}",
+                    r.api_version()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_served_resource_has_openapi_paths() {
         for r in all() {
             let (doc_path, url) = if r.group.is_empty() {

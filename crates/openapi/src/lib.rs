@@ -126,6 +126,13 @@ pub fn definitions(roots: &[SchemaFn]) -> serde_json::Map<String, Value> {
     schemas.finish()
 }
 
+/// The definitions whose `required` list the documents publish differently from
+/// k8s-openapi's (upstream's, which a protobuf or JSON decoder's zero handling follows):
+/// (definition, required fields).
+pub fn required_overrides() -> &'static [(&'static str, &'static [&'static str])] {
+    extensions::REQUIRED
+}
+
 /// Builds every v3 document, keyed as kube-apiserver keys its index: the
 /// discovery roots `api` and `apis`, each group `apis/<group>`, and each
 /// group-version `api/v1` / `apis/<group>/<version>`.
