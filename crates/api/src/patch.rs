@@ -715,6 +715,7 @@ mod tests {
                 openapi::def::<core::Node>,
                 openapi::def::<core::ConfigMap>,
                 openapi::def::<core::ServiceAccount>,
+                openapi::def::<k8s_openapi::api::apps::v1::Deployment>,
             ]))
         })
     }
@@ -744,6 +745,13 @@ mod tests {
         assert_eq!(
             s.merge_key(PatchKind::Node.root(), "status.addresses"),
             Some("type")
+        );
+        // A kind nobody wrote a table for: its type says so.
+        let deployment = "io.k8s.api.apps.v1.Deployment";
+        assert_eq!(s.merge_key(deployment, "status.conditions"), Some("type"));
+        assert_eq!(
+            s.merge_key(deployment, "spec.template.spec.containers"),
+            Some("name")
         );
     }
 

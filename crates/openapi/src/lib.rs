@@ -24,6 +24,8 @@ mod model;
 mod params;
 mod paths;
 mod schemas;
+#[rustfmt::skip]
+mod upstream_extensions;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
