@@ -7,6 +7,7 @@ pub mod eviction;
 pub mod get;
 pub mod list;
 pub mod patch;
+pub mod scale;
 pub mod update;
 pub mod watch;
 
@@ -408,10 +409,16 @@ pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
         Verb::Get if call.subresource() == Some(SubresourceKind::Log) => {
             crate::nodeproxy::pod_log(call).await
         }
+        Verb::Get if call.subresource() == Some(SubresourceKind::Scale) => {
+            scale::get(call).await
+        }
         Verb::Get => get::get(call).await,
         Verb::List => list::list(call).await,
         Verb::Watch => watch::watch(call).await,
         Verb::Create => create::create(call).await,
+        Verb::Update if call.subresource() == Some(SubresourceKind::Scale) => {
+            scale::update(call).await
+        }
         Verb::Update => update::update(call).await,
         Verb::Patch => patch::patch(call).await,
         Verb::Delete => delete::delete(call).await,
