@@ -1044,14 +1044,22 @@ mod tests {
             Some("spec.nodeName=n".into())
         );
         assert_eq!(
-            norm(POD_FIELDS, pod_aliases, true, "spec.foo=n").err().map(|e| e.0),
+            norm(POD_FIELDS, pod_aliases, true, "spec.foo=n")
+                .err()
+                .map(|e| e.0),
             Some("field label not supported: spec.foo".into())
         );
         assert_eq!(
             norm(GENERIC_FIELDS, &[], false, "foo=n").err().map(|e| e.0),
             Some("\"foo\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"".into())
         );
-        assert!(norm(EVENT_FIELDS, &[], true, "involvedObject.name=x,type=Warning").is_ok());
+        assert!(norm(
+            EVENT_FIELDS,
+            &[],
+            true,
+            "involvedObject.name=x,type=Warning"
+        )
+        .is_ok());
         let node = json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}});
         assert!(FieldSelector::parse("spec.unschedulable=true")
             .unwrap_or_default()

@@ -5,19 +5,23 @@
 
 use serde_json::Value;
 
+/// A body in the stored form, and the fields of the served form it had that the served
+/// schema lacks.
+pub type Stored = (Value, Vec<String>);
+
 /// How a resource's served form maps to its stored form.
 #[derive(Clone, Copy)]
 pub struct Conversion {
     /// A request body (served form) as the stored form, with the fields of the served form's
     /// schema the body had but the schema lacks (for field validation).
-    pub to_storage: fn(Value) -> Result<(Value, Vec<String>), String>,
+    pub to_storage: fn(Value) -> Result<Stored, String>,
     /// A stored object as the served form.
     pub from_storage: fn(Value) -> Result<Value, String>,
 }
 
 /// A body in the served form `S` as the stored form `T`, via `convert`, naming the unknown
 /// fields of `S` the body carried.
-pub fn typed_to_storage<S, T>(v: Value, convert: fn(S) -> T) -> Result<(Value, Vec<String>), String>
+pub fn typed_to_storage<S, T>(v: Value, convert: fn(S) -> T) -> Result<Stored, String>
 where
     S: serde::de::DeserializeOwned,
     T: serde::Serialize,

@@ -131,7 +131,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         });
     }
     for (mirror, prefix) in [
-        (server.namespaces.clone(), kinds::namespace::RESOURCE.prefix()),
+        (
+            server.namespaces.clone(),
+            kinds::namespace::RESOURCE.prefix(),
+        ),
         (
             server.priority_classes.clone(),
             kinds::priorityclass::RESOURCE.prefix(),

@@ -20,10 +20,10 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::kinds;
 use crate::errors::ApiError;
 use crate::handlers::delete::{delete_object, DeleteOptions, Deleted};
 use crate::handlers::update::guaranteed_update;
+use crate::kinds;
 use crate::object;
 use crate::registry;
 use crate::scan::Pages;

@@ -211,7 +211,8 @@ impl Resource {
         }
         let v: Value = serde_json::from_slice(&rendered)
             .map_err(|e| crate::ApiError::Internal(e.to_string()))?;
-        serde_json::to_vec(&self.to_served(v)?).map_err(|e| crate::ApiError::Internal(e.to_string()))
+        serde_json::to_vec(&self.to_served(v)?)
+            .map_err(|e| crate::ApiError::Internal(e.to_string()))
     }
 }
 
@@ -291,7 +292,10 @@ mod tests {
         assert_eq!(kinds::node::RESOURCE.storage, "minions");
         assert_eq!(kinds::event::RESOURCE.group, "");
         assert_eq!(kinds::event::EVENTS_V1.group, "events.k8s.io");
-        assert_eq!(kinds::event::EVENTS_V1.storage, kinds::event::RESOURCE.storage);
+        assert_eq!(
+            kinds::event::EVENTS_V1.storage,
+            kinds::event::RESOURCE.storage
+        );
         assert!(std::ptr::eq(
             find("", "v1", "pods").map_or(std::ptr::null(), |r| r as *const _),
             &kinds::pod::RESOURCE

@@ -296,7 +296,9 @@ async fn dispatch(
         Route::Resource(info)
             if matches!(
                 info.subresource_kind(),
-                Some(SubresourceKind::Exec | SubresourceKind::Attach | SubresourceKind::PortForward)
+                Some(
+                    SubresourceKind::Exec | SubresourceKind::Attach | SubresourceKind::PortForward
+                )
             ) =>
         {
             crate::nodeproxy::pod_upgrade(server, info, query, req).await

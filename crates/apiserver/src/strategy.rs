@@ -257,4 +257,3 @@ pub(crate) fn field_path(path: &serde_ignored::Path) -> String {
         | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
-

@@ -131,4 +131,3 @@ pub fn age(obj: &Value, now: jiff::Timestamp) -> String {
 pub fn typed<T: serde::de::DeserializeOwned>(obj: &Value) -> Result<T, ApiError> {
     T::deserialize(obj).map_err(|e| ApiError::Internal(e.to_string()))
 }
-

@@ -8,8 +8,8 @@ use k8s_openapi::api::{coordination, core, events, scheduling};
 
 /// The kinds the API server served when these tests were written (it supplies its own).
 fn served() -> Vec<ServedKind> {
-    let kind = |group, kind, plural, namespaced, schema, list, subresources: &[Subresource]| {
-        ServedKind {
+    let kind =
+        |group, kind, plural, namespaced, schema, list, subresources: &[Subresource]| ServedKind {
             group,
             version: "v1",
             kind,
@@ -20,8 +20,7 @@ fn served() -> Vec<ServedKind> {
             verbs: Verbs::ALL,
             delete_returns_object: false,
             subresources: subresources.to_vec(),
-        }
-    };
+        };
     let list = |kind| ListSchema {
         kind,
         description: "a list",
@@ -30,29 +29,127 @@ fn served() -> Vec<ServedKind> {
     };
     use Subresource as S;
     vec![
-        kind("", "ConfigMap", "configmaps", true, def::<core::v1::ConfigMap>, list("ConfigMapList"), &[]),
-        kind("", "Event", "events", true, def::<core::v1::Event>, list("EventList"), &[]),
+        kind(
+            "",
+            "ConfigMap",
+            "configmaps",
+            true,
+            def::<core::v1::ConfigMap>,
+            list("ConfigMapList"),
+            &[],
+        ),
+        kind(
+            "",
+            "Event",
+            "events",
+            true,
+            def::<core::v1::Event>,
+            list("EventList"),
+            &[],
+        ),
         ServedKind {
-            verbs: Verbs { delete_collection: false, ..Verbs::ALL },
-            ..kind("", "Namespace", "namespaces", false, def::<core::v1::Namespace>, list("NamespaceList"), &[S::Status])
+            verbs: Verbs {
+                delete_collection: false,
+                ..Verbs::ALL
+            },
+            ..kind(
+                "",
+                "Namespace",
+                "namespaces",
+                false,
+                def::<core::v1::Namespace>,
+                list("NamespaceList"),
+                &[S::Status],
+            )
         },
-        kind("", "Node", "nodes", false, def::<core::v1::Node>, list("NodeList"), &[S::Status]),
+        kind(
+            "",
+            "Node",
+            "nodes",
+            false,
+            def::<core::v1::Node>,
+            list("NodeList"),
+            &[S::Status],
+        ),
         ServedKind {
             delete_returns_object: true,
-            ..kind("", "Pod", "pods", true, def::<core::v1::Pod>, list("PodList"), &[
-                S::Attach, S::Binding, S::EphemeralContainers, S::Eviction, S::Exec, S::Log, S::PortForward, S::Status,
-            ])
+            ..kind(
+                "",
+                "Pod",
+                "pods",
+                true,
+                def::<core::v1::Pod>,
+                list("PodList"),
+                &[
+                    S::Attach,
+                    S::Binding,
+                    S::EphemeralContainers,
+                    S::Eviction,
+                    S::Exec,
+                    S::Log,
+                    S::PortForward,
+                    S::Status,
+                ],
+            )
         },
-        kind("", "Secret", "secrets", true, def::<core::v1::Secret>, list("SecretList"), &[]),
+        kind(
+            "",
+            "Secret",
+            "secrets",
+            true,
+            def::<core::v1::Secret>,
+            list("SecretList"),
+            &[],
+        ),
         ServedKind {
             delete_returns_object: true,
-            ..kind("", "ServiceAccount", "serviceaccounts", true, def::<core::v1::ServiceAccount>, list("ServiceAccountList"), &[S::Token])
+            ..kind(
+                "",
+                "ServiceAccount",
+                "serviceaccounts",
+                true,
+                def::<core::v1::ServiceAccount>,
+                list("ServiceAccountList"),
+                &[S::Token],
+            )
         },
-        kind("coordination.k8s.io", "Lease", "leases", true, def::<coordination::v1::Lease>, list("LeaseList"), &[]),
-        kind("events.k8s.io", "Event", "events", true, def::<events::v1::Event>, list("EventList"), &[]),
-        kind("scheduling.k8s.io", "PriorityClass", "priorityclasses", false, def::<scheduling::v1::PriorityClass>, list("PriorityClassList"), &[]),
+        kind(
+            "coordination.k8s.io",
+            "Lease",
+            "leases",
+            true,
+            def::<coordination::v1::Lease>,
+            list("LeaseList"),
+            &[],
+        ),
+        kind(
+            "events.k8s.io",
+            "Event",
+            "events",
+            true,
+            def::<events::v1::Event>,
+            list("EventList"),
+            &[],
+        ),
+        kind(
+            "scheduling.k8s.io",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            def::<scheduling::v1::PriorityClass>,
+            list("PriorityClassList"),
+            &[],
+        ),
         // A kind with a scale subresource, as apps/v1 Deployments will have.
-        kind("", "PodTemplate", "podtemplates", true, def::<core::v1::PodTemplate>, list("PodTemplateList"), &[S::Scale]),
+        kind(
+            "",
+            "PodTemplate",
+            "podtemplates",
+            true,
+            def::<core::v1::PodTemplate>,
+            list("PodTemplateList"),
+            &[S::Scale],
+        ),
     ]
 }
 
@@ -486,7 +583,8 @@ fn regenerate_upstream_extensions() {
     let doc: Value = serde_json::from_slice(&std::fs::read(&path).expect("read swagger.json"))
         .expect("swagger.json is JSON");
     // The document says "unversioned"; the caller says which release it is from.
-    let version = std::env::var("KUBERNETES_VERSION").expect("KUBERNETES_VERSION names its release");
+    let version =
+        std::env::var("KUBERNETES_VERSION").expect("KUBERNETES_VERSION names its release");
     let defs = doc["definitions"].as_object().expect("definitions");
     let opt = |v: &Value| match v.as_str() {
         Some(s) => format!("Some({s:?})"),
@@ -509,13 +607,21 @@ fn regenerate_upstream_extensions() {
         for (field, t) in targets {
             let keys: Vec<String> = t["x-kubernetes-list-map-keys"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|k| k.as_str().map(|k| format!("{k:?}"))).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|k| k.as_str().map(|k| format!("{k:?}")))
+                        .collect()
+                })
                 .unwrap_or_default();
             let list_type = &t["x-kubernetes-list-type"];
             let map_type = &t["x-kubernetes-map-type"];
             let merge_key = &t["x-kubernetes-patch-merge-key"];
             let strategy = &t["x-kubernetes-patch-strategy"];
-            if [list_type, map_type, merge_key, strategy].iter().all(|v| v.is_null()) && keys.is_empty() {
+            if [list_type, map_type, merge_key, strategy]
+                .iter()
+                .all(|v| v.is_null())
+                && keys.is_empty()
+            {
                 continue;
             }
             let _ = writeln!(
@@ -549,4 +655,3 @@ fn unserved_kinds_have_upstreams_patch_keys() {
     let claims = &defs["io.k8s.api.apps.v1.StatefulSetSpec"]["properties"]["volumeClaimTemplates"];
     assert_eq!(claims["x-kubernetes-list-type"], "atomic");
 }
-

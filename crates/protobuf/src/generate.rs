@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-
 /// Go pointer fields of scalar type (`*bool`, `*int32`, `*int64`, `*string`) in the
 /// served kinds, as `(definition suffix, JSON name)`: a zero read from the wire is a value
 /// the client set, not "unset". Fields the schema requires keep zeros anyway.
@@ -230,7 +229,10 @@ fn parse_definitions(text: &str, out: &mut BTreeMap<String, Definition>) {
         }
         let t = line.trim();
         if name.is_none() {
-            if let Some(n) = t.strip_prefix('"').and_then(|r| r.strip_suffix("\".into()")) {
+            if let Some(n) = t
+                .strip_prefix('"')
+                .and_then(|r| r.strip_suffix("\".into()"))
+            {
                 name = Some(n.to_string());
             }
             continue;

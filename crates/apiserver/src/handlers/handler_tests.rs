@@ -27,13 +27,21 @@ impl Api {
     async fn new() -> Api {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = store::SqliteStore::open(&dir.path().join("db.sqlite")).expect("sqlite");
-        let server = ApiServer::new(Arc::new(store), "127.0.0.1:0".parse().expect("addr"), "t".into());
-        crate::lifecycle::bootstrap(&server).await.expect("bootstrap");
+        let server = ApiServer::new(
+            Arc::new(store),
+            "127.0.0.1:0".parse().expect("addr"),
+            "t".into(),
+        );
+        crate::lifecycle::bootstrap(&server)
+            .await
+            .expect("bootstrap");
         Api { server, _dir: dir }
     }
 
     async fn call(&self, method: Method, uri: &str, content_type: &str, body: &str) -> Reply {
-        let (path, query) = uri.split_once('?').map_or((uri, None), |(p, q)| (p, Some(q)));
+        let (path, query) = uri
+            .split_once('?')
+            .map_or((uri, None), |(p, q)| (p, Some(q)));
         let query = Query::parse(query);
         let result = match request::route(&method, path, &query) {
             Ok(Route::Resource(info)) => {
@@ -104,24 +112,51 @@ async fn core_events_get_metadata_validation() {
         "Event \"\" is invalid: metadata.name: Required value: name or generateName is required"
     );
     let r = api
-        .post(EVENTS, event(json!({"name": "e1", "labels": {"a": "not a value!"}})))
+        .post(
+            EVENTS,
+            event(json!({"name": "e1", "labels": {"a": "not a value!"}})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(message(&r).contains("metadata.labels: Invalid value: \"not a value!\""), "{}", message(&r));
+    assert!(
+        message(&r).contains("metadata.labels: Invalid value: \"not a value!\""),
+        "{}",
+        message(&r)
+    );
     let big = "x".repeat(300 * 1024);
     let r = api
-        .post(EVENTS, event(json!({"name": "e2", "annotations": {"a": big}})))
+        .post(
+            EVENTS,
+            event(json!({"name": "e2", "annotations": {"a": big}})),
+        )
         .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", message(&r));
-    assert!(message(&r).contains("metadata.annotations: Too long: may not be more than 262144 bytes"), "{}", message(&r));
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        message(&r)
+    );
+    assert!(
+        message(&r).contains("metadata.annotations: Too long: may not be more than 262144 bytes"),
+        "{}",
+        message(&r)
+    );
     let r = api.post(EVENTS, event(json!({"generateName": "e-"}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     // An update is checked too.
-    let name = r.body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = r.body["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let mut updated = r.body.clone();
     updated["metadata"]["labels"] = json!({"a": "bad value"});
     let r = api
-        .call(Method::PUT, &format!("{EVENTS}/{name}"), "application/json", &updated.to_string())
+        .call(
+            Method::PUT,
+            &format!("{EVENTS}/{name}"),
+            "application/json",
+            &updated.to_string(),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
 }
@@ -155,7 +190,9 @@ async fn put_checks_name_and_namespace_against_the_url() {
         "the namespace of the provided object does not match the namespace sent on the request"
     );
     // Nothing was wiped.
-    let r = api.call(Method::GET, &format!("{CMS}/w1"), "application/json", "").await;
+    let r = api
+        .call(Method::GET, &format!("{CMS}/w1"), "application/json", "")
+        .await;
     assert_eq!(r.body["data"], json!({"k": "v"}));
     let r = put(r#"{"metadata":{"name":"w1"},"data":{"k":"2"}}"#).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -168,7 +205,12 @@ async fn duplicate_keys_follow_field_validation() {
     let api = Api::new().await;
     let body = r#"{"metadata":{"name":"d1","name":"d1"},"data":{"a":"1","a":"2"},"dta":{}}"#;
     let r = api
-        .call(Method::POST, &format!("{CMS}?fieldValidation=Strict"), "application/json", body)
+        .call(
+            Method::POST,
+            &format!("{CMS}?fieldValidation=Strict"),
+            "application/json",
+            body,
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert_eq!(
@@ -243,17 +285,39 @@ async fn pod_templates_are_served_through_their_descriptor() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["metadata"]["generation"], 1);
     assert_eq!(r.body["template"]["spec"]["restartPolicy"], "Always");
-    assert_eq!(r.body["template"]["spec"]["containers"][0]["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(
+        r.body["template"]["spec"]["containers"][0]["terminationMessagePath"],
+        "/dev/termination-log"
+    );
     let bad = json!({"metadata": {"name": "bad"}, "template": {"spec": {"containers": [{"name": "App"}]}}});
     let r = api.post(PTS, bad).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(message(&r).contains("template.spec.containers[0].name"), "{}", message(&r));
+    assert!(
+        message(&r).contains("template.spec.containers[0].name"),
+        "{}",
+        message(&r)
+    );
     let r = api
-        .call(Method::GET, &format!("{PTS}?fieldSelector=metadata.name%3Dweb"), "application/json", "")
+        .call(
+            Method::GET,
+            &format!("{PTS}?fieldSelector=metadata.name%3Dweb"),
+            "application/json",
+            "",
+        )
         .await;
-    assert_eq!(r.body["items"].as_array().map(Vec::len), Some(1), "{}", r.body);
+    assert_eq!(
+        r.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
     let r = api
-        .call(Method::GET, &format!("{PTS}?fieldSelector=spec.x%3Dy"), "application/json", "")
+        .call(
+            Method::GET,
+            &format!("{PTS}?fieldSelector=spec.x%3Dy"),
+            "application/json",
+            "",
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // A template change counts a generation.
@@ -267,8 +331,24 @@ async fn pod_templates_are_served_through_their_descriptor() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["metadata"]["generation"], 2);
-    assert_eq!(r.body["template"]["spec"]["containers"].as_array().map(Vec::len), Some(1));
-    let r = api.call(Method::DELETE, &format!("{PTS}/web"), "application/json", "").await;
+    assert_eq!(
+        r.body["template"]["spec"]["containers"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("{PTS}/web"),
+            "application/json",
+            "",
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body["kind"], "PodTemplate", "ReturnDeletedObject: {}", r.body);
+    assert_eq!(
+        r.body["kind"], "PodTemplate",
+        "ReturnDeletedObject: {}",
+        r.body
+    );
 }

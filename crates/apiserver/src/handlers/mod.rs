@@ -409,9 +409,7 @@ pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
         Verb::Get if call.subresource() == Some(SubresourceKind::Log) => {
             crate::nodeproxy::pod_log(call).await
         }
-        Verb::Get if call.subresource() == Some(SubresourceKind::Scale) => {
-            scale::get(call).await
-        }
+        Verb::Get if call.subresource() == Some(SubresourceKind::Scale) => scale::get(call).await,
         Verb::Get => get::get(call).await,
         Verb::List => list::list(call).await,
         Verb::Watch => watch::watch(call).await,

@@ -21,7 +21,13 @@ const SCALE_DEFINITION: &str = "io.k8s.api.autoscaling.v1.Scale";
 pub fn scale_of(obj: &Value, hook: &Scale) -> Value {
     let meta = &obj["metadata"];
     let mut metadata = json!({});
-    for field in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if !meta[field].is_null() {
             metadata[field] = meta[field].clone();
         }
@@ -92,8 +98,8 @@ fn hook(resource: &Resource) -> Result<&Scale, ApiError> {
 fn respond(call: &Call, rendered: Vec<u8>, hook: &Scale) -> Result<Response<Body>, ApiError> {
     let obj: Value =
         serde_json::from_slice(&rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let body = serde_json::to_vec(&scale_of(&obj, hook))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body =
+        serde_json::to_vec(&scale_of(&obj, hook)).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(encoded(call.accept(), StatusCode::OK, body, &[]))
 }
 

@@ -19,7 +19,11 @@ const COLUMNS: &[Column] = &[NAME, col("Data", "Number of data entries.", 0), AG
 fn cells(obj: &Value, now: jiff::Timestamp) -> Result<Vec<Value>, ApiError> {
     let n = obj["data"].as_object().map_or(0, |m| m.len())
         + obj["binaryData"].as_object().map_or(0, |m| m.len());
-    Ok(vec![table::name(obj), json!(n), json!(table::age(obj, now))])
+    Ok(vec![
+        table::name(obj),
+        json!(n),
+        json!(table::age(obj, now)),
+    ])
 }
 
 pub static RESOURCE: Resource = Resource {

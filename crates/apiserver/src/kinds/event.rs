@@ -28,12 +28,10 @@ fn validate_v1_update(new: &Event, old: &Event) -> api::FieldErrors {
 }
 
 /// Writes through core/v1: the legacy rules (upstream keeps them for compatibility).
-pub const STRATEGY: TypedStrategy<Event> =
-    TypedStrategy::new(validate_core, validate_core_update);
+pub const STRATEGY: TypedStrategy<Event> = TypedStrategy::new(validate_core, validate_core_update);
 
 /// Writes through events.k8s.io/v1, after conversion to the stored core/v1 form.
-pub const STRATEGY_V1: TypedStrategy<Event> =
-    TypedStrategy::new(validate_v1, validate_v1_update);
+pub const STRATEGY_V1: TypedStrategy<Event> = TypedStrategy::new(validate_v1, validate_v1_update);
 
 const COLUMNS: &[Column] = &[
     col("Last Seen", "The last time the event was observed.", 0),
@@ -66,13 +64,11 @@ fn core_cells(obj: &Value, now: jiff::Timestamp) -> Result<Vec<Value>, ApiError>
 
 /// An events.k8s.io/v1 object prints as the core/v1 event it is.
 fn v1_cells(obj: &Value, now: jiff::Timestamp) -> Result<Vec<Value>, ApiError> {
-    let core = to_storage(obj.clone())
-        .map_err(ApiError::Internal)?
-        .0;
+    let core = to_storage(obj.clone()).map_err(ApiError::Internal)?.0;
     core_cells(&core, now)
 }
 
-fn to_storage(v: Value) -> Result<(Value, Vec<String>), String> {
+fn to_storage(v: Value) -> Result<convert::Stored, String> {
     convert::typed_to_storage::<EventV1, Event>(v, api::core_event_from_events_v1)
 }
 

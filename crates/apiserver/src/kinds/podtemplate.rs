@@ -28,7 +28,11 @@ pub static STRATEGY: TypedStrategy<PodTemplate> = TypedStrategy {
 const COLUMNS: &[Column] = &[
     NAME,
     table::col("Containers", "Names of each container in the template.", 0),
-    table::col("Images", "Images referenced by each container in the template.", 0),
+    table::col(
+        "Images",
+        "Images referenced by each container in the template.",
+        0,
+    ),
     table::col("Pod Labels", "The labels for the pod template.", 0),
 ];
 
@@ -41,10 +45,7 @@ fn cells(obj: &Value, _now: jiff::Timestamp) -> Result<Vec<Value>, ApiError> {
         .iter()
         .map(|c| c.image.as_deref().unwrap_or(""))
         .collect();
-    let labels = template
-        .metadata
-        .and_then(|m| m.labels)
-        .unwrap_or_default();
+    let labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
     // `labels.FormatLabels`: sorted `k=v` pairs, or `<none>`.
     let labels = if labels.is_empty() {
         "<none>".to_string()
@@ -110,7 +111,12 @@ mod tests {
         let got = cells(&t, jiff::Timestamp::now()).unwrap_or_default();
         assert_eq!(
             got,
-            vec![json!("web"), json!("app,side"), json!("nginx,busybox"), json!("a=1,b=2")]
+            vec![
+                json!("web"),
+                json!("app,side"),
+                json!("nginx,busybox"),
+                json!("a=1,b=2")
+            ]
         );
         let bare = json!({"metadata": {"name": "x"}});
         let got = cells(&bare, jiff::Timestamp::now()).unwrap_or_default();

@@ -8,8 +8,8 @@
 use super::jwt::{Claims, JwtError, TokenKeys, LEEWAY_SECONDS};
 use super::tokenrequest::get;
 use super::DEFAULT_AUDIENCE;
-use crate::kinds;
 use crate::errors::ApiError;
+use crate::kinds;
 use crate::object;
 use crate::registry;
 use crate::server::ApiServer;
@@ -71,7 +71,15 @@ pub async fn authenticate(
         .await?;
     }
     if let Some(pod) = &bound.pod {
-        let current = check(server, &kinds::pod::RESOURCE, "pod", ns, &pod.name, &pod.uid).await?;
+        let current = check(
+            server,
+            &kinds::pod::RESOURCE,
+            "pod",
+            ns,
+            &pod.name,
+            &pod.uid,
+        )
+        .await?;
         let deleted_at = current["metadata"]["deletionTimestamp"]
             .as_str()
             .and_then(|t| t.parse::<jiff::Timestamp>().ok());

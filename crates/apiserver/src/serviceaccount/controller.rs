@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{DEFAULT_SERVICE_ACCOUNT, ROOT_CA_CONFIG_MAP};
-use crate::kinds;
 use crate::errors::ApiError;
 use crate::handlers::update::guaranteed_update;
+use crate::kinds;
 use crate::lifecycle::create_missing;
 use crate::object;
 use crate::registry::Resource;
@@ -99,8 +99,12 @@ fn namespace_of(key: &str, deleted: bool) -> Option<String> {
         let (ns, n) = rest.split_once('/')?;
         (n == name && (deleted || on_put)).then(|| ns.to_string())
     };
-    owned(&kinds::serviceaccount::RESOURCE, DEFAULT_SERVICE_ACCOUNT, false)
-        .or_else(|| owned(&kinds::configmap::RESOURCE, ROOT_CA_CONFIG_MAP, true))
+    owned(
+        &kinds::serviceaccount::RESOURCE,
+        DEFAULT_SERVICE_ACCOUNT,
+        false,
+    )
+    .or_else(|| owned(&kinds::configmap::RESOURCE, ROOT_CA_CONFIG_MAP, true))
 }
 
 /// Brings one namespace's `default` ServiceAccount and `kube-root-ca.crt` into place.

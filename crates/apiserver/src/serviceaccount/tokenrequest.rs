@@ -12,10 +12,10 @@ use serde_json::Value;
 
 use super::jwt::{self, Bound, Claims, Ref};
 use super::DEFAULT_AUDIENCE;
-use crate::kinds;
 use crate::body::Body;
 use crate::errors::ApiError;
 use crate::handlers::{json, Call};
+use crate::kinds;
 use crate::object;
 use crate::registry;
 use crate::server::ApiServer;
