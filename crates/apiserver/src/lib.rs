@@ -114,6 +114,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     server.set_ready(start_revision);
 
     let mut tasks = tokio::task::JoinSet::new();
+    // The strategic-merge schema is generated from every kind's types: do it now, off the
+    // request path, rather than in the first PATCH (an agent's first status update). A
+    // one-shot computation that cannot fail, so nothing supervises it.
+    drop(tokio::task::spawn_blocking(handlers::patch::warm));
     let s = server.clone();
     let token = shutdown.clone();
     let tls_config = pki.server_config.clone();

@@ -190,10 +190,25 @@ impl Resource {
         }
     }
 
-    /// The OpenAPI definition name of the served type (`io.k8s.api.core.v1.Pod`).
-    pub fn definition(&self) -> String {
-        let mut generator = k8s_openapi::schemars::SchemaGenerator::default();
-        (self.schema)(&mut generator)
+    /// The OpenAPI definition name of the served type (`io.k8s.api.core.v1.Pod`), the root
+    /// of its strategic-merge schema. Worked out once per resource: registering a schema
+    /// walks the whole type.
+    pub fn definition(&self) -> &'static str {
+        static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+        let names = NAMES.get_or_init(|| {
+            RESOURCES
+                .iter()
+                .map(|r| {
+                    let mut generator = k8s_openapi::schemars::SchemaGenerator::default();
+                    (r.schema)(&mut generator)
+                })
+                .collect()
+        });
+        RESOURCES
+            .iter()
+            .position(|r| std::ptr::eq(*r, self))
+            .and_then(|i| names.get(i))
+            .map_or("", String::as_str)
     }
 
     /// A stored object in the form this resource serves.

@@ -16,7 +16,15 @@ use crate::registry::{self, SubresourceKind};
 use crate::request::FieldValidation;
 
 /// The strategic-merge schema of every served kind, read from the OpenAPI definitions
-/// (patch strategies and merge keys) the documents publish, once.
+/// (patch strategies and merge keys) the documents publish, once. The server builds it at
+/// start ([`warm`]) so the first patch does not wait for it.
+pub fn warm() {
+    patch_schema();
+    for r in registry::all() {
+        r.definition();
+    }
+}
+
 fn patch_schema() -> &'static PatchSchema {
     static SCHEMA: OnceLock<PatchSchema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
@@ -122,7 +130,7 @@ pub async fn patch(call: Call) -> Result<Response<Body>, ApiError> {
         |old| {
             let old_rv = object::resource_version(&old).unwrap_or("").to_string();
             let seen = resource.to_served(old.clone())?;
-            let patched = patch.apply(&seen, &root)?;
+            let patched = patch.apply(&seen, root)?;
             // Upstream's patcher checks the patched object against the URL, so a patch
             // cannot rename or move an object.
             check_name(&patched, &name, call.namespace())?;
