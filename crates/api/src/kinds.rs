@@ -1,6 +1,6 @@
 //! Defaulting and validation for the non-pod kinds peapod serves: Namespace, Node,
-//! ConfigMap, Secret, ServiceAccount, core/v1 Event, Lease (coordination.k8s.io/v1) and
-//! PriorityClass (scheduling.k8s.io/v1).
+//! ConfigMap, Secret, ServiceAccount, PodTemplate, core/v1 Event, Lease
+//! (coordination.k8s.io/v1) and PriorityClass (scheduling.k8s.io/v1).
 //!
 //! Owns: upstream's v1 defaults and registry create-time preparation for these kinds, their
 //! `Validate*` / `Validate*Update` rules with upstream paths and messages, and the
@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Namespace, Node, Secret, ServiceAccount, Taint,
+    ConfigMap, Event, Namespace, Node, PodTemplate, Secret, ServiceAccount, Taint,
 };
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::ByteString;
@@ -461,6 +461,80 @@ pub fn validate_service_account_update(new: &ServiceAccount, old: &ServiceAccoun
             .into_iter()
             .filter(|e| !e.field.starts_with("metadata.")),
     );
+    errs
+}
+
+// ---------------------------------------------------------------------------------------
+// PodTemplate
+
+/// `SetDefaults_PodSpec` on the template's spec (the pod-only defaults stay with pods).
+pub fn default_pod_template(t: &mut PodTemplate) {
+    let template = t.template.get_or_insert_with(Default::default);
+    crate::pod::default_pod_spec(template.spec.get_or_insert_with(Default::default));
+}
+
+/// The pod template registry's create step: generation starts at 1.
+pub fn prepare_pod_template_for_create(t: &mut PodTemplate) {
+    t.metadata.generation = Some(1);
+}
+
+/// The pod template registry's update step: any change of the template counts a
+/// generation.
+pub fn prepare_pod_template_for_update(new: &mut PodTemplate, old: &PodTemplate) {
+    let generation = old.metadata.generation.unwrap_or(1);
+    new.metadata.generation = Some(if new.template != old.template {
+        generation + 1
+    } else {
+        generation
+    });
+}
+
+/// `ValidatePodTemplateSpec`: the template's labels, annotations and pod spec; no
+/// ephemeral containers.
+fn validate_pod_template_spec(t: &PodTemplate) -> FieldErrors {
+    let path = Path::new("template");
+    let mut errs = Vec::new();
+    let Some(template) = &t.template else {
+        return errs;
+    };
+    if let Some(meta) = &template.metadata {
+        if let Some(labels) = &meta.labels {
+            errs.extend(crate::meta::validate_labels(labels, &path.child("labels")));
+        }
+        if let Some(ann) = &meta.annotations {
+            errs.extend(crate::meta::validate_annotations(
+                ann,
+                &path.child("annotations"),
+            ));
+        }
+    }
+    let default_spec = Default::default();
+    let spec = template.spec.as_ref().unwrap_or(&default_spec);
+    errs.extend(crate::pod::validate_pod_spec(spec, &path.child("spec")));
+    if spec
+        .ephemeral_containers
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        errs.push(FieldError::forbidden(
+            path.child("spec").child("ephemeralContainers"),
+            "ephemeral containers not allowed in pod template",
+        ));
+    }
+    errs
+}
+
+/// `ValidatePodTemplate`.
+pub fn validate_pod_template(t: &PodTemplate) -> FieldErrors {
+    let mut errs = validate_object_meta(&t.metadata, true, NameRule::Dns1123Subdomain);
+    errs.extend(validate_pod_template_spec(t));
+    errs
+}
+
+/// `ValidatePodTemplateUpdate`.
+pub fn validate_pod_template_update(new: &PodTemplate, old: &PodTemplate) -> FieldErrors {
+    let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
+    errs.extend(validate_pod_template_spec(new));
     errs
 }
 

@@ -25,7 +25,7 @@ pub use events::{core_event_from_events_v1, events_v1_from_core_event};
 pub use field::{invalid_message, ErrorType, FieldError, FieldErrors};
 pub use kinds::*;
 pub use meta::{generate_name, validate_object_meta, validate_object_meta_update, NameRule};
-pub use patch::{json_patch, merge_patch, strategic_merge_patch, PatchError, PatchKind};
+pub use patch::{json_patch, merge_patch, strategic_merge_patch, PatchError, PatchSchema};
 pub use pod::{
     default_pod, prepare_pod_for_create, qos_class, validate_pod, validate_pod_status_update,
     validate_pod_update,

@@ -1,32 +1,20 @@
 //! JSON patch (RFC 6902), JSON merge patch (RFC 7386) and strategic merge patch.
 //!
-//! Owns: applying the three patch types the API server accepts, and the strategic-merge
-//! schema — which list fields merge by which key, which are primitive sets, which are
-//! replaced — for every list reachable from the kinds peapod serves, taken from the
-//! `patchStrategy` / `patchMergeKey` tags in k8s.io/api. Strategic merge follows
+//! Owns: applying the three patch types the API server accepts, and reading the
+//! strategic-merge schema — which list fields merge by which key, which are primitive sets,
+//! which are replaced — from OpenAPI definitions: the `x-kubernetes-patch-strategy` /
+//! `x-kubernetes-patch-merge-key` extensions (upstream's `patchStrategy` / `patchMergeKey`
+//! struct tags) that kubectl reads for the same purpose. The caller supplies the
+//! definitions ([`PatchSchema::from_definitions`]) and the root type of the document, so a
+//! kind gets its merge keys from its own type. Strategic merge follows
 //! apimachinery's `strategicpatch` with the options the API server uses
 //! (`MergeParallelList`, `IgnoreUnmatchedNulls`): `$patch` (replace / delete / merge),
 //! `$retainKeys`, `$setElementOrder/<list>`, `$deleteFromPrimitiveList/<list>`, and `null`
 //! deleting a key.
 
-use serde_json::{Map, Value};
+use std::collections::HashMap;
 
-/// Which kind a patched document is; selects the strategic-merge schema (and the field
-/// selector rules in [`crate::selector`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PatchKind {
-    Pod,
-    Node,
-    Namespace,
-    ConfigMap,
-    Secret,
-    ServiceAccount,
-    Event,
-    Lease,
-    PriorityClass,
-    /// Anything else: maps merge, lists are replaced.
-    Other,
-}
+use serde_json::{Map, Value};
 
 /// A patch that could not be applied; the message is what the API server returns (it maps
 /// these to 422 for JSON patch test failures and 400/422 otherwise, as it sees fit).
@@ -60,11 +48,14 @@ pub fn merge_patch(doc: &Value, patch: &Value) -> Value {
     out
 }
 
-/// Strategic merge patch of `doc` by `patch` for a document of `kind`.
+/// Strategic merge patch of `doc` by `patch` for a document whose OpenAPI definition is
+/// `root` in `schema` (`io.k8s.api.core.v1.Pod`). A root the schema does not know merges
+/// maps and replaces lists, the default for untagged fields.
 pub fn strategic_merge_patch(
     doc: &Value,
     patch: &Value,
-    kind: PatchKind,
+    schema: &PatchSchema,
+    root: &str,
 ) -> Result<Value, PatchError> {
     let Value::Object(patch_map) = patch else {
         return Err(PatchError::Malformed(
@@ -80,123 +71,183 @@ pub fn strategic_merge_patch(
             ))
         }
     };
-    let merged = merge_map(original, patch_map.clone(), root_type(kind))?;
+    let merged = merge_map(original, patch_map.clone(), schema.root(root))?;
     Ok(Value::Object(merged))
 }
 
 // ---------------------------------------------------------------------------------------
 // Schema
 
-/// The struct types whose fields carry patch metadata. Anything not listed is `Unknown`:
-/// its maps merge and its lists are replaced, which is exactly the default for untagged
-/// fields upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ty {
-    Unknown,
-    Pod,
-    ObjectMeta,
-    PodSpec,
-    Container,
-    PodStatus,
-    Node,
-    NodeSpec,
-    NodeStatus,
-    Namespace,
-    NamespaceStatus,
-    ServiceAccount,
-    /// Objects whose every field is primitive or an untagged list (ConfigMap, Secret, Event,
-    /// Lease, PriorityClass): only `metadata` needs routing.
-    MetaOnly,
+/// The strategic-merge metadata of a set of OpenAPI definitions: for each type, each
+/// field's own type and patch strategy. Built once from the definitions the API server
+/// publishes (`x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`, `$ref`s).
+#[derive(Debug, Default)]
+pub struct PatchSchema {
+    names: HashMap<String, usize>,
+    types: Vec<TypeFields>,
+}
+
+#[derive(Debug, Default)]
+struct TypeFields {
+    fields: HashMap<String, FieldInfo>,
+    /// The value of a map type's every key (`additionalProperties`).
+    values: Option<FieldInfo>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FieldInfo {
+    /// The definition of the field's value, list item or map value.
+    ty: Option<usize>,
+    /// A map field (`additionalProperties`): its keys are not fields of `ty`.
+    map_of: Option<usize>,
+    strategy: StrategyTag,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum StrategyTag {
+    #[default]
+    Default,
+    Merge(Option<String>),
+    Replace,
+}
+
+impl PatchSchema {
+    /// Reads `definitions` (a Swagger 2 `definitions` or OpenAPI 3 `components.schemas`
+    /// map).
+    pub fn from_definitions(definitions: &Map<String, Value>) -> PatchSchema {
+        let mut schema = PatchSchema::default();
+        for name in definitions.keys() {
+            schema.names.insert(name.clone(), schema.types.len());
+            schema.types.push(TypeFields::default());
+        }
+        // Map fields get a synthetic type whose every key has the value's type.
+        for (name, def) in definitions {
+            let index = schema.names[name];
+            let mut fields = HashMap::new();
+            for (field, prop) in def["properties"].as_object().into_iter().flatten() {
+                let info = schema.field_info(prop);
+                fields.insert(field.clone(), info);
+            }
+            schema.types[index].fields = fields;
+        }
+        schema
+    }
+
+    fn field_info(&mut self, prop: &Value) -> FieldInfo {
+        let reference = |v: &Value| {
+            v["$ref"]
+                .as_str()
+                .or_else(|| v["allOf"][0]["$ref"].as_str())
+                .and_then(|r| r.rsplit('/').next())
+                .map(str::to_string)
+        };
+        let ty = reference(prop)
+            .or_else(|| reference(&prop["items"]))
+            .and_then(|n| self.names.get(&n).copied());
+        let map_of = reference(&prop["additionalProperties"])
+            .and_then(|n| self.names.get(&n).copied())
+            .map(|value_ty| {
+                let index = self.types.len();
+                self.types.push(TypeFields {
+                    fields: HashMap::new(),
+                    values: Some(FieldInfo {
+                        ty: Some(value_ty),
+                        ..FieldInfo::default()
+                    }),
+                });
+                index
+            });
+        let strategy = match prop["x-kubernetes-patch-strategy"].as_str() {
+            Some(s) if s.split(',').any(|p| p == "merge") => StrategyTag::Merge(
+                prop["x-kubernetes-patch-merge-key"]
+                    .as_str()
+                    .map(str::to_string),
+            ),
+            Some(s) if s.split(',').any(|p| p == "replace") => StrategyTag::Replace,
+            _ => StrategyTag::Default,
+        };
+        FieldInfo {
+            ty,
+            map_of,
+            strategy,
+        }
+    }
+
+    fn root<'a>(&'a self, name: &str) -> Ty<'a> {
+        Ty {
+            schema: self,
+            index: self.names.get(name).copied(),
+        }
+    }
+
+    /// The merge key of list field `path` (dot-separated, from `root`), if it merges by
+    /// one: what a test or a caller checks a kind's lists against.
+    pub fn merge_key(&self, root: &str, path: &str) -> Option<&str> {
+        let mut ty = self.root(root);
+        let mut meta = None;
+        for part in path.split('.') {
+            let m = lookup(ty, part);
+            ty = m.ty;
+            meta = Some(m);
+        }
+        match meta?.strategy {
+            Strategy::Merge { key } => key,
+            _ => None,
+        }
+    }
+}
+
+/// A position in the schema: the type of the value being merged (`None`: unknown, so maps
+/// merge and lists are replaced, exactly the default for untagged fields upstream).
+#[derive(Clone, Copy)]
+struct Ty<'a> {
+    schema: &'a PatchSchema,
+    index: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Strategy {
+enum Strategy<'a> {
     /// Untagged: maps merge, lists are replaced wholesale.
     Default,
     /// `patchStrategy:"merge"`; `key` is the `patchMergeKey` for lists of objects, `None`
     /// for primitive lists (set union).
-    Merge { key: Option<&'static str> },
+    Merge { key: Option<&'a str> },
     /// `patchStrategy:"replace"`.
     Replace,
 }
 
-struct FieldMeta {
-    ty: Ty,
-    strategy: Strategy,
+struct FieldMeta<'a> {
+    ty: Ty<'a>,
+    strategy: Strategy<'a>,
 }
 
-const fn f(ty: Ty, strategy: Strategy) -> FieldMeta {
-    FieldMeta { ty, strategy }
-}
-
-const fn merge_by(key: &'static str) -> Strategy {
-    Strategy::Merge { key: Some(key) }
-}
-
-const SET: Strategy = Strategy::Merge { key: None };
-
-fn root_type(kind: PatchKind) -> Ty {
-    match kind {
-        PatchKind::Pod => Ty::Pod,
-        PatchKind::Node => Ty::Node,
-        PatchKind::Namespace => Ty::Namespace,
-        PatchKind::ServiceAccount => Ty::ServiceAccount,
-        PatchKind::ConfigMap
-        | PatchKind::Secret
-        | PatchKind::Event
-        | PatchKind::Lease
-        | PatchKind::PriorityClass => Ty::MetaOnly,
-        PatchKind::Other => Ty::MetaOnly,
-    }
-}
-
-/// Patch metadata of field `name` inside a value of type `ty` (k8s.io/api struct tags).
-fn lookup(ty: Ty, name: &str) -> FieldMeta {
-    use Strategy::Default as D;
-    let unknown = f(Ty::Unknown, D);
-    if name == "metadata"
-        && matches!(
-            ty,
-            Ty::Pod | Ty::Node | Ty::Namespace | Ty::ServiceAccount | Ty::MetaOnly
-        )
-    {
-        return f(Ty::ObjectMeta, D);
-    }
-    match (ty, name) {
-        (Ty::ObjectMeta, "finalizers") => f(Ty::Unknown, SET),
-        (Ty::ObjectMeta, "ownerReferences") => f(Ty::Unknown, merge_by("uid")),
-
-        (Ty::Pod, "spec") => f(Ty::PodSpec, D),
-        (Ty::Pod, "status") => f(Ty::PodStatus, D),
-        (Ty::PodSpec, "containers" | "initContainers" | "ephemeralContainers") => {
-            f(Ty::Container, merge_by("name"))
-        }
-        // "merge,retainKeys": retainKeys only matters when computing a patch; applying one
-        // honours any `$retainKeys` directive regardless.
-        (Ty::PodSpec, "volumes") => f(Ty::Unknown, merge_by("name")),
-        (Ty::PodSpec, "imagePullSecrets") => f(Ty::Unknown, merge_by("name")),
-        (Ty::PodSpec, "hostAliases") => f(Ty::Unknown, merge_by("ip")),
-        (Ty::PodSpec, "topologySpreadConstraints") => f(Ty::Unknown, merge_by("topologyKey")),
-        (Ty::PodSpec, "schedulingGates") => f(Ty::Unknown, merge_by("name")),
-        (Ty::PodSpec, "resourceClaims") => f(Ty::Unknown, merge_by("name")),
-        (Ty::Container, "env") => f(Ty::Unknown, merge_by("name")),
-        (Ty::Container, "ports") => f(Ty::Unknown, merge_by("containerPort")),
-        (Ty::Container, "volumeMounts") => f(Ty::Unknown, merge_by("mountPath")),
-        (Ty::Container, "volumeDevices") => f(Ty::Unknown, merge_by("devicePath")),
-        (Ty::PodStatus, "conditions") => f(Ty::Unknown, merge_by("type")),
-        (Ty::PodStatus, "podIPs" | "hostIPs") => f(Ty::Unknown, merge_by("ip")),
-        (Ty::PodStatus, "resourceClaimStatuses") => f(Ty::Unknown, merge_by("name")),
-
-        (Ty::Node, "spec") => f(Ty::NodeSpec, D),
-        (Ty::Node, "status") => f(Ty::NodeStatus, D),
-        (Ty::NodeSpec, "podCIDRs") => f(Ty::Unknown, SET),
-        (Ty::NodeStatus, "conditions" | "addresses") => f(Ty::Unknown, merge_by("type")),
-
-        (Ty::Namespace, "status") => f(Ty::NamespaceStatus, D),
-        (Ty::NamespaceStatus, "conditions") => f(Ty::Unknown, merge_by("type")),
-
-        (Ty::ServiceAccount, "secrets") => f(Ty::Unknown, merge_by("name")),
-        _ => unknown,
+/// Patch metadata of field `name` inside a value of type `ty`.
+fn lookup<'a>(ty: Ty<'a>, name: &str) -> FieldMeta<'a> {
+    let unknown = FieldMeta {
+        ty: Ty {
+            schema: ty.schema,
+            index: None,
+        },
+        strategy: Strategy::Default,
+    };
+    let Some(fields) = ty.index.and_then(|i| ty.schema.types.get(i)) else {
+        return unknown;
+    };
+    let Some(info) = fields.fields.get(name).or(fields.values.as_ref()) else {
+        return unknown;
+    };
+    FieldMeta {
+        ty: Ty {
+            schema: ty.schema,
+            index: info.map_of.or(info.ty),
+        },
+        strategy: match &info.strategy {
+            StrategyTag::Default => Strategy::Default,
+            StrategyTag::Merge(key) => Strategy::Merge {
+                key: key.as_deref(),
+            },
+            StrategyTag::Replace => Strategy::Replace,
+        },
     }
 }
 
@@ -226,7 +277,7 @@ fn display_plain(v: &Value) -> String {
 fn merge_map(
     mut original: Map<String, Value>,
     mut patch: Map<String, Value>,
-    ty: Ty,
+    ty: Ty<'_>,
 ) -> Result<Map<String, Value>, PatchError> {
     if let Some(d) = patch.get(DIRECTIVE).cloned() {
         match d.as_str() {
@@ -302,7 +353,7 @@ fn empty_like(v: &Value) -> Value {
 }
 
 /// Merges one field's value according to its metadata.
-fn merge_value(orig: Value, patch: Value, meta: &FieldMeta) -> Result<Value, PatchError> {
+fn merge_value(orig: Value, patch: Value, meta: &FieldMeta<'_>) -> Result<Value, PatchError> {
     match (orig, patch) {
         (Value::Object(o), Value::Object(p)) => {
             if meta.strategy == Strategy::Replace {
@@ -381,7 +432,7 @@ fn merge_list(
     original: Vec<Value>,
     patch: Vec<Value>,
     key: Option<&str>,
-    ty: Ty,
+    ty: Ty<'_>,
 ) -> Result<Vec<Value>, PatchError> {
     if original.is_empty() && patch.is_empty() {
         return Ok(original);
@@ -459,7 +510,7 @@ fn merge_list_by_key(
     mut original: Vec<Value>,
     patch: Vec<Value>,
     key: &str,
-    ty: Ty,
+    ty: Ty<'_>,
 ) -> Result<Vec<Value>, PatchError> {
     for item in patch {
         let Value::Object(pm) = item else {
@@ -554,7 +605,7 @@ fn normalize_order(
 fn apply_set_element_order(
     original: &mut Map<String, Value>,
     patch: &mut Map<String, Value>,
-    ty: Ty,
+    ty: Ty<'_>,
 ) -> Result<(), PatchError> {
     let directives: Vec<String> = patch
         .keys()
@@ -634,11 +685,74 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The served kinds these tests patch, by their OpenAPI definitions.
+    #[derive(Clone, Copy)]
+    enum PatchKind {
+        Pod,
+        Node,
+        ConfigMap,
+        ServiceAccount,
+    }
+
+    impl PatchKind {
+        fn root(self) -> &'static str {
+            match self {
+                PatchKind::Pod => "io.k8s.api.core.v1.Pod",
+                PatchKind::Node => "io.k8s.api.core.v1.Node",
+                PatchKind::ConfigMap => "io.k8s.api.core.v1.ConfigMap",
+                PatchKind::ServiceAccount => "io.k8s.api.core.v1.ServiceAccount",
+            }
+        }
+    }
+
+    /// The schema the API server reads: its published definitions, with extensions.
+    fn schema() -> &'static PatchSchema {
+        use k8s_openapi::api::core::v1 as core;
+        static SCHEMA: std::sync::OnceLock<PatchSchema> = std::sync::OnceLock::new();
+        SCHEMA.get_or_init(|| {
+            PatchSchema::from_definitions(&openapi::definitions(&[
+                openapi::def::<core::Pod>,
+                openapi::def::<core::Node>,
+                openapi::def::<core::ConfigMap>,
+                openapi::def::<core::ServiceAccount>,
+                openapi::def::<k8s_openapi::api::apps::v1::Deployment>,
+            ]))
+        })
+    }
+
     fn smp(doc: Value, patch: Value, kind: PatchKind) -> Value {
-        match strategic_merge_patch(&doc, &patch, kind) {
+        match strategic_merge_patch(&doc, &patch, schema(), kind.root()) {
             Ok(v) => v,
             Err(e) => panic!("patch failed: {e}"),
         }
+    }
+
+    #[test]
+    fn merge_keys_come_from_the_kinds_types() {
+        let s = schema();
+        let pod = PatchKind::Pod.root();
+        for (path, key) in [
+            ("spec.containers", Some("name")),
+            ("spec.containers.env", Some("name")),
+            ("spec.containers.ports", Some("containerPort")),
+            ("spec.volumes", Some("name")),
+            ("status.conditions", Some("type")),
+            ("metadata.ownerReferences", Some("uid")),
+            ("spec.tolerations", None),
+        ] {
+            assert_eq!(s.merge_key(pod, path), key, "{path}");
+        }
+        assert_eq!(
+            s.merge_key(PatchKind::Node.root(), "status.addresses"),
+            Some("type")
+        );
+        // A kind nobody wrote a table for: its type says so.
+        let deployment = "io.k8s.api.apps.v1.Deployment";
+        assert_eq!(s.merge_key(deployment, "status.conditions"), Some("type"));
+        assert_eq!(
+            s.merge_key(deployment, "spec.template.spec.containers"),
+            Some("name")
+        );
     }
 
     #[test]
@@ -844,13 +958,15 @@ mod tests {
         assert!(strategic_merge_patch(
             &pod(),
             &json!({"metadata": {"labels": {"$patch": "bogus"}}}),
-            PatchKind::Pod
+            schema(),
+            PatchKind::Pod.root()
         )
         .is_err());
         let err = strategic_merge_patch(
             &pod(),
             &json!({"spec": {"containers": [{"image": "x"}]}}),
-            PatchKind::Pod,
+            schema(),
+            PatchKind::Pod.root(),
         );
         assert_eq!(
             err.err().map(|e| e.to_string()),
@@ -923,7 +1039,7 @@ mod tests {
         let out = smp(
             live,
             json!({"metadata": {"ownerReferences": [{"uid": "0"}, {"uid": "2", "x": 1}]}}),
-            PatchKind::Other,
+            PatchKind::ConfigMap,
         );
         let uids: Vec<Value> = out["metadata"]["ownerReferences"]
             .as_array()

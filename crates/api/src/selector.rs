@@ -11,7 +11,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 use serde_json::Value;
 
 use crate::field::{go_quote, FieldError};
-use crate::patch::PatchKind;
 use crate::validation::{is_qualified_name, is_valid_label_value};
 
 /// A selector that could not be parsed or names an unsupported field; the message is the
@@ -708,23 +707,28 @@ impl FieldSelector {
         self.matches(|f| fields.iter().find(|(k, _)| *k == f).map(|(_, v)| v.clone()))
     }
 
-    /// Checks every field is selectable for `kind`, with upstream's wording, and rewrites the
-    /// legacy `spec.host` pod field to `spec.nodeName`.
-    pub fn normalize(mut self, kind: PatchKind) -> Result<FieldSelector, SelectorError> {
-        let allowed = selectable_fields(kind);
+    /// Checks every field is one of `allowed`, with upstream's wording, and rewrites legacy
+    /// names (`aliases`: the pod field `spec.host` is `spec.nodeName`). Kinds with their own
+    /// field label conversion (`own_conversion`) say "field label not supported"; the
+    /// default conversion names the two fields it knows.
+    pub fn normalize(
+        mut self,
+        allowed: &[&str],
+        aliases: &[(&str, &str)],
+        own_conversion: bool,
+    ) -> Result<FieldSelector, SelectorError> {
         for r in &mut self.requirements {
-            if kind == PatchKind::Pod && r.field == "spec.host" {
-                r.field = "spec.nodeName".into();
+            if let Some((_, to)) = aliases.iter().find(|(from, _)| *from == r.field) {
+                r.field = (*to).to_string();
             }
             if !allowed.contains(&r.field.as_str()) {
-                return Err(SelectorError(match kind {
-                    PatchKind::Pod | PatchKind::Event | PatchKind::Node | PatchKind::Namespace | PatchKind::Secret => {
-                        format!("field label not supported: {}", r.field)
-                    }
-                    _ => format!(
+                return Err(SelectorError(if own_conversion {
+                    format!("field label not supported: {}", r.field)
+                } else {
+                    format!(
                         "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
                         go_quote(&r.field)
-                    ),
+                    )
                 }));
             }
         }
@@ -755,7 +759,7 @@ impl std::fmt::Display for FieldSelector {
     }
 }
 
-const POD_FIELDS: &[&str] = &[
+pub const POD_FIELDS: &[&str] = &[
     "metadata.name",
     "metadata.namespace",
     "spec.nodeName",
@@ -767,7 +771,7 @@ const POD_FIELDS: &[&str] = &[
     "status.podIP",
     "status.nominatedNodeName",
 ];
-const EVENT_FIELDS: &[&str] = &[
+pub const EVENT_FIELDS: &[&str] = &[
     "metadata.name",
     "metadata.namespace",
     "involvedObject.kind",
@@ -782,22 +786,11 @@ const EVENT_FIELDS: &[&str] = &[
     "source",
     "type",
 ];
-const NODE_FIELDS: &[&str] = &["metadata.name", "spec.unschedulable"];
-const NAMESPACE_FIELDS: &[&str] = &["metadata.name", "status.phase"];
-const SECRET_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "type"];
-const GENERIC_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
-
-/// The fields kube-apiserver accepts in a field selector for `kind`.
-pub fn selectable_fields(kind: PatchKind) -> &'static [&'static str] {
-    match kind {
-        PatchKind::Pod => POD_FIELDS,
-        PatchKind::Event => EVENT_FIELDS,
-        PatchKind::Node => NODE_FIELDS,
-        PatchKind::Namespace => NAMESPACE_FIELDS,
-        PatchKind::Secret => SECRET_FIELDS,
-        _ => GENERIC_FIELDS,
-    }
-}
+pub const NODE_FIELDS: &[&str] = &["metadata.name", "spec.unschedulable"];
+pub const NAMESPACE_FIELDS: &[&str] = &["metadata.name", "status.phase"];
+pub const SECRET_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "type"];
+/// `metadata.name` and `metadata.namespace`: what every kind can be selected by.
+pub const GENERIC_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
 
 fn s(v: &Value, ptr: &str) -> String {
     match v.pointer(ptr) {
@@ -910,17 +903,9 @@ pub fn generic_fields(obj: &Value) -> Vec<(&'static str, String)> {
     meta_fields(obj, true)
 }
 
-/// The selectable fields of a stored object of `kind`.
-pub fn object_fields(kind: PatchKind, obj: &Value) -> Vec<(&'static str, String)> {
-    match kind {
-        PatchKind::Pod => pod_fields(obj),
-        PatchKind::Event => event_fields(obj),
-        PatchKind::Node => node_fields(obj),
-        PatchKind::Namespace => namespace_fields(obj),
-        PatchKind::Secret => secret_fields(obj),
-        PatchKind::PriorityClass => meta_fields(obj, false),
-        _ => generic_fields(obj),
-    }
+/// `metadata.name` only, for cluster-scoped kinds.
+pub fn cluster_fields(obj: &Value) -> Vec<(&'static str, String)> {
+    meta_fields(obj, false)
 }
 
 #[cfg(test)]
@@ -1048,24 +1033,33 @@ mod tests {
             FieldSelector::parse(r"a=b\x").err().map(|e| e.0),
             Some(r"invalid field selector: invalid escape sequence: \x".into())
         );
-        let norm = |k, s: &str| {
+        let pod_aliases: &[(&str, &str)] = &[("spec.host", "spec.nodeName")];
+        let norm = |allowed, aliases, own, s: &str| {
             FieldSelector::parse(s)
-                .and_then(|f| f.normalize(k))
+                .and_then(|f| f.normalize(allowed, aliases, own))
                 .map(|f| f.to_string())
         };
         assert_eq!(
-            norm(PatchKind::Pod, "spec.host=n").ok(),
+            norm(POD_FIELDS, pod_aliases, true, "spec.host=n").ok(),
             Some("spec.nodeName=n".into())
         );
         assert_eq!(
-            norm(PatchKind::Pod, "spec.foo=n").err().map(|e| e.0),
+            norm(POD_FIELDS, pod_aliases, true, "spec.foo=n")
+                .err()
+                .map(|e| e.0),
             Some("field label not supported: spec.foo".into())
         );
         assert_eq!(
-            norm(PatchKind::ConfigMap, "foo=n").err().map(|e| e.0),
+            norm(GENERIC_FIELDS, &[], false, "foo=n").err().map(|e| e.0),
             Some("\"foo\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"".into())
         );
-        assert!(norm(PatchKind::Event, "involvedObject.name=x,type=Warning").is_ok());
+        assert!(norm(
+            EVENT_FIELDS,
+            &[],
+            true,
+            "involvedObject.name=x,type=Warning"
+        )
+        .is_ok());
         let node = json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}});
         assert!(FieldSelector::parse("spec.unschedulable=true")
             .unwrap_or_default()

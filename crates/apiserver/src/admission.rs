@@ -1,30 +1,48 @@
 //! Mutating admission on create, the subset of kube-apiserver's default plugins that changes
 //! what a user sees: ServiceAccount (default account name, the account must exist, the
 //! `kube-api-access-*` token volume mounted in every container) and Priority (priority from
-//! the pod's PriorityClass).
+//! the pod's PriorityClass). A kind opts in through its descriptor's `admit` hook.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::errors::ApiError;
+use crate::kinds;
 use crate::object;
-use crate::registry::{self, Resource};
+use crate::registry::Resource;
 use crate::server::ApiServer;
 use crate::serviceaccount::{DEFAULT_SERVICE_ACCOUNT, ROOT_CA_CONFIG_MAP};
 
+/// A kind's mutating admission on create: it may change the object or refuse it.
+pub type Admit = for<'a> fn(
+    &'a ApiServer,
+    &'a mut Value,
+) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
+
+/// Runs the kind's admission, if it has any.
 pub async fn admit_create(
     server: &ApiServer,
     resource: &Resource,
     obj: &mut Value,
 ) -> Result<(), ApiError> {
-    if resource.plural == "pods" && resource.group.is_empty() {
-        admit_pod(server, obj).await?;
+    match resource.admit {
+        Some(admit) => admit(server, obj).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
-async fn admit_pod(server: &ApiServer, pod: &mut Value) -> Result<(), ApiError> {
+/// Pod admission: ServiceAccount, then Priority.
+pub fn admit_pod<'a>(
+    server: &'a ApiServer,
+    pod: &'a mut Value,
+) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+    Box::pin(pod_admission(server, pod))
+}
+
+async fn pod_admission(server: &ApiServer, pod: &mut Value) -> Result<(), ApiError> {
     if !pod["spec"].is_object() {
         return Ok(());
     }
@@ -68,7 +86,7 @@ async fn admit_pod(server: &ApiServer, pod: &mut Value) -> Result<(), ApiError> 
     let priority = match &class {
         None => default_priority(server).await?,
         Some(name) => {
-            let key = registry::priority_classes().key(None, name);
+            let key = kinds::priorityclass::RESOURCE.key(None, name);
             let pc = match server.priority_classes.get(&key) {
                 Some(pc) => pc,
                 None => {
@@ -119,7 +137,7 @@ async fn service_account(
     ns: &str,
     name: &str,
 ) -> Result<Option<std::sync::Arc<Value>>, ApiError> {
-    let key = registry::service_accounts().key(Some(ns), name);
+    let key = kinds::serviceaccount::RESOURCE.key(Some(ns), name);
     if let Some(sa) = server.service_accounts.get(&key) {
         return Ok(Some(sa));
     }

@@ -1,43 +1,45 @@
-//! Conversion at the API edge: events.k8s.io/v1 events are stored as core/v1 events (as
-//! upstream stores them), and converted on the way in and out.
+//! Conversion at the API edge, for kinds served in another form than they are stored in
+//! (events.k8s.io/v1 Events are stored as core/v1 Events, as upstream stores them). A kind
+//! module declares its [`Conversion`]; the handlers call it on the way in and out and
+//! never ask which kind it is.
 
-use k8s_openapi::api::core::v1::Event as CoreEvent;
-use k8s_openapi::api::events::v1::Event as EventV1;
 use serde_json::Value;
 
-use crate::errors::ApiError;
-use crate::registry::Resource;
+/// A body in the stored form, and the fields of the served form it had that the served
+/// schema lacks.
+pub type Stored = (Value, Vec<String>);
 
-pub fn is_events_v1(resource: &Resource) -> bool {
-    resource.group == "events.k8s.io"
+/// How a resource's served form maps to its stored form.
+#[derive(Clone, Copy)]
+pub struct Conversion {
+    /// A request body (served form) as the stored form, with the fields of the served form's
+    /// schema the body had but the schema lacks (for field validation).
+    pub to_storage: fn(Value) -> Result<Stored, String>,
+    /// A stored object as the served form.
+    pub from_storage: fn(Value) -> Result<Value, String>,
 }
 
-/// An events.k8s.io/v1 body as the core/v1 event it is stored as.
-pub fn events_v1_to_core(v: Value) -> Result<Value, String> {
-    let e: EventV1 = serde_json::from_value(v).map_err(|e| e.to_string())?;
-    serde_json::to_value(api::events::core_event_from_events_v1(e)).map_err(|e| e.to_string())
-}
-
-/// As [`events_v1_to_core`], also naming the fields of the events.k8s.io body that its
-/// schema does not have (for field validation).
-pub fn events_v1_to_core_reporting(v: Value) -> Result<(Value, Vec<String>), String> {
+/// A body in the served form `S` as the stored form `T`, via `convert`, naming the unknown
+/// fields of `S` the body carried.
+pub fn typed_to_storage<S, T>(v: Value, convert: fn(S) -> T) -> Result<Stored, String>
+where
+    S: serde::de::DeserializeOwned,
+    T: serde::Serialize,
+{
     let mut unknown = Vec::new();
-    let e: EventV1 =
+    let served: S =
         serde_ignored::deserialize(v, |path| unknown.push(crate::strategy::field_path(&path)))
             .map_err(|e| e.to_string())?;
-    let core = serde_json::to_value(api::events::core_event_from_events_v1(e))
-        .map_err(|e| e.to_string())?;
-    Ok((core, unknown))
+    let stored = serde_json::to_value(convert(served)).map_err(|e| e.to_string())?;
+    Ok((stored, unknown))
 }
 
-pub fn core_to_events_v1(v: Value) -> Result<Value, ApiError> {
-    let e: CoreEvent = serde_json::from_value(v).map_err(|e| ApiError::Internal(e.to_string()))?;
-    serde_json::to_value(api::events::events_v1_from_core_event(e))
-        .map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-pub fn core_to_events_v1_bytes(rendered: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let v: Value =
-        serde_json::from_slice(rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
-    serde_json::to_vec(&core_to_events_v1(v)?).map_err(|e| ApiError::Internal(e.to_string()))
+/// A stored object `T` as the served form `S`, via `convert`.
+pub fn typed_from_storage<T, S>(v: Value, convert: fn(T) -> S) -> Result<Value, String>
+where
+    T: serde::de::DeserializeOwned,
+    S: serde::Serialize,
+{
+    let stored: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    serde_json::to_value(convert(stored)).map_err(|e| e.to_string())
 }

@@ -84,6 +84,7 @@ pub fn api_group(name: &str) -> Option<Value> {
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let resources: Vec<&Resource> = registry::all()
         .iter()
+        .copied()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if resources.is_empty() {
@@ -113,7 +114,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "kind": if sub.kind.is_empty() { r.kind } else { sub.kind },
                 "verbs": sub.verbs,
             });
-            if let Some((g, v)) = subresource_group(sub.kind) {
+            if let Some((g, v)) = sub.group_version {
                 entry["group"] = json!(g);
                 entry["version"] = json!(v);
             }
@@ -128,15 +129,6 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     Some(
         json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out }),
     )
-}
-
-/// Subresource kinds from another group than core (upstream lists their group and version).
-fn subresource_group(kind: &str) -> Option<(&'static str, &'static str)> {
-    match kind {
-        "TokenRequest" => Some(("authentication.k8s.io", "v1")),
-        "Eviction" => Some(("policy", "v1")),
-        _ => None,
-    }
 }
 
 fn aggregated_group(name: &str, version: &str) -> Value {
@@ -165,7 +157,7 @@ fn aggregated_group(name: &str, version: &str) -> Value {
                         let (g, v, k) = if s.kind.is_empty() {
                             (r.group, r.version, r.kind)
                         } else {
-                            let (g, v) = subresource_group(s.kind).unwrap_or(("", "v1"));
+                            let (g, v) = s.group_version.unwrap_or(("", "v1"));
                             (g, v, s.kind)
                         };
                         json!({

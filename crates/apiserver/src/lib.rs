@@ -14,9 +14,11 @@ pub mod admission;
 pub mod body;
 pub mod convert;
 pub mod discovery;
+pub mod duplicates;
 pub mod errors;
 pub mod filter;
 pub mod handlers;
+pub mod kinds;
 pub mod lifecycle;
 pub mod mirror;
 pub mod nodeproxy;
@@ -112,6 +114,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     server.set_ready(start_revision);
 
     let mut tasks = tokio::task::JoinSet::new();
+    // The strategic-merge schema is generated from every kind's types: do it now, off the
+    // request path, rather than in the first PATCH (an agent's first status update). A
+    // one-shot computation that cannot fail, so nothing supervises it.
+    drop(tokio::task::spawn_blocking(handlers::patch::warm));
     let s = server.clone();
     let token = shutdown.clone();
     let tls_config = pki.server_config.clone();
@@ -129,14 +135,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         });
     }
     for (mirror, prefix) in [
-        (server.namespaces.clone(), registry::namespaces().prefix()),
+        (
+            server.namespaces.clone(),
+            kinds::namespace::RESOURCE.prefix(),
+        ),
         (
             server.priority_classes.clone(),
-            registry::priority_classes().prefix(),
+            kinds::priorityclass::RESOURCE.prefix(),
         ),
         (
             server.service_accounts.clone(),
-            registry::service_accounts().prefix(),
+            kinds::serviceaccount::RESOURCE.prefix(),
         ),
     ] {
         tasks.spawn(mirror.run(server.store.clone(), prefix, shutdown.clone()));

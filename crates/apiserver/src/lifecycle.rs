@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::errors::ApiError;
 use crate::handlers::delete::{delete_object, DeleteOptions, Deleted};
 use crate::handlers::update::guaranteed_update;
+use crate::kinds;
 use crate::object;
 use crate::registry;
 use crate::scan::Pages;
@@ -49,14 +50,14 @@ const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
 pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     for name in SYSTEM_NAMESPACES {
         let ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
-        create_missing(server, registry::namespaces(), None, ns).await?;
+        create_missing(server, &kinds::namespace::RESOURCE, None, ns).await?;
     }
     for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
         let pc = json!({
             "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
             "metadata": { "name": name }, "value": value, "description": description,
         });
-        create_missing(server, registry::priority_classes(), None, pc).await?;
+        create_missing(server, &kinds::priorityclass::RESOURCE, None, pc).await?;
     }
     Ok(())
 }
@@ -77,7 +78,7 @@ pub(crate) async fn create_missing(
     crate::handlers::create::reset_system_fields(&mut obj);
     let bytes = resource
         .strategy
-        .prepare_create(&obj)
+        .prepare_create(&obj, resource.namespaced)
         .map_err(|errs| ApiError::invalid(resource, &name, errs))?;
     match server.store.create(&key, Bytes::from(bytes)).await {
         Ok(_) => Ok(true),
@@ -89,7 +90,7 @@ pub(crate) async fn create_missing(
 /// Finishes the deletion of terminating namespaces until `shutdown`. Store errors are
 /// retried; this loop only ends with the server.
 pub async fn run(server: Arc<ApiServer>, shutdown: CancellationToken) {
-    let prefix = registry::namespaces().prefix();
+    let prefix = kinds::namespace::RESOURCE.prefix();
     loop {
         match round(&server, &prefix).await {
             // Wake on any namespace change, or on a short timer while work is pending
@@ -137,7 +138,7 @@ pub async fn expire_events(server: Arc<ApiServer>, ttl: Duration, shutdown: Canc
 }
 
 async fn expire_events_once(server: &ApiServer, ttl: Duration) -> Result<(), ApiError> {
-    let events = registry::core_events();
+    let events = &kinds::event::RESOURCE;
     let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::try_from(ttl).unwrap_or_default();
     let prefix = events.prefix();
     let mut pages = Pages::new(&server.store, &prefix);
@@ -171,7 +172,7 @@ async fn expire_events_once(server: &ApiServer, ttl: Duration) -> Result<(), Api
 
 /// One pass over all namespaces; `true` if a terminating namespace still has content.
 async fn sweep(server: &ApiServer) -> Result<bool, ApiError> {
-    let nsr = registry::namespaces();
+    let nsr = &kinds::namespace::RESOURCE;
     let list = server
         .store
         .list(&nsr.prefix(), store::ListOptions::default())

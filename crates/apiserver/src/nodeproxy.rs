@@ -296,8 +296,7 @@ async fn open_log(
         .and_then(|s| s.node_name.clone())
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::BadRequest(format!("pod {name} does not have a host assigned")))?;
-    let nodes = crate::registry::find("", "v1", "nodes")
-        .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
+    let nodes = &crate::kinds::node::RESOURCE;
     let node: Node = get_typed(server, nodes, None, &node_name).await?;
     let (ip, port) = node_endpoint(&node)?;
     let mut forwarded = String::new();
@@ -394,8 +393,7 @@ pub async fn pod_upgrade(
         .as_ref()
         .and_then(|s| s.node_name.clone())
         .unwrap_or_default();
-    let nodes = crate::registry::find("", "v1", "nodes")
-        .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
+    let nodes = &crate::kinds::node::RESOURCE;
     let node: Node = get_typed(&server, nodes, None, &node_name).await?;
     let (ip, port) = node_endpoint(&node)?;
     let query_string = req.uri().query().unwrap_or("").to_string();

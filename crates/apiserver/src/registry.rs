@@ -1,9 +1,25 @@
-//! The served resources: one [`Resource`] descriptor per group/version/resource, the table
-//! discovery, routing and storage all read from.
+//! The served resources: one [`Resource`] descriptor per group/version/resource, each built
+//! by its kind's module in [`crate::kinds`], and the one table that lists them. Discovery,
+//! routing, storage keys, OpenAPI, tables, field selectors, patching and the generic
+//! handlers all read the descriptor; none of them names a kind.
+//!
+//! Adding a kind: a module in `kinds/` that builds its `RESOURCE`, plus one line in
+//! [`RESOURCES`] (ARCHITECTURE.md §7, "Adding a kind").
 
-use crate::strategy::{self, Strategy};
+use std::sync::OnceLock;
 
-/// One served resource (a REST collection), as discovery describes it.
+use serde_json::Value;
+
+use crate::admission::Admit;
+use crate::convert::Conversion;
+use crate::filter::Fields;
+use crate::handlers::delete::DeleteStrategy;
+use crate::kinds;
+use crate::strategy::Strategy;
+use crate::table::Printer;
+
+/// One served resource (a REST collection), as discovery describes it, with everything
+/// that makes it its kind.
 pub struct Resource {
     pub group: &'static str,
     pub version: &'static str,
@@ -18,17 +34,110 @@ pub struct Resource {
     pub subresources: &'static [Subresource],
     /// The storage key segment; resources served in two groups share it (events).
     pub storage: &'static str,
-    pub strategy: &'static dyn Strategy,
     /// The verbs discovery advertises and routing accepts.
     pub verbs: &'static [&'static str],
+    /// Decoding, defaults, validation, create/update preparation (`strategy.rs`).
+    pub strategy: &'static dyn Strategy,
+    /// The OpenAPI schema of the served type (also the root of its strategic-merge-patch
+    /// schema) and of its list.
+    pub schema: openapi::SchemaFn,
+    pub list_schema: openapi::ListSchema,
+    /// `kubectl get` columns and cells.
+    pub printer: Printer,
+    /// The fields a field selector may name, and how to read them from an object.
+    pub fields: Fields,
+    /// Graceful deletion, finalizers and what a DELETE answers with.
+    pub delete: DeleteStrategy,
+    /// Mutating admission on create, when the kind has any (pods).
+    pub admit: Option<Admit>,
+    /// Served in another form than stored (events.k8s.io/v1 Events are core/v1 Events).
+    pub conversion: Option<Conversion>,
+    /// Where the `scale` subresource reads and writes replicas, for kinds that have one.
+    pub scale: Option<Scale>,
+}
+
+/// What a subresource is, so handlers dispatch on it rather than on its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubresourceKind {
+    Status,
+    EphemeralContainers,
+    Binding,
+    Eviction,
+    Log,
+    Exec,
+    Attach,
+    PortForward,
+    /// `serviceaccounts/token` (TokenRequest).
+    Token,
+    /// autoscaling/v1 Scale of a kind with a [`Scale`] hook.
+    Scale,
 }
 
 /// A subresource and the kind its requests and responses carry.
 pub struct Subresource {
     pub name: &'static str,
+    /// The kind of its body; empty for the parent's own kind.
     pub kind: &'static str,
+    /// Group and version of that kind when it is not the parent's group (`policy/v1`).
+    pub group_version: Option<(&'static str, &'static str)>,
     pub verbs: &'static [&'static str],
+    pub handler: SubresourceKind,
 }
+
+/// The scale subresource's view of a kind, as a CustomResourceDefinition declares it:
+/// JSON pointers to the desired replicas, the observed replicas and the label selector
+/// (a string, as `status.selector` of apps/v1 kinds). Issue 14's Deployments and
+/// ReplicaSets set `/spec/replicas`, `/status/replicas`, `/status/selector`; the generic
+/// handler (`handlers/scale.rs`) answers autoscaling/v1 Scale from them.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    pub spec_replicas: &'static str,
+    pub status_replicas: &'static str,
+    pub label_selector: &'static str,
+}
+
+pub const STATUS: Subresource = Subresource {
+    name: "status",
+    kind: "",
+    group_version: None,
+    verbs: &["get", "patch", "update"],
+    handler: SubresourceKind::Status,
+};
+
+/// The `scale` subresource, for kinds with a [`Scale`] hook.
+pub const SCALE: Subresource = Subresource {
+    name: "scale",
+    kind: "Scale",
+    group_version: Some(("autoscaling", "v1")),
+    verbs: &["get", "patch", "update"],
+    handler: SubresourceKind::Scale,
+};
+
+pub const STANDARD_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// Every served resource, the core group first, in discovery order. One line per kind.
+static RESOURCES: &[&Resource] = &[
+    &kinds::namespace::RESOURCE,
+    &kinds::pod::RESOURCE,
+    &kinds::node::RESOURCE,
+    &kinds::event::RESOURCE,
+    &kinds::configmap::RESOURCE,
+    &kinds::secret::RESOURCE,
+    &kinds::serviceaccount::RESOURCE,
+    &kinds::podtemplate::RESOURCE,
+    &kinds::lease::RESOURCE,
+    &kinds::event::EVENTS_V1,
+    &kinds::priorityclass::RESOURCE,
+];
 
 impl Resource {
     pub fn api_version(&self) -> String {
@@ -80,221 +189,56 @@ impl Resource {
             _ => format!("/registry/{}/{}", self.storage, name),
         }
     }
+
+    /// The OpenAPI definition name of the served type (`io.k8s.api.core.v1.Pod`), the root
+    /// of its strategic-merge schema. Worked out once per resource: registering a schema
+    /// walks the whole type.
+    pub fn definition(&self) -> &'static str {
+        static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+        let names = NAMES.get_or_init(|| {
+            RESOURCES
+                .iter()
+                .map(|r| {
+                    let mut generator = k8s_openapi::schemars::SchemaGenerator::default();
+                    (r.schema)(&mut generator)
+                })
+                .collect()
+        });
+        RESOURCES
+            .iter()
+            .position(|r| std::ptr::eq(*r, self))
+            .and_then(|i| names.get(i))
+            .map_or("", String::as_str)
+    }
+
+    /// A stored object in the form this resource serves.
+    pub fn to_served(&self, stored: Value) -> Result<Value, crate::ApiError> {
+        match &self.conversion {
+            Some(c) => (c.from_storage)(stored).map_err(crate::ApiError::Internal),
+            None => Ok(stored),
+        }
+    }
+
+    /// Stored bytes (already rendered) in the form this resource serves.
+    pub fn to_served_bytes(&self, rendered: Vec<u8>) -> Result<Vec<u8>, crate::ApiError> {
+        if self.conversion.is_none() {
+            return Ok(rendered);
+        }
+        let v: Value = serde_json::from_slice(&rendered)
+            .map_err(|e| crate::ApiError::Internal(e.to_string()))?;
+        serde_json::to_vec(&self.to_served(v)?)
+            .map_err(|e| crate::ApiError::Internal(e.to_string()))
+    }
 }
 
-const STANDARD_VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
-/// Namespaces cannot be deleted as a collection (upstream serves no deletecollection).
-const NO_DELETECOLLECTION: &[&str] = &[
-    "create", "delete", "get", "list", "patch", "update", "watch",
-];
-
-const STATUS: Subresource = Subresource {
-    name: "status",
-    kind: "",
-    verbs: &["get", "patch", "update"],
-};
-
-static RESOURCES: &[Resource] = &[
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "namespaces",
-        singular: "namespace",
-        kind: "Namespace",
-        namespaced: false,
-        short_names: &["ns"],
-        categories: &[],
-        subresources: &[STATUS],
-        storage: "namespaces",
-        strategy: &strategy::NAMESPACE,
-        verbs: NO_DELETECOLLECTION,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "pods",
-        singular: "pod",
-        kind: "Pod",
-        namespaced: true,
-        short_names: &["po"],
-        categories: &["all"],
-        subresources: &[
-            STATUS,
-            Subresource {
-                name: "binding",
-                kind: "Binding",
-                verbs: &["create"],
-            },
-            Subresource {
-                name: "log",
-                kind: "Pod",
-                verbs: &["get"],
-            },
-            Subresource {
-                name: "exec",
-                kind: "PodExecOptions",
-                verbs: &["create", "get"],
-            },
-            Subresource {
-                name: "attach",
-                kind: "PodAttachOptions",
-                verbs: &["create", "get"],
-            },
-            Subresource {
-                name: "eviction",
-                kind: "Eviction",
-                verbs: &["create"],
-            },
-            Subresource {
-                name: "ephemeralcontainers",
-                kind: "Pod",
-                verbs: &["get", "patch", "update"],
-            },
-            Subresource {
-                name: "portforward",
-                kind: "PodPortForwardOptions",
-                verbs: &["create", "get"],
-            },
-        ],
-        storage: "pods",
-        strategy: &strategy::POD,
-        verbs: STANDARD_VERBS,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "nodes",
-        singular: "node",
-        kind: "Node",
-        namespaced: false,
-        short_names: &["no"],
-        categories: &[],
-        subresources: &[STATUS],
-        storage: "minions",
-        strategy: &strategy::NODE,
-        verbs: STANDARD_VERBS,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "events",
-        singular: "event",
-        kind: "Event",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        subresources: &[],
-        storage: "events",
-        strategy: &strategy::EVENT,
-        verbs: STANDARD_VERBS,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "configmaps",
-        singular: "configmap",
-        kind: "ConfigMap",
-        namespaced: true,
-        short_names: &["cm"],
-        categories: &[],
-        subresources: &[],
-        storage: "configmaps",
-        strategy: &strategy::CONFIG_MAP,
-        verbs: STANDARD_VERBS,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "secrets",
-        singular: "secret",
-        kind: "Secret",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        storage: "secrets",
-        strategy: &strategy::SECRET,
-        verbs: STANDARD_VERBS,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "serviceaccounts",
-        singular: "serviceaccount",
-        kind: "ServiceAccount",
-        namespaced: true,
-        short_names: &["sa"],
-        categories: &[],
-        subresources: &[Subresource {
-            name: "token",
-            kind: "TokenRequest",
-            verbs: &["create"],
-        }],
-        storage: "serviceaccounts",
-        strategy: &strategy::SERVICE_ACCOUNT,
-        verbs: STANDARD_VERBS,
-    },
-    Resource {
-        group: "coordination.k8s.io",
-        version: "v1",
-        plural: "leases",
-        singular: "lease",
-        kind: "Lease",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        storage: "leases",
-        strategy: &strategy::LEASE,
-        verbs: STANDARD_VERBS,
-    },
-    Resource {
-        group: "events.k8s.io",
-        version: "v1",
-        plural: "events",
-        singular: "event",
-        kind: "Event",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        subresources: &[],
-        storage: "events",
-        strategy: &strategy::EVENT_V1,
-        verbs: STANDARD_VERBS,
-    },
-    Resource {
-        group: "scheduling.k8s.io",
-        version: "v1",
-        plural: "priorityclasses",
-        singular: "priorityclass",
-        kind: "PriorityClass",
-        namespaced: false,
-        short_names: &["pc"],
-        categories: &[],
-        subresources: &[],
-        storage: "priorityclasses",
-        strategy: &strategy::PRIORITY_CLASS,
-        verbs: STANDARD_VERBS,
-    },
-];
-
-pub fn all() -> &'static [Resource] {
+pub fn all() -> &'static [&'static Resource] {
     RESOURCES
 }
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES
         .iter()
+        .copied()
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
@@ -309,55 +253,109 @@ pub fn groups() -> Vec<(&'static str, &'static str)> {
     out
 }
 
-pub fn namespaces() -> &'static Resource {
-    &RESOURCES[0]
+/// The OpenAPI documents of exactly the served resources, built once.
+pub fn openapi() -> &'static openapi::Documents {
+    static DOCS: OnceLock<openapi::Documents> = OnceLock::new();
+    DOCS.get_or_init(|| openapi::Documents::new(RESOURCES.iter().map(|r| served_kind(r)).collect()))
 }
 
-pub fn pods() -> &'static Resource {
-    &RESOURCES[1]
-}
-
-pub fn core_events() -> &'static Resource {
-    &RESOURCES[3]
-}
-
-pub fn priority_classes() -> &'static Resource {
-    &RESOURCES[9]
-}
-
-pub fn nodes() -> &'static Resource {
-    &RESOURCES[2]
-}
-
-pub fn config_maps() -> &'static Resource {
-    &RESOURCES[4]
-}
-
-pub fn secrets() -> &'static Resource {
-    &RESOURCES[5]
-}
-
-pub fn service_accounts() -> &'static Resource {
-    &RESOURCES[6]
+fn served_kind(r: &Resource) -> openapi::ServedKind {
+    use openapi::Subresource as S;
+    let subresources = r
+        .subresources
+        .iter()
+        .map(|s| match s.handler {
+            SubresourceKind::Status => S::Status,
+            SubresourceKind::EphemeralContainers => S::EphemeralContainers,
+            SubresourceKind::Binding => S::Binding,
+            SubresourceKind::Eviction => S::Eviction,
+            SubresourceKind::Log => S::Log,
+            SubresourceKind::Exec => S::Exec,
+            SubresourceKind::Attach => S::Attach,
+            SubresourceKind::PortForward => S::PortForward,
+            SubresourceKind::Token => S::Token,
+            SubresourceKind::Scale => S::Scale,
+        })
+        .collect();
+    openapi::ServedKind {
+        group: r.group,
+        version: r.version,
+        kind: r.kind,
+        plural: r.plural,
+        namespaced: r.namespaced,
+        schema: r.schema,
+        list: r.list_schema,
+        verbs: openapi::Verbs {
+            list: r.allows("list"),
+            create: r.allows("create"),
+            delete_collection: r.allows("deletecollection"),
+            item: r.allows("get"),
+        },
+        delete_returns_object: r.delete.returns_object,
+        subresources,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The OpenAPI documents are generated from their own table of kinds; every resource
-    /// served here must be described there, or kubectl explain and --validate=strict fail.
     #[test]
-    fn accessors_name_their_resource() {
-        assert_eq!(namespaces().plural, "namespaces");
-        assert_eq!(pods().plural, "pods");
-        assert_eq!(nodes().plural, "nodes");
-        assert_eq!(core_events().plural, "events");
-        assert_eq!(core_events().group, "");
-        assert_eq!(config_maps().plural, "configmaps");
-        assert_eq!(secrets().plural, "secrets");
-        assert_eq!(service_accounts().plural, "serviceaccounts");
-        assert_eq!(priority_classes().plural, "priorityclasses");
+    fn typed_accessors_name_their_resource() {
+        assert_eq!(kinds::namespace::RESOURCE.plural, "namespaces");
+        assert_eq!(kinds::pod::RESOURCE.plural, "pods");
+        assert_eq!(kinds::node::RESOURCE.storage, "minions");
+        assert_eq!(kinds::event::RESOURCE.group, "");
+        assert_eq!(kinds::event::EVENTS_V1.group, "events.k8s.io");
+        assert_eq!(
+            kinds::event::EVENTS_V1.storage,
+            kinds::event::RESOURCE.storage
+        );
+        assert!(std::ptr::eq(
+            find("", "v1", "pods").map_or(std::ptr::null(), |r| r as *const _),
+            &kinds::pod::RESOURCE
+        ));
+    }
+
+    #[test]
+    fn every_resource_is_listed_once_with_a_schema_of_its_kind() {
+        for (i, r) in all().iter().enumerate() {
+            assert!(
+                all()[..i]
+                    .iter()
+                    .all(|o| (o.group, o.version, o.plural) != (r.group, r.version, r.plural)),
+                "{} listed twice",
+                r.qualified()
+            );
+            let def = r.definition();
+            assert!(
+                def.ends_with(&format!(".{}", r.kind)),
+                "{}: schema {def} is not a {}",
+                r.qualified(),
+                r.kind
+            );
+            assert_eq!(r.list_schema.kind, r.list_kind(), "{}", r.qualified());
+            for sub in r.subresources {
+                assert!(
+                    sub.handler != SubresourceKind::Scale || r.scale.is_some(),
+                    "{} serves scale without a Scale hook",
+                    r.qualified()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_served_resource_has_protobuf_messages() {
+        for r in all() {
+            for kind in [r.kind.to_string(), r.list_kind()] {
+                assert!(
+                    protobuf::message_for(&r.api_version(), &kind).is_some(),
+                    "no protobuf message for {} {kind}",
+                    r.api_version()
+                );
+            }
+        }
     }
 
     #[test]
@@ -371,7 +369,8 @@ mod tests {
                     format!("/apis/{}/{}", r.group, r.version),
                 )
             };
-            let doc = openapi::v3_document(&doc_path)
+            let doc = openapi()
+                .v3_document(&doc_path)
                 .unwrap_or_else(|| panic!("no OpenAPI v3 document for {doc_path}"));
             let doc: serde_json::Value = serde_json::from_slice(&doc).expect("document is JSON");
             let item = if r.namespaced {

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use http::Method;
 
 use crate::errors::ApiError;
-use crate::registry::{self, Resource};
+use crate::kinds;
+use crate::registry::{self, Resource, SubresourceKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -27,6 +28,17 @@ pub struct RequestInfo {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+}
+
+impl RequestInfo {
+    /// What the addressed subresource is; routing lets through only those the resource
+    /// serves.
+    pub fn subresource_kind(&self) -> Option<SubresourceKind> {
+        self.subresource
+            .as_deref()
+            .and_then(|s| self.resource.subresource(s))
+            .map(|s| s.handler)
+    }
 }
 
 /// What a path addresses.
@@ -96,7 +108,7 @@ pub fn route(method: &Method, path: &str, query: &Query) -> Result<Route, ApiErr
     let resource = registry::find(group, version, plural).ok_or(ApiError::RouteNotFound)?;
     // The namespace resource addresses itself by name, not by namespace.
     let (namespace, name) = if !resource.namespaced {
-        if plural == "namespaces" && rest.len() >= 2 {
+        if std::ptr::eq(resource, &kinds::namespace::RESOURCE) && rest.len() >= 2 {
             (None, name)
         } else if namespace.is_some() && rest.first() != Some(&"namespaces") {
             return Err(ApiError::RouteNotFound);

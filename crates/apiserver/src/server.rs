@@ -20,6 +20,7 @@ use crate::discovery;
 use crate::errors::ApiError;
 use crate::handlers::{self, Call};
 use crate::mirror::Mirror;
+use crate::registry::SubresourceKind;
 use crate::request::{self, Query, Route};
 
 /// The largest request body accepted (upstream's limit for JSON is 3 MiB).
@@ -271,17 +272,19 @@ async fn dispatch(
                     "only application/json is served for /openapi/v2".into(),
                 ));
             }
-            let doc = openapi::v2_document();
+            let doc = crate::registry::openapi().v2_document();
             Ok(bytes_response(doc.as_slice().to_vec(), "application/json"))
         }
-        Route::OpenApiV3(None) => Ok(value_response(&openapi::v3_index(), "application/json")),
-        Route::OpenApiV3(Some(path)) => match openapi::v3_document(&path) {
+        Route::OpenApiV3(None) => Ok(value_response(
+            &crate::registry::openapi().v3_index(),
+            "application/json",
+        )),
+        Route::OpenApiV3(Some(path)) => match crate::registry::openapi().v3_document(&path) {
             Some(doc) => Ok(bytes_response(doc.as_slice().to_vec(), "application/json")),
             None => Err(ApiError::RouteNotFound),
         },
         Route::Resource(info)
-            if info.resource.plural == "pods"
-                && info.subresource.as_deref() == Some("log")
+            if info.subresource_kind() == Some(SubresourceKind::Log)
                 && req
                     .headers()
                     .get(http::header::UPGRADE)
@@ -291,11 +294,12 @@ async fn dispatch(
             crate::nodeproxy::pod_log_websocket(server, info, query, req).await
         }
         Route::Resource(info)
-            if info.resource.plural == "pods"
-                && matches!(
-                    info.subresource.as_deref(),
-                    Some("exec" | "attach" | "portforward")
-                ) =>
+            if matches!(
+                info.subresource_kind(),
+                Some(
+                    SubresourceKind::Exec | SubresourceKind::Attach | SubresourceKind::PortForward
+                )
+            ) =>
         {
             crate::nodeproxy::pod_upgrade(server, info, query, req).await
         }

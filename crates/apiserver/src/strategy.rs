@@ -1,17 +1,23 @@
-//! Per-kind REST strategy: how a kind is decoded, defaulted, validated and reset on create,
-//! update and status update, as upstream's `registry/<kind>/strategy.go` files do.
+//! The typed half of the per-kind recipe: how a kind is decoded, defaulted, validated and
+//! reset on create, update and status update, as upstream's `registry/<kind>/strategy.go`
+//! files do. Each kind module in [`crate::kinds`] builds one [`TypedStrategy`] from the
+//! pure functions of its type (in the `api` crate); this file owns what every kind gets
+//! alike, so no kind can miss it:
 //!
-//! The handlers work on `serde_json::Value`; a strategy goes through the typed k8s-openapi
-//! struct for everything kind-specific, so what is stored is always what the typed schema
-//! allows, in the typed field order (`apiVersion`, `kind`, `metadata` first).
+//! - the decode through the typed k8s-openapi struct (unknown fields reported), so what is
+//!   stored is always what the typed schema allows, in the typed field order (`apiVersion`,
+//!   `kind`, `metadata` first);
+//! - upstream's `rest.BeforeCreate` / `rest.BeforeUpdate` ObjectMeta checks, run after the
+//!   kind's own validation passed (path-segment name, namespace present or forbidden by
+//!   scope, labels, annotations up to 256 KiB, owner references, finalizers; on update the
+//!   immutable identity fields). A kind whose validator forgets metadata is still checked.
 
 use std::marker::PhantomData;
 
 use api::field::{FieldError, FieldErrors};
-use api::patch::PatchKind;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod, Secret, ServiceAccount};
-use k8s_openapi::api::scheduling::v1::PriorityClass;
+use api::meta::{validate_object_meta, validate_object_meta_update, NameRule};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::Metadata;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -27,8 +33,9 @@ pub trait Strategy: Sync {
     fn decode(&self, object: Value) -> Result<Decoded, String>;
     /// The same from JSON bytes, in one pass (the hot path of create and update).
     fn decode_json(&self, body: &[u8]) -> Result<Decoded, String>;
-    /// Defaults and create-time resets, then validation; the stored form.
-    fn prepare_create(&self, object: &Value) -> Result<Vec<u8>, FieldErrors>;
+    /// Defaults and create-time resets, then validation (the kind's, then the generic
+    /// ObjectMeta rules for a resource of this scope); the stored form.
+    fn prepare_create(&self, object: &Value, namespaced: bool) -> Result<Vec<u8>, FieldErrors>;
     /// Update of the main resource: status is carried over from `old` where the kind has one.
     fn prepare_update(&self, new: &mut Value, old: &Value) -> Result<(), FieldErrors>;
     /// Update of the `status` subresource: everything but status comes from `old`.
@@ -42,26 +49,34 @@ pub trait Strategy: Sync {
     ) -> Option<Result<(), FieldErrors>>;
     /// The stored form (typed field order).
     fn encode(&self, object: &Value) -> Result<Vec<u8>, String>;
-    fn patch_kind(&self) -> PatchKind;
 }
 
-/// A [`Strategy`] assembled from the typed functions of one kind.
-pub struct Kind<T> {
-    default: fn(&mut T),
-    validate: fn(&T) -> FieldErrors,
-    validate_update: fn(&T, &T) -> FieldErrors,
+/// A [`Strategy`] assembled from the typed functions of one kind. Start from
+/// [`TypedStrategy::new`] and override what the kind has:
+///
+/// ```ignore
+/// pub static STRATEGY: TypedStrategy<Secret> = TypedStrategy {
+///     default: api::default_secret,
+///     ..TypedStrategy::new(api::validate_secret, api::validate_secret_update)
+/// };
+/// ```
+pub struct TypedStrategy<T> {
+    pub default: fn(&mut T),
+    pub validate: fn(&T) -> FieldErrors,
+    pub validate_update: fn(&T, &T) -> FieldErrors,
     /// Create-time resets (pods start `Pending`; namespaces `Active`).
-    on_create: fn(&mut T),
-    /// Whether the main resource ignores status (kinds with a `status` subresource).
-    status_subresource: bool,
-    copy_status: fn(&mut T, &T),
-    copy_all_but_status: fn(&mut T, &T),
-    validate_status_update: fn(&T, &T) -> FieldErrors,
+    pub on_create: fn(&mut T),
+    /// Upstream's `PrepareForUpdate` of the main resource: kinds with a `status`
+    /// subresource carry status over from the old object; generations are counted here.
+    pub prepare_for_update: fn(&mut T, &T),
+    /// The `status` subresource's `PrepareForUpdate`: everything but status from the old
+    /// object.
+    pub copy_all_but_status: fn(&mut T, &T),
+    pub validate_status_update: fn(&T, &T) -> FieldErrors,
     /// The `ephemeralcontainers` subresource's update: carry over everything else from the
     /// old object, then validate (pods only).
-    ephemeral_containers_update: Option<fn(&mut T, &T) -> FieldErrors>,
-    patch_kind: PatchKind,
-    _kind: PhantomData<fn() -> T>,
+    pub ephemeral_containers_update: Option<fn(&mut T, &T) -> FieldErrors>,
+    pub _kind: PhantomData<fn() -> T>,
 }
 
 fn nothing<T>(_: &mut T) {}
@@ -70,9 +85,40 @@ fn no_errors<T>(_: &T, _: &T) -> FieldErrors {
 }
 fn keep<T>(_: &mut T, _: &T) {}
 
-impl<T> Strategy for Kind<T>
+impl<T> TypedStrategy<T> {
+    /// A kind with no defaults, no create-time resets and no status subresource.
+    pub const fn new(
+        validate: fn(&T) -> FieldErrors,
+        validate_update: fn(&T, &T) -> FieldErrors,
+    ) -> Self {
+        TypedStrategy {
+            default: nothing,
+            validate,
+            validate_update,
+            on_create: nothing,
+            prepare_for_update: keep,
+            copy_all_but_status: keep,
+            validate_status_update: no_errors,
+            ephemeral_containers_update: None,
+            _kind: PhantomData,
+        }
+    }
+}
+
+/// Upstream's `rest.BeforeCreate` ObjectMeta check, run once the kind's validation passed:
+/// names need only be valid path segments here (kinds check their stricter rule themselves).
+fn generic_create_meta(meta: &ObjectMeta, namespaced: bool) -> FieldErrors {
+    validate_object_meta(meta, namespaced, NameRule::PathSegment)
+}
+
+/// Upstream's `rest.BeforeUpdate` ObjectMeta check, likewise.
+fn generic_update_meta(new: &ObjectMeta, old: &ObjectMeta) -> FieldErrors {
+    validate_object_meta_update(new, old)
+}
+
+impl<T> Strategy for TypedStrategy<T>
 where
-    T: Serialize + DeserializeOwned + Clone,
+    T: Serialize + DeserializeOwned + Clone + Metadata<Ty = ObjectMeta>,
 {
     fn decode(&self, object: Value) -> Result<Decoded, String> {
         let mut unknown = Vec::new();
@@ -98,11 +144,15 @@ where
         })
     }
 
-    fn prepare_create(&self, object: &Value) -> Result<Vec<u8>, FieldErrors> {
+    fn prepare_create(&self, object: &Value, namespaced: bool) -> Result<Vec<u8>, FieldErrors> {
         let mut typed: T = from_value(object)?;
         (self.default)(&mut typed);
         (self.on_create)(&mut typed);
         let errs = (self.validate)(&typed);
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let errs = generic_create_meta(typed.metadata(), namespaced);
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -113,10 +163,12 @@ where
         let mut typed: T = from_value(new)?;
         let old_typed: T = from_value(old)?;
         (self.default)(&mut typed);
-        if self.status_subresource {
-            (self.copy_status)(&mut typed, &old_typed);
-        }
+        (self.prepare_for_update)(&mut typed, &old_typed);
         let errs = (self.validate_update)(&typed, &old_typed);
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let errs = generic_update_meta(typed.metadata(), old_typed.metadata());
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -129,6 +181,10 @@ where
         let old_typed: T = from_value(old)?;
         (self.copy_all_but_status)(&mut typed, &old_typed);
         let errs = (self.validate_status_update)(&typed, &old_typed);
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let errs = generic_update_meta(typed.metadata(), old_typed.metadata());
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -146,7 +202,10 @@ where
             let mut typed: T = from_value(new)?;
             let old_typed: T = from_value(old)?;
             (self.default)(&mut typed);
-            let errs = update(&mut typed, &old_typed);
+            let mut errs = update(&mut typed, &old_typed);
+            if errs.is_empty() {
+                errs = generic_update_meta(typed.metadata(), old_typed.metadata());
+            }
             if !errs.is_empty() {
                 return Err(errs);
             }
@@ -158,10 +217,6 @@ where
     fn encode(&self, object: &Value) -> Result<Vec<u8>, String> {
         let typed: T = T::deserialize(object).map_err(|e| e.to_string())?;
         serde_json::to_vec(&typed).map_err(|e| e.to_string())
-    }
-
-    fn patch_kind(&self) -> PatchKind {
-        self.patch_kind
     }
 }
 
@@ -202,215 +257,3 @@ pub(crate) fn field_path(path: &serde_ignored::Path) -> String {
         | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
-
-// ---- pods -------------------------------------------------------------------------------
-
-fn pod_on_create(pod: &mut Pod) {
-    api::pod::prepare_pod_for_create(pod);
-    pod.metadata.generation = Some(1);
-}
-
-fn pod_copy_status(new: &mut Pod, old: &Pod) {
-    new.status = old.status.clone();
-    // Pod generation counts spec changes (PodObservedGenerationTracking).
-    let generation = old.metadata.generation.unwrap_or(1);
-    new.metadata.generation = Some(if new.spec != old.spec {
-        generation + 1
-    } else {
-        generation
-    });
-}
-
-fn pod_copy_all_but_status(new: &mut Pod, old: &Pod) {
-    new.spec = old.spec.clone();
-    new.metadata = old.metadata.clone();
-}
-
-/// Upstream's `dropNonEphemeralContainerUpdates`: the spec is the old one but for its
-/// ephemeral containers, the status the old one; generation counts the change.
-fn pod_ephemeral_containers_update(new: &mut Pod, old: &Pod) -> FieldErrors {
-    let ephemeral = new
-        .spec
-        .as_ref()
-        .and_then(|s| s.ephemeral_containers.clone());
-    let mut spec = old.spec.clone().unwrap_or_default();
-    spec.ephemeral_containers = ephemeral;
-    new.spec = Some(spec);
-    pod_copy_status(new, old);
-    api::pod::validate_pod_ephemeral_containers_update(new, old)
-}
-
-pub static POD: Kind<Pod> = Kind {
-    default: api::pod::default_pod,
-    validate: api::pod::validate_pod,
-    validate_update: api::pod::validate_pod_update,
-    on_create: pod_on_create,
-    status_subresource: true,
-    copy_status: pod_copy_status,
-    copy_all_but_status: pod_copy_all_but_status,
-    validate_status_update: api::pod::validate_pod_status_update,
-    ephemeral_containers_update: Some(pod_ephemeral_containers_update),
-    patch_kind: PatchKind::Pod,
-    _kind: PhantomData,
-};
-
-// ---- namespaces -------------------------------------------------------------------------
-
-fn namespace_copy_all_but_status(new: &mut Namespace, old: &Namespace) {
-    new.spec = old.spec.clone();
-    new.metadata = old.metadata.clone();
-}
-
-pub static NAMESPACE: Kind<Namespace> = Kind {
-    default: api::default_namespace,
-    validate: api::validate_namespace,
-    validate_update: api::validate_namespace_update,
-    on_create: api::prepare_namespace_for_create,
-    status_subresource: true,
-    copy_status: api::prepare_namespace_for_update,
-    copy_all_but_status: namespace_copy_all_but_status,
-    validate_status_update: api::validate_namespace_status_update,
-    ephemeral_containers_update: None,
-    patch_kind: PatchKind::Namespace,
-    _kind: PhantomData,
-};
-
-// ---- nodes ------------------------------------------------------------------------------
-
-fn node_copy_status(new: &mut Node, old: &Node) {
-    new.status = old.status.clone();
-}
-
-fn node_copy_all_but_status(new: &mut Node, old: &Node) {
-    new.spec = old.spec.clone();
-    new.metadata = old.metadata.clone();
-}
-
-pub static NODE: Kind<Node> = Kind {
-    default: api::default_node,
-    validate: api::validate_node,
-    validate_update: api::validate_node_update,
-    on_create: nothing,
-    status_subresource: true,
-    copy_status: node_copy_status,
-    copy_all_but_status: node_copy_all_but_status,
-    validate_status_update: no_errors,
-    ephemeral_containers_update: None,
-    patch_kind: PatchKind::Node,
-    _kind: PhantomData,
-};
-
-// ---- kinds without a status subresource -------------------------------------------------
-
-fn validate_core_event(e: &Event) -> FieldErrors {
-    api::validate_event(e, false)
-}
-fn validate_core_event_update(new: &Event, old: &Event) -> FieldErrors {
-    api::validate_event_update(new, old, false)
-}
-fn validate_event_v1(e: &Event) -> FieldErrors {
-    api::validate_event(e, true)
-}
-fn validate_event_v1_update(new: &Event, old: &Event) -> FieldErrors {
-    api::validate_event_update(new, old, true)
-}
-
-pub static EVENT: Kind<Event> = Kind {
-    default: nothing,
-    validate: validate_core_event,
-    validate_update: validate_core_event_update,
-    on_create: nothing,
-    status_subresource: false,
-    copy_status: keep,
-    copy_all_but_status: keep,
-    validate_status_update: no_errors,
-    ephemeral_containers_update: None,
-    patch_kind: PatchKind::Event,
-    _kind: PhantomData,
-};
-
-/// events.k8s.io/v1 events are stored as core/v1 events; the handlers convert at the edge
-/// (see `crate::convert`), so the strategy is the core one.
-pub static EVENT_V1: Kind<Event> = Kind {
-    default: nothing,
-    validate: validate_event_v1,
-    validate_update: validate_event_v1_update,
-    on_create: nothing,
-    status_subresource: false,
-    copy_status: keep,
-    copy_all_but_status: keep,
-    validate_status_update: no_errors,
-    ephemeral_containers_update: None,
-    patch_kind: PatchKind::Event,
-    _kind: PhantomData,
-};
-
-pub static CONFIG_MAP: Kind<ConfigMap> = Kind {
-    default: nothing,
-    validate: api::validate_config_map,
-    validate_update: api::validate_config_map_update,
-    on_create: nothing,
-    status_subresource: false,
-    copy_status: keep,
-    copy_all_but_status: keep,
-    validate_status_update: no_errors,
-    ephemeral_containers_update: None,
-    patch_kind: PatchKind::ConfigMap,
-    _kind: PhantomData,
-};
-
-pub static SECRET: Kind<Secret> = Kind {
-    default: api::default_secret,
-    validate: api::validate_secret,
-    validate_update: api::validate_secret_update,
-    on_create: nothing,
-    status_subresource: false,
-    copy_status: keep,
-    copy_all_but_status: keep,
-    validate_status_update: no_errors,
-    ephemeral_containers_update: None,
-    patch_kind: PatchKind::Secret,
-    _kind: PhantomData,
-};
-
-pub static SERVICE_ACCOUNT: Kind<ServiceAccount> = Kind {
-    default: nothing,
-    validate: api::validate_service_account,
-    validate_update: api::validate_service_account_update,
-    on_create: nothing,
-    status_subresource: false,
-    copy_status: keep,
-    copy_all_but_status: keep,
-    validate_status_update: no_errors,
-    ephemeral_containers_update: None,
-    patch_kind: PatchKind::ServiceAccount,
-    _kind: PhantomData,
-};
-
-pub static LEASE: Kind<Lease> = Kind {
-    default: nothing,
-    validate: api::validate_lease,
-    validate_update: api::validate_lease_update,
-    on_create: nothing,
-    status_subresource: false,
-    copy_status: keep,
-    copy_all_but_status: keep,
-    validate_status_update: no_errors,
-    ephemeral_containers_update: None,
-    patch_kind: PatchKind::Lease,
-    _kind: PhantomData,
-};
-
-pub static PRIORITY_CLASS: Kind<PriorityClass> = Kind {
-    default: api::default_priority_class,
-    validate: api::validate_priority_class,
-    validate_update: api::validate_priority_class_update,
-    on_create: nothing,
-    status_subresource: false,
-    copy_status: keep,
-    copy_all_but_status: keep,
-    validate_status_update: no_errors,
-    ephemeral_containers_update: None,
-    patch_kind: PatchKind::PriorityClass,
-    _kind: PhantomData,
-};

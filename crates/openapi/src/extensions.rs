@@ -5,10 +5,17 @@
 //! (`patchStrategy:"merge" patchMergeKey:"name"`, `+listType=map`,
 //! `+listMapKeys=name`, `+mapType=atomic`, `+structType=atomic`). kubectl reads
 //! the patch ones to build strategic merge patches (`kubectl apply`); the list
-//! and map ones drive server-side apply merging. This table was checked
-//! against the definitions kube-apiserver 1.37 publishes, for every definition
-//! reachable from the kinds peapod serves; a unit test keeps it in step with
+//! and map ones drive server-side apply merging; the API server reads the patch
+//! ones for its own strategic merge. Two tables: [`UPSTREAM`]
+//! (`upstream_extensions.rs`), generated from the Swagger document of
+//! Kubernetes 1.36 for every definition of every API group, so a kind that
+//! starts being served has its merge keys already; and [`FIELD_EXTENSIONS`],
+//! checked by hand against the definitions kube-apiserver 1.37 publishes for
+//! every definition reachable from the kinds peapod served then, which wins
+//! where both have a row. A unit test keeps the hand table in step with
 //! k8s-openapi's field names.
+
+pub(crate) use crate::upstream_extensions::UPSTREAM;
 
 use serde_json::Value;
 
@@ -44,6 +51,27 @@ impl FieldExtensions {
             out.push(("x-kubernetes-patch-strategy", v.into()));
         }
         out
+    }
+}
+
+/// A row of the generated table.
+pub(crate) const fn e(
+    definition: &'static str,
+    field: &'static str,
+    list_type: Option<&'static str>,
+    list_map_keys: &'static [&'static str],
+    map_type: Option<&'static str>,
+    patch_merge_key: Option<&'static str>,
+    patch_strategy: Option<&'static str>,
+) -> FieldExtensions {
+    FieldExtensions {
+        definition,
+        field,
+        list_type,
+        list_map_keys,
+        map_type,
+        patch_merge_key,
+        patch_strategy,
     }
 }
 

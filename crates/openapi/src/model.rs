@@ -1,19 +1,18 @@
-//! What peapod serves, as the OpenAPI documents describe it: group-versions,
-//! their resources, and each resource's verbs and subresources.
-//!
-//! This table is the only place that knows which kinds are served; the schema
-//! and path generators are driven by it.
+//! What the OpenAPI documents describe: the served kinds the caller hands in
+//! ([`ServedKind`]), grouped by group-version, with each kind's verbs and
+//! subresources. The crate keeps no table of its own: the API server's kind
+//! modules supply it, so a new kind is described by adding it there.
 
-use k8s_openapi::api::{authentication, coordination, core, events, policy, scheduling};
+use k8s_openapi::api::{authentication, autoscaling, core, policy};
 use k8s_openapi::schemars::{JsonSchema, SchemaGenerator};
 
 /// Registers a type's schema (and everything it references) in a generator
 /// and returns the definition name it is stored under.
-pub(crate) type SchemaFn = fn(&mut SchemaGenerator) -> String;
+pub type SchemaFn = fn(&mut SchemaGenerator) -> String;
 
 /// The `SchemaFn` for `T`. k8s-openapi names every schema after upstream's
 /// dotted Go package path (`io.k8s.api.core.v1.Pod`), so the name is used as is.
-pub(crate) fn def<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
+pub fn def<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
     generator.subschema_for::<T>();
     T::schema_name().into_owned()
 }
@@ -35,8 +34,8 @@ pub(crate) const fn gvk(group: &'static str, version: &'static str, kind: &'stat
 }
 
 /// Which verbs a resource's collection and item paths carry.
-#[derive(Clone, Copy)]
-pub(crate) struct Verbs {
+#[derive(Clone, Copy, Debug)]
+pub struct Verbs {
     /// get on the collection (list), plus the watch paths and the list across
     /// all namespaces for namespaced resources.
     pub list: bool,
@@ -46,16 +45,19 @@ pub(crate) struct Verbs {
     pub item: bool,
 }
 
-const ALL: Verbs = Verbs {
-    list: true,
-    create: true,
-    delete_collection: true,
-    item: true,
-};
+impl Verbs {
+    /// Every verb.
+    pub const ALL: Verbs = Verbs {
+        list: true,
+        create: true,
+        delete_collection: true,
+        item: true,
+    };
+}
 
 /// The subresources peapod serves, each with the operations upstream gives it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Subresource {
+pub enum Subresource {
     /// get, put, patch of the parent kind.
     Status,
     /// get, put, patch of the parent kind (pods only).
@@ -72,6 +74,8 @@ pub(crate) enum Subresource {
     PortForward,
     /// post of an authentication.k8s.io/v1 TokenRequest (serviceaccounts only).
     Token,
+    /// get, put, patch of an autoscaling/v1 Scale.
+    Scale,
 }
 
 impl Subresource {
@@ -86,13 +90,15 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::Token => "token",
+            Subresource::Scale => "scale",
         }
     }
 }
 
 /// A `<Kind>List` type. k8s-openapi has one generic `List<T>` with no schema,
-/// so list schemas are written here, with upstream's descriptions.
-pub(crate) struct ListSchema {
+/// so a kind supplies its list's upstream descriptions.
+#[derive(Clone, Copy, Debug)]
+pub struct ListSchema {
     pub kind: &'static str,
     pub description: &'static str,
     /// Description of the `items` field.
@@ -101,25 +107,48 @@ pub(crate) struct ListSchema {
     pub metadata: &'static str,
 }
 
-pub(crate) struct Resource {
+/// One served resource, as the documents describe it.
+#[derive(Clone, Debug)]
+pub struct ServedKind {
+    /// "" for the legacy core group served under /api.
+    pub group: &'static str,
+    pub version: &'static str,
     pub kind: &'static str,
     pub plural: &'static str,
     pub namespaced: bool,
     pub schema: SchemaFn,
-    /// The `<Kind>List` kind; `None` for create-only resources (bindings).
-    pub list: Option<ListSchema>,
+    pub list: ListSchema,
     pub verbs: Verbs,
     /// kube-apiserver answers DELETE of pods and serviceaccounts with the
     /// deleted object rather than a Status, and its documents say so.
     pub delete_returns_object: bool,
-    pub subresources: &'static [Subresource],
+    pub subresources: Vec<Subresource>,
 }
 
 pub(crate) struct GroupVersion {
     /// "" for the legacy core group served under /api.
     pub group: &'static str,
     pub version: &'static str,
-    pub resources: &'static [Resource],
+    pub resources: Vec<ServedKind>,
+}
+
+/// The group-versions of `kinds`, in the order of their first kind.
+pub(crate) fn group_versions(kinds: &[ServedKind]) -> Vec<GroupVersion> {
+    let mut out: Vec<GroupVersion> = Vec::new();
+    for k in kinds {
+        match out
+            .iter_mut()
+            .find(|gv| gv.group == k.group && gv.version == k.version)
+        {
+            Some(gv) => gv.resources.push(k.clone()),
+            None => out.push(GroupVersion {
+                group: k.group,
+                version: k.version,
+                resources: vec![k.clone()],
+            }),
+        }
+    }
+    out
 }
 
 impl GroupVersion {
@@ -182,214 +211,6 @@ pub(crate) fn upper_first(s: &str) -> String {
     }
 }
 
-const CORE_V1: &[Resource] = &[
-    Resource {
-        kind: "Binding",
-        plural: "bindings",
-        namespaced: true,
-        schema: def::<core::v1::Binding>,
-        list: None,
-        verbs: Verbs {
-            list: false,
-            create: true,
-            delete_collection: false,
-            item: false,
-        },
-        delete_returns_object: false,
-        subresources: &[],
-    },
-    Resource {
-        kind: "ConfigMap",
-        plural: "configmaps",
-        namespaced: true,
-        schema: def::<core::v1::ConfigMap>,
-        list: Some(ListSchema {
-            kind: "ConfigMapList",
-            description: "ConfigMapList is a resource containing a list of ConfigMap objects.",
-            items: "Items is the list of ConfigMaps.",
-            metadata: "More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
-        }),
-        verbs: ALL,
-        delete_returns_object: false,
-        subresources: &[],
-    },
-    Resource {
-        kind: "Event",
-        plural: "events",
-        namespaced: true,
-        schema: def::<core::v1::Event>,
-        list: Some(ListSchema {
-            kind: "EventList",
-            description: "EventList is a list of events.",
-            items: "List of events",
-            metadata: "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
-        }),
-        verbs: ALL,
-        delete_returns_object: false,
-        subresources: &[],
-    },
-    Resource {
-        kind: "Namespace",
-        plural: "namespaces",
-        namespaced: false,
-        schema: def::<core::v1::Namespace>,
-        list: Some(ListSchema {
-            kind: "NamespaceList",
-            description: "NamespaceList is a list of Namespaces.",
-            items: "Items is the list of Namespace objects in the list. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/",
-            metadata: "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
-        }),
-        // Namespaces have no deletecollection upstream either.
-        verbs: Verbs {
-            delete_collection: false,
-            ..ALL
-        },
-        delete_returns_object: false,
-        subresources: &[Subresource::Status],
-    },
-    Resource {
-        kind: "Node",
-        plural: "nodes",
-        namespaced: false,
-        schema: def::<core::v1::Node>,
-        list: Some(ListSchema {
-            kind: "NodeList",
-            description: "NodeList is the whole list of all Nodes which have been registered with master.",
-            items: "List of nodes",
-            metadata: "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
-        }),
-        verbs: ALL,
-        delete_returns_object: false,
-        subresources: &[Subresource::Status],
-    },
-    Resource {
-        kind: "Pod",
-        plural: "pods",
-        namespaced: true,
-        schema: def::<core::v1::Pod>,
-        list: Some(ListSchema {
-            kind: "PodList",
-            description: "PodList is a list of Pods.",
-            items: "List of pods. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md",
-            metadata: "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
-        }),
-        verbs: ALL,
-        delete_returns_object: true,
-        subresources: &[
-            Subresource::Attach,
-            Subresource::Binding,
-            Subresource::EphemeralContainers,
-            Subresource::Eviction,
-            Subresource::Exec,
-            Subresource::Log,
-            Subresource::PortForward,
-            Subresource::Status,
-        ],
-    },
-    Resource {
-        kind: "Secret",
-        plural: "secrets",
-        namespaced: true,
-        schema: def::<core::v1::Secret>,
-        list: Some(ListSchema {
-            kind: "SecretList",
-            description: "SecretList is a list of Secret.",
-            items: "Items is a list of secret objects. More info: https://kubernetes.io/docs/concepts/configuration/secret",
-            metadata: "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
-        }),
-        verbs: ALL,
-        delete_returns_object: false,
-        subresources: &[],
-    },
-    Resource {
-        kind: "ServiceAccount",
-        plural: "serviceaccounts",
-        namespaced: true,
-        schema: def::<core::v1::ServiceAccount>,
-        list: Some(ListSchema {
-            kind: "ServiceAccountList",
-            description: "ServiceAccountList is a list of ServiceAccount objects",
-            items: "List of ServiceAccounts. More info: https://kubernetes.io/docs/tasks/configure-pod-container/configure-service-account/",
-            metadata: "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
-        }),
-        verbs: ALL,
-        delete_returns_object: true,
-        subresources: &[Subresource::Token],
-    },
-];
-
-const COORDINATION_V1: &[Resource] = &[Resource {
-    kind: "Lease",
-    plural: "leases",
-    namespaced: true,
-    schema: def::<coordination::v1::Lease>,
-    list: Some(ListSchema {
-            kind: "LeaseList",
-            description: "LeaseList is a list of Lease objects.",
-            items: "items is a list of schema objects.",
-            metadata: "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
-        }),
-    verbs: ALL,
-    delete_returns_object: false,
-    subresources: &[],
-}];
-
-const EVENTS_V1: &[Resource] = &[Resource {
-    kind: "Event",
-    plural: "events",
-    namespaced: true,
-    schema: def::<events::v1::Event>,
-    list: Some(ListSchema {
-            kind: "EventList",
-            description: "EventList is a list of Event objects.",
-            items: "items is a list of schema objects.",
-            metadata: "metadata is the standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
-        }),
-    verbs: ALL,
-    delete_returns_object: false,
-    subresources: &[],
-}];
-
-const SCHEDULING_V1: &[Resource] = &[Resource {
-    kind: "PriorityClass",
-    plural: "priorityclasses",
-    namespaced: false,
-    schema: def::<scheduling::v1::PriorityClass>,
-    list: Some(ListSchema {
-            kind: "PriorityClassList",
-            description: "PriorityClassList is a collection of priority classes.",
-            items: "items is the list of PriorityClasses",
-            metadata: "Standard list metadata More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
-        }),
-    verbs: ALL,
-    delete_returns_object: false,
-    subresources: &[],
-}];
-
-/// Every group-version peapod serves, the core group first as discovery lists it.
-pub(crate) const GROUP_VERSIONS: &[GroupVersion] = &[
-    GroupVersion {
-        group: "",
-        version: "v1",
-        resources: CORE_V1,
-    },
-    GroupVersion {
-        group: "coordination.k8s.io",
-        version: "v1",
-        resources: COORDINATION_V1,
-    },
-    GroupVersion {
-        group: "events.k8s.io",
-        version: "v1",
-        resources: EVENTS_V1,
-    },
-    GroupVersion {
-        group: "scheduling.k8s.io",
-        version: "v1",
-        resources: SCHEDULING_V1,
-    },
-];
-
 /// Schemas of subresource bodies, with the kinds they carry.
 pub(crate) const EVICTION: (SchemaFn, Gvk) =
     (def::<policy::v1::Eviction>, gvk("policy", "v1", "Eviction"));
@@ -398,6 +219,10 @@ pub(crate) const TOKEN_REQUEST: (SchemaFn, Gvk) = (
     gvk("authentication.k8s.io", "v1", "TokenRequest"),
 );
 pub(crate) const BINDING: (SchemaFn, Gvk) = (def::<core::v1::Binding>, gvk("", "v1", "Binding"));
+pub(crate) const SCALE: (SchemaFn, Gvk) = (
+    def::<autoscaling::v1::Scale>,
+    gvk("autoscaling", "v1", "Scale"),
+);
 
 /// The kinds that connect subresources (exec, attach, portforward) name in
 /// their operations' `x-kubernetes-group-version-kind`.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::model::{self, GroupVersion, Gvk, Resource, Subresource};
+use crate::model::{self, GroupVersion, Gvk, ServedKind, Subresource};
 use crate::params::{self, In, Param};
 use crate::schemas::{Dialect, Schemas};
 
@@ -221,7 +221,7 @@ impl Document {
         self.schemas
             .add_kind(model::def::<meta::Status>, model::gvk("", "v1", "Status"));
 
-        for resource in gv.resources {
+        for resource in &gv.resources {
             self.add_resource(gv, resource, &prefix, &infix, &tag);
         }
     }
@@ -229,7 +229,7 @@ impl Document {
     fn add_resource(
         &mut self,
         gv: &GroupVersion,
-        r: &Resource,
+        r: &ServedKind,
         prefix: &str,
         infix: &str,
         tag: &str,
@@ -238,10 +238,10 @@ impl Document {
         let kind = r.kind;
         let gvk = model::gvk(gv.group, gv.version, kind);
         let schema = self.schemas.add_kind(r.schema, gvk);
-        let list = r.list.as_ref().map(|list| {
-            let list_gvk = model::gvk(gv.group, gv.version, list.kind);
-            self.schemas.add_list(r.schema, list, list_gvk)
-        });
+        let list = {
+            let list_gvk = model::gvk(gv.group, gv.version, r.list.kind);
+            Some(self.schemas.add_list(r.schema, &r.list, list_gvk))
+        };
         let status = self.meta(model::def::<meta::Status>);
         let delete_options = self.meta(model::def::<meta::DeleteOptions>);
         let patch = self.meta(model::def::<meta::Patch>);
@@ -451,7 +451,7 @@ impl Document {
             }
         }
 
-        for &sub in r.subresources {
+        for &sub in &r.subresources {
             self.add_subresource(
                 r,
                 sub,
@@ -470,7 +470,7 @@ impl Document {
     #[allow(clippy::too_many_arguments)]
     fn add_subresource(
         &mut self,
-        r: &Resource,
+        r: &ServedKind,
         sub: Subresource,
         item_path: &str,
         scope_params: &[Param],
@@ -541,6 +541,47 @@ impl Document {
                             format!("partially update {what} of the specified {kind}"),
                             "patch",
                             parent_gvk,
+                            params::patch(),
+                            Some(patch),
+                            vec![(200, object.clone()), (201, object)],
+                        ),
+                    ],
+                )
+            }
+            Subresource::Scale => {
+                let patch = self.meta(model::def::<meta::Patch>);
+                let (schema_fn, scale_gvk) = model::SCALE;
+                let scale = self.schemas.add_kind(schema_fn, scale_gvk);
+                let object = Body::Object(scale.clone());
+                (
+                    path_params("Scale", vec![]),
+                    vec![
+                        make(
+                            Method::Get,
+                            format!("read{infix}{ns}{kind}Scale"),
+                            format!("read scale of the specified {kind}"),
+                            "get",
+                            scale_gvk,
+                            vec![],
+                            None,
+                            vec![(200, object.clone())],
+                        ),
+                        make(
+                            Method::Put,
+                            format!("replace{infix}{ns}{kind}Scale"),
+                            format!("replace scale of the specified {kind}"),
+                            "put",
+                            scale_gvk,
+                            params::write(),
+                            Some(scale),
+                            vec![(200, object.clone()), (201, object.clone())],
+                        ),
+                        make(
+                            Method::Patch,
+                            format!("patch{infix}{ns}{kind}Scale"),
+                            format!("partially update scale of the specified {kind}"),
+                            "patch",
+                            scale_gvk,
                             params::patch(),
                             Some(patch),
                             vec![(200, object.clone()), (201, object)],

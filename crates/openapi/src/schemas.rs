@@ -8,7 +8,7 @@ use k8s_openapi::schemars::generate::SchemaSettings;
 use k8s_openapi::schemars::SchemaGenerator;
 use serde_json::{json, Map, Value};
 
-use crate::extensions::{FIELD_EXTENSIONS, REQUIRED};
+use crate::extensions::{FIELD_EXTENSIONS, REQUIRED, UPSTREAM};
 use crate::model::{Gvk, ListSchema, SchemaFn};
 
 /// The two OpenAPI versions differ in where definitions live and in how a few
@@ -229,7 +229,8 @@ fn apply_required(definitions: &mut Map<String, Value>) {
 /// k8s-openapi's schemas do not carry. Rows for definitions the document
 /// does not contain are skipped.
 fn apply_field_extensions(definitions: &mut Map<String, Value>) {
-    for row in FIELD_EXTENSIONS {
+    // The hand-checked 1.37 rows come last, so they win.
+    for row in UPSTREAM.iter().chain(FIELD_EXTENSIONS) {
         let Some(Value::Object(schema)) = definitions.get_mut(row.definition) else {
             continue;
         };

@@ -4,6 +4,175 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::extensions::{FIELD_EXTENSIONS, REQUIRED};
+use k8s_openapi::api::{coordination, core, events, scheduling};
+
+/// The kinds the API server served when these tests were written (it supplies its own).
+fn served() -> Vec<ServedKind> {
+    let kind =
+        |group, kind, plural, namespaced, schema, list, subresources: &[Subresource]| ServedKind {
+            group,
+            version: "v1",
+            kind,
+            plural,
+            namespaced,
+            schema,
+            list,
+            verbs: Verbs::ALL,
+            delete_returns_object: false,
+            subresources: subresources.to_vec(),
+        };
+    let list = |kind| ListSchema {
+        kind,
+        description: "a list",
+        items: "the items",
+        metadata: "Standard list metadata.",
+    };
+    use Subresource as S;
+    vec![
+        kind(
+            "",
+            "ConfigMap",
+            "configmaps",
+            true,
+            def::<core::v1::ConfigMap>,
+            list("ConfigMapList"),
+            &[],
+        ),
+        kind(
+            "",
+            "Event",
+            "events",
+            true,
+            def::<core::v1::Event>,
+            list("EventList"),
+            &[],
+        ),
+        ServedKind {
+            verbs: Verbs {
+                delete_collection: false,
+                ..Verbs::ALL
+            },
+            ..kind(
+                "",
+                "Namespace",
+                "namespaces",
+                false,
+                def::<core::v1::Namespace>,
+                list("NamespaceList"),
+                &[S::Status],
+            )
+        },
+        kind(
+            "",
+            "Node",
+            "nodes",
+            false,
+            def::<core::v1::Node>,
+            list("NodeList"),
+            &[S::Status],
+        ),
+        ServedKind {
+            delete_returns_object: true,
+            ..kind(
+                "",
+                "Pod",
+                "pods",
+                true,
+                def::<core::v1::Pod>,
+                list("PodList"),
+                &[
+                    S::Attach,
+                    S::Binding,
+                    S::EphemeralContainers,
+                    S::Eviction,
+                    S::Exec,
+                    S::Log,
+                    S::PortForward,
+                    S::Status,
+                ],
+            )
+        },
+        kind(
+            "",
+            "Secret",
+            "secrets",
+            true,
+            def::<core::v1::Secret>,
+            list("SecretList"),
+            &[],
+        ),
+        ServedKind {
+            delete_returns_object: true,
+            ..kind(
+                "",
+                "ServiceAccount",
+                "serviceaccounts",
+                true,
+                def::<core::v1::ServiceAccount>,
+                list("ServiceAccountList"),
+                &[S::Token],
+            )
+        },
+        kind(
+            "coordination.k8s.io",
+            "Lease",
+            "leases",
+            true,
+            def::<coordination::v1::Lease>,
+            list("LeaseList"),
+            &[],
+        ),
+        kind(
+            "events.k8s.io",
+            "Event",
+            "events",
+            true,
+            def::<events::v1::Event>,
+            list("EventList"),
+            &[],
+        ),
+        kind(
+            "scheduling.k8s.io",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            def::<scheduling::v1::PriorityClass>,
+            list("PriorityClassList"),
+            &[],
+        ),
+        // A kind with a scale subresource, as apps/v1 Deployments will have.
+        kind(
+            "",
+            "PodTemplate",
+            "podtemplates",
+            true,
+            def::<core::v1::PodTemplate>,
+            list("PodTemplateList"),
+            &[S::Scale],
+        ),
+    ]
+}
+
+fn docs() -> &'static Documents {
+    static DOCS: OnceLock<Documents> = OnceLock::new();
+    DOCS.get_or_init(|| Documents::new(served()))
+}
+
+fn v3_document(path: &str) -> Option<Arc<Vec<u8>>> {
+    docs().v3_document(path)
+}
+
+fn v3_document_hash(path: &str) -> Option<&'static str> {
+    docs().v3_document_hash(path)
+}
+
+fn v3_index() -> Value {
+    docs().v3_index()
+}
+
+fn v2_document() -> Arc<Vec<u8>> {
+    docs().v2_document()
+}
 
 fn v3(path: &str) -> Value {
     let bytes = v3_document(path).unwrap_or_else(|| panic!("no v3 document {path}"));
@@ -238,11 +407,11 @@ fn pod_patch_operation_offers_field_validation_and_strategic_merge() {
 /// and a schema tagged with the kind.
 #[test]
 fn every_served_kind_is_found_the_way_kubectl_looks() {
-    for gv in model::GROUP_VERSIONS {
+    for gv in &docs().group_versions {
         let doc = v3(&gv.index_path());
         let paths = doc["paths"].as_object().expect("paths");
         let schemas = doc["components"]["schemas"].as_object().expect("schemas");
-        for r in gv.resources {
+        for r in &gv.resources {
             let kind = json!({"group": gv.group, "kind": r.kind, "version": gv.version});
             let schema_found = schemas.values().any(|s| {
                 s["x-kubernetes-group-version-kind"]
@@ -378,10 +547,11 @@ fn discovery_documents_describe_their_endpoints() {
 
 #[test]
 fn generation_is_quick_and_small() {
+    let gvs = &docs().group_versions;
     let started = std::time::Instant::now();
-    let docs = build_v3();
+    let docs = build_v3(gvs);
     let v3_time = started.elapsed();
-    let v2 = build_v2();
+    let v2 = build_v2(gvs);
     let v2_time = started.elapsed() - v3_time;
     let size = |v: &Value| serde_json::to_vec(v).map_or(0, |b| b.len());
     let v3_size: usize = docs.values().map(size).sum();
@@ -393,4 +563,95 @@ fn generation_is_quick_and_small() {
     // Generous bounds: unoptimized test builds are several times slower.
     assert!(v3_time.as_secs() < 5 && v2_time.as_secs() < 5);
     assert!(v3_size < 4_000_000 && size(&v2) < 2_000_000);
+}
+
+/// Regenerates `src/upstream_extensions.rs` from an upstream Swagger document:
+///
+/// ```text
+/// SWAGGER_JSON=/path/to/swagger.json KUBERNETES_VERSION=1.36.0 \\
+///     cargo test -p openapi --lib -- --ignored regenerate_upstream_extensions
+/// ```
+///
+/// The document is `api/openapi-spec/swagger.json` of kubernetes/kubernetes at a release
+/// tag (the k8s-pb repository keeps a copy under `k8s-pb-codegen/openapi/`); it is an input,
+/// not part of this repository.
+#[test]
+#[ignore = "regenerates src/upstream_extensions.rs; run by hand with SWAGGER_JSON set"]
+fn regenerate_upstream_extensions() {
+    use std::fmt::Write as _;
+    let path = std::env::var("SWAGGER_JSON").expect("SWAGGER_JSON names the upstream swagger.json");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&path).expect("read swagger.json"))
+        .expect("swagger.json is JSON");
+    // The document says "unversioned"; the caller says which release it is from.
+    let version =
+        std::env::var("KUBERNETES_VERSION").expect("KUBERNETES_VERSION names its release");
+    let defs = doc["definitions"].as_object().expect("definitions");
+    let opt = |v: &Value| match v.as_str() {
+        Some(s) => format!("Some({s:?})"),
+        None => "None".to_string(),
+    };
+    let mut src = format!(
+        "// @generated by `cargo test -p openapi --lib -- --ignored regenerate_upstream_extensions`\n\
+         // (src/tests.rs) from the Swagger document of Kubernetes {version}. Do not edit by hand.\n\
+         // Each row: definition, field (\"\" for the definition itself), list type, list map keys,\n\
+         // map type, patch merge key, patch strategy.\n\n\
+         use crate::extensions::{{e, FieldExtensions}};\n\n\
+         pub(crate) const UPSTREAM: &[FieldExtensions] = &[\n"
+    );
+    let mut rows = 0;
+    for (name, schema) in defs {
+        let mut targets: Vec<(&str, &Value)> = vec![("", schema)];
+        if let Some(props) = schema["properties"].as_object() {
+            targets.extend(props.iter().map(|(k, v)| (k.as_str(), v)));
+        }
+        for (field, t) in targets {
+            let keys: Vec<String> = t["x-kubernetes-list-map-keys"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|k| k.as_str().map(|k| format!("{k:?}")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let list_type = &t["x-kubernetes-list-type"];
+            let map_type = &t["x-kubernetes-map-type"];
+            let merge_key = &t["x-kubernetes-patch-merge-key"];
+            let strategy = &t["x-kubernetes-patch-strategy"];
+            if [list_type, map_type, merge_key, strategy]
+                .iter()
+                .all(|v| v.is_null())
+                && keys.is_empty()
+            {
+                continue;
+            }
+            let _ = writeln!(
+                src,
+                "    e({name:?}, {field:?}, {}, &[{}], {}, {}, {}),",
+                opt(list_type),
+                keys.join(", "),
+                opt(map_type),
+                opt(merge_key),
+                opt(strategy),
+            );
+            rows += 1;
+        }
+    }
+    src.push_str("];\n");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/upstream_extensions.rs");
+    std::fs::write(&out, src).expect("write upstream_extensions.rs");
+    eprintln!("{rows} rows from Kubernetes {version}");
+}
+
+/// Kinds that are not served yet get upstream's merge keys from the generated table.
+#[test]
+fn unserved_kinds_have_upstreams_patch_keys() {
+    use k8s_openapi::api::apps;
+    let defs = definitions(&[def::<apps::v1::Deployment>, def::<apps::v1::StatefulSet>]);
+    let status = &defs["io.k8s.api.apps.v1.DeploymentStatus"]["properties"]["conditions"];
+    assert_eq!(status["x-kubernetes-patch-merge-key"], "type");
+    assert_eq!(status["x-kubernetes-patch-strategy"], "merge");
+    let containers = &defs["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+    assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+    let claims = &defs["io.k8s.api.apps.v1.StatefulSetSpec"]["properties"]["volumeClaimTemplates"];
+    assert_eq!(claims["x-kubernetes-list-type"], "atomic");
 }

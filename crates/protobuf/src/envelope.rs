@@ -63,16 +63,25 @@ fn text(b: &[u8], what: &str) -> Result<String, Error> {
     String::from_utf8(b.to_vec()).map_err(|_| Error::Malformed(format!("{what} is not UTF-8")))
 }
 
-/// The message of `kind` in `api_version`, for the kinds peapod reads and writes.
+/// The message of `kind` in `api_version`, for every kind of every upstream API group:
+/// a group's messages live in its Go package (`rbac.authorization.k8s.io` in
+/// `io.k8s.api.rbac`, `apps` in `io.k8s.api.apps`).
 pub fn message_for(api_version: &str, kind: &str) -> Option<&'static Message> {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let package = match group {
-        "" => "core",
-        "meta.k8s.io" => "meta",
-        g => g.strip_suffix(".k8s.io").unwrap_or(g),
+        "" => Some("io.k8s.api.core".to_string()),
+        "meta.k8s.io" => None,
+        "internal.apiserver.k8s.io" => Some("io.k8s.api.apiserverinternal".to_string()),
+        "apiextensions.k8s.io" => {
+            Some("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions".to_string())
+        }
+        "apiregistration.k8s.io" => {
+            Some("io.k8s.kube-aggregator.pkg.apis.apiregistration".to_string())
+        }
+        g => g.split('.').next().map(|p| format!("io.k8s.api.{p}")),
     };
-    if package != "meta" {
-        if let Some(m) = schema::message(&format!("io.k8s.api.{package}.{version}.{kind}")) {
+    if let Some(package) = package {
+        if let Some(m) = schema::message(&format!("{package}.{version}.{kind}")) {
             return Some(m);
         }
     }

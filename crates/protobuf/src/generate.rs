@@ -5,48 +5,23 @@
 //! ```
 //!
 //! Inputs: the field numbers and wire kinds from the `k8s-pb` crate's sources (kube-rs's
-//! prost bindings of upstream's `generated.proto` files) in the cargo registry, which need
-//! not be a dependency, only downloaded (`cargo fetch` of any crate depending on
-//! `k8s-pb = "=0.9.0"` does it); the JSON names, required fields and inline structs from
-//! peapod's own OpenAPI v2 document (`openapi` crate); and two hand-kept lists below:
-//! [`KEEP_ZERO`] (Go pointer fields, whose explicit zero means something) and [`EXTRA`]
-//! (fields upstream added after the Kubernetes release k8s-pb 0.9 was cut from).
+//! prost bindings of upstream's `generated.proto` files, every API group) in the cargo
+//! registry, which need not be a dependency, only downloaded: `cargo fetch` of any crate
+//! depending on `k8s-pb = "=0.9.0"` does it (crates.io, the ordinary client; e.g. a
+//! scratch `cargo init` with that one dependency). The JSON names, required fields and
+//! inline structs come from the definitions k8s-openapi 0.29 (v1_37) carries in its
+//! `JsonSchema` impls — read from its sources in the same registry, so every type it has
+//! is covered, not only the served ones — with the `openapi` crate's corrections of
+//! required fields applied (what peapod's documents publish). And two hand-kept lists
+//! below: [`KEEP_ZERO`] (Go pointer fields, whose explicit zero means something) and
+//! [`EXTRA`] (fields upstream added after the Kubernetes release k8s-pb 0.9 was cut from).
+//!
+//! Every message of the k8s-pb sources is generated, so a kind the API server starts
+//! serving has its protobuf form already, with no regeneration.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-use serde_json::Value;
-
-/// The kinds whose messages are generated, with everything they reach.
-const ROOTS: &[&str] = &[
-    "io.k8s.api.core.v1.Namespace",
-    "io.k8s.api.core.v1.NamespaceList",
-    "io.k8s.api.core.v1.Pod",
-    "io.k8s.api.core.v1.PodList",
-    "io.k8s.api.core.v1.Node",
-    "io.k8s.api.core.v1.NodeList",
-    "io.k8s.api.core.v1.Event",
-    "io.k8s.api.core.v1.EventList",
-    "io.k8s.api.core.v1.ConfigMap",
-    "io.k8s.api.core.v1.ConfigMapList",
-    "io.k8s.api.core.v1.Secret",
-    "io.k8s.api.core.v1.SecretList",
-    "io.k8s.api.core.v1.ServiceAccount",
-    "io.k8s.api.core.v1.ServiceAccountList",
-    "io.k8s.api.core.v1.Binding",
-    "io.k8s.api.coordination.v1.Lease",
-    "io.k8s.api.coordination.v1.LeaseList",
-    "io.k8s.api.events.v1.Event",
-    "io.k8s.api.events.v1.EventList",
-    "io.k8s.api.scheduling.v1.PriorityClass",
-    "io.k8s.api.scheduling.v1.PriorityClassList",
-    "io.k8s.api.policy.v1.Eviction",
-    "io.k8s.api.authentication.v1.TokenRequest",
-    "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
-    "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
-    "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent",
-];
 
 /// Go pointer fields of scalar type (`*bool`, `*int32`, `*int64`, `*string`) in the
 /// served kinds, as `(definition suffix, JSON name)`: a zero read from the wire is a value
@@ -192,22 +167,103 @@ pub const KEEP_ZERO: &[(&str, &str)] = &[
 /// k8s.io/api).
 pub const EXTRA: &[(&str, &str, u32, &str)] = &[];
 
-fn k8s_pb_dir() -> PathBuf {
+/// A crate's sources in the cargo registry (`k8s-pb-0.9.0/src`).
+fn registry_dir(krate: &str) -> PathBuf {
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .expect("CARGO_HOME or HOME");
     let registry = home.join("registry/src");
     for entry in std::fs::read_dir(&registry).expect("cargo registry sources") {
-        let dir = entry.expect("dir entry").path().join("k8s-pb-0.9.0/src");
+        let dir = entry.expect("dir entry").path().join(krate);
         if dir.is_dir() {
             return dir;
         }
     }
     panic!(
-        "k8s-pb 0.9.0 sources not found under {}",
+        "{krate} not found under {}: `cargo fetch` a crate that depends on it",
         registry.display()
     );
+}
+
+/// One OpenAPI definition as k8s-openapi describes it: property names and required ones.
+#[derive(Default)]
+struct Definition {
+    properties: Vec<String>,
+    required: BTreeSet<String>,
+}
+
+/// Every definition in k8s-openapi's sources, by name, read from the `json_schema!`
+/// blocks of its `JsonSchema` impls (top-level `properties` keys and `required`).
+fn k8s_openapi_definitions() -> BTreeMap<String, Definition> {
+    fn walk(dir: &Path, out: &mut BTreeMap<String, Definition>) {
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read source");
+                parse_definitions(&text, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&registry_dir("k8s-openapi-0.29.0/src/v1_37"), &mut out);
+    for (name, required) in openapi::required_overrides() {
+        if let Some(d) = out.get_mut(*name) {
+            d.required = required.iter().map(|r| r.to_string()).collect();
+        }
+    }
+    out
+}
+
+fn parse_definitions(text: &str, out: &mut BTreeMap<String, Definition>) {
+    let mut name: Option<String> = None;
+    let mut def = Definition::default();
+    let mut section = "";
+    for line in text.lines() {
+        if line.starts_with("impl crate::schemars::JsonSchema for ") {
+            name = None;
+            def = Definition::default();
+            continue;
+        }
+        let t = line.trim();
+        if name.is_none() {
+            if let Some(n) = t
+                .strip_prefix('"')
+                .and_then(|r| r.strip_suffix("\".into()"))
+            {
+                name = Some(n.to_string());
+            }
+            continue;
+        }
+        match line {
+            "            \"properties\": {" => section = "properties",
+            "            \"required\": [" => section = "required",
+            "            }," | "            ]," => section = "",
+            "}" => {
+                if let Some(n) = name.take() {
+                    out.insert(n, std::mem::take(&mut def));
+                }
+                section = "";
+            }
+            _ => {
+                let Some(rest) = line.strip_prefix("                \"") else {
+                    continue;
+                };
+                let Some((key, _)) = rest.split_once('"') else {
+                    continue;
+                };
+                match section {
+                    "properties" => def.properties.push(key.to_string()),
+                    "required" => {
+                        def.required.insert(key.to_string());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 struct PbField {
@@ -247,6 +303,18 @@ fn parse_file(module: &[String], text: &str, out: &mut Vec<PbMessage>) {
     let mut attr: Option<String> = None;
     let mut pending: Option<(String, String)> = None;
     for line in text.lines() {
+        // A message without fields.
+        if let Some(name) = line
+            .strip_prefix("pub struct ")
+            .and_then(|r| r.strip_suffix(" {}"))
+        {
+            out.push(PbMessage {
+                module: module.to_vec(),
+                name: name.to_string(),
+                fields: Vec::new(),
+            });
+            continue;
+        }
         if let Some(name) = line
             .strip_prefix("pub struct ")
             .and_then(|r| r.strip_suffix(" {"))
@@ -357,7 +425,7 @@ fn full_def(short: &str) -> String {
 
 fn norm(s: &str) -> String {
     s.chars()
-        .filter(|c| *c != '_')
+        .filter(|c| !matches!(c, '_' | '-' | '$'))
         .flat_map(char::to_lowercase)
         .collect()
 }
@@ -378,6 +446,27 @@ fn lower_camel(snake: &str) -> String {
     out
 }
 
+/// Whether every field of a struct embedded inline is a property of the parent, looking
+/// through embedded structs embedded in turn (`NamedRuleWithOperations` embeds
+/// `RuleWithOperations`, which embeds `Rule`).
+fn embedded_fields_present(
+    child: &PbMessage,
+    props: &[String],
+    by_path: &BTreeMap<(Vec<String>, String), String>,
+    by_def: &BTreeMap<String, &PbMessage>,
+) -> bool {
+    child.fields.iter().all(|cf| {
+        props.iter().any(|p| norm(p) == norm(&cf.name))
+            || (cf.attr.starts_with("message") && {
+                let (module, n) = referenced(&child.module, &cf.ty);
+                by_path
+                    .get(&(module, n))
+                    .and_then(|d| by_def.get(d))
+                    .is_some_and(|grand| embedded_fields_present(grand, props, by_path, by_def))
+            })
+    })
+}
+
 struct Out {
     name: String,
     fields: Vec<(u32, String, String, bool, bool, bool)>,
@@ -386,19 +475,18 @@ struct Out {
 #[test]
 #[ignore = "regenerates src/generated.rs from the k8s-pb sources; run by hand"]
 fn regenerate() {
-    let root = k8s_pb_dir();
+    let root = registry_dir("k8s-pb-0.9.0/src");
     let mut parsed = Vec::new();
     parse_dir(&root, &root, &mut parsed);
-    let doc: Value = serde_json::from_slice(&openapi::v2_document()).expect("v2 document");
-    let defs = doc["definitions"].as_object().expect("definitions");
+    let defs = k8s_openapi_definitions();
+    // prost renames acronyms (`PodIP` is `PodIp`) and Rust modules cannot hold dashes
+    // (`apiextensions-apiserver`): match definitions case- and dash-insensitively.
+    let norm_def = |n: &str| n.to_lowercase().replace('-', "_");
     let def_by_norm: BTreeMap<String, String> =
-        defs.keys().map(|k| (k.to_lowercase(), k.clone())).collect();
+        defs.keys().map(|k| (norm_def(k), k.clone())).collect();
     let def_name = |m: &PbMessage| -> String {
         let full = format!("io.k8s.{}.{}", m.module.join("."), m.name);
-        def_by_norm
-            .get(&full.to_lowercase())
-            .cloned()
-            .unwrap_or(full)
+        def_by_norm.get(&norm_def(&full)).cloned().unwrap_or(full)
     };
     let by_def: BTreeMap<String, &PbMessage> = parsed.iter().map(|m| (def_name(m), m)).collect();
     let by_path: BTreeMap<(Vec<String>, String), String> = parsed
@@ -406,28 +494,12 @@ fn regenerate() {
         .map(|m| ((m.module.clone(), m.name.clone()), def_name(m)))
         .collect();
 
-    // The closure of the roots.
-    let mut wanted: BTreeSet<String> = BTreeSet::new();
-    let mut queue: VecDeque<String> = ROOTS.iter().map(|s| s.to_string()).collect();
-    while let Some(name) = queue.pop_front() {
-        if !wanted.insert(name.clone()) {
-            continue;
-        }
-        let m = by_def
-            .get(&name)
-            .unwrap_or_else(|| panic!("no proto for {name}"));
-        for f in &m.fields {
-            if f.attr.starts_with("message") || f.attr.contains("string, message") {
-                let (module, n) = referenced(&m.module, &f.ty);
-                if special(&module, &n).is_none() {
-                    let target = by_path
-                        .get(&(module.clone(), n.clone()))
-                        .unwrap_or_else(|| panic!("{name}.{}: unresolved {n}", f.name));
-                    queue.push_back(target.clone());
-                }
-            }
-        }
-    }
+    // Every message but the special types, which have their own JSON shapes.
+    let wanted: BTreeSet<String> = parsed
+        .iter()
+        .filter(|m| special(&m.module, &m.name).is_none())
+        .map(def_name)
+        .collect();
     let index: BTreeMap<&String, usize> = wanted.iter().enumerate().map(|(i, n)| (n, i)).collect();
     let keep: BTreeSet<(String, String)> = KEEP_ZERO
         .iter()
@@ -441,9 +513,8 @@ fn regenerate() {
         let (m, Some(def)) = (by_def[name], defs.get(name)) else {
             continue;
         };
-        let props = def["properties"].as_object();
         for f in &m.fields {
-            let matched = props.is_some_and(|p| p.keys().any(|k| norm(k) == norm(&f.name)));
+            let matched = def.properties.iter().any(|k| norm(k) == norm(&f.name));
             if f.attr.starts_with("message") && !matched {
                 let (module, n) = referenced(&m.module, &f.ty);
                 if let Some(child) = by_path.get(&(module, n)) {
@@ -461,18 +532,8 @@ fn regenerate() {
         let def = defs
             .get(name)
             .or_else(|| host.get(name).and_then(|h| defs.get(h)));
-        let props: Vec<String> = def
-            .and_then(|d| d["properties"].as_object())
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default();
-        let required: BTreeSet<String> = def
-            .and_then(|d| d["required"].as_array())
-            .map(|r| {
-                r.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let props: Vec<String> = def.map(|d| d.properties.clone()).unwrap_or_default();
+        let required: BTreeSet<String> = def.map(|d| d.required.clone()).unwrap_or_default();
         let mut fields = Vec::new();
         for f in &m.fields {
             let tag: u32 = f
@@ -492,10 +553,19 @@ fn regenerate() {
                         let (module, n) = referenced(&m.module, &f.ty);
                         match special(&module, &n) {
                             Some("Quantity") => "Map(MapValue::Quantity)".to_string(),
-                            Some(other) => panic!("map of {other}"),
-                            None => {
-                                format!("Map(MapValue::Message({}))", index[&by_path[&(module, n)]])
+                            Some(other) => {
+                                // Only in kinds peapod does not serve (a map of Time in
+                                // resource.k8s.io); the encoder then answers such an object
+                                // in JSON.
+                                println!("skipped {name}.{}: a map of {other}", f.name);
+                                continue;
                             }
+                            None => match by_path.get(&(module.clone(), n.clone())) {
+                                Some(target) => {
+                                    format!("Map(MapValue::Message({}))", index[target])
+                                }
+                                None => panic!("{name}.{}: unresolved {n}", f.name),
+                            },
                         }
                     }
                     other => panic!("map of {other}"),
@@ -512,7 +582,10 @@ fn regenerate() {
                         let (module, n) = referenced(&m.module, &f.ty);
                         match special(&module, &n) {
                             Some(s) => s.to_string(),
-                            None => format!("Message({})", index[&by_path[&(module, n)]]),
+                            None => match by_path.get(&(module.clone(), n.clone())) {
+                                Some(target) => format!("Message({})", index[target]),
+                                None => panic!("{name}.{}: unresolved {n}", f.name),
+                            },
                         }
                     }
                     other => panic!("{name}.{}: unsupported {other}", f.name),
@@ -525,26 +598,27 @@ fn regenerate() {
                     // An embedded struct: its fields are the parent's properties.
                     let (module, n) = referenced(&m.module, &f.ty);
                     let child = by_def[&by_path[&(module, n)]];
-                    let all_there = child
-                        .fields
-                        .iter()
-                        .all(|cf| props.iter().any(|p| norm(p) == norm(&cf.name)));
+                    let all_there = embedded_fields_present(child, &props, &by_path, &by_def);
                     if !all_there {
                         // Upstream dropped the field after k8s-pb's release (an alpha
                         // field); the served schema does not have it, so neither do we.
-                        println!("skipped {name}.{}: not in the served schema", f.name);
+                        println!("skipped {name}.{}: not in the schema", f.name);
                         continue;
                     }
                     (f.name.clone(), true)
                 }
                 None if def.is_some() => {
-                    println!("skipped {name}.{}: not in the served schema", f.name);
+                    println!("skipped {name}.{}: not in the schema", f.name);
                     continue;
                 }
                 None => (lower_camel(&f.name), false),
             };
-            let keep_zero =
-                required.contains(&json) || keep.contains(&(name.clone(), json.clone()));
+            // k8s-openapi has one generic List<T>, so `<Kind>List` messages have no
+            // definition there; upstream's lists all require `items`.
+            let list_items = def.is_none() && name.ends_with("List") && json == "items";
+            let keep_zero = list_items
+                || required.contains(&json)
+                || keep.contains(&(name.clone(), json.clone()));
             fields.push((tag, json, kind, repeated, inline, keep_zero));
         }
         for (def_name, json, tag, kind) in EXTRA {
@@ -570,23 +644,29 @@ fn regenerate() {
     let mut src = String::new();
     src.push_str(
         "// @generated by `cargo test -p protobuf --lib -- --ignored regenerate` (src/generate.rs)\n\
-         // from the k8s-pb 0.9.0 sources and peapod's OpenAPI schemas. Do not edit by hand.\n\n\
-         use crate::schema::{Field, Kind::*, MapValue, Message};\n\n\
+         // from the k8s-pb 0.9.0 sources and k8s-openapi 0.29's definitions. Do not edit by hand.\n\
+         // Each field: f(number, JSON name, kind, flags) with flags R (repeated), I (inline),\n\
+         // Z (keep zero) as in `schema::Field`.\n\n\
+         use crate::schema::{f, Kind::*, MapValue, Message, I, R, Z};\n\n\
          pub static MESSAGES: &[Message] = &[\n",
     );
     for o in &outs {
-        let _ = writeln!(
-            src,
-            "    Message {{\n        name: {:?},\n        fields: &[",
-            o.name
-        );
-        for (tag, json, kind, repeated, inline, keep_zero) in &o.fields {
-            let _ = writeln!(
-                src,
-                "            Field {{ tag: {tag}, json: {json:?}, kind: {kind}, repeated: {repeated}, inline: {inline}, keep_zero: {keep_zero} }},"
-            );
+        let _ = write!(src, "Message {{ name: {:?}, fields: &[", o.name);
+        for (i, (tag, json, kind, repeated, inline, keep_zero)) in o.fields.iter().enumerate() {
+            let flags: Vec<&str> = [(*repeated, "R"), (*inline, "I"), (*keep_zero, "Z")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| *n)
+                .collect();
+            let flags = if flags.is_empty() {
+                "0".to_string()
+            } else {
+                flags.join(" | ")
+            };
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(src, "{sep}f({tag}, {json:?}, {kind}, {flags})");
         }
-        src.push_str("        ],\n    },\n");
+        src.push_str("] },\n");
     }
     src.push_str("];\n");
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/generated.rs");

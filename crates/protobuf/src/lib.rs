@@ -3,8 +3,9 @@
 //!
 //! Owns: the `k8s\0` + `runtime.Unknown` envelope, the length-prefixed `WatchEvent`
 //! framing of protobuf watch streams, a protobuf wire reader and writer, and the schema
-//! table (`generated.rs`) of every message the served kinds reach: field numbers, JSON
-//! names and kinds, with the special types (Quantity, IntOrString, Time, MicroTime,
+//! table (`generated.rs`) of every message of every upstream API group (the k8s-pb
+//! sources), so a kind the API server starts serving needs no regeneration: field
+//! numbers, JSON names and kinds, with the special types (Quantity, IntOrString, Time, MicroTime,
 //! Duration, RawExtension, FieldsV1, `[]byte`) mapped to their JSON shapes. One generic
 //! code path serves every kind, so the JSON form stays the single source of truth: the API
 //! server turns a protobuf body into the JSON value its JSON path would have read, and a

@@ -31,6 +31,25 @@ pub struct Field {
     pub keep_zero: bool,
 }
 
+/// [`Field::repeated`], as the generated table writes it.
+pub(crate) const R: u8 = 1;
+/// [`Field::inline`].
+pub(crate) const I: u8 = 2;
+/// [`Field::keep_zero`].
+pub(crate) const Z: u8 = 4;
+
+/// One field of the generated table: number, JSON name, kind and `R | I | Z` flags.
+pub(crate) const fn f(tag: u32, json: &'static str, kind: Kind, flags: u8) -> Field {
+    Field {
+        tag,
+        json,
+        kind,
+        repeated: flags & R != 0,
+        inline: flags & I != 0,
+        keep_zero: flags & Z != 0,
+    }
+}
+
 /// How a field's value is represented on the wire and in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

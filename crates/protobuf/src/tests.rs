@@ -19,6 +19,12 @@ const SERVED: &[(&str, &str, &str)] = &[
     ("v1", "ConfigMap", "io.k8s.api.core.v1.ConfigMap"),
     ("v1", "Secret", "io.k8s.api.core.v1.Secret"),
     ("v1", "ServiceAccount", "io.k8s.api.core.v1.ServiceAccount"),
+    ("v1", "PodTemplate", "io.k8s.api.core.v1.PodTemplate"),
+    (
+        "v1",
+        "PodTemplateList",
+        "io.k8s.api.core.v1.PodTemplateList",
+    ),
     ("v1", "Binding", "io.k8s.api.core.v1.Binding"),
     (
         "coordination.k8s.io/v1",
@@ -78,8 +84,98 @@ const KNOWN_GAPS: &[&str] = &[
     "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta.shardInfo",
 ];
 
+/// The definitions of the documents describing the kinds of [`SERVED`] (and the
+/// subresource bodies they take), as the API server publishes them.
 fn definitions() -> Map<String, Value> {
-    let doc: Value = serde_json::from_slice(&openapi::v2_document()).expect("v2 document");
+    use k8s_openapi::api::{coordination, core, events, scheduling};
+    use openapi::{def, ListSchema, SchemaFn, ServedKind, Subresource as S, Verbs};
+    let kind = |group, kind, plural, namespaced, schema: SchemaFn, subs: &[S]| ServedKind {
+        group,
+        version: "v1",
+        kind,
+        plural,
+        namespaced,
+        schema,
+        list: ListSchema {
+            kind: Box::leak(format!("{kind}List").into_boxed_str()),
+            description: "",
+            items: "",
+            metadata: "",
+        },
+        verbs: Verbs::ALL,
+        delete_returns_object: false,
+        subresources: subs.to_vec(),
+    };
+    let docs = openapi::Documents::new(vec![
+        kind(
+            "",
+            "Namespace",
+            "namespaces",
+            false,
+            def::<core::v1::Namespace>,
+            &[S::Status],
+        ),
+        kind(
+            "",
+            "Pod",
+            "pods",
+            true,
+            def::<core::v1::Pod>,
+            &[S::Binding, S::Eviction],
+        ),
+        kind("", "Node", "nodes", false, def::<core::v1::Node>, &[]),
+        kind("", "Event", "events", true, def::<core::v1::Event>, &[]),
+        kind(
+            "",
+            "ConfigMap",
+            "configmaps",
+            true,
+            def::<core::v1::ConfigMap>,
+            &[],
+        ),
+        kind("", "Secret", "secrets", true, def::<core::v1::Secret>, &[]),
+        kind(
+            "",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            def::<core::v1::ServiceAccount>,
+            &[S::Token],
+        ),
+        kind(
+            "",
+            "PodTemplate",
+            "podtemplates",
+            true,
+            def::<core::v1::PodTemplate>,
+            &[],
+        ),
+        kind(
+            "coordination.k8s.io",
+            "Lease",
+            "leases",
+            true,
+            def::<coordination::v1::Lease>,
+            &[],
+        ),
+        kind(
+            "events.k8s.io",
+            "Event",
+            "events",
+            true,
+            def::<events::v1::Event>,
+            &[],
+        ),
+        kind(
+            "scheduling.k8s.io",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            def::<scheduling::v1::PriorityClass>,
+            &[],
+        ),
+    ]);
+    let doc: Value = serde_json::from_slice(&docs.v2_document()).expect("v2 document");
     doc["definitions"].as_object().expect("definitions").clone()
 }
 
@@ -494,4 +590,35 @@ fn transcode_cost() {
         "pod: {} bytes protobuf, {json_len} bytes JSON; encode {encode:?}, decode {decode:?}",
         bytes.len()
     );
+}
+
+/// Every upstream group's kinds have their messages, so serving a new kind needs no
+/// regeneration.
+#[test]
+fn every_upstream_group_resolves() {
+    for (api_version, kind) in [
+        ("v1", "PodTemplate"),
+        ("v1", "ResourceQuota"),
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "ReplicaSetList"),
+        ("autoscaling/v1", "Scale"),
+        ("batch/v1", "Job"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+        ("networking.k8s.io/v1", "Ingress"),
+        ("discovery.k8s.io/v1", "EndpointSlice"),
+        ("storage.k8s.io/v1", "StorageClass"),
+        ("internal.apiserver.k8s.io/v1alpha1", "StorageVersion"),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+        ("apiregistration.k8s.io/v1", "APIService"),
+        ("meta.k8s.io/v1", "DeleteOptions"),
+    ] {
+        assert!(
+            crate::message_for(api_version, kind).is_some(),
+            "{api_version} {kind}"
+        );
+    }
+    let scale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": "web", "namespace": "d"}, "spec": {"replicas": 3},
+        "status": {"replicas": 2, "selector": "app=web"}});
+    assert_eq!(round_trip(&scale), scale);
 }

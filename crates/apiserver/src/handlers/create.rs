@@ -9,16 +9,17 @@ use crate::admission;
 use crate::body::Body;
 use crate::errors::ApiError;
 use crate::object;
+use crate::registry::SubresourceKind;
 
 /// How often a generateName collision is retried with a fresh suffix (upstream: 7).
 const GENERATE_NAME_ATTEMPTS: usize = 8;
 
 pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
-    if let Some(sub) = call.info.subresource.as_deref() {
-        return match sub {
-            "binding" => crate::handlers::update::bind(call).await,
-            "token" => crate::serviceaccount::tokenrequest::create(call).await,
-            "eviction" => crate::handlers::eviction::create(call).await,
+    if call.info.subresource.is_some() {
+        return match call.subresource() {
+            Some(SubresourceKind::Binding) => crate::handlers::update::bind(call).await,
+            Some(SubresourceKind::Token) => crate::serviceaccount::tokenrequest::create(call).await,
+            Some(SubresourceKind::Eviction) => crate::handlers::eviction::create(call).await,
             _ => Err(ApiError::MethodNotAllowed),
         };
     }
@@ -69,7 +70,7 @@ pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
         let name = object::name(&obj).to_string();
         let stored = resource
             .strategy
-            .prepare_create(&obj)
+            .prepare_create(&obj, resource.namespaced)
             .map_err(|errs| ApiError::invalid(resource, &name, errs))?;
         if dry_run {
             return object_response(&call, StatusCode::CREATED, stored, &warnings);

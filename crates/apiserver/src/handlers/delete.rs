@@ -1,19 +1,58 @@
-//! DELETE of one object and DELETECOLLECTION, with graceful deletion of pods on nodes,
-//! finalizers and preconditions.
+//! DELETE of one object and DELETECOLLECTION, with graceful deletion (the kind's hook: pods
+//! on nodes), finalizers and preconditions, through the shared read-modify-write loop.
 
-use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 use store::{KeyValue, Revision};
 
 use super::list::{encode_list, read_page, Page};
+use super::update::{read_modify_write, Change, Written};
 use super::{object_response, Call};
 use crate::body::Body;
-use crate::errors::{from_store, ApiError};
+use crate::errors::ApiError;
 use crate::filter::Filter;
 use crate::object;
 use crate::registry::Resource;
 use crate::server::ApiServer;
+
+/// How a kind is deleted (upstream's `RESTGracefulDeleteStrategy` and the store's
+/// `ReturnDeletedObject`).
+#[derive(Clone, Copy)]
+pub struct DeleteStrategy {
+    /// DELETE answers with the object rather than a Status (pods, service accounts).
+    pub returns_object: bool,
+    /// The grace period with which the object is only marked (deletionTimestamp = now +
+    /// grace) until a zero-grace delete confirms; `None`: it goes at once unless it has
+    /// finalizers.
+    pub graceful: fn(&Value, &DeleteOptions) -> Option<i64>,
+    /// Whether finalizers still hold the object (`metadata.finalizers`, and for namespaces
+    /// `spec.finalizers`).
+    pub has_finalizers: fn(&Value) -> bool,
+    /// What marking an object for deletion changes beyond its metadata (a namespace turns
+    /// `Terminating`).
+    pub on_mark: fn(&mut Value),
+}
+
+/// Deleted at once unless `metadata.finalizers` hold it; answers with a Status.
+pub const PLAIN: DeleteStrategy = DeleteStrategy {
+    returns_object: false,
+    graceful: no_grace,
+    has_finalizers: metadata_finalizers,
+    on_mark: unchanged,
+};
+
+fn no_grace(_: &Value, _: &DeleteOptions) -> Option<i64> {
+    None
+}
+
+fn unchanged(_: &mut Value) {}
+
+/// `metadata.finalizers` is not empty.
+pub fn metadata_finalizers(obj: &Value) -> bool {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+}
 
 /// `metav1.DeleteOptions`, from the body or the query.
 #[derive(Debug, Default, Clone)]
@@ -89,8 +128,9 @@ pub async fn delete(call: Call) -> Result<Response<Body>, ApiError> {
     let kv = match &deleted {
         Deleted::Gone(kv) | Deleted::Marked(kv) => kv,
     };
-    // Pods and namespaces answer with the object; other kinds with a success Status.
-    if matches!(resource.plural, "pods" | "namespaces") || matches!(deleted, Deleted::Marked(_)) {
+    // A marked object, or a kind that says so, answers with the object; others with a
+    // success Status.
+    if resource.delete.returns_object || matches!(deleted, Deleted::Marked(_)) {
         return object_response(&call, StatusCode::OK, object::render(kv), &[]);
     }
     let uid = object::parse(kv)
@@ -112,9 +152,11 @@ pub async fn delete(call: Call) -> Result<Response<Body>, ApiError> {
     ))
 }
 
-/// Deletes one object, as upstream's registry does: preconditions first; a pod running on a
-/// node is only marked (deletionTimestamp = now + grace) until its node confirms with a
-/// zero-grace delete; an object with finalizers is marked until they are removed.
+/// Deletes one object, as upstream's registry does: preconditions first; an object the
+/// kind's graceful hook holds (a pod running on a node) is only marked (deletionTimestamp =
+/// now + grace) until a zero-grace delete confirms; an object with finalizers is marked
+/// until they are removed. Runs in the shared read-modify-write loop, so a concurrent write
+/// makes it look again.
 pub async fn delete_object(
     server: &ApiServer,
     resource: &'static Resource,
@@ -122,73 +164,43 @@ pub async fn delete_object(
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<Deleted, ApiError> {
-    let key = resource.key(namespace, name);
-    loop {
-        let current = server
-            .store
-            .get(&key)
-            .await?
-            .ok_or_else(|| ApiError::not_found(resource, name))?;
-        let mut obj = object::parse(&current).map_err(|e| ApiError::Internal(e.to_string()))?;
-        check_preconditions(resource, name, &obj, current.mod_revision, opts)?;
-
-        let mark = marking(resource, &obj, opts);
-        let result = match mark {
-            None => {
-                if opts.dry_run {
-                    return Ok(Deleted::Gone(current));
-                }
-                server
-                    .store
-                    .delete(&key, Some(current.mod_revision))
-                    .await
-                    .map(Deleted::Gone)
+    let written = read_modify_write(
+        server,
+        resource,
+        namespace,
+        name,
+        None,
+        opts.dry_run,
+        |mut obj, current| {
+            check_preconditions(resource, name, &obj, current.mod_revision, opts)?;
+            let Some(grace) = marking(resource, &obj, opts) else {
+                return Ok(Change::Delete);
+            };
+            let meta = object::meta_mut(&mut obj);
+            let now = jiff::Timestamp::now();
+            let deadline = now + jiff::SignedDuration::from_secs(grace);
+            let existing = meta
+                .get("deletionTimestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            // A second delete may only shorten the grace period.
+            let keep_existing = existing.is_some_and(|e| e <= deadline);
+            if !keep_existing {
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
-            Some(grace) => {
-                let meta = object::meta_mut(&mut obj);
-                let now = jiff::Timestamp::now();
-                let deadline = now + jiff::SignedDuration::from_secs(grace);
-                let existing = meta
-                    .get("deletionTimestamp")
-                    .and_then(Value::as_str)
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-                // A second delete may only shorten the grace period.
-                let keep_existing = existing.is_some_and(|e| e <= deadline);
-                if !keep_existing {
-                    meta.insert(
-                        "deletionTimestamp".into(),
-                        json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                    );
-                    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                }
-                if resource.plural == "namespaces" {
-                    obj["status"]["phase"] = json!("Terminating");
-                }
-                meta_remove_rv(&mut obj);
-                let bytes = resource.strategy.encode(&obj).map_err(ApiError::Internal)?;
-                if opts.dry_run || bytes == current.value {
-                    return Ok(Deleted::Marked(KeyValue {
-                        value: Bytes::from(bytes),
-                        ..current
-                    }));
-                }
-                server
-                    .store
-                    .update(&key, Bytes::from(bytes), Some(current.mod_revision))
-                    .await
-                    .map(Deleted::Marked)
-            }
-        };
-        match result {
-            Ok(d) => return Ok(d),
-            Err(store::Error::Conflict { .. }) => continue,
-            Err(e) => return Err(from_store(e, resource, name)),
-        }
-    }
-}
-
-fn meta_remove_rv(obj: &mut Value) {
-    object::meta_mut(obj).remove("resourceVersion");
+            (resource.delete.on_mark)(&mut obj);
+            Ok(Change::Write(obj))
+        },
+    )
+    .await?;
+    Ok(match written {
+        Written::Deleted(kv) => Deleted::Gone(kv),
+        Written::Updated(kv) => Deleted::Marked(kv),
+    })
 }
 
 fn check_preconditions(
@@ -226,29 +238,10 @@ fn check_preconditions(
 
 /// `Some(grace)` when the object must be marked instead of removed.
 fn marking(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> Option<i64> {
-    let meta = &obj["metadata"];
-    let has_finalizers = meta["finalizers"].as_array().is_some_and(|f| !f.is_empty())
-        || (resource.plural == "namespaces"
-            && obj["spec"]["finalizers"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty()));
-    if resource.plural == "pods" {
-        let on_node = obj["spec"]["nodeName"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty());
-        let terminal = matches!(
-            obj["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed")
-        );
-        let grace = opts
-            .grace_period
-            .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
-            .unwrap_or(30);
-        if on_node && !terminal && grace > 0 {
-            return Some(grace);
-        }
+    if let Some(grace) = (resource.delete.graceful)(obj, opts) {
+        return Some(grace);
     }
-    has_finalizers.then_some(0)
+    (resource.delete.has_finalizers)(obj).then_some(0)
 }
 
 pub async fn delete_collection(call: Call) -> Result<Response<Body>, ApiError> {

@@ -10,7 +10,7 @@ use crate::body::Body;
 use crate::errors::ApiError;
 use crate::filter::Filter;
 use crate::registry::Resource;
-use crate::{convert, object, table};
+use crate::{object, table};
 
 /// Most keys one store read returns; longer lists are read in chunks at one revision.
 const STORE_CHUNK: usize = 1000;
@@ -34,11 +34,8 @@ pub async fn list(call: Call) -> Result<Response<Body>, ApiError> {
         Output::Table | Output::PartialObjectMetadata => {
             let mut objs = Vec::with_capacity(page.items.len());
             for kv in &page.items {
-                let mut v = object::parse(kv).map_err(|e| ApiError::Internal(e.to_string()))?;
-                if convert::is_events_v1(resource) {
-                    v = convert::core_to_events_v1(v)?;
-                }
-                objs.push(v);
+                let v = object::parse(kv).map_err(|e| ApiError::Internal(e.to_string()))?;
+                objs.push(resource.to_served(v)?);
             }
             let rv = page.revision.to_string();
             if output == Output::Table {
@@ -236,8 +233,8 @@ pub fn encode_list(resource: &Resource, page: &Page) -> Result<Vec<u8>, ApiError
         if i > 0 {
             out.push(b',');
         }
-        if convert::is_events_v1(resource) {
-            out.extend_from_slice(&convert::core_to_events_v1_bytes(&object::render(kv))?);
+        if resource.conversion.is_some() {
+            out.extend_from_slice(&resource.to_served_bytes(object::render(kv))?);
         } else {
             out.extend_from_slice(&object::render(kv));
         }

@@ -7,6 +7,7 @@ pub mod eviction;
 pub mod get;
 pub mod list;
 pub mod patch;
+pub mod scale;
 pub mod update;
 pub mod watch;
 
@@ -18,10 +19,11 @@ use serde_json::Value;
 
 use crate::body::{full, Body};
 use crate::errors::ApiError;
-use crate::registry::{self, Resource};
+use crate::kinds;
+use crate::registry::{Resource, SubresourceKind};
 use crate::request::{FieldValidation, Query, RequestInfo, Verb};
 use crate::server::ApiServer;
-use crate::{convert, object, table};
+use crate::{object, table};
 
 /// One decoded API call.
 pub struct Call {
@@ -43,6 +45,11 @@ impl Call {
 
     pub fn name(&self) -> &str {
         self.info.name.as_deref().unwrap_or_default()
+    }
+
+    /// What the addressed subresource is, if the call is to one.
+    pub fn subresource(&self) -> Option<SubresourceKind> {
+        self.info.subresource_kind()
     }
 
     pub fn key(&self) -> String {
@@ -103,7 +110,7 @@ impl Call {
     /// Decode a body into `resource`'s normalized form, applying field validation.
     pub fn decode_object(&self, warnings: &mut Vec<String>) -> Result<Value, ApiError> {
         let resource = self.resource();
-        let mut decoded = if self.is_json() && !convert::is_events_v1(resource) {
+        let mut decoded = if self.is_json() && resource.conversion.is_none() {
             // One pass from bytes to the typed object: the hot path of create and update.
             let type_meta: TypeMeta = serde_json::from_slice(&self.body).map_err(|e| {
                 ApiError::BadRequest(format!(
@@ -116,10 +123,10 @@ impl Call {
             let mut value = self.body_value()?;
             check_type_meta(&value, resource)?;
             let mut unknown = Vec::new();
-            if convert::is_events_v1(resource) {
-                // Unknown fields are those of the events.k8s.io form the client sent.
-                (value, unknown) = convert::events_v1_to_core_reporting(value)
-                    .map_err(|e| cannot_handle(resource, &e))?;
+            if let Some(conversion) = &resource.conversion {
+                // Unknown fields are those of the served form the client sent.
+                (value, unknown) =
+                    (conversion.to_storage)(value).map_err(|e| cannot_handle(resource, &e))?;
             }
             resource.strategy.decode(value).map(|mut d| {
                 d.unknown_fields.extend(unknown);
@@ -129,28 +136,35 @@ impl Call {
         .map_err(|e| cannot_handle(resource, &e))?;
         decoded.unknown_fields.sort();
         decoded.unknown_fields.dedup();
-        if !decoded.unknown_fields.is_empty() {
-            match self.query.field_validation()? {
+        let validation = self.query.field_validation()?;
+        // Repeated keys only survive a JSON decode (YAML refuses them, protobuf has none).
+        let duplicates = if self.is_json() && validation != FieldValidation::Ignore {
+            crate::duplicates::duplicate_fields(&self.body)
+        } else {
+            Vec::new()
+        };
+        let problems: Vec<String> = duplicates
+            .iter()
+            .map(|f| format!("duplicate field \"{f}\""))
+            .chain(
+                decoded
+                    .unknown_fields
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\"")),
+            )
+            .collect();
+        if !problems.is_empty() {
+            match validation {
                 FieldValidation::Strict => {
-                    let list = decoded
-                        .unknown_fields
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ");
                     return Err(ApiError::BadRequest(format!(
-                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {list}",
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
                         resource.kind,
                         resource.api_version(),
-                        resource.kind
+                        resource.kind,
+                        problems.join(", ")
                     )));
                 }
-                FieldValidation::Warn => warnings.extend(
-                    decoded
-                        .unknown_fields
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\"")),
-                ),
+                FieldValidation::Warn => warnings.extend(problems),
                 FieldValidation::Ignore => {}
             }
         }
@@ -265,7 +279,7 @@ pub async fn admit_namespace(
     if !resource.namespaced {
         return Ok(());
     }
-    let nsr = registry::namespaces();
+    let nsr = &kinds::namespace::RESOURCE;
     let key = nsr.key(None, ns);
     let namespace = match server.namespaces.get(&key) {
         Some(v) => v,
@@ -358,11 +372,7 @@ pub fn object_response(
     warnings: &[String],
 ) -> Result<Response<Body>, ApiError> {
     let resource = call.resource();
-    let rendered = if convert::is_events_v1(resource) {
-        convert::core_to_events_v1_bytes(&rendered)?
-    } else {
-        rendered
-    };
+    let rendered = resource.to_served_bytes(rendered)?;
     match call.accept() {
         Output::Json | Output::Protobuf => Ok(encoded(call.accept(), code, rendered, warnings)),
         Output::Table => {
@@ -396,13 +406,17 @@ pub fn partial_metadata(obj: &Value) -> Value {
 /// Routes a resource call to its verb's handler.
 pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
     match call.info.verb {
-        Verb::Get if call.info.subresource.as_deref() == Some("log") => {
+        Verb::Get if call.subresource() == Some(SubresourceKind::Log) => {
             crate::nodeproxy::pod_log(call).await
         }
+        Verb::Get if call.subresource() == Some(SubresourceKind::Scale) => scale::get(call).await,
         Verb::Get => get::get(call).await,
         Verb::List => list::list(call).await,
         Verb::Watch => watch::watch(call).await,
         Verb::Create => create::create(call).await,
+        Verb::Update if call.subresource() == Some(SubresourceKind::Scale) => {
+            scale::update(call).await
+        }
         Verb::Update => update::update(call).await,
         Verb::Patch => patch::patch(call).await,
         Verb::Delete => delete::delete(call).await,
@@ -440,3 +454,6 @@ mod tests {
         assert_eq!(Output::negotiate(None), Output::Json);
     }
 }
+
+#[cfg(test)]
+mod handler_tests;

@@ -1,5 +1,5 @@
 //! UPDATE (PUT) of an object or its status, the shared read-modify-write loop every write of
-//! an existing object goes through, and `pods/binding`.
+//! an existing object goes through (deletes included), and `pods/binding`.
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -10,7 +10,7 @@ use super::{object_response, Call};
 use crate::body::Body;
 use crate::errors::{from_store, ApiError};
 use crate::object;
-use crate::registry::Resource;
+use crate::registry::{Resource, SubresourceKind};
 use crate::server::ApiServer;
 
 /// What a read-modify-write ended with.
@@ -28,11 +28,30 @@ impl Written {
     }
 }
 
-/// Upstream's GuaranteedUpdate: read the current object, let `mutate` compute the new one,
-/// write it with a compare-and-swap on the revision read, and retry on a concurrent write
-/// (unless the caller pinned a revision, which then is a 409). A result identical to what is
-/// stored is not written. With `dry_run` nothing is written.
-pub async fn guaranteed_update<F>(
+/// What a mutation decided about the object it was shown.
+pub enum Change {
+    /// Store this object (unchanged bytes are not written).
+    Write(Value),
+    /// Remove the object.
+    Delete,
+}
+
+/// Upstream's GuaranteedUpdate, the one read-modify-write every change of an existing
+/// object goes through (update, patch, status, binding, delete, finalization):
+///
+/// ```text
+///  read ──▶ precondition (pinned revision) ──▶ mutate(old) ──▶ Write(new) ─┬─ same bytes: done, no write
+///    ▲                                            │                        ├─ finalized: delete at rev
+///    │                                            └──▶ Delete ─────────────┼─ delete at rev
+///    │                                                                     └─ update at rev
+///    └──── the store saw another write since the read (CAS failed): read again,
+///          unless the caller pinned a revision (then 409)
+/// ```
+///
+/// `mutate` sees the current object each round, so its checks (uid preconditions, a pod
+/// already bound) run against what it is about to replace. With `dry_run` nothing is
+/// written and the result is what would have been.
+pub async fn read_modify_write<F>(
     server: &ApiServer,
     resource: &'static Resource,
     namespace: Option<&str>,
@@ -42,7 +61,7 @@ pub async fn guaranteed_update<F>(
     mut mutate: F,
 ) -> Result<Written, ApiError>
 where
-    F: FnMut(Value) -> Result<Value, ApiError>,
+    F: FnMut(Value, &KeyValue) -> Result<Change, ApiError>,
 {
     let key = resource.key(namespace, name);
     loop {
@@ -57,50 +76,91 @@ where
             }
         }
         let old = object::parse(&current).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let mut new = mutate(old)?;
-        object::meta_mut(&mut new).remove("resourceVersion");
-        let bytes = resource.strategy.encode(&new).map_err(ApiError::Internal)?;
-        if bytes == current.value {
-            return Ok(Written::Updated(current));
-        }
-        if dry_run {
-            return Ok(Written::Updated(KeyValue {
-                value: Bytes::from(bytes),
-                ..current
-            }));
-        }
-        if finalized(&new) {
-            return match server.store.delete(&key, Some(current.mod_revision)).await {
-                Ok(kv) => Ok(Written::Deleted(KeyValue {
-                    value: Bytes::from(bytes),
-                    ..kv
-                })),
-                Err(store::Error::Conflict { .. }) if precondition.is_none() => continue,
-                Err(e) => Err(from_store(e, resource, name)),
-            };
-        }
-        match server
-            .store
-            .update(&key, Bytes::from(bytes), Some(current.mod_revision))
-            .await
-        {
-            Ok(kv) => return Ok(Written::Updated(kv)),
+        let result = match mutate(old, &current)? {
+            Change::Delete => {
+                if dry_run {
+                    return Ok(Written::Deleted(current));
+                }
+                server
+                    .store
+                    .delete(&key, Some(current.mod_revision))
+                    .await
+                    .map(Written::Deleted)
+            }
+            Change::Write(mut new) => {
+                object::meta_mut(&mut new).remove("resourceVersion");
+                let bytes = resource.strategy.encode(&new).map_err(ApiError::Internal)?;
+                if bytes == current.value {
+                    return Ok(Written::Updated(current));
+                }
+                if dry_run {
+                    return Ok(Written::Updated(KeyValue {
+                        value: Bytes::from(bytes),
+                        ..current
+                    }));
+                }
+                if finalized(resource, &new) {
+                    server
+                        .store
+                        .delete(&key, Some(current.mod_revision))
+                        .await
+                        .map(|kv| {
+                            Written::Deleted(KeyValue {
+                                value: Bytes::from(bytes),
+                                ..kv
+                            })
+                        })
+                } else {
+                    server
+                        .store
+                        .update(&key, Bytes::from(bytes), Some(current.mod_revision))
+                        .await
+                        .map(Written::Updated)
+                }
+            }
+        };
+        match result {
+            Ok(w) => return Ok(w),
             Err(store::Error::Conflict { .. }) if precondition.is_none() => continue,
             Err(e) => return Err(from_store(e, resource, name)),
         }
     }
 }
 
+/// [`read_modify_write`] for a mutation that always writes.
+pub async fn guaranteed_update<F>(
+    server: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: &str,
+    precondition: Option<Revision>,
+    dry_run: bool,
+    mut mutate: F,
+) -> Result<Written, ApiError>
+where
+    F: FnMut(Value) -> Result<Value, ApiError>,
+{
+    read_modify_write(
+        server,
+        resource,
+        namespace,
+        name,
+        precondition,
+        dry_run,
+        |old, _| mutate(old).map(Change::Write),
+    )
+    .await
+}
+
 /// An object marked for deletion whose finalizers are all gone and whose grace period is
 /// over is removed by the write that cleared them.
-fn finalized(obj: &Value) -> bool {
-    let meta = &obj["metadata"];
-    !meta["deletionTimestamp"].is_null()
-        && meta["finalizers"].as_array().is_none_or(|f| f.is_empty())
-        && meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0
-        && obj["spec"]["finalizers"]
-            .as_array()
-            .is_none_or(|f| f.is_empty())
+fn finalized(resource: &Resource, obj: &Value) -> bool {
+    !obj["metadata"]["deletionTimestamp"].is_null()
+        && obj["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            == 0
+        && !(resource.delete.has_finalizers)(obj)
 }
 
 /// Carries the fields only the server owns from the stored object to a replacement.
@@ -148,23 +208,18 @@ pub async fn update(call: Call) -> Result<Response<Body>, ApiError> {
     let mut warnings = Vec::new();
     let mut body = call.decode_object(&mut warnings)?;
     let name = call.name().to_string();
-    match object::name(&body) {
-        "" => {
-            object::meta_mut(&mut body).insert("name".into(), json!(name));
-        }
-        n if n != name => {
-            return Err(ApiError::BadRequest(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )))
-        }
-        _ => {}
-    }
+    // Upstream's update handler: the namespace first (an empty one is the URL's), then the
+    // name, which a replacement must carry.
     if let (Some(ns), Some(body_ns)) = (call.namespace(), object::namespace(&body)) {
         if !body_ns.is_empty() && body_ns != ns {
             return Err(ApiError::BadRequest(
                 "the namespace of the provided object does not match the namespace sent on the request".into(),
             ));
         }
+    }
+    check_name(&body, &name, None)?;
+    if !resource.namespaced {
+        object::meta_mut(&mut body).remove("namespace");
     }
     let precondition = match object::resource_version(&body) {
         Some(rv) => Some(
@@ -173,7 +228,7 @@ pub async fn update(call: Call) -> Result<Response<Body>, ApiError> {
         ),
         None => None,
     };
-    let target = Target::of(call.info.subresource.as_deref());
+    let target = Target::of(call.subresource());
     let written = guaranteed_update(
         &call.server,
         resource,
@@ -185,6 +240,32 @@ pub async fn update(call: Call) -> Result<Response<Body>, ApiError> {
     )
     .await?;
     object_response(&call, StatusCode::OK, written.render(), &warnings)
+}
+
+/// Upstream's `checkName`: the object's name must be the URL's and, in a namespaced
+/// request, a namespace it carries must be the URL's.
+pub fn check_name(obj: &Value, name: &str, namespace: Option<&str>) -> Result<(), ApiError> {
+    match object::name(obj) {
+        "" => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({name} based on URL) was undeterminable: name must be provided"
+            )))
+        }
+        n if n != name => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+        _ => {}
+    }
+    if let (Some(ns), Some(obj_ns)) = (namespace, object::namespace(obj)) {
+        if !obj_ns.is_empty() && obj_ns != ns {
+            return Err(ApiError::BadRequest(format!(
+                "the namespace of the object ({obj_ns}) does not match the namespace on the request ({ns})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What part of an object a PUT or PATCH writes.
@@ -200,10 +281,10 @@ pub enum Target {
 
 impl Target {
     /// Routing only lets through the subresources a resource serves.
-    pub fn of(subresource: Option<&str>) -> Target {
+    pub fn of(subresource: Option<SubresourceKind>) -> Target {
         match subresource {
-            Some("status") => Target::Status,
-            Some("ephemeralcontainers") => Target::EphemeralContainers,
+            Some(SubresourceKind::Status) => Target::Status,
+            Some(SubresourceKind::EphemeralContainers) => Target::EphemeralContainers,
             _ => Target::Main,
         }
     }

@@ -29,7 +29,7 @@ use crate::filter::Filter;
 use crate::registry::Resource;
 use crate::request::Query;
 use crate::scan::Pages;
-use crate::{convert, object, table};
+use crate::{object, table};
 
 /// How often a watcher that allows bookmarks gets one when nothing else happens.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
@@ -289,8 +289,8 @@ impl Watcher {
     }
 
     async fn send(&mut self, kind: &str, mut obj: Value) -> Result<(), Gone> {
-        if convert::is_events_v1(self.resource) {
-            match convert::core_to_events_v1(obj) {
+        if self.resource.conversion.is_some() {
+            match self.resource.to_served(obj) {
                 Ok(v) => obj = v,
                 Err(_) => return Ok(()),
             }

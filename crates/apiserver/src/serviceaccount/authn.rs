@@ -9,6 +9,7 @@ use super::jwt::{Claims, JwtError, TokenKeys, LEEWAY_SECONDS};
 use super::tokenrequest::get;
 use super::DEFAULT_AUDIENCE;
 use crate::errors::ApiError;
+use crate::kinds;
 use crate::object;
 use crate::registry;
 use crate::server::ApiServer;
@@ -51,7 +52,7 @@ pub async fn authenticate(
     let sa = &bound.serviceaccount;
     check(
         server,
-        registry::service_accounts(),
+        &kinds::serviceaccount::RESOURCE,
         "serviceaccount",
         ns,
         &sa.name,
@@ -61,7 +62,7 @@ pub async fn authenticate(
     if let Some(secret) = &bound.secret {
         check(
             server,
-            registry::secrets(),
+            &kinds::secret::RESOURCE,
             "secret",
             ns,
             &secret.name,
@@ -70,7 +71,15 @@ pub async fn authenticate(
         .await?;
     }
     if let Some(pod) = &bound.pod {
-        let current = check(server, registry::pods(), "pod", ns, &pod.name, &pod.uid).await?;
+        let current = check(
+            server,
+            &kinds::pod::RESOURCE,
+            "pod",
+            ns,
+            &pod.name,
+            &pod.uid,
+        )
+        .await?;
         let deleted_at = current["metadata"]["deletionTimestamp"]
             .as_str()
             .and_then(|t| t.parse::<jiff::Timestamp>().ok());

@@ -26,9 +26,10 @@ use tracing::{info, warn};
 use super::{DEFAULT_SERVICE_ACCOUNT, ROOT_CA_CONFIG_MAP};
 use crate::errors::ApiError;
 use crate::handlers::update::guaranteed_update;
+use crate::kinds;
 use crate::lifecycle::create_missing;
 use crate::object;
-use crate::registry::{self, Resource};
+use crate::registry::Resource;
 use crate::scan::Pages;
 use crate::server::ApiServer;
 
@@ -54,7 +55,7 @@ pub async fn run(server: Arc<ApiServer>, ca_pem: String, shutdown: CancellationT
 /// One sweep, then the watches until one of them fails.
 async fn follow(server: &ApiServer, ca_pem: &str) -> Result<(), ApiError> {
     let rev = server.store.current_revision().await?;
-    let prefix = registry::namespaces().prefix();
+    let prefix = kinds::namespace::RESOURCE.prefix();
     let mut pages = Pages::new(&server.store, &prefix);
     while let Some(items) = pages.next().await? {
         for kv in items {
@@ -63,9 +64,9 @@ async fn follow(server: &ApiServer, ca_pem: &str) -> Result<(), ApiError> {
         }
     }
     let watches = [
-        registry::namespaces().prefix(),
-        registry::service_accounts().prefix(),
-        registry::config_maps().prefix(),
+        kinds::namespace::RESOURCE.prefix(),
+        kinds::serviceaccount::RESOURCE.prefix(),
+        kinds::configmap::RESOURCE.prefix(),
     ];
     let mut streams = Vec::new();
     for prefix in &watches {
@@ -77,7 +78,7 @@ async fn follow(server: &ApiServer, ca_pem: &str) -> Result<(), ApiError> {
         let Some(ns) = namespace_of(ev.key(), matches!(ev, store::Event::Delete { .. })) else {
             continue;
         };
-        let key = registry::namespaces().key(None, &ns);
+        let key = kinds::namespace::RESOURCE.key(None, &ns);
         let Some(kv) = server.store.get(&key).await? else {
             continue;
         };
@@ -90,7 +91,7 @@ async fn follow(server: &ApiServer, ca_pem: &str) -> Result<(), ApiError> {
 /// The namespace an event may concern: any namespace put, or the deletion or change of the
 /// two objects these controllers own. Other keys are none of their business.
 fn namespace_of(key: &str, deleted: bool) -> Option<String> {
-    if let Some(name) = key.strip_prefix(&registry::namespaces().prefix()) {
+    if let Some(name) = key.strip_prefix(&kinds::namespace::RESOURCE.prefix()) {
         return (!deleted).then(|| name.to_string());
     }
     let owned = |r: &Resource, name: &str, on_put: bool| -> Option<String> {
@@ -98,8 +99,12 @@ fn namespace_of(key: &str, deleted: bool) -> Option<String> {
         let (ns, n) = rest.split_once('/')?;
         (n == name && (deleted || on_put)).then(|| ns.to_string())
     };
-    owned(registry::service_accounts(), DEFAULT_SERVICE_ACCOUNT, false)
-        .or_else(|| owned(registry::config_maps(), ROOT_CA_CONFIG_MAP, true))
+    owned(
+        &kinds::serviceaccount::RESOURCE,
+        DEFAULT_SERVICE_ACCOUNT,
+        false,
+    )
+    .or_else(|| owned(&kinds::configmap::RESOURCE, ROOT_CA_CONFIG_MAP, true))
 }
 
 /// Brings one namespace's `default` ServiceAccount and `kube-root-ca.crt` into place.
@@ -112,7 +117,7 @@ async fn reconcile(server: &ApiServer, ns: &Value, ca_pem: &str) -> Result<(), A
         "apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": { "name": DEFAULT_SERVICE_ACCOUNT, "namespace": ns },
     });
-    if create_missing(server, registry::service_accounts(), Some(ns), sa).await? {
+    if create_missing(server, &kinds::serviceaccount::RESOURCE, Some(ns), sa).await? {
         info!(namespace = %ns, "created the default service account");
     }
     let cm = json!({
@@ -123,7 +128,7 @@ async fn reconcile(server: &ApiServer, ns: &Value, ca_pem: &str) -> Result<(), A
         },
         "data": { "ca.crt": ca_pem },
     });
-    let cms = registry::config_maps();
+    let cms = &kinds::configmap::RESOURCE;
     if create_missing(server, cms, Some(ns), cm).await? {
         return Ok(());
     }

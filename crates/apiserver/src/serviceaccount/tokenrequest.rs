@@ -15,6 +15,7 @@ use super::DEFAULT_AUDIENCE;
 use crate::body::Body;
 use crate::errors::ApiError;
 use crate::handlers::{json, Call};
+use crate::kinds;
 use crate::object;
 use crate::registry;
 use crate::server::ApiServer;
@@ -56,9 +57,9 @@ pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
     validate_expiration(&name, expiration)?;
 
     let server = &call.server;
-    let sa = get(server, registry::service_accounts(), &ns, &name)
+    let sa = get(server, &kinds::serviceaccount::RESOURCE, &ns, &name)
         .await?
-        .ok_or_else(|| ApiError::not_found(registry::service_accounts(), &name))?;
+        .ok_or_else(|| ApiError::not_found(&kinds::serviceaccount::RESOURCE, &name))?;
     let bound = match &spec.bound_object_ref {
         None => None,
         Some(r) => Some(bound_object(server, &ns, &name, r).await?),
@@ -176,9 +177,9 @@ async fn bound_object(
     let name = r.name.as_deref().unwrap_or_default();
     let bound = match (api_version, kind) {
         ("v1", "Pod") => {
-            let pod = get(server, registry::pods(), ns, name)
+            let pod = get(server, &kinds::pod::RESOURCE, ns, name)
                 .await?
-                .ok_or_else(|| ApiError::not_found(registry::pods(), name))?;
+                .ok_or_else(|| ApiError::not_found(&kinds::pod::RESOURCE, name))?;
             if pod["spec"]["serviceAccountName"]
                 .as_str()
                 .unwrap_or_default()
@@ -191,7 +192,7 @@ async fn bound_object(
             let node = match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
                 None => None,
                 Some(node_name) => {
-                    let key = registry::nodes().key(None, node_name);
+                    let key = kinds::node::RESOURCE.key(None, node_name);
                     match server.store.get(&key).await? {
                         Some(kv) => {
                             let node = object::parse(&kv)
@@ -212,9 +213,9 @@ async fn bound_object(
             }
         }
         ("v1", "Secret") => {
-            let secret = get(server, registry::secrets(), ns, name)
+            let secret = get(server, &kinds::secret::RESOURCE, ns, name)
                 .await?
-                .ok_or_else(|| ApiError::not_found(registry::secrets(), name))?;
+                .ok_or_else(|| ApiError::not_found(&kinds::secret::RESOURCE, name))?;
             BoundObject::Secret {
                 name: name.to_string(),
                 uid: object::uid(&secret).to_string(),

@@ -1,0 +1,41 @@
+//! One module per served kind, each holding everything that makes it that kind (as
+//! kube-apiserver's `pkg/registry/<group>/<kind>/strategy.go` and `storage.go` do): its
+//! [`Resource`](crate::registry::Resource) descriptor — group, version, names, scope, short
+//! names, categories, verbs, subresources, storage segment —, its typed strategy (defaults,
+//! validation, create/update/status preparation, from the pure functions of the `api`
+//! crate), its table printer, its selectable fields, its delete behaviour, its admission,
+//! its conversion when it is served in another form than stored, and its scale hook.
+//!
+//! The generic handlers read only the descriptor. Adding a kind is a module here plus one
+//! line in `registry::RESOURCES`; discovery, routing, storage, OpenAPI (explain, v2, v3),
+//! protobuf, tables, strategic-merge keys (from the kind's OpenAPI schema) and field
+//! selectors follow. ARCHITECTURE.md §7 "Adding a kind" walks through `lease.rs`.
+
+pub mod configmap;
+pub mod event;
+pub mod lease;
+pub mod namespace;
+pub mod node;
+pub mod pod;
+pub mod podtemplate;
+pub mod priorityclass;
+pub mod secret;
+pub mod serviceaccount;
+
+/// The upstream descriptions of a `<Kind>List`.
+pub const fn list(
+    kind: &'static str,
+    description: &'static str,
+    items: &'static str,
+    metadata: &'static str,
+) -> openapi::ListSchema {
+    openapi::ListSchema {
+        kind,
+        description,
+        items,
+        metadata,
+    }
+}
+
+/// The most common description of a list's `metadata`.
+pub const LIST_METADATA: &str = "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
