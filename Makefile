@@ -10,7 +10,9 @@
 #   make test-e2e   build + pytest tests/e2e (real kubectl, Python client, both datastores)
 #   make bench      store benchmark (if present) + scheduler decision cost + bench/api_bench.py (Rust client bench/api-bench)
 #                   + bench/pod_startup.py (pod create -> Ready, burst, per-pod footprint)
-#                   + bench/stream_bench.py (exec round trip, logs -f delivery)
+#                   + bench/stream_bench.py (exec round trip, logs -f delivery); prints every
+#                   figure beside bench/recorded.json, flagging > 25 % moves the wrong way
+#   make bench-record  the last bench run's figures become bench/recorded.json
 #
 # CARGO_TARGET_DIR is respected when set in the environment.
 
@@ -35,7 +37,7 @@ DEPS_LIST := scripts/deps.list
 APT_PACKAGES := $(sort $(patsubst apt:%,%,$(filter apt:%,$(shell sed 's/\#.*//' $(DEPS_LIST)))))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps deps-apt deps-check venv build build-release run test lint test-unit test-e2e bench clean
+.PHONY: help deps deps-apt deps-check venv build build-release run test lint test-unit test-e2e bench bench-record clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -125,22 +127,33 @@ test-e2e: venv build
 # The pod startup benchmark's peer: podman kube play (catatonit is its pause binary).
 BENCH_APT_PACKAGES := podman catatonit
 
+BENCH_DIR := $(TARGET_DIR)/bench
+BENCH_LOG := $(BENCH_DIR)/last-run.log
+
+# Every bench prints its figures as `figure {...}` lines too (bench/figures.py); the whole
+# output goes to $(BENCH_LOG) and bench/compare.py prints each figure beside the recorded one
+# (bench/recorded.json), flagging those that moved more than 25 % the wrong way.
 bench: deps build-release
 	@missing=""; for p in $(BENCH_APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' \
 	    || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
-	@if [ -f crates/store/examples/store_bench.rs ]; then \
-	  cargo run --release -p store --example store_bench; \
-	else echo "bench: no store_bench example yet"; fi
-	cargo run --release -p protobuf --example transcode_bench
-	cargo run --release -p scheduler --example decide_bench
+	@mkdir -p $(BENCH_DIR); : > $(BENCH_LOG)
+	cargo run --release -p store --example store_bench | tee -a $(BENCH_LOG)
+	cargo run --release -p protobuf --example transcode_bench | tee -a $(BENCH_LOG)
+	cargo run --release -p scheduler --example decide_bench | tee -a $(BENCH_LOG)
 	cargo build --release -p api-bench
 	$(PY) bench/api_bench.py --bin "$(TARGET_DIR)/release/peapod" \
-	  --api-bench "$(TARGET_DIR)/release/api-bench"
-	$(PY) bench/pod_startup.py --bin "$(TARGET_DIR)/release/peapod"
-	$(PY) bench/stream_bench.py --bin "$(TARGET_DIR)/release/peapod"
+	  --api-bench "$(TARGET_DIR)/release/api-bench" | tee -a $(BENCH_LOG)
+	$(PY) bench/pod_startup.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
+	$(PY) bench/stream_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
+	@$(PY) bench/compare.py $(BENCH_LOG) --out $(BENCH_DIR)/figures.json
+
+# After a run worth keeping (a quiet machine): the last run's figures become the recorded
+# ones. Commit bench/recorded.json with the docs/benchmarks.md tables that quote them.
+bench-record:
+	$(PY) bench/compare.py $(BENCH_LOG) --record
 
 clean:
 	rm -rf $(DATA_DIR)

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import figures  # noqa: E402
 import harness  # noqa: E402
 import images  # noqa: E402
 import node as node_support  # noqa: E402
@@ -292,6 +294,15 @@ def main() -> int:
         print(f"\nfootprint with {len(names)} pods: helpers {len(pids)} processes, "
               f"{helpers_kib / n / 1024:.2f} MiB RSS per pod; agent RSS idle "
               f"{idle_agent / 1024:.1f} MiB, with {len(names)} pods {busy_agent / 1024:.1f} MiB")
+        base = f"startup/{args.runtime}"
+        figures.emit(f"{base}/sequential/p50_ms", pct(seq, 50), "lower")
+        figures.emit(f"{base}/sequential/p99_ms", pct(seq, 99), "lower")
+        figures.emit(f"{base}/burst/p50_ms", pct(burst, 50), "lower")
+        figures.emit(f"{base}/burst/p99_ms", pct(burst, 99), "lower")
+        figures.emit(f"{base}/burst all Ready/ms", burst_total, "lower")
+        figures.emit(f"{base}/helpers RSS per pod/MiB", helpers_kib / n / 1024, "lower")
+        figures.emit(f"{base}/agent RSS idle/MiB", idle_agent / 1024, "lower")
+        figures.emit(f"{base}/agent RSS busy/MiB", busy_agent / 1024, "lower")
         return 0
     finally:
         if core is not None and agent is not None and agent.poll() is None:

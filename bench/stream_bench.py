@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import figures  # noqa: E402
 import harness  # noqa: E402
 import images  # noqa: E402
 import node as node_support  # noqa: E402
@@ -147,6 +149,13 @@ def main() -> int:
         for label, r in rates.items():
             m = statistics.median(r)
             print(f"{label:<46}{m:>10.0f}{m / ceiling:>10.0%}")
+        base = f"stream/{args.runtime}"
+        for name, samples in (("kubectl exec", e2e), ("exec api", api), ("logs -f", delays)):
+            figures.emit(f"{base}/{name}/p50_ms", pct(samples, 50), "lower")
+            figures.emit(f"{base}/{name}/p99_ms", pct(samples, 99), "lower")
+        for label, r in rates.items():
+            if label != "direct to the pod IP (ceiling)":
+                figures.emit(f"{base}/port-forward {label}/MB_s", statistics.median(r), "higher")
         return 0
     finally:
         node.stop()

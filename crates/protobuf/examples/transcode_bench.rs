@@ -81,11 +81,19 @@ fn main() {
         ),
     ];
     println!("{:<34} {:>10} {:>10}", "operation", "p50 µs", "p99 µs");
-    for (name, (p50, p99)) in rows {
+    for (name, (p50, p99)) in &rows {
         println!(
             "{name:<34} {:>10.1} {:>10.1}",
             p50.as_secs_f64() * 1e6,
             p99.as_secs_f64() * 1e6
         );
+    }
+    // Machine-readable figures for `make bench` (bench/figures.py).
+    for (name, (p50, _)) in &rows {
+        let name = format!("transcode/{}/p50_us", name.trim());
+        let figure = serde_json::json!({
+            "name": name, "value": p50.as_secs_f64() * 1e6, "better": "lower",
+        });
+        println!("figure {figure}");
     }
 }

@@ -106,5 +106,11 @@ fn main() {
             "{nodes:>6} {pods:>7} | {:>14?} {:>14?} | {:>14?} {:>14?}",
             c50, c99, r50, r99
         );
+        // Machine-readable figure for `make bench` (bench/figures.py).
+        let figure = serde_json::json!({
+            "name": format!("scheduler/decide/{nodes} nodes {pods} pods/p50_us"),
+            "value": c50.as_secs_f64() * 1e6, "better": "lower",
+        });
+        println!("figure {figure}");
     }
 }

@@ -77,6 +77,21 @@ impl Outcome {
             self.percentile(0.99).as_secs_f64() * 1e3,
             self.ops as f64 / self.elapsed.as_secs_f64(),
         );
+        // Machine-readable figures for `make bench` (bench/figures.py).
+        let base = format!("store/{}/x{}", self.name, self.clients);
+        for (what, value, better) in [
+            ("p50_ms", self.percentile(0.50).as_secs_f64() * 1e3, "lower"),
+            (
+                "ops_s",
+                self.ops as f64 / self.elapsed.as_secs_f64(),
+                "higher",
+            ),
+        ] {
+            let figure = serde_json::json!({
+                "name": format!("{base}/{what}"), "value": value, "better": better,
+            });
+            println!("figure {figure}");
+        }
     }
 }
 
