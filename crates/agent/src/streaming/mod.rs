@@ -12,14 +12,16 @@ mod session;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
+use supervisor::{Backoff, Outage};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::record::{ContainerRecord, PodRecord};
 use crate::{AgentError, Ctx};
@@ -75,6 +77,14 @@ pub async fn tls_config(ctx: &Ctx) -> Result<Arc<rustls::ServerConfig>, AgentErr
     Ok(Arc::new(config))
 }
 
+fn accept_backoff() -> Backoff {
+    Backoff::new(
+        Duration::from_millis(5),
+        Duration::from_secs(1),
+        Duration::MAX,
+    )
+}
+
 /// Serves on `listener` until shutdown.
 pub async fn serve(
     ctx: Arc<Ctx>,
@@ -86,13 +96,25 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "streaming server listening");
     }
+    // Accept errors (out of descriptors, mostly) pass: wait 5 ms doubling to 1 s between
+    // tries, as Go's net/http server does, and log the spell once.
+    let mut outage = Outage::new("accepting streaming connections");
+    let mut retry = accept_backoff();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    outage.succeeded();
+                    retry = accept_backoff();
+                    a
+                }
                 Err(e) => {
-                    warn!(error = %e, "accepting a streaming connection");
+                    outage.failed(&e);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(retry.next_delay(Duration::ZERO)) => {}
+                    }
                     continue;
                 }
             },
