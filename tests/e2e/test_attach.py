@@ -233,3 +233,21 @@ def test_attach_over_spdy_streams_output_and_drives_a_terminal(crun_node, pod_ns
     term.send(b"exit 3\r")
     assert term.wait() == 0
     assert terminated(n, pod_ns, "spdy-shell")["exitCode"] == 3
+
+
+def test_python_client_attach_sends_str_stdin(crun_node, pod_ns):
+    """The Python client's `write_stdin` with a `str` goes in a WebSocket text frame; attach
+    hands it to the container's stdin like binary input."""
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-", input=to_yaml(interactive(
+        "py-stdin-attach", n.images.busybox, ["sh", "-c", "while read l; do echo got $l; done"],
+        stdin=True)))
+    wait_ready(n, pod_ns, "py-stdin-attach")
+    core = kubernetes.client.CoreV1Api(n.new_client())
+    resp = stream(core.connect_get_namespaced_pod_attach, "py-stdin-attach", pod_ns,
+                  stdout=True, stderr=True, stdin=True, tty=False, _preload_content=False)
+    try:
+        resp.write_stdin("over text\n")
+        assert resp.readline_stdout(timeout=20) == "got over text"
+    finally:
+        resp.close()

@@ -5,12 +5,14 @@ exit codes, container selection, a terminal on the client side, and clear errors
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import select
 import struct
 import termios
 import time
+import urllib.parse
 
 import kubernetes
 from kubernetes.stream import stream
@@ -238,3 +240,77 @@ def test_exec_over_the_plain_channel_protocol(crun_node, pod_ns):
             channels[data[0]] = channels.get(data[0], b"") + data[1:]
     assert channels.get(1) == b"out\n"
     assert channels.get(2) == b"err\n"
+
+
+def exec_over_websocket(cluster, ns: str, name: str, protocol: str, command: str,
+                        frames: list[tuple[int, bytes | str]]) -> dict[int, bytes]:
+    """Runs `sh -c command` with stdin through a raw WebSocket on `protocol`, sends `frames`
+    ((opcode, payload) each, the channel byte first), and returns what each channel carried
+    until the server closed the connection."""
+    import websocket
+    info = harness.KubeconfigInfo(cluster.kubeconfig)
+    ws = info.websocket(f"/api/v1/namespaces/{ns}/pods/{name}/exec?command=sh&command=-c"
+                        f"&command={urllib.parse.quote(command)}"
+                        "&stdin=true&stdout=true&stderr=true", [protocol])
+    try:
+        assert ws.subprotocol == protocol
+        for opcode, payload in frames:
+            ws.send(payload, opcode=opcode)
+        channels: dict[int, bytes] = {}
+        while True:
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return channels
+            if opcode == websocket.ABNF.OPCODE_BINARY and data:
+                channels[data[0]] = channels.get(data[0], b"") + data[1:]
+    finally:
+        ws.close()
+
+
+def test_exec_stdin_in_text_frames_on_v4_and_v5(crun_node, pod_ns):
+    """The Python client sends `str` stdin in WebSocket text frames (channel byte first);
+    upstream reads text frames like binary ones, so the command gets its input, and v5's
+    close of stdin (a binary [255, 0]) still ends it."""
+    from websocket import ABNF
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("text-exec", n.images.busybox, ["sleep", "3600"])))
+    wait_ready(n, pod_ns, "text-exec")
+    success = json.dumps({"metadata": {}, "status": "Success"}, separators=(",", ":")).encode()
+
+    # v4 has no way to close stdin: the command reads one line and ends.
+    v4 = exec_over_websocket(n, pod_ns, "text-exec", "v4.channel.k8s.io",
+                             'read line; echo "got:$line"',
+                             [(ABNF.OPCODE_TEXT, "\x00hello v4\n")])
+    assert v4.get(1) == b"got:hello v4\n", v4
+    assert v4.get(3) == success
+
+    # v5: text stdin in two frames, then close stdin; cat sees the end of its input.
+    v5 = exec_over_websocket(n, pod_ns, "text-exec", "v5.channel.k8s.io", "cat; echo done",
+                             [(ABNF.OPCODE_TEXT, "\x00one\n"), (ABNF.OPCODE_TEXT, "\x00two\n"),
+                              (ABNF.OPCODE_BINARY, bytes([255, 0]))])
+    assert v5.get(1) == b"one\ntwo\ndone\n", v5
+    assert v5.get(3) == success
+
+
+def test_python_client_exec_with_str_stdin_and_v5_close(crun_node, pod_ns):
+    """What kubernetes-client/python's e2e `test_pod_exec_close_channel` does: `str` stdin
+    (text frames), a line back, then `close_channel(0)` ends `cat` with exit code 0."""
+    n = crun_node
+    n.kubectl("apply", "-n", pod_ns, "-f", "-",
+              input=to_yaml(pod("py-stdin", n.images.busybox, ["sleep", "3600"])))
+    wait_ready(n, pod_ns, "py-stdin")
+    core = kubernetes.client.CoreV1Api(n.new_client())
+    resp = stream(core.connect_post_namespaced_pod_exec, "py-stdin", pod_ns,
+                  command=["/bin/sh", "-c", "cat"], stderr=True, stdin=True, stdout=True,
+                  tty=False, _preload_content=False)
+    try:
+        assert resp.subprotocol == "v5.channel.k8s.io"
+        resp.write_stdin("test-close\n")
+        assert resp.readline_stdout(timeout=10) == "test-close"
+        resp.close_channel(0)
+        resp.run_forever(timeout=15)
+        assert not resp.is_open()
+        assert resp.returncode == 0
+    finally:
+        resp.close()

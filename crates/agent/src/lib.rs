@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
+use supervisor::{Outage, Supervisor};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -63,9 +64,19 @@ pub enum AgentError {
     Cni(#[from] cni::CniError),
     #[error("runtime: {0}")]
     Runtime(#[from] oci::OciError),
+    /// One of the agent's loops failed in a way that takes the agent down.
+    #[error(transparent)]
+    Loop(#[from] supervisor::Failure),
 }
 
 impl AgentError {
+    /// Whether this is the API server being out of reach (no answer at all: connection
+    /// refused or reset, TLS, timeouts) rather than an answer such as 404 or 409. Loops log
+    /// the former as one outage, not per attempt.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, AgentError::Api(e) if unreachable(e))
+    }
+
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> AgentError {
         AgentError::Io {
             path: path.as_ref().to_path_buf(),
@@ -74,11 +85,19 @@ impl AgentError {
     }
 }
 
+/// Whether a client error means the API server did not answer (see
+/// [`AgentError::is_unreachable`]).
+pub(crate) fn unreachable(e: &kube::Error) -> bool {
+    !matches!(e, kube::Error::Api(_))
+}
+
 /// What every pod worker shares.
 pub struct Ctx {
     pub client: kube::Client,
     pub cfg: Arc<AgentConfig>,
     recorder: events::Recorder,
+    /// Sends what `recorder` queues; run under the agent's supervisor.
+    event_writer: events::Writer,
     pub images: Arc<image::ImageStore>,
     pub cni: Arc<cni::Cni>,
     pub runtime: Arc<oci::Runtime>,
@@ -87,9 +106,33 @@ pub struct Ctx {
     _images_lock: std::fs::File,
     /// Bound in `prepare` (so the node reports its port), served from `run`.
     streaming_listener: Mutex<Option<std::net::TcpListener>>,
+    /// Pod workers' API requests that found the API server out of reach, logged as one
+    /// outage for all workers rather than a line per pod and retry.
+    worker_requests: Mutex<Outage>,
+    /// Woken by the heartbeat when it reaches the API server again after an outage, so the
+    /// pod watch relists at once instead of at the end of its (up to 30 s) backoff.
+    api_back: Arc<tokio::sync::Notify>,
 }
 
 impl Ctx {
+    /// A pod worker's request went unanswered (the API server is out of reach).
+    fn api_unreachable(&self, error: &dyn std::fmt::Display) {
+        let mut outage = self
+            .worker_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        outage.failed(error);
+    }
+
+    /// A pod worker's request was answered.
+    fn api_answered(&self) {
+        let mut outage = self
+            .worker_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        outage.succeeded();
+    }
+
     fn pull_lock(&self, image: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.pull_locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(image.to_string()).or_default().clone()
@@ -123,11 +166,7 @@ const ARCHIVE_RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Imports `DIR/images/*.tar` (air-gapped images) it has not imported yet: at start, and
 /// whenever one is dropped there while the agent runs.
-fn import_archives(
-    images: &image::ImageStore,
-    dir: &Path,
-    seen: &mut HashMap<PathBuf, (std::time::SystemTime, u64)>,
-) {
+fn import_archives(images: &image::ImageStore, dir: &Path, seen: &mut ArchivesSeen) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -202,46 +241,48 @@ pub fn prepare(client: kube::Client, mut cfg: AgentConfig) -> Result<Arc<Ctx>, A
         ))
     })?;
     let images = image::ImageStore::open(&cfg.images_dir())?;
-    let recorder = events::Recorder::start(client.clone(), cfg.node_name.clone());
+    let (recorder, event_writer) = events::Recorder::new(client.clone(), cfg.node_name.clone());
     Ok(Arc::new(Ctx {
         client,
         cfg: Arc::new(cfg),
         recorder,
+        event_writer,
         images: Arc::new(images),
         cni: Arc::new(cni),
         runtime: Arc::new(runtime),
         pull_locks: Mutex::new(HashMap::new()),
         _images_lock: images_lock,
         streaming_listener: Mutex::new(Some(listener)),
+        worker_requests: Mutex::new(Outage::new("pod workers' API requests")),
+        api_back: Arc::default(),
     }))
 }
 
 /// Imports archives that appear in `DIR/images/` while the agent runs, until shutdown.
+/// `seen` outlives one run of the loop, so a restarted watcher does not import again.
 async fn watch_archives(
     ctx: Arc<Ctx>,
-    mut seen: HashMap<PathBuf, (std::time::SystemTime, u64)>,
+    seen: Arc<Mutex<ArchivesSeen>>,
     shutdown: CancellationToken,
-) {
+) -> Result<(), tokio::task::JoinError> {
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(ARCHIVE_RESCAN) => {}
         }
         let store = ctx.images.clone();
         let dir = ctx.cfg.images_dir();
-        let scan = tokio::task::spawn_blocking(move || {
+        let seen = seen.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
             import_archives(&store, &dir, &mut seen);
-            seen
-        });
-        match scan.await {
-            Ok(s) => seen = s,
-            Err(e) => {
-                warn!(error = %e, "image archive scan failed");
-                return;
-            }
-        }
+        })
+        .await?;
     }
 }
+
+/// Archives already imported, with the modification time and size they had then.
+type ArchivesSeen = HashMap<PathBuf, (std::time::SystemTime, u64)>;
 
 fn load_records(cfg: &AgentConfig) -> HashMap<String, PodRecord> {
     let mut out = HashMap::new();
@@ -293,11 +334,17 @@ async fn remove_orphans(ctx: &Ctx, records: &HashMap<String, PodRecord>) {
 
 struct WorkerSlot {
     tx: watch::Sender<PodUpdate>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::Id,
 }
 
 /// Runs the agent until `shutdown`: registers the node, keeps its lease, and runs the pods
 /// bound to it. `ready` is called once the node is registered.
+///
+/// Its loops run under its own [`Supervisor`], each chosen as the kubelet would: the
+/// streaming server and the pod loop are essential (the kubelet exits when its server
+/// fails, and the pod loop owns every pod worker), so their failure ends `run` with an
+/// error; the heartbeat, the event writer and the archive watcher are restarted with
+/// backoff. Containers keep running whatever happens to the agent.
 pub async fn run(
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
@@ -313,19 +360,25 @@ pub async fn run(
         .ok_or_else(|| AgentError::State("the agent runs once per prepare".into()))?;
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| AgentError::io("streaming listener", e))?;
-    tokio::spawn(streaming::serve(
-        ctx.clone(),
-        listener,
-        tls,
-        shutdown.clone(),
-    ));
+    // Dropping the supervisor (an error below) aborts what it runs.
+    let mut loops = Supervisor::new(shutdown.child_token());
+    let c = ctx.clone();
+    loops.spawn_essential("streaming server", move |token| {
+        streaming::serve(c, listener, tls, token)
+    });
     let node_uid = node_status::register(&ctx.client, &cfg).await?;
-    tokio::spawn(node_status::heartbeat(
-        ctx.client.clone(),
-        cfg.clone(),
-        node_uid,
-        shutdown.clone(),
-    ));
+    let (client, c, back) = (ctx.client.clone(), cfg.clone(), ctx.api_back.clone());
+    loops.spawn_restarting("node heartbeat", move |token| {
+        node_status::heartbeat(
+            client.clone(),
+            c.clone(),
+            node_uid.clone(),
+            back.clone(),
+            token,
+        )
+    });
+    let writer = ctx.event_writer.clone();
+    loops.spawn_restarting("event recorder", move |token| writer.clone().run(token));
     // Archives first, so pods with `imagePullPolicy: Never` find their images.
     let store = ctx.images.clone();
     let dir = cfg.images_dir();
@@ -336,7 +389,10 @@ pub async fn run(
     })
     .await
     .unwrap_or_default();
-    tokio::spawn(watch_archives(ctx.clone(), seen, shutdown.clone()));
+    let (c, seen) = (ctx.clone(), Arc::new(Mutex::new(seen)));
+    loops.spawn_restarting("image archive watcher", move |token| {
+        watch_archives(c.clone(), seen.clone(), token)
+    });
     let cluster_cidr = if masquerade::contains(&cfg.cluster_cidr, &cfg.pod_cidr) {
         cfg.cluster_cidr.clone()
     } else {
@@ -345,29 +401,81 @@ pub async fn run(
         cfg.pod_cidr.clone()
     };
     masquerade::ensure(&cfg.pod_cidr, &cluster_cidr).await?;
-    let mut records = load_records(&cfg);
+    let records = load_records(&cfg);
     remove_orphans(&ctx, &records).await;
+    let c = ctx.clone();
+    loops.spawn_essential("pod loop", move |token| pod_loop(c, records, token));
     ready();
+    let result = loops.run().await;
+    info!("node agent stopping; containers keep running");
+    Ok(result?)
+}
 
+/// The pods bound to this node, with client-go's reflector backoff (800 ms doubling to
+/// 30 s, jittered), so an API server that is down is not retried in a hot loop.
+fn pod_watch(
+    ctx: &Ctx,
+) -> futures::stream::BoxStream<'static, watcher::Result<watcher::Event<Pod>>> {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let selector = format!("spec.nodeName={}", cfg.node_name);
-    let mut stream = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
+    let selector = format!("spec.nodeName={}", ctx.cfg.node_name);
+    watcher(pods, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .boxed()
+}
+
+/// Follows the pods bound to this node and gives each its worker, until `shutdown`. The
+/// workers belong to this loop: they stop with it (their containers do not), and a worker
+/// that panicked takes the loop down rather than leaving its pod unattended.
+async fn pod_loop(
+    ctx: Arc<Ctx>,
+    mut records: HashMap<String, PodRecord>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let mut stream = pod_watch(&ctx);
+    let mut outage = Outage::new("pod watch");
+    let mut tasks = tokio::task::JoinSet::new();
     let mut workers: HashMap<String, WorkerSlot> = HashMap::new();
     let mut seen_in_list: HashSet<String> = HashSet::new();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(done) = tasks.join_next_with_id() => {
+                match done {
+                    Ok((id, ())) => workers.retain(|_, w| w.task != id),
+                    Err(e) if e.is_panic() => {
+                        let uid = workers.iter().find(|(_, w)| w.task == e.id()).map(|(u, _)| u.clone());
+                        return Err(AgentError::State(format!(
+                            "the worker of pod {} panicked",
+                            uid.unwrap_or_default()
+                        )));
+                    }
+                    Err(_) => {}
+                }
+                continue;
+            }
+            _ = ctx.api_back.notified(), if outage.is_down() => {
+                // The API server is back (the heartbeat got through): start over with a
+                // fresh list now rather than at the end of the backoff. A relist is what
+                // the watch does after an outage anyway (its resource version predates
+                // the restarted server's watch cache).
+                stream = pod_watch(&ctx);
+                continue;
+            }
             ev = stream.next() => ev,
         };
-        let Some(event) = event else { break };
+        let Some(event) = event else {
+            return Err(AgentError::State("the pod watch ended".into()));
+        };
         let event = match event {
-            Ok(ev) => ev,
+            Ok(ev) => {
+                outage.succeeded();
+                ev
+            }
             Err(e) => {
-                warn!(error = %e, "pod watch");
+                outage.failed(&e);
                 continue;
             }
         };
-        workers.retain(|_, w| !w.task.is_finished());
         match event {
             watcher::Event::Init => seen_in_list.clear(),
             watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
@@ -380,8 +488,13 @@ pub async fn run(
                     }
                     None => {
                         let (tx, rx) = watch::channel(update);
-                        let task =
-                            pod_worker::spawn(ctx.clone(), uid.clone(), records.remove(&uid), rx);
+                        let task = pod_worker::spawn(
+                            ctx.clone(),
+                            uid.clone(),
+                            records.remove(&uid),
+                            rx,
+                            &mut tasks,
+                        );
                         workers.insert(uid, WorkerSlot { tx, task });
                     }
                 }
@@ -402,15 +515,13 @@ pub async fn run(
                 for (uid, rec) in records.drain() {
                     info!(pod = %rec.name, "pod gone while the agent was down; cleaning up");
                     let (tx, rx) = watch::channel(PodUpdate::Gone);
-                    let task = pod_worker::spawn(ctx.clone(), uid.clone(), Some(rec), rx);
+                    let task =
+                        pod_worker::spawn(ctx.clone(), uid.clone(), Some(rec), rx, &mut tasks);
                     workers.insert(uid, WorkerSlot { tx, task });
                 }
             }
         }
     }
-    info!("node agent stopping; containers keep running");
-    for (_, w) in workers {
-        w.task.abort();
-    }
+    // Dropping `tasks` aborts the workers; their containers keep running.
     Ok(())
 }

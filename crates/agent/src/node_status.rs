@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use supervisor::{Backoff, Outage};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -297,31 +298,66 @@ async fn renew_lease(
     Ok(())
 }
 
-/// Renews the lease every 10 s and re-posts status every minute until shutdown.
+/// Waits between failed lease renewals: 200 ms doubling up to the renew interval; started
+/// over (a fresh one) after each success.
+fn lease_retry() -> Backoff {
+    Backoff::new(Duration::from_millis(200), LEASE_RENEW, Duration::MAX)
+}
+
+/// Renews the lease every 10 s and re-posts status every minute until shutdown. A failed
+/// renewal is retried sooner, with backoff from 200 ms up to the renew interval (the
+/// kubelet's lease controller), and the first success after an outage re-posts the status
+/// at once and wakes `api_back`. While the API server is unreachable each connection is
+/// logged as one [`Outage`], not per attempt.
 pub async fn heartbeat(
     client: kube::Client,
     cfg: std::sync::Arc<AgentConfig>,
     node_uid: String,
+    api_back: std::sync::Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let nodes: Api<Node> = Api::all(client);
     let mut last_status = std::time::Instant::now();
+    let mut lease_outage = Outage::new("node lease renewal");
+    let mut status_outage = Outage::new("node status report");
+    let mut retry = lease_retry();
+    let mut post_now = false;
     loop {
-        if let Err(e) = renew_lease(&leases, &cfg, &node_uid).await {
-            warn!(error = %e, "renewing the node lease");
-        } else {
-            debug!("renewed node lease");
-        }
-        if last_status.elapsed() >= STATUS_REPORT {
-            if let Err(e) = post_status(&nodes, &cfg).await {
-                warn!(error = %e, "posting node status");
+        let wait = match renew_lease(&leases, &cfg, &node_uid).await {
+            Ok(()) => {
+                debug!("renewed node lease");
+                // Back after an outage: say how the node is now rather than in a minute.
+                if lease_outage.is_down() {
+                    post_now = true;
+                    api_back.notify_one();
+                }
+                lease_outage.succeeded();
+                // The next failure starts the retries over from 200 ms.
+                retry = lease_retry();
+                LEASE_RENEW
+            }
+            Err(e) => {
+                if e.is_unreachable() {
+                    lease_outage.failed(&e);
+                } else {
+                    warn!(error = %e, "renewing the node lease");
+                }
+                retry.next_delay(Duration::ZERO)
+            }
+        };
+        if (post_now || last_status.elapsed() >= STATUS_REPORT) && !lease_outage.is_down() {
+            post_now = false;
+            match post_status(&nodes, &cfg).await {
+                Ok(()) => status_outage.succeeded(),
+                Err(e) if e.is_unreachable() => status_outage.failed(&e),
+                Err(e) => warn!(error = %e, "posting node status"),
             }
             last_status = std::time::Instant::now();
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(LEASE_RENEW) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

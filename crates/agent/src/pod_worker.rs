@@ -172,13 +172,15 @@ pub struct Worker {
     hook_rx: mpsc::UnboundedReceiver<(String, Result<(), String>)>,
 }
 
-/// Starts a worker for the pod with this uid. `record` is what a previous agent left on disk.
+/// Starts a worker for the pod with this uid in `workers` (the agent's pod loop owns them).
+/// `record` is what a previous agent left on disk.
 pub fn spawn(
     ctx: Arc<Ctx>,
     uid: String,
     record: Option<PodRecord>,
     updates: watch::Receiver<PodUpdate>,
-) -> tokio::task::JoinHandle<()> {
+    workers: &mut tokio::task::JoinSet<()>,
+) -> tokio::task::Id {
     let pod_dir = ctx.cfg.pods_dir().join(&uid);
     let (exits_tx, exits_rx) = mpsc::unbounded_channel();
     let (probe_tx, probe_rx) = mpsc::unbounded_channel();
@@ -206,7 +208,7 @@ pub fn spawn(
         hook_tx,
         hook_rx,
     };
-    tokio::spawn(worker.run(updates))
+    workers.spawn(worker.run(updates)).id()
 }
 
 impl Worker {
@@ -717,7 +719,11 @@ impl Worker {
         }
 
         if let Err(e) = crate::volumes::sync(&self.ctx.client, pod, &self.pod_dir).await {
-            warn!(pod = %self.rec.name, error = %e, "setting up volumes");
+            if e.unreachable {
+                self.ctx.api_unreachable(&e);
+            } else {
+                warn!(pod = %self.rec.name, error = %e, "setting up volumes");
+            }
             self.ctx
                 .recorder
                 .pod_event(pod, EventType::Warning, "FailedMount", e.to_string());
@@ -1407,6 +1413,7 @@ impl Worker {
         match api.delete(&self.rec.name, &params).await {
             Ok(_) => info!(pod = %self.rec.name, "pod deleted"),
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) if crate::unreachable(&e) => self.ctx.api_unreachable(&e),
             Err(e) => warn!(pod = %self.rec.name, error = %e, "confirming pod deletion"),
         }
     }
@@ -1636,6 +1643,7 @@ impl Worker {
             .await
         {
             Ok(_) => {
+                self.ctx.api_answered();
                 let ready = status
                     .conditions
                     .iter()
@@ -1654,6 +1662,7 @@ impl Worker {
                 self.last_status = Some(status);
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) if crate::unreachable(&e) => self.ctx.api_unreachable(&e),
             Err(e) => warn!(pod = %self.rec.name, error = %e, "updating pod status"),
         }
     }

@@ -41,6 +41,34 @@ pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
 pub struct VolumeError {
     pub volume: String,
     pub message: String,
+    /// The API server did not answer (see `AgentError::is_unreachable`).
+    pub unreachable: bool,
+}
+
+/// Why a volume's content could not be made: a message in the kubelet's words, and whether
+/// it is only the API server being out of reach.
+#[derive(Debug)]
+struct RenderError {
+    message: String,
+    unreachable: bool,
+}
+
+impl From<String> for RenderError {
+    fn from(message: String) -> Self {
+        RenderError {
+            message,
+            unreachable: false,
+        }
+    }
+}
+
+impl RenderError {
+    fn api(e: kube::Error, context: &str) -> RenderError {
+        RenderError {
+            unreachable: crate::unreachable(&e),
+            message: format!("{context}{e}"),
+        }
+    }
 }
 
 impl std::fmt::Display for VolumeError {
@@ -77,6 +105,7 @@ pub async fn sync(client: &kube::Client, pod: &Pod, pod_dir: &Path) -> Result<()
         let fail = |message: String| VolumeError {
             volume: v.name.clone(),
             message,
+            unreachable: false,
         };
         if let Some(hp) = &v.host_path {
             check_host_path(&hp.path, hp.type_.as_deref().unwrap_or_default()).map_err(fail)?;
@@ -105,9 +134,16 @@ pub async fn sync(client: &kube::Client, pod: &Pod, pod_dir: &Path) -> Result<()
         let fail = |message: String| VolumeError {
             volume: v.name.clone(),
             message,
+            unreachable: false,
         };
         let dir = volume_dir(pod_dir, &v.name);
-        let mut files = render(client, ns, pod, v, &dir).await.map_err(fail)?;
+        let mut files = render(client, ns, pod, v, &dir)
+            .await
+            .map_err(|e| VolumeError {
+                volume: v.name.clone(),
+                message: e.message,
+                unreachable: e.unreachable,
+            })?;
         if !is_mounted(&dir) {
             oci::sandbox::mount_tmpfs(&dir, TMPFS_SIZE).map_err(|e| fail(e.to_string()))?;
         }
@@ -289,7 +325,7 @@ async fn render(
     pod: &Pod,
     v: &Volume,
     dir: &Path,
-) -> Result<Files, String> {
+) -> Result<Files, RenderError> {
     let mut files = Files::new();
     if let Some(src) = &v.config_map {
         let mode = mode_of(None, src.default_mode);
@@ -374,7 +410,7 @@ async fn service_account_token(
     pod: &Pod,
     p: &ServiceAccountTokenProjection,
     held: Option<String>,
-) -> Result<String, String> {
+) -> Result<String, RenderError> {
     let audience = p.audience.as_deref().unwrap_or_default();
     let now = jiff::Timestamp::now().as_second();
     if let Some(held) = held.filter(|t| !needs_refresh(t, audience, now)) {
@@ -406,12 +442,16 @@ async fn service_account_token(
     let answer = api
         .create_token_request(sa, &kube::api::PostParams::default(), &request)
         .await
-        .map_err(|e| format!("failed to fetch token: {e}"))?;
+        .map_err(|e| RenderError::api(e, "failed to fetch token: "))?;
     answer
         .status
         .and_then(|s| s.token)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| "failed to fetch token: the answer holds no token".to_string())
+        .ok_or_else(|| {
+            "failed to fetch token: the answer holds no token"
+                .to_string()
+                .into()
+        })
 }
 
 /// The kubelet token manager's rule: refresh once 80% of the token's lifetime has passed,
@@ -466,7 +506,7 @@ async fn add_object(
     items: Option<&[KeyToPath]>,
     optional: Option<bool>,
     mode: u32,
-) -> Result<(), String> {
+) -> Result<(), RenderError> {
     let (data, missing_object, missing_key) = match kind {
         Object::ConfigMap => (
             config_map(client, ns, name).await?,
@@ -479,7 +519,7 @@ async fn add_object(
             "references non-existent secret key",
         ),
     };
-    add_keys(
+    Ok(add_keys(
         files,
         data,
         items,
@@ -487,16 +527,19 @@ async fn add_object(
         mode,
         &missing_object,
         missing_key,
-    )
+    )?)
 }
 
 async fn config_map(
     client: &kube::Client,
     ns: &str,
     name: &str,
-) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, RenderError> {
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), ns);
-    let cm = api.get_opt(name).await.map_err(|e| e.to_string())?;
+    let cm = api
+        .get_opt(name)
+        .await
+        .map_err(|e| RenderError::api(e, ""))?;
     Ok(cm.map(|cm| {
         let mut data: BTreeMap<String, Vec<u8>> = cm
             .data
@@ -515,9 +558,12 @@ async fn secret(
     client: &kube::Client,
     ns: &str,
     name: &str,
-) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, RenderError> {
     let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), ns);
-    let s = api.get_opt(name).await.map_err(|e| e.to_string())?;
+    let s = api
+        .get_opt(name)
+        .await
+        .map_err(|e| RenderError::api(e, ""))?;
     Ok(s.map(|s| {
         s.data
             .unwrap_or_default()

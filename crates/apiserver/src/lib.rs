@@ -36,8 +36,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use supervisor::Supervisor;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 pub use errors::ApiError;
 pub use server::ApiServer;
@@ -70,16 +70,19 @@ pub struct Config {
     pub advertise_address: Option<IpAddr>,
 }
 
-/// A started API server: it serves until the shutdown token is cancelled.
+/// A started API server: it serves until the supervisor's shutdown token is cancelled.
 pub struct Running {
     pub server: Arc<ApiServer>,
     pub kubeconfig: PathBuf,
     pub addr: SocketAddr,
-    pub tasks: tokio::task::JoinSet<()>,
 }
 
-/// Binds, bootstraps the system namespaces and starts serving.
-pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, Error> {
+/// Binds, bootstraps the system namespaces, and registers the server's loops with
+/// `supervisor`: the HTTPS accept loops are essential (an API server that no longer
+/// accepts is of no use, and a half-alive one is worse: kube-apiserver exits too); the
+/// admission mirrors, the in-server controllers, event expiry and the compactor are
+/// restarted with backoff, each retrying its own store errors meanwhile.
+pub async fn start(config: Config, supervisor: &mut Supervisor) -> Result<Running, Error> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -113,62 +116,64 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .map_err(ApiError::from)?;
     server.set_ready(start_revision);
 
-    let mut tasks = tokio::task::JoinSet::new();
     // The strategic-merge schema is generated from every kind's types: do it now, off the
     // request path, rather than in the first PATCH (an agent's first status update). A
     // one-shot computation that cannot fail, so nothing supervises it.
     drop(tokio::task::spawn_blocking(handlers::patch::warm));
-    let s = server.clone();
-    let token = shutdown.clone();
-    let tls_config = pki.server_config.clone();
-    tasks.spawn(async move {
-        if let Err(e) = server::serve(s, listener, tls_config, token).await {
-            warn!(error = %e, "API server stopped accepting connections");
-        }
+    let (s, tls_config) = (server.clone(), pki.server_config.clone());
+    supervisor.spawn_essential("API server", move |token| {
+        server::serve(s, listener, tls_config, token)
     });
     if let Some(listener) = extra {
-        let (s, token, tls_config) = (server.clone(), shutdown.clone(), pki.server_config);
-        tasks.spawn(async move {
-            if let Err(e) = server::serve(s, listener, tls_config, token).await {
-                warn!(error = %e, "API server stopped accepting on its advertise address");
-            }
+        let (s, tls_config) = (server.clone(), pki.server_config.clone());
+        supervisor.spawn_essential("API server (advertise address)", move |token| {
+            server::serve(s, listener, tls_config, token)
         });
     }
-    for (mirror, prefix) in [
+    for (name, mirror, prefix) in [
         (
+            "namespace mirror",
             server.namespaces.clone(),
             kinds::namespace::RESOURCE.prefix(),
         ),
         (
+            "priority class mirror",
             server.priority_classes.clone(),
             kinds::priorityclass::RESOURCE.prefix(),
         ),
         (
+            "service account mirror",
             server.service_accounts.clone(),
             kinds::serviceaccount::RESOURCE.prefix(),
         ),
     ] {
-        tasks.spawn(mirror.run(server.store.clone(), prefix, shutdown.clone()));
+        let store = server.store.clone();
+        supervisor.spawn_restarting(name, move |token| {
+            mirror.clone().run(store.clone(), prefix.clone(), token)
+        });
     }
     let s = server.clone();
-    let token = shutdown.clone();
-    tasks.spawn(lifecycle::run(s, token));
-    tasks.spawn(serviceaccount::controller::run(
-        server.clone(),
-        pki.ca_pem.clone(),
-        shutdown.clone(),
-    ));
-    tasks.spawn(lifecycle::expire_events(
-        server.clone(),
-        config.event_ttl,
-        shutdown.clone(),
-    ));
+    supervisor.spawn_restarting("namespace lifecycle", move |token| {
+        lifecycle::run(s.clone(), token)
+    });
+    let (s, ca_pem) = (server.clone(), pki.ca_pem.clone());
+    supervisor.spawn_restarting("service account controllers", move |token| {
+        serviceaccount::controller::run(s.clone(), ca_pem.clone(), token)
+    });
+    let (s, ttl) = (server.clone(), config.event_ttl);
+    supervisor.spawn_restarting("event expiry", move |token| {
+        lifecycle::expire_events(s.clone(), ttl, token)
+    });
     // As kube-apiserver: every 5 minutes, forget history older than the previous tick.
-    let compactor = store::spawn_compactor(&server.store, COMPACTION_INTERVAL, 0);
-    let token = shutdown.clone();
-    tasks.spawn(async move {
-        token.cancelled().await;
-        compactor.abort();
+    let store = Arc::downgrade(&server.store);
+    supervisor.spawn_restarting("store compactor", move |token: CancellationToken| {
+        let store = store.clone();
+        async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = store::compact_periodically(store, COMPACTION_INTERVAL, 0) => {}
+            }
+        }
     });
     server::log_listening(addr);
     if let Some(a) = advertise {
@@ -178,7 +183,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         server,
         kubeconfig: config.data_dir.join("kubeconfig.yaml"),
         addr,
-        tasks,
     })
 }
 

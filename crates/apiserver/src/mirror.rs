@@ -7,13 +7,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::Instant;
 
 use futures::StreamExt;
 use serde_json::Value;
 use store::{Event, Store};
+use supervisor::{Backoff, Outage};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use crate::object;
 use crate::scan::Pages;
@@ -42,28 +42,38 @@ impl Mirror {
         self.objects.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Lists `prefix`, then follows its watch until `shutdown`; relists after any error.
+    /// Lists `prefix`, then follows its watch until `shutdown`; relists after any error,
+    /// with backoff (800 ms doubling to 30 s, started over after a watch that held for two
+    /// minutes) and one log line per outage of the store rather than one per attempt.
     pub async fn run(
         self: Arc<Self>,
         store: Arc<dyn Store>,
         prefix: String,
         shutdown: CancellationToken,
     ) {
+        let mut backoff = Backoff::default();
+        let mut outage = Outage::new("admission mirror watch");
         loop {
+            let began = Instant::now();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                res = self.follow(&store, &prefix) => if let Err(e) = res {
-                    warn!(%prefix, error = %e, "mirror lost its watch; relisting");
+                res = self.follow(&store, &prefix, &mut outage) => if let Err(e) = res {
+                    outage.failed(&format!("{prefix}: {e}"));
                 },
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(backoff.next_delay(began.elapsed())) => {}
             }
         }
     }
 
-    async fn follow(&self, store: &Arc<dyn Store>, prefix: &str) -> Result<(), store::Error> {
+    async fn follow(
+        &self,
+        store: &Arc<dyn Store>,
+        prefix: &str,
+        outage: &mut Outage,
+    ) -> Result<(), store::Error> {
         let mut fresh = HashMap::new();
         let mut pages = Pages::new(store, prefix);
         while let Some(items) = pages.next().await? {
@@ -76,6 +86,7 @@ impl Mirror {
         let revision = pages.revision();
         *self.write() = fresh;
         let mut events = store.watch(prefix, revision).await?;
+        outage.succeeded();
         while let Some(ev) = events.next().await {
             match ev? {
                 Event::Put { kv, .. } => {

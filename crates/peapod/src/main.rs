@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use supervisor::Supervisor;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -163,11 +164,16 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
+/// `info`, without kube-client's own line per failed request: every such failure reaches
+/// the caller, which reports it with context (and, while the API server is out of reach,
+/// once per outage rather than per retry). `PEAPOD_LOG` replaces the whole filter.
+const DEFAULT_LOG: &str = "info,kube_client::client::builder=off";
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PEAPOD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -206,11 +212,15 @@ async fn open_store(args: &ServerArgs) -> Result<Arc<dyn store::Store>> {
     )
 }
 
+/// `server` and `up`: the control plane, and with `node` the node agent too. Every
+/// long-running component runs under one [`Supervisor`] (the policies are in
+/// ARCHITECTURE.md, "Supervision").
 async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = open_store(&args).await?;
     let shutdown = CancellationToken::new();
+    let mut components = Supervisor::new(shutdown.clone());
     let advertise_address = match (&args.advertise_address, &node) {
         (Some(ip), _) => Some(*ip),
         // All in one: the pods on this node reach the host through their bridge's gateway.
@@ -221,11 +231,11 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
         apiserver::Config {
             data_dir: args.data_dir.clone(),
             listen: args.listen,
-            store,
+            store: store.clone(),
             event_ttl: args.event_ttl,
             advertise_address,
         },
-        shutdown.clone(),
+        &mut components,
     )
     .await?;
     let client = client_from_parts(
@@ -234,72 +244,99 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
         &args.data_dir.join("pki").join("ca.crt"),
     )
     .await?;
-    let scheduler = (!args.no_scheduler).then(|| {
-        tokio::spawn(scheduler::run(
-            client.clone(),
-            scheduler::SchedulerConfig::default(),
-            shutdown.clone(),
-        ))
-    });
-    if let Some(node) = node {
-        let mut cfg = agent_config(&node, &args.data_dir)?;
-        cfg.api_service = Some(
-            running
-                .server
-                .advertise
-                .get()
-                .copied()
-                .unwrap_or(running.addr),
-        );
-        let ctx = agent::prepare(client, cfg).context("preparing the node")?;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let agent_shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = agent::run(ctx, agent_shutdown, move || {
-                let _ = ready_tx.send(());
-            })
-            .await
-            {
-                tracing::error!(error = %e, "node agent failed");
-            }
-        });
-        ready_rx
-            .await
-            .context("the node agent stopped before the node was ready")?;
-    }
-    // The one line tests and scripts wait for.
-    println!("peapod ready: kubeconfig={}", running.kubeconfig.display());
-    wait_for_signal().await?;
-    info!("shutting down");
-    shutdown.cancel();
-    if let Some(scheduler) = scheduler {
-        match scheduler.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "scheduler stopped"),
-            Err(e) => tracing::error!(error = %e, "scheduler task panicked"),
-            Ok(Ok(())) => {}
+    control_loops(&mut components, &client, &args);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    match node {
+        Some(node) => {
+            let mut cfg = agent_config(&node, &args.data_dir)?;
+            cfg.api_service = Some(
+                running
+                    .server
+                    .advertise
+                    .get()
+                    .copied()
+                    .unwrap_or(running.addr),
+            );
+            let ctx = agent::prepare(client, cfg).context("preparing the node")?;
+            // The node is what `up` is for: without its agent the process is not up.
+            components.spawn_essential("node agent", move |token| {
+                agent::run(ctx, token, move || {
+                    let _ = ready_tx.send(());
+                })
+            });
+        }
+        None => {
+            let _ = ready_tx.send(());
         }
     }
-    let mut tasks = running.tasks;
-    while tasks.join_next().await.is_some() {}
-    // Queued writes finish before the process goes.
-    running
-        .server
-        .store
-        .close()
-        .await
-        .context("closing the store")?;
-    Ok(())
+    let kubeconfig = running.kubeconfig.clone();
+    let result = supervise(components, shutdown, ready_rx, || {
+        // The one line tests and scripts wait for.
+        println!("peapod ready: kubeconfig={}", kubeconfig.display());
+    })
+    .await;
+    // Queued writes finish before the process goes, whatever ended it.
+    let closed = store.close().await.context("closing the store");
+    result.and(closed)
 }
 
-async fn wait_for_signal() -> Result<()> {
+/// The control plane's loops beside the API server, all restarted with backoff when they
+/// fail (they hold no state a fresh start cannot rebuild from the API).
+fn control_loops(components: &mut Supervisor, client: &kube::Client, args: &ServerArgs) {
+    if !args.no_scheduler {
+        let client = client.clone();
+        components.spawn_restarting("scheduler", move |token| {
+            scheduler::run(client.clone(), scheduler::SchedulerConfig::default(), token)
+        });
+    }
+    // crates/controllers (issue 13, part 3) registers here, as the scheduler does:
+    // `components.spawn_restarting("controllers", ... controllers::run(client, config, token))`.
+}
+
+/// Runs `components` until SIGTERM or SIGINT, or until one whose failure takes the process
+/// down fails: then the error is that one line. `announce` runs once `ready` fires (it
+/// never fires when the component that sends it fails first).
+async fn supervise(
+    components: Supervisor,
+    shutdown: CancellationToken,
+    ready: tokio::sync::oneshot::Receiver<()>,
+    announce: impl FnOnce(),
+) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    let run = components.run();
+    tokio::pin!(run);
+    let ready = async {
+        if ready.await.is_err() {
+            // Its sender went without a word: the failure arrives through `run`.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(ready);
+    let mut announce = Some(announce);
+    let finished = loop {
+        tokio::select! {
+            result = &mut run => break result,
+            _ = &mut ready, if announce.is_some() => {
+                if let Some(announce) = announce.take() {
+                    announce();
+                }
+            }
+            _ = term.recv() => {
+                info!("shutting down");
+                shutdown.cancel();
+                break run.await;
+            }
+            _ = int.recv() => {
+                info!("shutting down");
+                shutdown.cancel();
+                break run.await;
+            }
+        }
+    };
+    // One flat line (`Error: node agent failed: ...`), not a chain of causes.
+    finished.map_err(|failure| anyhow::anyhow!("{failure}"))
 }
 
 /// A client of our own API, as every component other than the store is.
@@ -462,15 +499,19 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     cfg.api_service = advertised_api(&client).await;
     let ctx = agent::prepare(client, cfg).context("preparing the node")?;
     let shutdown = CancellationToken::new();
-    let agent = tokio::spawn(agent::run(ctx, shutdown.clone(), || {
+    let mut components = Supervisor::new(shutdown.clone());
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    // The agent is the whole process: when it fails, the process exits (and its containers
+    // keep running for the next agent to re-adopt).
+    components.spawn_essential("node agent", move |token| {
+        agent::run(ctx, token, move || {
+            let _ = ready_tx.send(());
+        })
+    });
+    supervise(components, shutdown, ready_rx, || {
         println!("peapod agent ready");
-    }));
-    tokio::select! {
-        r = wait_for_signal() => r?,
-        r = agent => r.context("agent task")?.context("node agent")?,
-    }
-    shutdown.cancel();
-    Ok(())
+    })
+    .await
 }
 
 fn images(args: ImagesArgs) -> Result<()> {

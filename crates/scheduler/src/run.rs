@@ -18,6 +18,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
 use serde_json::json;
+use supervisor::Outage;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -152,6 +153,9 @@ impl Scheduler {
     async fn run(mut self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
         let mut node_events = pin!(watch::<Node>(self.client.clone()));
         let mut pod_events = pin!(watch::<Pod>(self.client.clone()));
+        // Each watch backs off by itself (`default_backoff`); these keep its log bounded.
+        let mut node_outage = Outage::new("node watch");
+        let mut pod_outage = Outage::new("pod watch");
         let mut flush = tokio::time::interval(FLUSH_CHECK_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         info!(name = %self.config.scheduler_name, "scheduler started");
@@ -165,13 +169,19 @@ impl Scheduler {
                 biased;
                 _ = shutdown.cancelled() => break,
                 ev = node_events.next() => match ev {
-                    Some(Ok(ev)) => self.on_node_event(ev),
-                    Some(Err(e)) => warn!(error = %e, "node watch failed; retrying"),
+                    Some(Ok(ev)) => {
+                        node_outage.succeeded();
+                        self.on_node_event(ev)
+                    }
+                    Some(Err(e)) => node_outage.failed(&e),
                     None => return Err(SchedulerError::WatchEnded("node")),
                 },
                 ev = pod_events.next() => match ev {
-                    Some(Ok(ev)) => self.on_pod_event(ev),
-                    Some(Err(e)) => warn!(error = %e, "pod watch failed; retrying"),
+                    Some(Ok(ev)) => {
+                        pod_outage.succeeded();
+                        self.on_pod_event(ev)
+                    }
+                    Some(Err(e)) => pod_outage.failed(&e),
                     None => return Err(SchedulerError::WatchEnded("pod")),
                 },
                 _ = std::future::ready(()), if ready => {

@@ -183,48 +183,61 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// Start a background task that compacts `store` the way kube-apiserver does: every
-/// `interval` it compacts to the revision it saw one tick earlier (so at least one interval
-/// of history survives for watchers that reconnect), and never to within `keep_revisions`
-/// of the current revision. kube-apiserver uses a 5 minute interval.
-///
-/// The task holds only a weak reference: it ends by itself once the store is dropped, or
-/// when the returned handle is aborted. Failures are logged and retried at the next tick.
+/// Start a background task that runs [`compact_periodically`] on `store`; it ends by itself
+/// once the store is dropped, or when the returned handle is aborted.
 pub fn spawn_compactor<S>(
     store: &Arc<S>,
     interval: Duration,
     keep_revisions: Revision,
 ) -> tokio::task::JoinHandle<()>
 where
+    S: Store + ?Sized + 'static,
+{
+    tokio::spawn(compact_periodically(
+        Arc::downgrade(store),
+        interval,
+        keep_revisions,
+    ))
+}
+
+/// Compacts `store` the way kube-apiserver does: every `interval` it compacts to the
+/// revision it saw one tick earlier (so at least one interval of history survives for
+/// watchers that reconnect), and never to within `keep_revisions` of the current revision.
+/// kube-apiserver uses a 5 minute interval.
+///
+/// Holds only a weak reference: it returns once the store is dropped. Failures are logged
+/// and retried at the next tick.
+pub async fn compact_periodically<S>(
+    store: std::sync::Weak<S>,
+    interval: Duration,
+    keep_revisions: Revision,
+) where
     S: Store + ?Sized,
 {
-    let weak = Arc::downgrade(store);
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut seen_last_tick: Option<Revision> = None;
-        loop {
-            ticker.tick().await;
-            let Some(store) = weak.upgrade() else { return };
-            let current = match store.current_revision().await {
-                Ok(rev) => rev,
-                Err(err) => {
-                    tracing::warn!(%err, "compactor: reading the current revision failed");
-                    continue;
-                }
-            };
-            if let Some(previous) = seen_last_tick {
-                let target = previous.min(current - keep_revisions);
-                if target > 0 {
-                    match store.compact(target).await {
-                        Ok(()) => tracing::debug!(revision = target, "compacted"),
-                        Err(err) => tracing::warn!(%err, revision = target, "compaction failed"),
-                    }
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen_last_tick: Option<Revision> = None;
+    loop {
+        ticker.tick().await;
+        let Some(store) = store.upgrade() else { return };
+        let current = match store.current_revision().await {
+            Ok(rev) => rev,
+            Err(err) => {
+                tracing::warn!(%err, "compactor: reading the current revision failed");
+                continue;
+            }
+        };
+        if let Some(previous) = seen_last_tick {
+            let target = previous.min(current - keep_revisions);
+            if target > 0 {
+                match store.compact(target).await {
+                    Ok(()) => tracing::debug!(revision = target, "compacted"),
+                    Err(err) => tracing::warn!(%err, revision = target, "compaction failed"),
                 }
             }
-            seen_last_tick = Some(current);
         }
-    })
+        seen_last_tick = Some(current);
+    }
 }
 
 /// The smallest key strictly greater than `key` in byte order: `key` followed by a zero byte.

@@ -12,14 +12,16 @@ mod session;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
+use supervisor::{Backoff, Outage};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::record::{ContainerRecord, PodRecord};
 use crate::{AgentError, Ctx};
@@ -75,6 +77,14 @@ pub async fn tls_config(ctx: &Ctx) -> Result<Arc<rustls::ServerConfig>, AgentErr
     Ok(Arc::new(config))
 }
 
+fn accept_backoff() -> Backoff {
+    Backoff::new(
+        Duration::from_millis(5),
+        Duration::from_secs(1),
+        Duration::MAX,
+    )
+}
+
 /// Serves on `listener` until shutdown.
 pub async fn serve(
     ctx: Arc<Ctx>,
@@ -86,13 +96,25 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "streaming server listening");
     }
+    // Accept errors (out of descriptors, mostly) pass: wait 5 ms doubling to 1 s between
+    // tries, as Go's net/http server does, and log the spell once.
+    let mut outage = Outage::new("accepting streaming connections");
+    let mut retry = accept_backoff();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    outage.succeeded();
+                    retry = accept_backoff();
+                    a
+                }
                 Err(e) => {
-                    warn!(error = %e, "accepting a streaming connection");
+                    outage.failed(&e);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(retry.next_delay(Duration::ZERO)) => {}
+                    }
                     continue;
                 }
             },
@@ -224,6 +246,19 @@ pub(super) fn channel_message(channel: u8, data: &[u8]) -> tokio_tungstenite::tu
     tokio_tungstenite::tungstenite::Message::Binary(m.into())
 }
 
+/// The payload of a message on the channel protocols, the channel byte first: binary and
+/// text frames alike, as upstream's `wsstream` reads both (the Python client sends `str`
+/// data, stdin included, in text frames). None for control frames and empty messages.
+pub(super) fn channel_payload(msg: tokio_tungstenite::tungstenite::Message) -> Option<Bytes> {
+    use tokio_tungstenite::tungstenite::Message;
+    let data = match msg {
+        Message::Binary(data) => data,
+        Message::Text(text) => text.into(),
+        _ => return None,
+    };
+    (!data.is_empty()).then_some(data)
+}
+
 /// What a WebSocket upgrade request offers: the accept key and the first of `protocols`
 /// the client offered.
 pub(super) fn websocket_upgrade(
@@ -335,4 +370,31 @@ where
         let _ = sink.send(Message::Close(None)).await;
     });
     local
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::Message;
+
+    #[test]
+    fn channel_messages_come_in_binary_and_text_frames() {
+        let cases: Vec<(Message, Option<&[u8]>)> = vec![
+            (Message::Binary(Bytes::from_static(b"\0hi")), Some(b"\0hi")),
+            // The Python client's `write_stdin("hi")`: chr(0) + "hi" in a text frame.
+            (Message::Text("\0hi".into()), Some(b"\0hi")),
+            (
+                Message::Text("\u{4}{\"Width\":80}".into()),
+                Some(b"\x04{\"Width\":80}"),
+            ),
+            (Message::Binary(Bytes::new()), None),
+            (Message::Text("".into()), None),
+            (Message::Ping(Bytes::from_static(b"\0")), None),
+            (Message::Close(None), None),
+        ];
+        for (msg, want) in cases {
+            let shown = format!("{msg:?}");
+            assert_eq!(channel_payload(msg).as_deref(), want, "{shown}");
+        }
+    }
 }

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::{
-    channel_message, find_pod, percent_decode, spdy_upgrade, switching, text, websocket_upgrade,
-    Body, PORT_FORWARD_PROTOCOL,
+    channel_message, channel_payload, find_pod, percent_decode, spdy_upgrade, switching, text,
+    websocket_upgrade, Body, PORT_FORWARD_PROTOCOL,
 };
 use crate::Ctx;
 
@@ -366,7 +366,9 @@ where
     loop {
         tokio::select! {
             msg = source.next() => match msg {
-                Some(Ok(Message::Binary(data))) if !data.is_empty() => {
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                // Text frames too, as upstream's wsstream reads them.
+                Some(Ok(msg)) => if let Some(data) = channel_payload(msg) {
                     let ch = data[0] as usize;
                     if ch.is_multiple_of(2) {
                         if let Some(Some(w)) = writers.get_mut(ch / 2) {
@@ -375,9 +377,7 @@ where
                             }
                         }
                     }
-                }
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => {}
+                },
                 Some(Err(e)) => return Err(e),
             },
             out = out_rx.recv(), if readers_open => match out {

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::{
-    channel_message, percent_decode, spdy_upgrade_any, switching, text, websocket_upgrade, Body,
+    channel_message, channel_payload, percent_decode, spdy_upgrade_any, switching, text,
+    websocket_upgrade, Body,
 };
 
 /// The WebSocket remote-command subprotocols spoken, newest first.
@@ -266,18 +267,20 @@ fn websocket_session(
     let (tx, rx) = mpsc::channel(16);
     let reader = tokio::spawn(async move {
         while let Some(Ok(msg)) = source.next().await {
-            let input = match msg {
-                Message::Binary(data) if !data.is_empty() => match data[0] {
-                    0 => Input::Stdin(data.slice(1..)),
-                    // v5: close a stream; [255, 0] closes stdin.
-                    255 if data.get(1) == Some(&0) => Input::StdinClosed,
-                    4 => match serde_json::from_slice::<TerminalSize>(&data[1..]) {
-                        Ok(size) => Input::Resize(size),
-                        Err(_) => continue,
-                    },
-                    _ => continue,
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+            let Some(data) = channel_payload(msg) else {
+                continue;
+            };
+            let input = match data[0] {
+                0 => Input::Stdin(data.slice(1..)),
+                // v5: close a stream; [255, 0] closes stdin.
+                255 if data.get(1) == Some(&0) => Input::StdinClosed,
+                4 => match serde_json::from_slice::<TerminalSize>(&data[1..]) {
+                    Ok(size) => Input::Resize(size),
+                    Err(_) => continue,
                 },
-                Message::Close(_) => break,
                 _ => continue,
             };
             if tx.send(input).await.is_err() {
