@@ -11,6 +11,7 @@
 //! May depend on: api, store, openapi, hyper, rustls, rcgen. Never on a store backend.
 
 pub mod admission;
+pub mod authn;
 pub mod body;
 pub mod convert;
 pub mod discovery;
@@ -97,7 +98,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .map(|a| bind_freely(a).map_err(|source| Error::Listen { addr: a, source }))
         .transpose()?;
     let pki = tls::ensure(&config.data_dir, addr, config.advertise_address)?;
-    let server = ApiServer::new(config.store, addr, pki.admin_token.clone());
+    let tokens = authn::StaticTokens::new(
+        &pki.admin_token,
+        &pki.controller_manager_token,
+        &pki.scheduler_token,
+    );
+    let server = ApiServer::new(config.store, addr, tokens);
     if let Some(a) = advertise {
         let _ = server.advertise.set(a);
     }

@@ -234,9 +234,11 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
         &args.data_dir.join("pki").join("ca.crt"),
     )
     .await?;
+    // Each component authenticates as its own user (apiserver::authn).
+    let scheduler_client = component_client(&args, "kube-scheduler.token").await?;
     let scheduler = (!args.no_scheduler).then(|| {
         tokio::spawn(scheduler::run(
-            client.clone(),
+            scheduler_client,
             scheduler::SchedulerConfig::default(),
             shutdown.clone(),
         ))
@@ -300,6 +302,17 @@ async fn wait_for_signal() -> Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// A client of the local API server authenticated with `DIR/pki/<token_file>`.
+async fn component_client(args: &ServerArgs, token_file: &str) -> Result<kube::Client> {
+    let pki = args.data_dir.join("pki");
+    client_from_parts(
+        &format!("https://{}", args.listen),
+        &pki.join(token_file),
+        &pki.join("ca.crt"),
+    )
+    .await
 }
 
 /// A client of our own API, as every component other than the store is.
