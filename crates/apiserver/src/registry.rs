@@ -114,7 +114,15 @@ static RESOURCES: &[Resource] = &[
         namespaced: false,
         short_names: &["ns"],
         categories: &[],
-        subresources: &[STATUS],
+        subresources: &[
+            STATUS,
+            // Only `spec.finalizers` changes through it (upstream's FinalizeREST).
+            Subresource {
+                name: "finalize",
+                kind: "",
+                verbs: &["update"],
+            },
+        ],
         storage: "namespaces",
         strategy: &strategy::NAMESPACE,
         verbs: NO_DELETECOLLECTION,

@@ -72,6 +72,8 @@ pub(crate) enum Subresource {
     PortForward,
     /// post of an authentication.k8s.io/v1 TokenRequest (serviceaccounts only).
     Token,
+    /// put of the parent kind (namespaces only).
+    Finalize,
 }
 
 impl Subresource {
@@ -86,6 +88,7 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::Token => "token",
+            Subresource::Finalize => "finalize",
         }
     }
 }
@@ -245,7 +248,7 @@ const CORE_V1: &[Resource] = &[
             ..ALL
         },
         delete_returns_object: false,
-        subresources: &[Subresource::Status],
+        subresources: &[Subresource::Finalize, Subresource::Status],
     },
     Resource {
         kind: "Node",
