@@ -2,8 +2,8 @@
 //!
 //! Owns: HTTPS serving with a generated CA, bearer-token authentication, request decoding
 //! into typed operations (`request`), REST semantics per verb (`handlers`), watch, discovery,
-//! OpenAPI publication, Table output, admission, and the namespace lifecycle and
-//! service-account controllers until the controllers crate takes them.
+//! OpenAPI publication, Table output, admission, the system namespaces and priority classes
+//! (`bootstrap`), event expiry (`event_ttl`), service-account tokens.
 //!
 //! Does not own: what objects mean (defaulting, validation, patching and printing live in the
 //! `api` crate) or how they are stored (the `store` crate's `Store` trait).
@@ -13,12 +13,13 @@
 pub mod admission;
 pub mod authn;
 pub mod body;
+pub mod bootstrap;
 pub mod convert;
 pub mod discovery;
 pub mod errors;
+pub mod event_ttl;
 pub mod filter;
 pub mod handlers;
-pub mod lifecycle;
 pub mod mirror;
 pub mod nodeproxy;
 pub mod object;
@@ -109,7 +110,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     }
     let _ = server.nodes.set(pki.nodes.clone());
     let _ = server.tokens.set(pki.service_account_keys.clone());
-    lifecycle::bootstrap(&server).await?;
+    bootstrap::bootstrap(&server).await?;
     let start_revision = server
         .store
         .current_revision()
@@ -147,15 +148,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     ] {
         tasks.spawn(mirror.run(server.store.clone(), prefix, shutdown.clone()));
     }
-    let s = server.clone();
-    let token = shutdown.clone();
-    tasks.spawn(lifecycle::run(s, token));
-    tasks.spawn(serviceaccount::controller::run(
-        server.clone(),
-        pki.ca_pem.clone(),
-        shutdown.clone(),
-    ));
-    tasks.spawn(lifecycle::expire_events(
+    tasks.spawn(event_ttl::run(
         server.clone(),
         config.event_ttl,
         shutdown.clone(),

@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Control plane only: the API server and the scheduler on the chosen datastore.
+    /// Control plane only: the API server, the scheduler and the controllers on the chosen
+    /// datastore.
     Server(ServerArgs),
     /// All-in-one single node: control plane and node agent, embedded store.
     Up(UpArgs),
@@ -243,6 +244,15 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
             shutdown.clone(),
         ))
     });
+    let root_ca = args.data_dir.join("pki").join("ca.crt");
+    let controllers = tokio::spawn(controllers::run(
+        component_client(&args, "kube-controller-manager.token").await?,
+        controllers::Config {
+            root_ca: std::fs::read_to_string(&root_ca)
+                .with_context(|| format!("reading {}", root_ca.display()))?,
+        },
+        shutdown.clone(),
+    ));
     if let Some(node) = node {
         let mut cfg = agent_config(&node, &args.data_dir)?;
         cfg.api_service = Some(
@@ -274,6 +284,11 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
     wait_for_signal().await?;
     info!("shutting down");
     shutdown.cancel();
+    match controllers.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "controllers stopped"),
+        Err(e) => tracing::error!(error = %e, "controllers task panicked"),
+        Ok(Ok(())) => {}
+    }
     if let Some(scheduler) = scheduler {
         match scheduler.await {
             Ok(Err(e)) => tracing::error!(error = %e, "scheduler stopped"),
