@@ -96,10 +96,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// A token and the user (name, groups) it stands for.
+    type Case = (
+        &'static str,
+        Option<(&'static str, &'static [&'static str])>,
+    );
+
     #[test]
     fn each_token_is_its_own_user() {
         let tokens = StaticTokens::new("admin-t", "cm-t", "sched-t");
-        let cases: &[(&str, Option<(&str, &[&str])>)] = &[
+        let cases: &[Case] = &[
             (
                 "admin-t",
                 Some(("system:admin", &["system:masters", "system:authenticated"])),

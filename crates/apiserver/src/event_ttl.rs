@@ -103,6 +103,9 @@ pub async fn expire(server: &ApiServer, cutoff: Revision) -> Result<usize, ApiEr
 mod tests {
     use super::*;
 
+    /// A sample (seconds, revision) recorded, when the cutoff is asked for, and the answer.
+    type Step = (Option<(u64, Revision)>, u64, Option<Revision>);
+
     #[test]
     fn the_cutoff_is_the_newest_revision_sampled_a_ttl_ago() {
         let t0 = Instant::now();
@@ -110,7 +113,7 @@ mod tests {
         let ttl = Duration::from_secs(60);
         let mut clock = RevisionClock::default();
         // (sample at, revision) recorded before asking at `now`, and the cutoff then.
-        let steps: &[(Option<(u64, Revision)>, u64, Option<Revision>)] = &[
+        let steps: &[Step] = &[
             (Some((0, 10)), 0, None),
             (Some((10, 20)), 10, None),
             (Some((59, 30)), 59, None),

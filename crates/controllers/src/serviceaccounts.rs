@@ -152,7 +152,7 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some("team".into()),
                 deletion_timestamp: deleting
-                    .then(|| Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+                    .then_some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
                 ..ObjectMeta::default()
             },
             status: Some(NamespaceStatus {

@@ -37,7 +37,7 @@ pub struct Sink {
 
 /// How one write attempt ended.
 enum Outcome {
-    Written(Event),
+    Written(Box<Event>),
     /// The server refused it; trying again would be refused again.
     Refused,
     /// The server could not be reached.
@@ -120,7 +120,7 @@ impl Sink {
                 .patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
                 .await
             {
-                Ok(written) => return Outcome::Written(written),
+                Ok(written) => return Outcome::Written(Box::new(written)),
                 // Expired or deleted: write it afresh under the same name.
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return classify(&name, e),
@@ -129,7 +129,7 @@ impl Sink {
         let mut event = c.event.clone();
         event.metadata.resource_version = None;
         match api.create(&PostParams::default(), &event).await {
-            Ok(written) => Outcome::Written(written),
+            Ok(written) => Outcome::Written(Box::new(written)),
             Err(e) => classify(&name, e),
         }
     }

@@ -133,15 +133,19 @@ fn discovery_yields_every_namespaced_deletable_resource() {
     );
 }
 
+/// A case name, what discovery answered, the targets (group/version/plural), the parse
+/// error, and the last target's (deletecollection, list).
+type DiscoveryCase = (
+    &'static str,
+    Vec<DiscoveredGroup>,
+    Vec<&'static str>,
+    Option<&'static str>,
+    Option<(bool, bool)>,
+);
+
 #[test]
 fn discovery_cases() {
-    let cases: Vec<(
-        &str,
-        Vec<DiscoveredGroup>,
-        Vec<&str>,
-        Option<&str>,
-        Option<(bool, bool)>,
-    )> = vec![
+    let cases: Vec<DiscoveryCase> = vec![
         (
             "a resource without delete is left alone",
             vec![group(
@@ -319,6 +323,16 @@ fn target(group: &str, plural: &str) -> Target {
     }
 }
 
+/// A case name, the estimate, the finalizers of each object listed afterwards, and the
+/// outcome and error expected.
+type LeftCase = (
+    &'static str,
+    i64,
+    Option<Vec<Vec<String>>>,
+    Outcome,
+    Option<&'static str>,
+);
+
 #[test]
 fn what_a_deletion_left() {
     let pods = target("", "pods");
@@ -327,7 +341,7 @@ fn what_a_deletion_left() {
             .map(|i| i.iter().map(|s| s.to_string()).collect())
             .collect()
     };
-    let cases: Vec<(&str, i64, Option<Vec<Vec<String>>>, Outcome, Option<&str>)> = vec![
+    let cases: Vec<LeftCase> = vec![
         ("nothing left", 30, Some(vec![]), Outcome::default(), None),
         (
             "cannot list: the estimate stands",
