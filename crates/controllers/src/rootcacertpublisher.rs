@@ -132,7 +132,12 @@ pub fn controller(
             crate::ticks(RESYNC).boxed(),
         ]))
         .graceful_shutdown_on(shutdown.cancelled_owned());
+    let cache = ctx.config_maps.clone();
     async move {
+        // Deciding what is missing from a cache still filling would create what exists.
+        if cache.wait_until_ready().await.is_err() {
+            return;
+        }
         info!("starting the root-ca-cert-publisher controller");
         controller
             .run(reconcile, error_policy, ctx)
@@ -149,7 +154,7 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, E
         None => Ok(()),
         Some(Write::Create(cm)) => match api.create(&PostParams::default(), &cm).await {
             Ok(_) => {
-                info!(namespace = %ns, "published {CONFIG_MAP}");
+                debug!(namespace = %ns, "published {CONFIG_MAP}");
                 Ok(())
             }
             // Don't retry a create if the namespace is gone or terminating; one made

@@ -97,7 +97,12 @@ pub fn controller(
             resync.boxed(),
         ]))
         .graceful_shutdown_on(shutdown.cancelled_owned());
+    let cache = ctx.accounts.clone();
     async move {
+        // Deciding what is missing from a cache still filling would create what exists.
+        if cache.wait_until_ready().await.is_err() {
+            return;
+        }
         info!("starting the serviceaccounts controller");
         controller
             .run(reconcile, error_policy, ctx)
