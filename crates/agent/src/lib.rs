@@ -97,7 +97,7 @@ pub struct Ctx {
     pub cfg: Arc<AgentConfig>,
     recorder: events::Recorder,
     /// Sends what `recorder` queues; run under the agent's supervisor.
-    event_writer: events::Writer,
+    event_writer: ::record::Sink,
     pub images: Arc<image::ImageStore>,
     pub cni: Arc<cni::Cni>,
     pub runtime: Arc<oci::Runtime>,

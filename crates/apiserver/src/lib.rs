@@ -2,8 +2,8 @@
 //!
 //! Owns: HTTPS serving with a generated CA, bearer-token authentication, request decoding
 //! into typed operations (`request`), REST semantics per verb (`handlers`), watch, discovery,
-//! OpenAPI publication, Table output, admission, and the namespace lifecycle and
-//! service-account controllers until the controllers crate takes them.
+//! OpenAPI publication, Table output, admission, the system namespaces and priority classes
+//! (`bootstrap`), event expiry (`event_ttl`), service-account tokens.
 //!
 //! Does not own: what objects mean (defaulting, validation, patching and printing live in the
 //! `api` crate) or how they are stored (the `store` crate's `Store` trait).
@@ -11,15 +11,17 @@
 //! May depend on: api, store, openapi, hyper, rustls, rcgen. Never on a store backend.
 
 pub mod admission;
+pub mod authn;
 pub mod body;
+pub mod bootstrap;
 pub mod convert;
 pub mod discovery;
 pub mod duplicates;
 pub mod errors;
+pub mod event_ttl;
 pub mod filter;
 pub mod handlers;
 pub mod kinds;
-pub mod lifecycle;
 pub mod mirror;
 pub mod nodeproxy;
 pub mod object;
@@ -80,7 +82,7 @@ pub struct Running {
 /// Binds, bootstraps the system namespaces, and registers the server's loops with
 /// `supervisor`: the HTTPS accept loops are essential (an API server that no longer
 /// accepts is of no use, and a half-alive one is worse: kube-apiserver exits too); the
-/// admission mirrors, the in-server controllers, event expiry and the compactor are
+/// admission mirrors, event expiry and the compactor are
 /// restarted with backoff, each retrying its own store errors meanwhile.
 pub async fn start(config: Config, supervisor: &mut Supervisor) -> Result<Running, Error> {
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -102,13 +104,18 @@ pub async fn start(config: Config, supervisor: &mut Supervisor) -> Result<Runnin
         .map(|a| bind_freely(a).map_err(|source| Error::Listen { addr: a, source }))
         .transpose()?;
     let pki = tls::ensure(&config.data_dir, addr, config.advertise_address)?;
-    let server = ApiServer::new(config.store, addr, pki.admin_token.clone());
+    let tokens = authn::StaticTokens::new(
+        &pki.admin_token,
+        &pki.controller_manager_token,
+        &pki.scheduler_token,
+    );
+    let server = ApiServer::new(config.store, addr, tokens);
     if let Some(a) = advertise {
         let _ = server.advertise.set(a);
     }
     let _ = server.nodes.set(pki.nodes.clone());
     let _ = server.tokens.set(pki.service_account_keys.clone());
-    lifecycle::bootstrap(&server).await?;
+    bootstrap::bootstrap(&server).await?;
     let start_revision = server
         .store
         .current_revision()
@@ -152,17 +159,9 @@ pub async fn start(config: Config, supervisor: &mut Supervisor) -> Result<Runnin
             mirror.clone().run(store.clone(), prefix.clone(), token)
         });
     }
-    let s = server.clone();
-    supervisor.spawn_restarting("namespace lifecycle", move |token| {
-        lifecycle::run(s.clone(), token)
-    });
-    let (s, ca_pem) = (server.clone(), pki.ca_pem.clone());
-    supervisor.spawn_restarting("service account controllers", move |token| {
-        serviceaccount::controller::run(s.clone(), ca_pem.clone(), token)
-    });
     let (s, ttl) = (server.clone(), config.event_ttl);
     supervisor.spawn_restarting("event expiry", move |token| {
-        lifecycle::expire_events(s.clone(), ttl, token)
+        event_ttl::run(s.clone(), ttl, token)
     });
     // As kube-apiserver: every 5 minutes, forget history older than the previous tick.
     let store = Arc::downgrade(&server.store);

@@ -71,6 +71,8 @@ pub enum SubresourceKind {
     Token,
     /// autoscaling/v1 Scale of a kind with a [`Scale`] hook.
     Scale,
+    /// `namespaces/finalize`: only `spec.finalizers` changes (upstream's FinalizeREST).
+    Finalize,
 }
 
 /// A subresource and the kind its requests and responses carry.
@@ -275,6 +277,7 @@ fn served_kind(r: &Resource) -> openapi::ServedKind {
             SubresourceKind::PortForward => S::PortForward,
             SubresourceKind::Token => S::Token,
             SubresourceKind::Scale => S::Scale,
+            SubresourceKind::Finalize => S::Finalize,
         })
         .collect();
     openapi::ServedKind {

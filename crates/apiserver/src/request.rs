@@ -21,6 +21,22 @@ pub enum Verb {
     DeleteCollection,
 }
 
+impl Verb {
+    /// The verb as discovery lists it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+        }
+    }
+}
+
 /// A request on a served resource.
 pub struct RequestInfo {
     pub verb: Verb,
@@ -147,6 +163,12 @@ pub fn route(method: &Method, path: &str, query: &Query) -> Result<Route, ApiErr
         (&Method::DELETE, false) if resource.allows("deletecollection") => Verb::DeleteCollection,
         _ => return Err(ApiError::MethodNotAllowed),
     };
+    // A subresource takes only its own verbs (PATCH of `namespaces/x/finalize` is a 405).
+    if let Some(sub) = subresource.as_deref().and_then(|s| resource.subresource(s)) {
+        if !sub.verbs.contains(&verb.as_str()) {
+            return Err(ApiError::MethodNotAllowed);
+        }
+    }
     Ok(Route::Resource(RequestInfo {
         verb,
         resource,
@@ -279,6 +301,36 @@ mod tests {
         ));
         let i = info(Method::DELETE, "/api/v1/namespaces/a/pods", "");
         assert_eq!(i.verb, Verb::DeleteCollection);
+    }
+
+    #[test]
+    fn subresources_take_only_their_verbs() {
+        let i = info(Method::PUT, "/api/v1/namespaces/x/finalize", "");
+        assert_eq!(
+            (i.verb, i.subresource.as_deref()),
+            (Verb::Update, Some("finalize"))
+        );
+        assert_eq!(i.name.as_deref(), Some("x"));
+        let refused = [
+            (Method::PATCH, "/api/v1/namespaces/x/finalize"),
+            (Method::GET, "/api/v1/namespaces/x/finalize"),
+            (Method::DELETE, "/api/v1/namespaces/x/status"),
+            (Method::PUT, "/api/v1/namespaces/a/pods/p/binding"),
+            (Method::DELETE, "/api/v1/namespaces/a/pods/p/log"),
+        ];
+        for (method, path) in refused {
+            assert!(
+                matches!(
+                    route(&method, path, &Query::default()),
+                    Err(ApiError::MethodNotAllowed)
+                ),
+                "{method} {path}"
+            );
+        }
+        let i = info(Method::POST, "/api/v1/namespaces/a/pods/p/binding", "");
+        assert_eq!(i.verb, Verb::Create);
+        let i = info(Method::PATCH, "/api/v1/namespaces/a/pods/p/status", "");
+        assert_eq!(i.verb, Verb::Patch);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::authn::UserInfo;
 use crate::body::{full, Body};
 use crate::discovery;
 use crate::errors::ApiError;
@@ -33,7 +34,8 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 pub struct ApiServer {
     pub store: Arc<dyn store::Store>,
     pub listen: SocketAddr,
-    admin_token: String,
+    /// The admin's and the server's own components' tokens.
+    tokens_static: crate::authn::StaticTokens,
     ready: AtomicBool,
     /// The store revision when this server started serving. Like kube-apiserver's watch
     /// cache, it keeps no events from before its start: older watches get 410 Expired.
@@ -51,11 +53,15 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    pub fn new(store: Arc<dyn store::Store>, listen: SocketAddr, admin_token: String) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn store::Store>,
+        listen: SocketAddr,
+        tokens: crate::authn::StaticTokens,
+    ) -> Arc<Self> {
         Arc::new(ApiServer {
             store,
             listen,
-            admin_token,
+            tokens_static: tokens,
             ready: AtomicBool::new(false),
             start_revision: AtomicI64::new(0),
             namespaces: Arc::default(),
@@ -77,40 +83,34 @@ impl ApiServer {
         self.start_revision.load(Ordering::Acquire)
     }
 
-    /// The admin token, or a service-account token this server issued that is still
-    /// valid. There is no authorization yet: either gets full access (ARCHITECTURE.md).
-    async fn authenticated(&self, req: &Request<Incoming>) -> bool {
-        let Some(value) = req
+    /// The user a request's bearer token stands for: one of the server's own tokens, or a
+    /// service-account token this server issued that is still valid. There is no
+    /// authorization yet: any user gets full access (ARCHITECTURE.md).
+    async fn authenticated(&self, req: &Request<Incoming>) -> Option<UserInfo> {
+        let value = req
             .headers()
             .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
-            return false;
-        };
-        if constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
-            return true;
+            .and_then(|v| v.to_str().ok())?;
+        let token = value.strip_prefix("Bearer ").map(str::trim)?;
+        if let Some(user) = self.tokens_static.authenticate(token) {
+            return Some(user.clone());
         }
-        let Some(keys) = self.tokens.get() else {
-            return false;
-        };
+        let keys = self.tokens.get()?;
         match crate::serviceaccount::authn::authenticate(self, keys, token).await {
             Ok(claims) => {
-                debug!(user = %claims.sub, "service-account token accepted");
-                true
+                let sa = &claims.kubernetes.serviceaccount;
+                Some(UserInfo::service_account(
+                    &claims.kubernetes.namespace,
+                    &sa.name,
+                    &sa.uid,
+                ))
             }
             Err(e) => {
                 debug!(reason = %e, "bearer token refused");
-                false
+                None
             }
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Accepts TLS connections on `listener` until `shutdown`.
@@ -157,7 +157,7 @@ pub async fn serve(
 async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let span = tracing::debug_span!("request", %method, %path);
+    let span = tracing::debug_span!("request", %method, %path, user = tracing::field::Empty);
     // Errors are answered in protobuf to clients that prefer it, as upstream does.
     let output = handlers::Output::negotiate(req.headers().get(http::header::ACCEPT));
     async move {
@@ -240,9 +240,10 @@ async fn dispatch(
         Ok(Route::Version) => return Ok(value_response(&discovery::version(), "application/json")),
         _ => {}
     }
-    if !server.authenticated(&req).await {
+    let Some(user) = server.authenticated(&req).await else {
         return Err(ApiError::Unauthorized);
-    }
+    };
+    tracing::Span::current().record("user", user.name.as_str());
     if req.uri().path() == crate::nodeproxy::SERVING_CERT_PATH {
         let (parts, body) = req.into_parts();
         if parts.method != http::Method::POST {

@@ -1,6 +1,7 @@
 //! The cluster's PKI and credentials, kept in `DIR/pki`: a CA made on first start, a serving
 //! certificate signed by it (re-issued at every start so its names follow `--listen`), the
-//! admin bearer token, the service-account token signing key (`sa.key`, made on first
+//! bearer tokens of the admin, the controller manager and the scheduler (`crate::authn`), the
+//! service-account token signing key (`sa.key`, made on first
 //! start and kept, so tokens survive restarts), and the admin kubeconfig at
 //! `DIR/kubeconfig.yaml`.
 
@@ -40,6 +41,9 @@ pub enum TlsError {
 pub struct Pki {
     pub ca_pem: String,
     pub admin_token: String,
+    /// The bearer tokens of the controllers and the scheduler (`crate::authn`).
+    pub controller_manager_token: String,
+    pub scheduler_token: String,
     pub server_config: Arc<rustls::ServerConfig>,
     pub nodes: Arc<NodePki>,
     /// Signs service-account tokens (`DIR/pki/sa.key`, upstream's
@@ -193,16 +197,9 @@ pub fn ensure(dir: &Path, listen: SocketAddr, advertise: Option<IpAddr>) -> Resu
     write_private(&pki.join("server.crt"), &server_cert.pem())?;
     write_private(&pki.join("server.key"), &server_key.serialize_pem())?;
 
-    let token_path = pki.join("admin.token");
-    let admin_token = match read(&token_path)? {
-        Some(t) if !t.trim().is_empty() => t.trim().to_string(),
-        _ => {
-            let bytes: [u8; 24] = rand::random();
-            let t: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(&token_path, &t)?;
-            t
-        }
-    };
+    let admin_token = ensure_token(&pki.join("admin.token"))?;
+    let controller_manager_token = ensure_token(&pki.join("kube-controller-manager.token"))?;
+    let scheduler_token = ensure_token(&pki.join("kube-scheduler.token"))?;
 
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
     let chain = vec![server_cert.der().clone()];
@@ -263,9 +260,24 @@ pub fn ensure(dir: &Path, listen: SocketAddr, advertise: Option<IpAddr>) -> Resu
         }),
         ca_pem,
         admin_token,
+        controller_manager_token,
+        scheduler_token,
         server_config: Arc::new(config),
         service_account_keys: Arc::new(service_account_keys),
     })
+}
+
+/// The bearer token kept in `path`, made on first start.
+fn ensure_token(path: &Path) -> Result<String, TlsError> {
+    match read(path)? {
+        Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => {
+            let bytes: [u8; 24] = rand::random();
+            let t: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(path, &t)?;
+            Ok(t)
+        }
+    }
 }
 
 /// The URL clients on this machine use to reach `listen`.

@@ -76,6 +76,8 @@ pub enum Subresource {
     Token,
     /// get, put, patch of an autoscaling/v1 Scale.
     Scale,
+    /// put of the parent kind (namespaces only).
+    Finalize,
 }
 
 impl Subresource {
@@ -91,6 +93,7 @@ impl Subresource {
             Subresource::PortForward => "portforward",
             Subresource::Token => "token",
             Subresource::Scale => "scale",
+            Subresource::Finalize => "finalize",
         }
     }
 }

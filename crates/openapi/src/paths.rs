@@ -589,6 +589,22 @@ impl Document {
                     ],
                 )
             }
+            Subresource::Finalize => {
+                let object = Body::Object(parent_schema.to_owned());
+                (
+                    path_params(kind, vec![]),
+                    vec![make(
+                        Method::Put,
+                        format!("replace{infix}{ns}{kind}{sub_camel}"),
+                        format!("replace finalize of the specified {kind}"),
+                        "put",
+                        parent_gvk,
+                        params::write(),
+                        Some(parent_schema.to_owned()),
+                        vec![(200, object.clone()), (201, object)],
+                    )],
+                )
+            }
             Subresource::Binding | Subresource::Eviction | Subresource::Token => {
                 let (schema_fn, body_gvk) = match sub {
                     Subresource::Binding => model::BINDING,

@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Control plane only: the API server and the scheduler on the chosen datastore.
+    /// Control plane only: the API server, the scheduler and the controllers on the chosen
+    /// datastore.
     Server(ServerArgs),
     /// All-in-one single node: control plane and node agent, embedded store.
     Up(UpArgs),
@@ -244,7 +245,7 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
         &args.data_dir.join("pki").join("ca.crt"),
     )
     .await?;
-    control_loops(&mut components, &client, &args);
+    control_loops(&mut components, &args).await?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     match node {
         Some(node) => {
@@ -280,17 +281,26 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
     result.and(closed)
 }
 
-/// The control plane's loops beside the API server, all restarted with backoff when they
-/// fail (they hold no state a fresh start cannot rebuild from the API).
-fn control_loops(components: &mut Supervisor, client: &kube::Client, args: &ServerArgs) {
+/// The control plane's loops beside the API server, each authenticated as its own user
+/// (`apiserver::authn`) and restarted with backoff when it fails (they hold no state a
+/// fresh start cannot rebuild from the API).
+async fn control_loops(components: &mut Supervisor, args: &ServerArgs) -> Result<()> {
     if !args.no_scheduler {
-        let client = client.clone();
+        let client = component_client(args, "kube-scheduler.token").await?;
         components.spawn_restarting("scheduler", move |token| {
             scheduler::run(client.clone(), scheduler::SchedulerConfig::default(), token)
         });
     }
-    // crates/controllers (issue 13, part 3) registers here, as the scheduler does:
-    // `components.spawn_restarting("controllers", ... controllers::run(client, config, token))`.
+    let root_ca = args.data_dir.join("pki").join("ca.crt");
+    let config = controllers::Config {
+        root_ca: std::fs::read_to_string(&root_ca)
+            .with_context(|| format!("reading {}", root_ca.display()))?,
+    };
+    let client = component_client(args, "kube-controller-manager.token").await?;
+    components.spawn_restarting("controllers", move |token| {
+        controllers::run(client.clone(), config.clone(), token)
+    });
+    Ok(())
 }
 
 /// Runs `components` until SIGTERM or SIGINT, or until one whose failure takes the process
@@ -337,6 +347,17 @@ async fn supervise(
     };
     // One flat line (`Error: node agent failed: ...`), not a chain of causes.
     finished.map_err(|failure| anyhow::anyhow!("{failure}"))
+}
+
+/// A client of the local API server authenticated with `DIR/pki/<token_file>`.
+async fn component_client(args: &ServerArgs, token_file: &str) -> Result<kube::Client> {
+    let pki = args.data_dir.join("pki");
+    client_from_parts(
+        &format!("https://{}", args.listen),
+        &pki.join(token_file),
+        &pki.join("ca.crt"),
+    )
+    .await
 }
 
 /// A client of our own API, as every component other than the store is.

@@ -5,17 +5,17 @@
 //! the NodeResourcesFit `LeastAllocated` score, picking a node, the `FailedScheduling`
 //! message upstream writes when no node fits, the scheduling queue, the cache of node infos
 //! kept current from watch events and assumed bindings (so a decision costs O(nodes)), one
-//! scheduling decision over it, the scheduler's Events and their aggregation — all pure
+//! scheduling decision over it, the scheduler's Events' reasons and messages — all pure
 //! functions with no I/O, no async and no clock of their own — and [`run`], the one module that
 //! does I/O: the watch-decide-bind loop over the API (kube-runtime watchers and reflector
-//! stores, the `binding` and `status` subresources, core/v1 Events).
+//! stores, the `binding` and `status` subresources, core/v1 Events through `record`).
 //!
 //! Does not own: preemption (the message reports that no victims were looked for), the
 //! scheduling framework's extension points, other profiles or extenders, leader election
 //! (peapod runs one scheduler per control plane for now).
 //!
-//! May depend on: `k8s-openapi` for the types, `api` (quantities, label selectors), and, in
-//! `run` only, `kube` (client + runtime) and tokio. Never on the API server's internals: the
+//! May depend on: `k8s-openapi` for the types, `api` (quantities, label selectors), `record`
+//! (the shared event recorder), and, in `run` only, `kube` (client + runtime) and tokio. Never on the API server's internals: the
 //! scheduler talks to it through the public API like any client.
 
 mod cache;
@@ -35,8 +35,7 @@ pub use decide::{
     Assumed, Decision, DEFAULT_SCHEDULER_NAME, REASON_UNSCHEDULABLE,
 };
 pub use events::{
-    pod_event, scheduled_message, Aggregator, EventKey, Occurrence, COMPONENT,
-    REASON_FAILED_SCHEDULING, REASON_SCHEDULED,
+    event_source, scheduled_message, COMPONENT, REASON_FAILED_SCHEDULING, REASON_SCHEDULED,
 };
 pub use filter::{
     filter, node_affinity, node_name, node_unschedulable, taint_toleration, tolerates_taint, Unfit,

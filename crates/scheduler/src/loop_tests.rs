@@ -402,65 +402,23 @@ fn condition_patch_only_when_it_changes() {
 }
 
 #[test]
-fn events_aggregate_repeats_within_the_window() {
-    let t0 = Instant::now();
-    let mut agg = Aggregator::new(Duration::from_secs(600), 2);
-    let p = named("a", 0, 0);
-    let key = EventKey::new(&p, "Warning", REASON_FAILED_SCHEDULING, "m1");
-    assert_eq!(agg.observe(&key, t0), Occurrence::New);
-    agg.created(key.clone(), "a.1".into(), t0);
-    assert_eq!(
-        agg.observe(&key, t0 + Duration::from_secs(1)),
-        Occurrence::Repeat {
-            name: "a.1".into(),
-            count: 2
-        }
-    );
-    assert_eq!(
-        agg.observe(&key, t0 + Duration::from_secs(2)),
-        Occurrence::Repeat {
-            name: "a.1".into(),
-            count: 3
-        }
-    );
-    // Another message is another event.
-    let other = EventKey::new(&p, "Warning", REASON_FAILED_SCHEDULING, "m2");
-    assert_eq!(agg.observe(&other, t0), Occurrence::New);
-    // Past the window since the last occurrence: new again.
-    assert_eq!(
-        agg.observe(&key, t0 + Duration::from_secs(2 + 600)),
-        Occurrence::New
-    );
-    // Expired on the server: forget, then new.
-    agg.created(key.clone(), "a.2".into(), t0);
-    agg.forget(&key);
-    assert_eq!(agg.observe(&key, t0), Occurrence::New);
-}
-
-#[test]
-fn event_cache_is_bounded() {
-    let t0 = Instant::now();
-    let mut agg = Aggregator::new(Duration::from_secs(600), 2);
-    let p = named("a", 0, 0);
-    for (i, m) in ["m1", "m2", "m3"].iter().enumerate() {
-        let key = EventKey::new(&p, "Warning", REASON_FAILED_SCHEDULING, m);
-        agg.created(key, format!("a.{i}"), t0 + Duration::from_secs(i as u64));
-    }
-    assert_eq!(agg.len(), 2);
-    let oldest = EventKey::new(&p, "Warning", REASON_FAILED_SCHEDULING, "m1");
-    assert_eq!(agg.observe(&oldest, t0), Occurrence::New);
-}
-
-#[test]
 fn scheduled_event_matches_upstream() {
     let mut p = named("nginx", 0, 0);
     p.metadata.uid = Some("u-1".into());
     p.metadata.resource_version = Some("7".into());
     let msg = scheduled_message("default", "nginx", "node-1");
     assert_eq!(msg, "Successfully assigned default/nginx to node-1");
-    let key = EventKey::new(&p, "Normal", REASON_SCHEDULED, &msg);
     let now = Timestamp::from_second(1).unwrap_or(Timestamp::UNIX_EPOCH);
-    let ev = pod_event(&p, &key, "Binding", "default-scheduler-host", now);
+    let source = event_source("default-scheduler-host");
+    let ev = record::make_event(
+        &source,
+        &record::object_reference(&p),
+        record::EventType::Normal,
+        REASON_SCHEDULED,
+        &msg,
+        Some("Binding"),
+        now,
+    );
     assert_eq!(ev.metadata.name.as_deref(), Some("nginx.3b9aca00"));
     assert_eq!(ev.metadata.namespace.as_deref(), Some("ns"));
     let obj = &ev.involved_object;
@@ -473,15 +431,17 @@ fn scheduled_event_matches_upstream() {
         ),
         (Some("v1"), Some("Pod"), Some("u-1"), Some("7"))
     );
+    let src = ev.source.clone().unwrap_or_default();
     assert_eq!(
-        ev.source.and_then(|s| s.component).as_deref(),
-        Some("default-scheduler")
+        (src.component.as_deref(), src.host.as_deref()),
+        (Some("default-scheduler"), None)
     );
     assert_eq!(ev.reporting_component.as_deref(), Some("default-scheduler"));
     assert_eq!(
         ev.reporting_instance.as_deref(),
         Some("default-scheduler-host")
     );
+    assert_eq!(ev.action.as_deref(), Some("Binding"));
     assert_eq!(
         (ev.count, ev.type_.as_deref(), ev.reason.as_deref()),
         (Some(1), Some("Normal"), Some("Scheduled"))

@@ -9,17 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Binding, Event, Node, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
-use serde_json::json;
+use record::{EventType, Recorder};
 use supervisor::Outage;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -29,16 +28,11 @@ use crate::decide::{
     assigned_pod_freed, decide_on, needs_scheduling, node_change_may_help, pod_key,
     unschedulable_condition_patch, Decision, DEFAULT_SCHEDULER_NAME,
 };
-use crate::events::{
-    pod_event, scheduled_message, Aggregator, EventKey, Occurrence, REASON_FAILED_SCHEDULING,
-    REASON_SCHEDULED,
-};
+use crate::events::{event_source, scheduled_message, REASON_FAILED_SCHEDULING, REASON_SCHEDULED};
 use crate::queue::{Queue, QueueConfig};
 
 /// How often unschedulable pods are checked against `unschedulable_flush` (upstream: 30 s).
 const FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(30);
-/// Upstream's event correlator cache size.
-const EVENT_CACHE_SIZE: usize = 4096;
 
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
@@ -48,8 +42,6 @@ pub struct SchedulerConfig {
     /// `reportingInstance` of the events (upstream: `default-scheduler-<hostname>`).
     pub reporting_instance: String,
     pub queue: QueueConfig,
-    /// Repeats of an event within this window bump its count instead of writing a new one.
-    pub event_aggregation_window: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -58,7 +50,6 @@ impl Default for SchedulerConfig {
             scheduler_name: DEFAULT_SCHEDULER_NAME.to_string(),
             reporting_instance: format!("{DEFAULT_SCHEDULER_NAME}-{}", hostname()),
             queue: QueueConfig::default(),
-            event_aggregation_window: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -86,30 +77,14 @@ pub async fn run(
     config: SchedulerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), SchedulerError> {
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let recorder = tokio::spawn(record_events(
-        client.clone(),
-        config.reporting_instance.clone(),
-        Aggregator::new(config.event_aggregation_window, EVENT_CACHE_SIZE),
-        events_rx,
-        shutdown.clone(),
-    ));
-    let result = Scheduler::new(client, config, events_tx)
-        .run(shutdown)
-        .await;
+    let (recorder, sink) = Recorder::new(client.clone(), event_source(&config.reporting_instance));
+    let sink = tokio::spawn(sink.run(shutdown.clone()));
+    let result = Scheduler::new(client, config, recorder).run(shutdown).await;
     // Events still queued at shutdown are dropped: they are best effort, as upstream's are.
-    if let Err(e) = recorder.await {
+    if let Err(e) = sink.await {
         warn!(error = %e, "scheduler event recorder panicked");
     }
     result
-}
-
-/// An event for the recorder task.
-#[derive(Debug)]
-struct EventRequest {
-    pod: Arc<Pod>,
-    key: EventKey,
-    action: &'static str,
 }
 
 struct Scheduler {
@@ -124,15 +99,11 @@ struct Scheduler {
     pod_writer: reflector::store::Writer<Pod>,
     nodes_synced: bool,
     pods_synced: bool,
-    events: mpsc::UnboundedSender<EventRequest>,
+    events: Recorder,
 }
 
 impl Scheduler {
-    fn new(
-        client: Client,
-        config: SchedulerConfig,
-        events: mpsc::UnboundedSender<EventRequest>,
-    ) -> Scheduler {
+    fn new(client: Client, config: SchedulerConfig, events: Recorder) -> Scheduler {
         let (nodes, node_writer) = reflector::store();
         let (pods, pod_writer) = reflector::store();
         Scheduler {
@@ -347,7 +318,13 @@ impl Scheduler {
                 debug!(pod = %key, %node, "bound");
                 self.queue.done(key);
                 let message = scheduled_message(&namespace, &name, &node);
-                self.record(pod, "Normal", REASON_SCHEDULED, message, "Binding");
+                self.record(
+                    &pod,
+                    EventType::Normal,
+                    REASON_SCHEDULED,
+                    message,
+                    "Binding",
+                );
             }
             Err(e) if is_gone_or_taken(&e) => {
                 // Already bound elsewhere or deleted: the watch brings the truth.
@@ -392,25 +369,18 @@ impl Scheduler {
             self.queue.failed(key, std::time::Instant::now());
         }
         self.record(
-            pod,
-            "Warning",
+            &pod,
+            EventType::Warning,
             REASON_FAILED_SCHEDULING,
             message,
             "Scheduling",
         );
     }
 
-    fn record(
-        &self,
-        pod: Arc<Pod>,
-        type_: &str,
-        reason: &str,
-        message: String,
-        action: &'static str,
-    ) {
-        let key = EventKey::new(&pod, type_, reason, &message);
-        // The recorder only stops after the loop drops the sender.
-        let _ = self.events.send(EventRequest { pod, key, action });
+    fn record(&self, pod: &Pod, type_: EventType, reason: &str, message: String, action: &str) {
+        let regarding = record::object_reference(pod);
+        self.events
+            .event_with_action(&regarding, type_, reason, action, message);
     }
 }
 
@@ -434,62 +404,4 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 /// 409 (already bound) or 404 (deleted): nothing to retry.
 fn is_gone_or_taken(e: &kube::Error) -> bool {
     is_status(e, 409) || is_status(e, 404)
-}
-
-/// Writes events one at a time, bumping repeats instead of duplicating them.
-async fn record_events(
-    client: Client,
-    reporting_instance: String,
-    mut aggregator: Aggregator,
-    mut requests: mpsc::UnboundedReceiver<EventRequest>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let req = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            req = requests.recv() => match req {
-                Some(req) => req,
-                None => return,
-            },
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = write_event(&client, &reporting_instance, &mut aggregator, req) => {}
-        }
-    }
-}
-
-/// Creates the event, or bumps the count of the one written for an earlier occurrence.
-async fn write_event(
-    client: &Client,
-    reporting_instance: &str,
-    aggregator: &mut Aggregator,
-    req: EventRequest,
-) {
-    let api: Api<Event> = Api::namespaced(client.clone(), &req.key.namespace);
-    let now = Timestamp::now();
-    if let Occurrence::Repeat { name, count } =
-        aggregator.observe(&req.key, std::time::Instant::now())
-    {
-        let patch = json!({ "count": count, "lastTimestamp": Time(now) });
-        match api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => return,
-            Err(e) if is_status(&e, 404) => aggregator.forget(&req.key),
-            Err(e) => {
-                warn!(event = %name, error = %e, "updating event failed");
-                return;
-            }
-        }
-    }
-    let event = pod_event(&req.pod, &req.key, req.action, reporting_instance, now);
-    match api.create(&PostParams::default(), &event).await {
-        Ok(created) => {
-            let name = created.metadata.name.unwrap_or_default();
-            aggregator.created(req.key, name, std::time::Instant::now());
-        }
-        Err(e) => warn!(reason = %req.key.reason, error = %e, "writing event failed"),
-    }
 }

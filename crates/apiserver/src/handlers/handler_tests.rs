@@ -30,9 +30,9 @@ impl Api {
         let server = ApiServer::new(
             Arc::new(store),
             "127.0.0.1:0".parse().expect("addr"),
-            "t".into(),
+            crate::authn::StaticTokens::default(),
         );
-        crate::lifecycle::bootstrap(&server)
+        crate::bootstrap::bootstrap(&server)
             .await
             .expect("bootstrap");
         Api { server, _dir: dir }

@@ -277,6 +277,8 @@ pub enum Target {
     Status,
     /// `pods/ephemeralcontainers`: only `spec.ephemeralContainers`.
     EphemeralContainers,
+    /// `namespaces/finalize`: spec and metadata, never status.
+    Finalize,
 }
 
 impl Target {
@@ -285,6 +287,7 @@ impl Target {
         match subresource {
             Some(SubresourceKind::Status) => Target::Status,
             Some(SubresourceKind::EphemeralContainers) => Target::EphemeralContainers,
+            Some(SubresourceKind::Finalize) => Target::Finalize,
             _ => Target::Main,
         }
     }
@@ -313,9 +316,35 @@ pub fn replace(
             .strategy
             .prepare_ephemeral_containers_update(&mut new, old)
             .ok_or(ApiError::RouteNotFound)?,
+        Target::Finalize => finalize_namespace(&mut new, old),
     };
     result.map_err(|errs| ApiError::invalid(resource, name, errs))?;
     Ok(new)
+}
+
+/// Upstream's namespace finalize strategy: the status stays, the rest (`spec.finalizers`
+/// above all, which no other write may change) is validated as an update. Once a deleted
+/// namespace's last finalizer goes, `guaranteed_update` removes it.
+fn finalize_namespace(new: &mut Value, old: &Value) -> Result<(), api::field::FieldErrors> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use serde::Deserialize;
+    let internal = |e: serde_json::Error| {
+        vec![api::field::FieldError {
+            kind: api::field::ErrorType::Internal,
+            field: String::new(),
+            value: None,
+            detail: e.to_string(),
+        }]
+    };
+    let mut ns = Namespace::deserialize(&*new).map_err(internal)?;
+    let old = Namespace::deserialize(old).map_err(internal)?;
+    ns.status = old.status.clone();
+    let errs = api::validate_namespace_update(&ns, &old);
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    *new = serde_json::to_value(&ns).map_err(internal)?;
+    Ok(())
 }
 
 /// POST `pods/<name>/binding`: assign a pending pod to a node, once.

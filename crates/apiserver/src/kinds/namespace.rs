@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::errors::ApiError;
 use crate::filter::Fields;
 use crate::handlers::delete::{self, DeleteStrategy};
-use crate::registry::{Resource, STATUS};
+use crate::registry::{Resource, Subresource, SubresourceKind, STATUS};
 use crate::strategy::TypedStrategy;
 use crate::table::{self, col, Column, Printer, AGE, NAME};
 
@@ -57,7 +57,16 @@ pub static RESOURCE: Resource = Resource {
     namespaced: false,
     short_names: &["ns"],
     categories: &[],
-    subresources: &[STATUS],
+    subresources: &[
+        STATUS,
+        Subresource {
+            name: "finalize",
+            kind: "",
+            group_version: None,
+            verbs: &["update"],
+            handler: SubresourceKind::Finalize,
+        },
+    ],
     storage: "namespaces",
     // Namespaces cannot be deleted as a collection (upstream serves no deletecollection).
     verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],

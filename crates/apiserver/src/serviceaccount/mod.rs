@@ -1,15 +1,9 @@
-//! Service accounts: the controllers that give every namespace its `default` ServiceAccount
-//! and its `kube-root-ca.crt` ConfigMap (`controller`), the signing key and the JWT claims of
-//! service-account tokens (`jwt`), the TokenRequest subresource that issues them
-//! (`tokenrequest`), and the authenticator that accepts them (`authn`).
-//!
-//! Upstream splits these between kube-controller-manager (serviceaccounts and
-//! root-ca-cert-publisher controllers) and kube-apiserver (token issuing and
-//! authentication); the controllers move to `crates/controllers` with the namespace
-//! lifecycle when that crate exists.
+//! Service-account tokens: the signing key and the JWT claims (`jwt`), the TokenRequest
+//! subresource that issues them (`tokenrequest`), and the authenticator that accepts them
+//! (`authn`), as kube-apiserver has them. The `default` accounts and `kube-root-ca.crt`
+//! ConfigMaps are kube-controller-manager's, in `crates/controllers`.
 
 pub mod authn;
-pub mod controller;
 pub mod jwt;
 pub mod tokenrequest;
 

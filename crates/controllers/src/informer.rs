@@ -1,0 +1,207 @@
+//! Shared informers: one kube-runtime watcher per kind (with its default backoff) feeding a
+//! reflector store that every controller reads, and fanning the changes out to each
+//! controller that subscribed, as client-go's shared informer factory does for
+//! kube-controller-manager.
+//!
+//! kube-runtime's own shared streams (`reflector::store_shared`) pass on applied objects
+//! only; upstream's controllers react to deletions too (a deleted `default` ServiceAccount or
+//! `kube-root-ca.crt` is put back), so changes are broadcast here with deletions included.
+//!
+//! ```text
+//!  watcher ─▶ store (every reader) ─▶ broadcast ─▶ Applied / Deleted per subscriber
+//!    relist (after a gap): every object Applied again, the ones gone meanwhile Deleted
+//!    a subscriber that falls behind loses changes: it is told so (`lagged`) and
+//!    its controller reconciles everything
+//! ```
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::pin::pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::Error;
+
+/// Changes buffered per subscriber before it is considered behind.
+const BUFFER: usize = 4096;
+
+/// One change of the watched kind.
+#[derive(Debug)]
+pub enum Change<K> {
+    /// Added or updated (or listed again after a relist).
+    Applied(Arc<K>),
+    /// Deleted; the object's last known state.
+    Deleted(Arc<K>),
+}
+
+impl<K> Clone for Change<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Change::Applied(o) => Change::Applied(o.clone()),
+            Change::Deleted(o) => Change::Deleted(o.clone()),
+        }
+    }
+}
+
+/// The watcher and cache of one kind.
+pub struct Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    kind: &'static str,
+    api: Api<K>,
+    config: watcher::Config,
+    writer: reflector::store::Writer<K>,
+    changes: broadcast::Sender<Change<K>>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    pub fn new(kind: &'static str, api: Api<K>, config: watcher::Config) -> Informer<K> {
+        let (_, writer) = reflector::store();
+        let (changes, _) = broadcast::channel(BUFFER);
+        Informer {
+            kind,
+            api,
+            config,
+            writer,
+            changes,
+        }
+    }
+
+    /// The cache every controller reads.
+    pub fn store(&self) -> Store<K> {
+        self.writer.as_reader()
+    }
+
+    /// The changes from now on, and a stream that yields whenever some of them were lost
+    /// because the subscriber fell behind. Subscribe before the informer runs to miss
+    /// nothing.
+    pub fn subscribe(
+        &self,
+    ) -> (
+        impl Stream<Item = Change<K>> + Send + 'static,
+        impl Stream<Item = ()> + Send + 'static,
+    ) {
+        let rx = self.changes.subscribe();
+        let (lag_tx, lag_rx) = mpsc::unbounded_channel::<()>();
+        let kind = self.kind;
+        let changes = futures::stream::unfold((rx, lag_tx), move |(mut rx, lag)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(change) => return Some((change, (rx, lag))),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        warn!(
+                            kind,
+                            missed, "a controller fell behind its watch; resyncing"
+                        );
+                        let _ = lag.send(());
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        let lagged = futures::stream::unfold(lag_rx, |mut rx| async move {
+            rx.recv().await.map(|()| ((), rx))
+        });
+        (changes, lagged)
+    }
+
+    /// Watches until `shutdown`. Watch errors are retried with kube-runtime's default
+    /// backoff; the stream only ends if the watcher itself stops.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
+        let mut events = pin!(watcher(self.api.clone(), self.config.clone()).default_backoff());
+        // The objects before a relist, to tell which of them it no longer shows.
+        let mut before_relist: Vec<Arc<K>> = Vec::new();
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                ev = events.next() => ev,
+            };
+            let event = match event {
+                None => return Err(Error::WatchEnded(self.kind)),
+                Some(Err(e)) => {
+                    warn!(kind = self.kind, error = %e, "watch failed; retrying with backoff");
+                    continue;
+                }
+                Some(Ok(event)) => event,
+            };
+            if let watcher::Event::Init = event {
+                before_relist = self.store().state();
+            }
+            self.writer.apply_watcher_event(&event);
+            let store = self.store();
+            let send = |change| {
+                // No subscriber is fine: nothing needs to hear of it.
+                let _ = self.changes.send(change);
+            };
+            match event {
+                watcher::Event::Apply(obj) => {
+                    let cached = store.get(&ObjectRef::from_obj(&obj));
+                    send(Change::Applied(cached.unwrap_or_else(|| Arc::new(obj))));
+                }
+                watcher::Event::Delete(obj) => send(Change::Deleted(Arc::new(obj))),
+                watcher::Event::InitDone => {
+                    let now = store.state();
+                    let present: HashSet<ObjectRef<K>> =
+                        now.iter().map(|o| ObjectRef::from_obj(&**o)).collect();
+                    for gone in before_relist.drain(..) {
+                        if !present.contains(&ObjectRef::from_obj(&*gone)) {
+                            send(Change::Deleted(gone));
+                        }
+                    }
+                    debug!(kind = self.kind, objects = now.len(), "listed");
+                    for obj in now {
+                        send(Change::Applied(obj));
+                    }
+                }
+                watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            }
+        }
+    }
+}
+
+/// The applied objects of a change stream, as `Controller::for_stream` and
+/// `watches_stream` take them.
+pub fn applied<K: Clone>(
+    changes: impl Stream<Item = Change<K>>,
+) -> impl Stream<Item = Result<K, watcher::Error>> {
+    changes.filter_map(|c| {
+        std::future::ready(match c {
+            Change::Applied(o) => Some(Ok((*o).clone())),
+            Change::Deleted(_) => None,
+        })
+    })
+}
+
+/// The deleted objects of a change stream.
+pub fn deleted<K: Clone>(
+    changes: impl Stream<Item = Change<K>>,
+) -> impl Stream<Item = Result<K, watcher::Error>> {
+    changes.filter_map(|c| {
+        std::future::ready(match c {
+            Change::Deleted(o) => Some(Ok((*o).clone())),
+            Change::Applied(_) => None,
+        })
+    })
+}
+
+/// Every object of a change stream, applied or deleted.
+pub fn touched<K: Clone>(
+    changes: impl Stream<Item = Change<K>>,
+) -> impl Stream<Item = Result<K, watcher::Error>> {
+    changes.map(|c| match c {
+        Change::Applied(o) | Change::Deleted(o) => Ok((*o).clone()),
+    })
+}

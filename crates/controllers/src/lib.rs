@@ -1,0 +1,181 @@
+//! kube-controller-manager for peapod.
+//!
+//! Owns: one module per upstream controller, named as upstream names it —
+//! [`namespace`] (deleting a terminating namespace's content, then finalizing it),
+//! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
+//! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`) — each a kube-runtime
+//! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function;
+//! the shared informers they read (`informer`: one watcher per kind, one cache); and
+//! [`run`], which starts them all and stops them together.
+//!
+//! Does not own: the bootstrap of system namespaces and priority classes, token issuing and
+//! authentication (the API server's, as upstream), garbage collection (not built yet).
+//!
+//! May depend on: `k8s-openapi`, `kube` (client and runtime), tokio. Never on the API
+//! server or the store: controllers act only through the public API, authenticated as
+//! `system:kube-controller-manager`.
+
+mod backoff;
+mod informer;
+pub mod namespace;
+pub mod rootcacertpublisher;
+pub mod serviceaccounts;
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use futures::{FutureExt, Stream};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use kube::api::Api;
+use kube::runtime::{controller, watcher};
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use informer::Informer;
+
+/// How often every controller reconciles everything regardless (upstream's informer resync
+/// and `--namespace-sync-period`, both 5 minutes).
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// What the controllers need besides a client.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The cluster CA (PEM) the root-ca-cert-publisher puts in every namespace
+    /// (kube-controller-manager's `--root-ca-file`).
+    pub root_ca: String,
+}
+
+/// Why the controllers stopped before being told to.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// kube-runtime's watcher retries errors itself; its stream only ends if dropped.
+    #[error("the {0} watch ended")]
+    WatchEnded(&'static str),
+    #[error("the {0} controller stopped")]
+    ControllerEnded(&'static str),
+    #[error("a controller task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Runs every controller until `shutdown`; the first to fail stops the others.
+pub async fn run(client: Client, config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let stop = shutdown.child_token();
+    let namespaces = Informer::<Namespace>::new(
+        "namespaces",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let accounts = Informer::<ServiceAccount>::new(
+        "serviceaccounts",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    // Only one ConfigMap per namespace concerns a controller: cache just those, not every
+    // ConfigMap's data.
+    let config_maps = Informer::<ConfigMap>::new(
+        "configmaps",
+        Api::all(client.clone()),
+        watcher::Config::default().fields(&format!(
+            "metadata.name={}",
+            rootcacertpublisher::CONFIG_MAP
+        )),
+    );
+
+    // Controllers subscribe before the informers start, so they miss nothing.
+    let mut tasks = tokio::task::JoinSet::new();
+    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 3] = [
+        (
+            "namespace",
+            namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
+        ),
+        (
+            "serviceaccounts",
+            serviceaccounts::controller(client.clone(), &namespaces, &accounts, stop.clone())
+                .boxed(),
+        ),
+        (
+            "root-ca-cert-publisher",
+            rootcacertpublisher::controller(
+                client.clone(),
+                config.root_ca,
+                &namespaces,
+                &config_maps,
+                stop.clone(),
+            )
+            .boxed(),
+        ),
+    ];
+    for (name, controller) in controllers {
+        let token = stop.clone();
+        tasks.spawn(async move {
+            controller.await;
+            if token.is_cancelled() {
+                Ok(())
+            } else {
+                Err(Error::ControllerEnded(name))
+            }
+        });
+    }
+    tasks.spawn(namespaces.run(stop.clone()));
+    tasks.spawn(accounts.run(stop.clone()));
+    tasks.spawn(config_maps.run(stop.clone()));
+
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        let failure = match done {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(e) => Error::Task(e),
+        };
+        if result.is_ok() {
+            warn!(error = %failure, "controllers: stopping");
+            result = Err(failure);
+        }
+        stop.cancel();
+    }
+    result
+}
+
+/// A stream that yields every `period`, starting one period from now.
+fn ticks(period: Duration) -> impl Stream<Item = ()> + Send + 'static {
+    let start = tokio::time::Instant::now() + period;
+    futures::stream::unfold(
+        tokio::time::interval_at(start, period),
+        |mut interval| async {
+            interval.tick().await;
+            Some(((), interval))
+        },
+    )
+}
+
+/// Logs what a controller's reconcile stream reports: failures the error policy already
+/// logged are not repeated, and a trigger for an object no longer cached is routine.
+fn log_result<K, E, Q>(
+    controller: &'static str,
+    result: Result<
+        (kube::runtime::reflector::ObjectRef<K>, controller::Action),
+        controller::Error<E, Q>,
+    >,
+) where
+    K: kube::Resource,
+    K::DynamicType: Debug,
+    E: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
+    match result {
+        Ok((object, action)) => debug!(controller, %object, ?action, "reconciled"),
+        Err(controller::Error::ReconcilerFailed(..)) => {}
+        Err(controller::Error::ObjectNotFound(object)) => {
+            debug!(controller, %object, "gone before its reconcile")
+        }
+        Err(e) => warn!(controller, error = %e, "controller error"),
+    }
+}
+
+/// Whether the API refused a create because the namespace is gone or terminating
+/// (upstream checks the `NamespaceTerminating` cause of the 403; peapod's message says it).
+fn is_gone_namespace(status: &kube::core::Status) -> bool {
+    status.code == 404
+        || (status.code == 403 && status.message.contains("because it is being terminated"))
+}
