@@ -977,6 +977,44 @@ mod tests {
         assert!(err.starts_with("unable to parse requirement: <nil>: Invalid value: \"-x\": name part must consist of"), "{err}");
     }
 
+    /// `a in ()` is `a in ("")`, not an error: upstream's `Parser.parseValues`
+    /// (apimachinery `pkg/labels/selector.go`, `case ClosedParToken: // handles "()"`)
+    /// returns the set {""}, `NewRequirement` accepts one empty value, and kube-apiserver
+    /// adds no check of label selectors of its own (`ValidateListOptions` in
+    /// `apis/meta/internalversion/validation` looks at resourceVersionMatch and
+    /// sendInitialEvents only). So `a in ()` selects the objects whose label `a` is empty.
+    #[test]
+    fn empty_value_set_is_the_empty_value() {
+        let cases = [
+            ("a in ()", Operator::In, "a in ()"),
+            ("a notin ()", Operator::NotIn, "a notin ()"),
+            ("a in (,)", Operator::In, "a in ()"),
+            ("a in ( )", Operator::In, "a in ()"),
+        ];
+        for (input, operator, canonical) in cases {
+            let sel = match LabelSelector::parse(input) {
+                Ok(s) => s,
+                Err(e) => panic!("{input}: {e}"),
+            };
+            let want = Requirement {
+                key: "a".into(),
+                operator,
+                values: vec![String::new()],
+            };
+            assert_eq!(sel.requirements, vec![want], "{input}");
+            assert_eq!(sel.to_string(), canonical, "{input}");
+            assert_eq!(
+                LabelSelector::parse(canonical).as_ref(),
+                Ok(&sel),
+                "{input}"
+            );
+        }
+        let empty = LabelSelector::parse("a in ()").unwrap_or_default();
+        assert!(empty.matches(&labels(&[("a", "")])));
+        assert!(!empty.matches(&labels(&[("a", "x")])));
+        assert!(!empty.matches(&labels(&[])));
+    }
+
     #[test]
     fn metav1_selectors() {
         let sel = metav1::LabelSelector {

@@ -17,6 +17,8 @@ pub mod discovery;
 pub mod duplicates;
 pub mod errors;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handlers;
 pub mod kinds;
 pub mod lifecycle;
@@ -98,20 +100,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .filter(|a| !addr.ip().is_unspecified() && a.ip() != addr.ip())
         .map(|a| bind_freely(a).map_err(|source| Error::Listen { addr: a, source }))
         .transpose()?;
-    let pki = tls::ensure(&config.data_dir, addr, config.advertise_address)?;
-    let server = ApiServer::new(config.store, addr, pki.admin_token.clone());
+    let (server, pki) = assemble(
+        &config.data_dir,
+        addr,
+        config.store,
+        config.advertise_address,
+    )
+    .await?;
     if let Some(a) = advertise {
         let _ = server.advertise.set(a);
     }
-    let _ = server.nodes.set(pki.nodes.clone());
-    let _ = server.tokens.set(pki.service_account_keys.clone());
-    lifecycle::bootstrap(&server).await?;
-    let start_revision = server
-        .store
-        .current_revision()
-        .await
-        .map_err(ApiError::from)?;
-    server.set_ready(start_revision);
 
     let mut tasks = tokio::task::JoinSet::new();
     // The strategic-merge schema is generated from every kind's types: do it now, off the
@@ -180,6 +178,28 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         addr,
         tasks,
     })
+}
+
+/// The server state `start` serves from: the PKI in `data_dir` (made on first start), the
+/// system namespaces and priority classes, marked ready at the store's current revision.
+async fn assemble(
+    data_dir: &std::path::Path,
+    addr: SocketAddr,
+    store: Arc<dyn store::Store>,
+    advertise: Option<IpAddr>,
+) -> Result<(Arc<ApiServer>, tls::Pki), Error> {
+    let pki = tls::ensure(data_dir, addr, advertise)?;
+    let server = ApiServer::new(store, addr, pki.admin_token.clone());
+    let _ = server.nodes.set(pki.nodes.clone());
+    let _ = server.tokens.set(pki.service_account_keys.clone());
+    lifecycle::bootstrap(&server).await?;
+    let start_revision = server
+        .store
+        .current_revision()
+        .await
+        .map_err(ApiError::from)?;
+    server.set_ready(start_revision);
+    Ok((server, pki))
 }
 
 /// A listener on `addr` even if no interface holds the address yet (`IP_FREEBIND`): the

@@ -209,7 +209,7 @@ pub async fn pod_log_websocket(
     server: Arc<ApiServer>,
     info: crate::request::RequestInfo,
     query: crate::request::Query,
-    mut req: http::Request<hyper::body::Incoming>,
+    mut req: http::Request<()>,
 ) -> Result<Response<Body>, ApiError> {
     let offer = stream::websocket::Offer::from_headers(req.headers())
         .ok_or_else(|| ApiError::BadRequest("missing Sec-WebSocket-Key".into()))?;
@@ -338,7 +338,7 @@ pub async fn pod_upgrade(
     server: Arc<ApiServer>,
     info: crate::request::RequestInfo,
     query: crate::request::Query,
-    req: http::Request<hyper::body::Incoming>,
+    req: http::Request<()>,
 ) -> Result<Response<Body>, ApiError> {
     let ns = info.namespace.clone().unwrap_or_default();
     let name = info.name.clone().unwrap_or_default();
