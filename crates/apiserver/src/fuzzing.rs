@@ -15,15 +15,22 @@ use crate::errors::ApiError;
 use crate::server::ApiServer;
 
 /// An API server as `start` assembles it (PKI in `data_dir`, system namespaces and priority
-/// classes, ready), without a listener or background tasks; and its admin bearer token.
+/// classes, ready), without a listener or background tasks; and its admin bearer token. It
+/// never connects to a node agent: the nodes a fuzzer creates name any address, and a
+/// request that would reach one (logs, exec, attach, port-forward) is answered 500 "node
+/// PKI not ready" instead, with no network traffic.
 pub async fn server(
     data_dir: &Path,
     store: Arc<dyn store::Store>,
 ) -> Result<(Arc<ApiServer>, String), crate::Error> {
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 6443));
-    let (server, pki) = crate::assemble(data_dir, listen, store, None).await?;
+    let (server, pki) =
+        crate::assemble(data_dir, listen, store, None, crate::Agents::Never).await?;
     Ok((server, pki.admin_token))
 }
+
+/// What a request that would reach a node agent is answered with by [`server`]'s server.
+pub const NO_AGENTS: &str = crate::nodeproxy::NO_NODE_PKI;
 
 /// One request through authentication, routing, the handlers and error mapping, as a
 /// connection's service answers it.

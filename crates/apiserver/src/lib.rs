@@ -105,6 +105,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         addr,
         config.store,
         config.advertise_address,
+        Agents::Dial,
     )
     .await?;
     if let Some(a) = advertise {
@@ -180,6 +181,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     })
 }
 
+/// Whether a server may connect to node agents (logs, exec, attach, port-forward).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Agents {
+    Dial,
+    /// Never: a request that would reach an agent is answered 500 "node PKI not ready"
+    /// without a connection (the fuzzing harness, whose nodes name any address).
+    Never,
+}
+
 /// The server state `start` serves from: the PKI in `data_dir` (made on first start), the
 /// system namespaces and priority classes, marked ready at the store's current revision.
 async fn assemble(
@@ -187,10 +197,13 @@ async fn assemble(
     addr: SocketAddr,
     store: Arc<dyn store::Store>,
     advertise: Option<IpAddr>,
+    agents: Agents,
 ) -> Result<(Arc<ApiServer>, tls::Pki), Error> {
     let pki = tls::ensure(data_dir, addr, advertise)?;
     let server = ApiServer::new(store, addr, pki.admin_token.clone());
-    let _ = server.nodes.set(pki.nodes.clone());
+    if agents == Agents::Dial {
+        let _ = server.nodes.set(pki.nodes.clone());
+    }
     let _ = server.tokens.set(pki.service_account_keys.clone());
     lifecycle::bootstrap(&server).await?;
     let start_revision = server
