@@ -513,21 +513,23 @@ fn name_segment() -> impl Strategy<Value = String> {
 /// A request path: the served resources and their subresources, the discovery, OpenAPI,
 /// version and health paths, and near misses of each.
 pub fn path() -> impl Strategy<Value = String> {
-    let resources: Vec<(String, bool, Vec<&'static str>)> = apiserver::registry::all()
-        .iter()
-        .map(|r| {
-            let prefix = if r.group.is_empty() {
-                format!("/api/{}", r.version)
-            } else {
-                format!("/apis/{}/{}", r.group, r.version)
-            };
-            (
-                format!("{prefix}\u{0}{}", r.plural),
-                r.namespaced,
-                r.subresources.iter().map(|s| s.name).collect(),
-            )
-        })
-        .collect();
+    let resources: Vec<(String, &'static str, bool, Vec<&'static str>)> =
+        apiserver::registry::all()
+            .iter()
+            .map(|r| {
+                let prefix = if r.group.is_empty() {
+                    format!("/api/{}", r.version)
+                } else {
+                    format!("/apis/{}/{}", r.group, r.version)
+                };
+                (
+                    prefix,
+                    r.plural,
+                    r.namespaced,
+                    r.subresources.iter().map(|s| s.name).collect(),
+                )
+            })
+            .collect();
     let resource_path = (
         select(resources),
         name_segment(),
@@ -536,8 +538,7 @@ pub fn path() -> impl Strategy<Value = String> {
         any::<Index>(),
     )
         .prop_map(
-            |((prefix_plural, namespaced, subs), ns, name, shape, sub)| {
-                let (prefix, plural) = prefix_plural.split_once('\u{0}').unwrap_or(("", ""));
+            |((prefix, plural, namespaced, subs), ns, name, shape, sub)| {
                 let scope = if namespaced {
                     format!("/namespaces/{ns}")
                 } else {

@@ -184,54 +184,122 @@ fn on_a_resource() -> impl Strategy<Value = Generated> {
             (object, patch, encoding, bytes_edits),
             (accept, auth()),
         )
-            .prop_map(move |((method, ns, name, sub, query), ((mut object, keep_place, duplicate), (patch, patch_type), encoding, flips), (accept, auth))| {
-                let scope = if r.namespaced { format!("/namespaces/{ns}") } else { String::new() };
-                let collection = matches!(method, Method::POST) && sub.is_none()
-                    || matches!(method, Method::GET | Method::DELETE) && name.is_empty();
-                let path = match (&sub, collection) {
-                    (_, true) => format!("{prefix}{scope}/{}", r.plural),
-                    (None, false) => format!("{prefix}{scope}/{}/{name}", r.plural),
-                    (Some(sub), false) => format!("{prefix}{scope}/{}/{name}/{sub}", r.plural),
-                };
-                if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut).filter(|_| keep_place) {
-                    meta.insert("name".into(), json!(name));
-                    if r.namespaced {
-                        meta.insert("namespace".into(), json!(ns));
-                    }
-                    meta.remove("resourceVersion");
-                }
-                let (mut body, content_type) = if method == Method::PATCH {
-                    (serde_json::to_vec(&patch).unwrap_or_default(), patch_type)
-                } else {
-                    let body = match encoding {
-                        "application/yaml" => serde_yaml::to_string(&object).unwrap_or_default().into_bytes(),
-                        "application/vnd.kubernetes.protobuf" => protobuf::encode_object(&object).unwrap_or_default(),
-                        _ => match duplicate {
-                            // A key written twice somewhere (strict decoding refuses it).
-                            Some(at) => gen::with_duplicate(&object, at).0.into_bytes(),
-                            None => serde_json::to_vec(&object).unwrap_or_default(),
-                        },
-                    };
-                    (body, encoding)
-                };
-                // A few bytes changed here and there.
-                for (k, b) in flips.iter().enumerate() {
-                    if !body.is_empty() {
-                        let at = (usize::from(*b) * 7919 + k * 104_729) % body.len();
-                        body[at] = *b;
-                    }
-                }
-                Generated {
-                    method,
-                    path,
-                    query,
-                    content_type: Some(content_type),
-                    accept,
-                    auth,
-                    body,
-                }
+            .prop_map(move |(target, body, (accept, auth))| {
+                let (method, namespace, name, subresource, query) = target;
+                let ((object, keep_place, duplicate), (patch, patch_type), encoding, flips) = body;
+                assemble(
+                    r,
+                    &prefix,
+                    Draw {
+                        method,
+                        namespace,
+                        name,
+                        subresource,
+                        query,
+                        object,
+                        keep_place,
+                        duplicate,
+                        patch,
+                        patch_type,
+                        encoding,
+                        flips,
+                        accept,
+                        auth,
+                    },
+                )
             })
     })
+}
+
+/// What [`on_a_resource`] drew for one request.
+struct Draw {
+    method: Method,
+    namespace: String,
+    name: String,
+    subresource: Option<&'static str>,
+    query: String,
+    object: Value,
+    /// Name and place the object as the URL does.
+    keep_place: bool,
+    /// Write the first key of the n-th object in the body twice.
+    duplicate: Option<usize>,
+    patch: Value,
+    patch_type: &'static str,
+    encoding: &'static str,
+    /// Bytes to set at scattered places of the body.
+    flips: Vec<u8>,
+    accept: Option<&'static str>,
+    auth: Auth,
+}
+
+/// The request a [`Draw`] describes on resource `r` (served under `prefix`).
+fn assemble(r: &apiserver::registry::Resource, prefix: &str, d: Draw) -> Generated {
+    let Draw {
+        method,
+        namespace: ns,
+        name,
+        subresource: sub,
+        mut object,
+        ..
+    } = d;
+    let scope = if r.namespaced {
+        format!("/namespaces/{ns}")
+    } else {
+        String::new()
+    };
+    let collection = matches!(method, Method::POST) && sub.is_none()
+        || matches!(method, Method::GET | Method::DELETE) && name.is_empty();
+    let path = match (sub, collection) {
+        (_, true) => format!("{prefix}{scope}/{}", r.plural),
+        (None, false) => format!("{prefix}{scope}/{}/{name}", r.plural),
+        (Some(sub), false) => format!("{prefix}{scope}/{}/{name}/{sub}", r.plural),
+    };
+    if let Some(meta) = object
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .filter(|_| d.keep_place)
+    {
+        meta.insert("name".into(), json!(name));
+        if r.namespaced {
+            meta.insert("namespace".into(), json!(ns));
+        }
+        meta.remove("resourceVersion");
+    }
+    let (mut body, content_type) = if method == Method::PATCH {
+        (
+            serde_json::to_vec(&d.patch).unwrap_or_default(),
+            d.patch_type,
+        )
+    } else {
+        let body = match (d.encoding, d.duplicate) {
+            ("application/yaml", _) => serde_yaml::to_string(&object)
+                .unwrap_or_default()
+                .into_bytes(),
+            ("application/vnd.kubernetes.protobuf", _) => {
+                protobuf::encode_object(&object).unwrap_or_default()
+            }
+            // A key written twice somewhere (strict decoding refuses it).
+            (_, Some(at)) => gen::with_duplicate(&object, at).0.into_bytes(),
+            (_, None) => serde_json::to_vec(&object).unwrap_or_default(),
+        };
+        (body, d.encoding)
+    };
+    // A few bytes changed here and there.
+    for (k, b) in d.flips.iter().enumerate() {
+        if !body.is_empty() {
+            let at = (usize::from(*b) * 7919 + k * 104_729) % body.len();
+            body[at] = *b;
+        }
+    }
+    Generated {
+        method,
+        path,
+        query: d.query,
+        content_type: Some(content_type),
+        accept: d.accept,
+        auth: d.auth,
+        body,
+    }
 }
 
 fn generated() -> impl Strategy<Value = Generated> {
