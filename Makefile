@@ -6,7 +6,9 @@
 #   make run        deps + release build + start peapod on 127.0.0.1:6443, data in .peapod/
 #   make test       lint, unit + store conformance, e2e (in that order)
 #   make lint       cargo fmt --check, clippy -D warnings
-#   make test-unit  cargo test --workspace
+#   make test-unit  cargo test --workspace (includes the fuzzing targets of crates/fuzz, briefly)
+#   make fuzz       the fuzzing targets for longer, fresh seed (FUZZ_CASES=100000 per target;
+#                   PEAPOD_FUZZ_SEED=<n> replays a failure's seed)
 #   make test-e2e   build + pytest tests/e2e (real kubectl, Python client, both datastores)
 #   make bench      store benchmark (if present) + scheduler decision cost + bench/api_bench.py (Rust client bench/api-bench)
 #                   + bench/pod_startup.py (pod create -> Ready, burst, per-pod footprint)
@@ -37,7 +39,7 @@ DEPS_LIST := scripts/deps.list
 APT_PACKAGES := $(sort $(patsubst apt:%,%,$(filter apt:%,$(shell sed 's/\#.*//' $(DEPS_LIST)))))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps deps-apt deps-check venv build build-release run test lint test-unit test-e2e bench bench-record clean
+.PHONY: help deps deps-apt deps-check venv build build-release run test lint test-unit test-e2e fuzz bench bench-record clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -119,6 +121,12 @@ lint:
 
 test-unit:
 	cargo test --workspace
+
+# Every decoder of the API server, fuzzed (crates/fuzz); `make test` runs the same briefly.
+FUZZ_CASES := 100000
+
+fuzz:
+	PEAPOD_FUZZ_CASES=$(FUZZ_CASES) cargo test --profile fuzz -p fuzz -- --nocapture
 
 test-e2e: venv build
 	PEAPOD_BIN="$(TARGET_DIR)/debug/peapod" timeout -s INT -k 60 $(E2E_TIMEOUT) \

@@ -388,9 +388,20 @@ fn strip_directives(v: Value) -> Value {
 
 fn strip_directives_map(m: Map<String, Value>) -> Map<String, Value> {
     m.into_iter()
-        .filter(|(k, v)| !k.starts_with('$') && !v.is_null())
+        .filter(|(k, v)| !is_directive(k) && !v.is_null())
         .map(|(k, v)| (k, strip_directives(v)))
         .collect()
+}
+
+/// The keys strategic merge reads as directives. Any other key, `$`-prefixed or not, is a
+/// field (a label or a ConfigMap key may start with `$`), as in upstream's `mergeMap`; a
+/// value stored without a merge keeps it, as a merge would (issue 13: the fuzzer found a
+/// patch whose second application added back the `$x` key the first had dropped).
+fn is_directive(key: &str) -> bool {
+    key == DIRECTIVE
+        || key == RETAIN_KEYS
+        || key.starts_with(SET_ORDER_PREFIX)
+        || key.starts_with(DELETE_PRIMITIVE_PREFIX)
 }
 
 fn merge_key_value<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
@@ -1046,6 +1057,22 @@ mod tests {
             .map(|a| a.iter().map(|e| e["uid"].clone()).collect())
             .unwrap_or_default();
         assert_eq!(uids, vec![json!("0"), json!("1"), json!("2"), json!("3")]);
+    }
+
+    #[test]
+    fn unknown_dollar_keys_are_fields() {
+        // Stored without a merge (a new key, a value of another shape) or merged into an
+        // existing map: the same result, so applying the patch again changes nothing.
+        let patch = json!({"spec": {"$retainKeys": ["containers"], "containers": {"$x": false}}});
+        let doc = json!({"spec": {"containers": [{"name": "a"}]}});
+        let once = smp(doc, patch.clone(), PatchKind::Pod);
+        assert_eq!(once, json!({"spec": {"containers": {"$x": false}}}));
+        assert_eq!(smp(once.clone(), patch, PatchKind::Pod), once);
+        let labels = json!({"metadata": {"labels": {"$a": "1", "$patch": "replace"}}});
+        assert_eq!(
+            smp(json!({}), labels, PatchKind::Pod),
+            json!({"metadata": {"labels": {"$a": "1"}}})
+        );
     }
 
     #[test]

@@ -603,23 +603,18 @@ fn split_terms(s: &str) -> Vec<String> {
     out
 }
 
-/// Finds the first unescaped operator, preferring `!=` and `==` over `=`.
+/// Splits a term at the first operator, preferring `!=` and `==` over `=` at the same
+/// place, as upstream's `splitTerm` (fields/selector.go) does: the field name knows no
+/// escapes, so an operator after a backslash still splits; only the value is unescaped.
+/// Scanned by character, so a field or value in any script is split, never cut inside a
+/// character.
 fn split_term(term: &str) -> Option<(String, &'static str, String)> {
-    let bytes = term.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' {
-            i += 2;
-            continue;
-        }
-        for op in ["!=", "==", "="] {
-            if term[i..].starts_with(op) {
-                return Some((term[..i].to_string(), op, term[i + op.len()..].to_string()));
-            }
-        }
-        i += 1;
-    }
-    None
+    term.char_indices().find_map(|(i, _)| {
+        ["!=", "==", "="]
+            .into_iter()
+            .find(|op| term[i..].starts_with(op))
+            .map(|op| (term[..i].to_string(), op, term[i + op.len()..].to_string()))
+    })
 }
 
 fn unescape_value(s: &str) -> Result<String, SelectorError> {
@@ -977,6 +972,44 @@ mod tests {
         assert!(err.starts_with("unable to parse requirement: <nil>: Invalid value: \"-x\": name part must consist of"), "{err}");
     }
 
+    /// `a in ()` is `a in ("")`, not an error: upstream's `Parser.parseValues`
+    /// (apimachinery `pkg/labels/selector.go`, `case ClosedParToken: // handles "()"`)
+    /// returns the set {""}, `NewRequirement` accepts one empty value, and kube-apiserver
+    /// adds no check of label selectors of its own (`ValidateListOptions` in
+    /// `apis/meta/internalversion/validation` looks at resourceVersionMatch and
+    /// sendInitialEvents only). So `a in ()` selects the objects whose label `a` is empty.
+    #[test]
+    fn empty_value_set_is_the_empty_value() {
+        let cases = [
+            ("a in ()", Operator::In, "a in ()"),
+            ("a notin ()", Operator::NotIn, "a notin ()"),
+            ("a in (,)", Operator::In, "a in ()"),
+            ("a in ( )", Operator::In, "a in ()"),
+        ];
+        for (input, operator, canonical) in cases {
+            let sel = match LabelSelector::parse(input) {
+                Ok(s) => s,
+                Err(e) => panic!("{input}: {e}"),
+            };
+            let want = Requirement {
+                key: "a".into(),
+                operator,
+                values: vec![String::new()],
+            };
+            assert_eq!(sel.requirements, vec![want], "{input}");
+            assert_eq!(sel.to_string(), canonical, "{input}");
+            assert_eq!(
+                LabelSelector::parse(canonical).as_ref(),
+                Ok(&sel),
+                "{input}"
+            );
+        }
+        let empty = LabelSelector::parse("a in ()").unwrap_or_default();
+        assert!(empty.matches(&labels(&[("a", "")])));
+        assert!(!empty.matches(&labels(&[("a", "x")])));
+        assert!(!empty.matches(&labels(&[])));
+    }
+
     #[test]
     fn metav1_selectors() {
         let sel = metav1::LabelSelector {
@@ -1028,6 +1061,25 @@ mod tests {
         assert_eq!(
             FieldSelector::parse("foo").err().map(|e| e.0),
             Some("invalid selector: 'foo'; can't understand 'foo'".into())
+        );
+        // Fields and values in any script, split where upstream splits them (issue 13: a
+        // non-ASCII field selector panicked the request).
+        let wide = FieldSelector::parse("é=世界,metadata.name!=ü").unwrap_or_default();
+        assert_eq!(
+            wide.requirements
+                .iter()
+                .map(|r| (r.field.as_str(), r.not, r.value.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("metadata.name", true, "ü"), ("é", false, "世界")]
+        );
+        assert_eq!(
+            FieldSelector::parse("世").err().map(|e| e.0),
+            Some("invalid selector: '世'; can't understand '世'".into())
+        );
+        // The field name has no escapes: the first operator splits, even after a backslash.
+        assert_eq!(
+            FieldSelector::parse(r"a\=b=c").err().map(|e| e.0),
+            Some("invalid field selector: unescaped =".into())
         );
         assert_eq!(
             FieldSelector::parse(r"a=b\x").err().map(|e| e.0),

@@ -155,6 +155,9 @@ impl ApiError {
                     .collect();
                 Some(d)
             }
+            // go-restful's 405, through upstream's serviceErrorHandler
+            // (NewGenericServerResponse), carries empty details.
+            ApiError::MethodNotAllowed => Some(json!({})),
             _ => None,
         };
         if let Some(d) = details {

@@ -20,6 +20,8 @@ pub mod duplicates;
 pub mod errors;
 pub mod event_ttl;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handlers;
 pub mod kinds;
 pub mod mirror;
@@ -103,25 +105,17 @@ pub async fn start(config: Config, supervisor: &mut Supervisor) -> Result<Runnin
         .filter(|a| !addr.ip().is_unspecified() && a.ip() != addr.ip())
         .map(|a| bind_freely(a).map_err(|source| Error::Listen { addr: a, source }))
         .transpose()?;
-    let pki = tls::ensure(&config.data_dir, addr, config.advertise_address)?;
-    let tokens = authn::StaticTokens::new(
-        &pki.admin_token,
-        &pki.controller_manager_token,
-        &pki.scheduler_token,
-    );
-    let server = ApiServer::new(config.store, addr, tokens);
+    let (server, pki) = assemble(
+        &config.data_dir,
+        addr,
+        config.store,
+        config.advertise_address,
+        Agents::Dial,
+    )
+    .await?;
     if let Some(a) = advertise {
         let _ = server.advertise.set(a);
     }
-    let _ = server.nodes.set(pki.nodes.clone());
-    let _ = server.tokens.set(pki.service_account_keys.clone());
-    bootstrap::bootstrap(&server).await?;
-    let start_revision = server
-        .store
-        .current_revision()
-        .await
-        .map_err(ApiError::from)?;
-    server.set_ready(start_revision);
 
     // The strategic-merge schema is generated from every kind's types: do it now, off the
     // request path, rather than in the first PATCH (an agent's first status update). A
@@ -183,6 +177,45 @@ pub async fn start(config: Config, supervisor: &mut Supervisor) -> Result<Runnin
         kubeconfig: config.data_dir.join("kubeconfig.yaml"),
         addr,
     })
+}
+
+/// Whether a server may connect to node agents (logs, exec, attach, port-forward).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Agents {
+    Dial,
+    /// Never: a request that would reach an agent is answered 500 "node PKI not ready"
+    /// without a connection (the fuzzing harness, whose nodes name any address).
+    Never,
+}
+
+/// The server state `start` serves from: the PKI in `data_dir` (made on first start), the
+/// system namespaces and priority classes, marked ready at the store's current revision.
+async fn assemble(
+    data_dir: &std::path::Path,
+    addr: SocketAddr,
+    store: Arc<dyn store::Store>,
+    advertise: Option<IpAddr>,
+    agents: Agents,
+) -> Result<(Arc<ApiServer>, tls::Pki), Error> {
+    let pki = tls::ensure(data_dir, addr, advertise)?;
+    let tokens = authn::StaticTokens::new(
+        &pki.admin_token,
+        &pki.controller_manager_token,
+        &pki.scheduler_token,
+    );
+    let server = ApiServer::new(store, addr, tokens);
+    if agents == Agents::Dial {
+        let _ = server.nodes.set(pki.nodes.clone());
+    }
+    let _ = server.tokens.set(pki.service_account_keys.clone());
+    bootstrap::bootstrap(&server).await?;
+    let start_revision = server
+        .store
+        .current_revision()
+        .await
+        .map_err(ApiError::from)?;
+    server.set_ready(start_revision);
+    Ok((server, pki))
 }
 
 /// A listener on `addr` even if no interface holds the address yet (`IP_FREEBIND`): the

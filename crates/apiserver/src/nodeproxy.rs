@@ -20,6 +20,9 @@ use crate::handlers::Call;
 use crate::server::ApiServer;
 
 /// Where agents ask for their serving certificate (authenticated like every request).
+/// The answer when this server has no node PKI (it may not connect to agents).
+pub(crate) const NO_NODE_PKI: &str = "node PKI not ready";
+
 pub const SERVING_CERT_PATH: &str = "/peapod.io/v1/node-serving-certificate";
 
 #[derive(Deserialize)]
@@ -39,7 +42,7 @@ pub fn serving_certificate(server: &ApiServer, body: &[u8]) -> Result<Response<B
     let nodes = server
         .nodes
         .get()
-        .ok_or_else(|| ApiError::Internal("node PKI not ready".into()))?;
+        .ok_or_else(|| ApiError::Internal(NO_NODE_PKI.into()))?;
     let (cert, key) = nodes
         .sign_serving_cert(&req.node_name, &req.addresses)
         .map_err(|e| ApiError::Internal(format!("signing node certificate: {e}")))?;
@@ -209,7 +212,7 @@ pub async fn pod_log_websocket(
     server: Arc<ApiServer>,
     info: crate::request::RequestInfo,
     query: crate::request::Query,
-    mut req: http::Request<hyper::body::Incoming>,
+    mut req: http::Request<()>,
 ) -> Result<Response<Body>, ApiError> {
     let offer = stream::websocket::Offer::from_headers(req.headers())
         .ok_or_else(|| ApiError::BadRequest("missing Sec-WebSocket-Key".into()))?;
@@ -338,7 +341,7 @@ pub async fn pod_upgrade(
     server: Arc<ApiServer>,
     info: crate::request::RequestInfo,
     query: crate::request::Query,
-    req: http::Request<hyper::body::Incoming>,
+    req: http::Request<()>,
 ) -> Result<Response<Body>, ApiError> {
     let ns = info.namespace.clone().unwrap_or_default();
     let name = info.name.clone().unwrap_or_default();
@@ -504,7 +507,7 @@ async fn node_send(
     let nodes = server
         .nodes
         .get()
-        .ok_or_else(|| ApiError::Internal("node PKI not ready".into()))?;
+        .ok_or_else(|| ApiError::Internal(NO_NODE_PKI.into()))?;
     let unreachable = |e: String| {
         warn!(node = %ip, error = %e, "reaching the node agent");
         ApiError::Internal(format!("error dialing backend: {e}"))

@@ -72,6 +72,22 @@ pub enum Route {
     OpenApiV3(Option<String>),
 }
 
+/// Which methods a path outside the resources answers, as kube-apiserver's handlers for it
+/// do. go-restful web services serve the legacy `/api`, `/api/<version>`,
+/// `/apis/<group>/<version>` and `/version` with one GET route each, and go-restful answers
+/// any other method (HEAD included) with 405 (`serviceErrorHandler` in
+/// `apiserver/pkg/server/handler.go`). The aggregator's `/apis` and `/apis/<group>`
+/// handlers (`kube-aggregator/pkg/apiserver/handler_apis.go`), kube-openapi's `/openapi/v2`
+/// and `/openapi/v3` handlers and the health checks (`apiserver/pkg/server/healthz`) are
+/// plain `http.Handler`s that serve whatever the method; a HEAD gets the headers alone.
+fn get_only(method: &Method, route: Route) -> Result<Route, ApiError> {
+    if method == Method::GET {
+        Ok(route)
+    } else {
+        Err(ApiError::MethodNotAllowed)
+    }
+}
+
 pub fn route(method: &Method, path: &str, query: &Query) -> Result<Route, ApiError> {
     let parts: Vec<&str> = path
         .trim_matches('/')
@@ -79,7 +95,7 @@ pub fn route(method: &Method, path: &str, query: &Query) -> Result<Route, ApiErr
         .filter(|p| !p.is_empty())
         .collect();
     match parts.as_slice() {
-        ["version"] => return Ok(Route::Version),
+        ["version"] => return get_only(method, Route::Version),
         [h, check @ ..] if matches!(*h, "healthz" | "livez" | "readyz") => {
             return Ok(Route::Health {
                 endpoint: h.to_string(),
@@ -92,14 +108,16 @@ pub fn route(method: &Method, path: &str, query: &Query) -> Result<Route, ApiErr
         _ => {}
     }
     let (group, version, rest) = match parts.as_slice() {
-        ["api"] | ["apis"] => return Ok(Route::Discovery(owned(&parts))),
-        ["api", version] => return Ok(Route::Discovery(vec!["api".into(), version.to_string()])),
-        ["apis", _group] | ["apis", _group, _] => {
-            if parts.len() == 2 || method == Method::GET && parts.len() == 3 {
-                return Ok(Route::Discovery(owned(&parts)));
-            }
-            return Err(ApiError::RouteNotFound);
+        ["api"] => return get_only(method, Route::Discovery(owned(&parts))),
+        ["apis"] | ["apis", _] => return Ok(Route::Discovery(owned(&parts))),
+        // A version nobody serves has no web service: 404 whatever the method.
+        ["api", version] if registry::serves("", version) => {
+            return get_only(method, Route::Discovery(owned(&parts)))
         }
+        ["apis", group, version] if registry::serves(group, version) => {
+            return get_only(method, Route::Discovery(owned(&parts)))
+        }
+        ["api", _] | ["apis", _, _] => return Err(ApiError::RouteNotFound),
         ["api", version, rest @ ..] => ("", *version, rest),
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(ApiError::RouteNotFound),
@@ -349,6 +367,58 @@ mod tests {
             &Query::default()
         )
         .is_err());
+    }
+
+    /// Issue 13 7: the paths outside the resources answer the methods upstream's handlers
+    /// for them answer (see [`get_only`]).
+    #[test]
+    fn non_resource_paths_by_method() {
+        use Method as M;
+        enum Want {
+            Served,
+            MethodNotAllowed,
+            NotFound,
+        }
+        use Want::*;
+        let head = M::HEAD;
+        let cases: &[(&M, &str, Want)] = &[
+            // go-restful web services: GET only.
+            (&M::GET, "/api", Served),
+            (&M::POST, "/api", MethodNotAllowed),
+            (&head, "/api", MethodNotAllowed),
+            (&M::GET, "/api/v1", Served),
+            (&M::DELETE, "/api/v1/", MethodNotAllowed),
+            (&M::POST, "/api/v2", NotFound),
+            (&M::GET, "/apis/coordination.k8s.io/v1", Served),
+            (&M::PUT, "/apis/coordination.k8s.io/v1", MethodNotAllowed),
+            (&M::PATCH, "/apis/events.k8s.io/v1", MethodNotAllowed),
+            (&M::POST, "/apis/coordination.k8s.io/v2", NotFound),
+            (&M::POST, "/apis/example.com/v1", NotFound),
+            (&M::GET, "/version", Served),
+            (&M::POST, "/version", MethodNotAllowed),
+            (&head, "/version", MethodNotAllowed),
+            // The aggregator's, kube-openapi's and the health handlers: any method.
+            (&M::POST, "/apis", Served),
+            (&M::DELETE, "/apis/coordination.k8s.io", Served),
+            (&M::PUT, "/openapi/v2", Served),
+            (&M::POST, "/openapi/v3", Served),
+            (&M::DELETE, "/openapi/v3/api/v1", Served),
+            (&M::POST, "/healthz", Served),
+            (&head, "/readyz/etcd", Served),
+            (&M::PATCH, "/livez", Served),
+        ];
+        for (method, path, want) in cases {
+            let got = route(method, path, &Query::default());
+            match (want, &got) {
+                (Served, Ok(r)) => assert!(!matches!(r, Route::Resource(_)), "{method} {path}"),
+                (MethodNotAllowed, Err(ApiError::MethodNotAllowed))
+                | (NotFound, Err(ApiError::RouteNotFound)) => {}
+                _ => panic!(
+                    "{method} {path}: {}",
+                    got.err().map_or("served".into(), |e| e.to_string())
+                ),
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -29,6 +28,14 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 
 /// How much of an oversized body is read (and dropped) before answering 413.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How much of a body no handler read is drained after the answer, so the HTTP/1
+/// connection can carry the client's next request: Go's net/http (so kube-apiserver) reads
+/// up to 256 KiB (`maxPostHandlerReadBytes`) and closes the connection past that.
+const DRAIN_UNREAD: usize = 256 * 1024;
+
+/// How long that drain may wait for the client; a slower body closes the connection.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Shared state of a running API server.
 pub struct ApiServer {
@@ -86,9 +93,8 @@ impl ApiServer {
     /// The user a request's bearer token stands for: one of the server's own tokens, or a
     /// service-account token this server issued that is still valid. There is no
     /// authorization yet: any user gets full access (ARCHITECTURE.md).
-    async fn authenticated(&self, req: &Request<Incoming>) -> Option<UserInfo> {
-        let value = req
-            .headers()
+    async fn authenticated(&self, headers: &http::HeaderMap) -> Option<UserInfo> {
+        let value = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())?;
         let token = value.strip_prefix("Bearer ").map(str::trim)?;
@@ -154,18 +160,39 @@ pub async fn serve(
     }
 }
 
-async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body> {
+/// Answers one request: everything below TLS and the HTTP framing (the fuzzing harness
+/// drives exactly this, in-process, through [`crate::fuzzing`]).
+pub(crate) async fn handle<B>(server: Arc<ApiServer>, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::debug_span!("request", %method, %path, user = tracing::field::Empty);
     // Errors are answered in protobuf to clients that prefer it, as upstream does.
     let output = handlers::Output::negotiate(req.headers().get(http::header::ACCEPT));
+    let version = req.version();
+    let expects_continue = req
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (parts, body) = req.into_parts();
+    let mut body = RequestBody::new(body);
     async move {
         let started = std::time::Instant::now();
-        let resp = match dispatch(server, req).await {
+        let mut resp = match dispatch(server, parts, &mut body).await {
             Ok(resp) => resp,
             Err(err) => error_response_as(&err, output),
         };
+        // HTTP/2 ends an unread request stream on its own; an upgraded connection is no
+        // longer HTTP.
+        if version < http::Version::HTTP_2 && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            body.settle(&mut resp, expects_continue).await;
+        }
+        if method == http::Method::HEAD {
+            without_body(&mut resp);
+        }
         debug!(
             status = resp.status().as_u16(),
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -175,6 +202,121 @@ async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body
     }
     .instrument(span)
     .await
+}
+
+/// A HEAD answer: the headers a GET would get (its length included), no body.
+fn without_body(resp: &mut Response<Body>) {
+    use http_body::Body as _;
+    if let Some(len) = resp.body().size_hint().exact() {
+        resp.headers_mut()
+            .entry(http::header::CONTENT_LENGTH)
+            .or_insert_with(|| HeaderValue::from(len));
+    }
+    *resp.body_mut() = crate::body::empty();
+}
+
+/// A request's body, read at most once, by the handler that needs it. What is left unread
+/// once the answer is ready decides whether an HTTP/1 connection can carry another request
+/// ([`RequestBody::settle`]).
+pub(crate) struct RequestBody<B> {
+    body: Option<B>,
+    /// Everything the client sent was read: the connection is at a request boundary.
+    read_to_end: bool,
+}
+
+impl<B> RequestBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    fn new(body: B) -> Self {
+        RequestBody {
+            body: Some(body),
+            read_to_end: false,
+        }
+    }
+
+    /// The whole body. One over [`MAX_BODY`] is read on (up to [`DRAIN_LIMIT`]) and
+    /// dropped, so the client finishes sending and can read the 413; answering mid-upload
+    /// would reset its connection instead.
+    async fn read(&mut self) -> Result<Bytes, ApiError> {
+        let Some(mut body) = self.body.take() else {
+            return Ok(Bytes::new());
+        };
+        let mut buf = bytes::BytesMut::new();
+        let mut seen = 0usize;
+        loop {
+            let Some(frame) = body.frame().await else {
+                self.read_to_end = true;
+                break;
+            };
+            let frame =
+                frame.map_err(|e| ApiError::BadRequest(format!("reading request body: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen += data.len();
+            if seen <= MAX_BODY {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+        if seen > MAX_BODY {
+            return Err(ApiError::RequestEntityTooLarge(MAX_BODY));
+        }
+        Ok(buf.freeze())
+    }
+
+    /// After the answer to an HTTP/1 request, the rest of a body no handler read must come
+    /// off the connection before the next request can be parsed. As Go's net/http does, up
+    /// to [`DRAIN_UNREAD`] is read and dropped; a longer body, one that does not arrive
+    /// within [`DRAIN_TIMEOUT`], one read only in part, or one the client holds back for a
+    /// `100 Continue` it never got, ends the connection after this answer, and the answer
+    /// says so (`Connection: close`) so the client does not send its next request into a
+    /// connection that is closing.
+    async fn settle(self, resp: &mut Response<Body>, expects_continue: bool) {
+        if self.read_to_end {
+            return;
+        }
+        let reusable = match self.body {
+            // Read in part: what is left of it cannot be told from a next request.
+            None => false,
+            Some(body) if body.is_end_stream() => true,
+            Some(_) if expects_continue => false,
+            Some(body) => drain(body).await,
+        };
+        if !reusable {
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+}
+
+/// Reads and drops up to [`DRAIN_UNREAD`] of a body within [`DRAIN_TIMEOUT`]; whether it
+/// reached the end.
+async fn drain<B>(mut body: B) -> bool
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let to_end = async {
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return false;
+            };
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > DRAIN_UNREAD {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIMEOUT, to_end)
+        .await
+        .unwrap_or(false)
 }
 
 /// An error's `Status` in the representation negotiated (protobuf or JSON).
@@ -226,41 +368,54 @@ fn text_response(code: StatusCode, text: &str) -> Response<Body> {
     resp
 }
 
-async fn dispatch(
+async fn dispatch<B>(
     server: Arc<ApiServer>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let query = Query::parse(req.uri().query());
-    let route = request::route(req.method(), req.uri().path(), &query);
-    // Health and version are public, as upstream's system:public-info-viewer makes them.
-    match &route {
-        Ok(Route::Health { endpoint, check }) => {
-            return Ok(health(&server, endpoint, check.as_deref(), query.flag("verbose")).await)
+    parts: http::request::Parts,
+    body: &mut RequestBody<B>,
+) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let query = Query::parse(parts.uri.query());
+    let route = request::route(&parts.method, parts.uri.path(), &query);
+    // Health and version are public to GET, as upstream's system:public-info-viewer role
+    // makes them (it grants `get` only: other methods need a user).
+    if parts.method == http::Method::GET {
+        match &route {
+            Ok(Route::Health { endpoint, check }) => {
+                return Ok(health(&server, endpoint, check.as_deref(), query.flag("verbose")).await)
+            }
+            Ok(Route::Version) => {
+                return Ok(value_response(&discovery::version(), "application/json"))
+            }
+            _ => {}
         }
-        Ok(Route::Version) => return Ok(value_response(&discovery::version(), "application/json")),
-        _ => {}
     }
-    let Some(user) = server.authenticated(&req).await else {
+    let Some(user) = server.authenticated(&parts.headers).await else {
         return Err(ApiError::Unauthorized);
     };
     tracing::Span::current().record("user", user.name.as_str());
-    if req.uri().path() == crate::nodeproxy::SERVING_CERT_PATH {
-        let (parts, body) = req.into_parts();
+    if parts.uri.path() == crate::nodeproxy::SERVING_CERT_PATH {
         if parts.method != http::Method::POST {
             return Err(ApiError::MethodNotAllowed);
         }
-        let body = read_body(body).await?;
+        let body = body.read().await?;
         return crate::nodeproxy::serving_certificate(&server, &body);
     }
-    let accept = req
-        .headers()
+    let accept = parts
+        .headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
     match route? {
-        Route::Health { .. } | Route::Version => Err(ApiError::RouteNotFound),
-        Route::Discovery(parts) => discover(&server, &parts, &accept),
+        // The health handlers ignore the method (upstream's too).
+        Route::Health { endpoint, check } => {
+            Ok(health(&server, &endpoint, check.as_deref(), query.flag("verbose")).await)
+        }
+        Route::Version => Ok(value_response(&discovery::version(), "application/json")),
+        Route::Discovery(path) => discover(&server, &path, &accept),
         Route::OpenApiV2 => {
             // client-go asks for the protobuf form only; JSON is all we publish.
             if !accept.is_empty()
@@ -286,12 +441,13 @@ async fn dispatch(
         },
         Route::Resource(info)
             if info.subresource_kind() == Some(SubresourceKind::Log)
-                && req
-                    .headers()
+                && parts
+                    .headers
                     .get(http::header::UPGRADE)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.eq_ignore_ascii_case("websocket")) =>
         {
+            let req = Request::from_parts(parts, ());
             crate::nodeproxy::pod_log_websocket(server, info, query, req).await
         }
         Route::Resource(info)
@@ -302,11 +458,11 @@ async fn dispatch(
                 )
             ) =>
         {
+            let req = Request::from_parts(parts, ());
             crate::nodeproxy::pod_upgrade(server, info, query, req).await
         }
         Route::Resource(info) => {
-            let (parts, body) = req.into_parts();
-            let body = read_body(body).await?;
+            let body = body.read().await?;
             let call = Call {
                 server,
                 info,
@@ -326,30 +482,6 @@ fn bytes_response(body: Vec<u8>, content_type: &'static str) -> Response<Body> {
         HeaderValue::from_static(content_type),
     );
     resp
-}
-
-async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
-    let mut buf = bytes::BytesMut::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| ApiError::BadRequest(format!("reading request body: {e}")))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen += data.len();
-        if seen <= MAX_BODY {
-            buf.extend_from_slice(&data);
-        } else if seen > DRAIN_LIMIT {
-            break;
-        }
-    }
-    if seen > MAX_BODY {
-        // The rest was read and dropped so the client finishes sending and can read the
-        // 413; answering mid-upload would reset its connection instead.
-        return Err(ApiError::RequestEntityTooLarge(MAX_BODY));
-    }
-    Ok(buf.freeze())
 }
 
 fn discover(
@@ -448,3 +580,6 @@ async fn health(
 pub fn log_listening(addr: SocketAddr) {
     info!(%addr, "serving the Kubernetes API over HTTPS");
 }
+
+#[cfg(test)]
+mod tests;

@@ -440,6 +440,28 @@ fn go_zero_values_decode_as_go_json() {
     );
 }
 
+/// A map entry without its value holds the value type's zero value, as Go's decoder
+/// leaves it: for a Quantity that is "0", the same as an empty Quantity message (the fuzzer
+/// found "" for one and "0" for the other, so a decoded object changed on its way back).
+#[test]
+fn map_entries_without_a_value_are_zero() {
+    use crate::wire::Writer;
+    let rr = schema::message("io.k8s.api.core.v1.ResourceRequirements").expect("message");
+    let mut w = Writer::default();
+    let m = w.begin_nested(2); // requests: key only
+    w.bytes_field(1, b"cpu");
+    w.end_nested(m);
+    let m = w.begin_nested(2); // requests: an empty Quantity
+    w.bytes_field(1, b"memory");
+    let q = w.begin_nested(2);
+    w.end_nested(q);
+    w.end_nested(m);
+    let got = crate::decode_message(rr, &w.buf).expect("decodes");
+    assert_eq!(got, json!({"requests": {"cpu": "0", "memory": "0"}}));
+    let again = crate::encode_message(rr, &got).expect("encodes");
+    assert_eq!(crate::decode_message(rr, &again).expect("decodes"), got);
+}
+
 #[test]
 fn special_types_take_their_json_shapes() {
     let pod = json!({

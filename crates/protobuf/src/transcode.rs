@@ -166,8 +166,10 @@ fn map_entry(
     depth: usize,
 ) -> Result<(String, Value), Error> {
     let mut key = String::new();
+    // An entry without a value holds the value type's zero value, as in Go.
     let mut value = match value_kind {
-        MapValue::String | MapValue::Bytes | MapValue::Quantity => Value::String(String::new()),
+        MapValue::String | MapValue::Bytes => Value::String(String::new()),
+        MapValue::Quantity => Value::String("0".into()),
         MapValue::Message(_) => Value::Object(Map::new()),
     };
     let mut r = Reader::new(entry);

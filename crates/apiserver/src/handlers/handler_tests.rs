@@ -230,6 +230,49 @@ async fn duplicate_keys_follow_field_validation() {
     );
 }
 
+/// A repeated `apiVersion` or `kind` is a repeated key like any other: the last one wins
+/// under Warn and Ignore, as upstream's decoder has it (found by fuzzing: the first
+/// occurrence was checked and the body refused).
+#[tokio::test]
+async fn repeated_type_keys_keep_the_last() {
+    let api = Api::new().await;
+    let body = r#"{"kind":"Pod","kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"k1"}}"#;
+    let r = api.call(Method::POST, CMS, "application/json", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.warnings, vec![r#"299 - "duplicate field \"kind\"""#]);
+    let body = r#"{"kind":"ConfigMap","kind":"ConfigMap","metadata":{"name":"k2"}}"#;
+    let r = api
+        .call(
+            Method::POST,
+            &format!("{CMS}?fieldValidation=Ignore"),
+            "application/json",
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert!(r.warnings.is_empty());
+    let r = api
+        .call(
+            Method::POST,
+            &format!("{CMS}?fieldValidation=Strict"),
+            "application/json",
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(
+        message(&r),
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: duplicate field \"kind\""
+    );
+    let body = r#"{"kind":"ConfigMap","kind":"Pod","metadata":{"name":"k3"}}"#;
+    let r = api.call(Method::POST, CMS, "application/json", body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(
+        message(&r),
+        "the kind in the data (Pod) does not match the expected kind (ConfigMap)"
+    );
+}
+
 /// Issue 13 7(d): a patch cannot move or rename an object.
 #[tokio::test]
 async fn patches_cannot_change_namespace_or_name() {

@@ -243,12 +243,12 @@ pub fn encode_list(resource: &Resource, page: &Page) -> Result<Vec<u8>, ApiError
     Ok(out)
 }
 
-fn encode_continue(rev: Revision, start_after: &str) -> String {
+pub(crate) fn encode_continue(rev: Revision, start_after: &str) -> String {
     let token = json!({ "v": "meta.k8s.io/v1", "rv": rev, "start": start_after });
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
 }
 
-fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+pub(crate) fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
     let bad = || ApiError::BadRequest("continue key is not valid".into());
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.trim_end_matches('='))

@@ -110,39 +110,44 @@ impl Call {
     /// Decode a body into `resource`'s normalized form, applying field validation.
     pub fn decode_object(&self, warnings: &mut Vec<String>) -> Result<Value, ApiError> {
         let resource = self.resource();
-        let mut decoded = if self.is_json() && resource.conversion.is_none() {
-            // One pass from bytes to the typed object: the hot path of create and update.
-            let type_meta: TypeMeta = serde_json::from_slice(&self.body).map_err(|e| {
-                ApiError::BadRequest(format!(
-                    "the body of the request was not a JSON object: {e}"
-                ))
-            })?;
-            type_meta.check(resource)?;
-            resource.strategy.decode_json(&self.body)
-        } else {
-            let mut value = self.body_value()?;
-            check_type_meta(&value, resource)?;
-            let mut unknown = Vec::new();
-            if let Some(conversion) = &resource.conversion {
-                // Unknown fields are those of the served form the client sent.
-                (value, unknown) =
-                    (conversion.to_storage)(value).map_err(|e| cannot_handle(resource, &e))?;
-            }
-            resource.strategy.decode(value).map(|mut d| {
-                d.unknown_fields.extend(unknown);
-                d
-            })
-        }
-        .map_err(|e| cannot_handle(resource, &e))?;
-        decoded.unknown_fields.sort();
-        decoded.unknown_fields.dedup();
         let validation = self.query.field_validation()?;
         // Repeated keys only survive a JSON decode (YAML refuses them, protobuf has none).
-        let duplicates = if self.is_json() && validation != FieldValidation::Ignore {
+        let duplicates = if self.is_json() {
             crate::duplicates::duplicate_fields(&self.body)
         } else {
             Vec::new()
         };
+        // The one-pass decode reads every occurrence of a key (the typed decoders check
+        // `apiVersion` and `kind` at each); a body that repeats one is decoded through a
+        // value instead, where the last occurrence wins as in upstream's decoder (found by
+        // fuzzing: a repeated `kind` was refused under Warn and Ignore).
+        let mut decoded =
+            if self.is_json() && resource.conversion.is_none() && duplicates.is_empty() {
+                // One pass from bytes to the typed object: the hot path of create and update.
+                let type_meta: TypeMeta = serde_json::from_slice(&self.body).map_err(|e| {
+                    ApiError::BadRequest(format!(
+                        "the body of the request was not a JSON object: {e}"
+                    ))
+                })?;
+                type_meta.check(resource)?;
+                resource.strategy.decode_json(&self.body)
+            } else {
+                let mut value = self.body_value()?;
+                check_type_meta(&value, resource)?;
+                let mut unknown = Vec::new();
+                if let Some(conversion) = &resource.conversion {
+                    // Unknown fields are those of the served form the client sent.
+                    (value, unknown) =
+                        (conversion.to_storage)(value).map_err(|e| cannot_handle(resource, &e))?;
+                }
+                resource.strategy.decode(value).map(|mut d| {
+                    d.unknown_fields.extend(unknown);
+                    d
+                })
+            }
+            .map_err(|e| cannot_handle(resource, &e))?;
+        decoded.unknown_fields.sort();
+        decoded.unknown_fields.dedup();
         let problems: Vec<String> = duplicates
             .iter()
             .map(|f| format!("duplicate field \"{f}\""))

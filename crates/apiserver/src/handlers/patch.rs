@@ -25,7 +25,7 @@ pub fn warm() {
     }
 }
 
-fn patch_schema() -> &'static PatchSchema {
+pub(crate) fn patch_schema() -> &'static PatchSchema {
     static SCHEMA: OnceLock<PatchSchema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
         let mut roots: Vec<openapi::SchemaFn> = registry::all().iter().map(|r| r.schema).collect();
