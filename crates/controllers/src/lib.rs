@@ -5,17 +5,23 @@
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`) — each a kube-runtime
 //! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function;
-//! the shared informers they read (`informer`: one watcher per kind, one cache); and
-//! [`run`], which starts them all and stops them together.
+//! the shared informers they read (`informer`: one watcher per kind, one cache); what the
+//! workload controllers share, named as upstream's files ([`controller_utils`]: pod
+//! predicates, pods from templates, expectations, the deletion ranking, pod control with
+//! its events, slow-start batches, the template hash; [`controller_ref_manager`]: adoption
+//! and release); and [`run`], which starts them all and stops them together.
 //!
 //! Does not own: the bootstrap of system namespaces and priority classes, token issuing and
 //! authentication (the API server's, as upstream), garbage collection (not built yet).
 //!
-//! May depend on: `k8s-openapi`, `kube` (client and runtime), tokio. Never on the API
+//! May depend on: `k8s-openapi`, `kube` (client and runtime), tokio, `api` (pure: label
+//! selectors, defaults), `record` (events). Never on the API
 //! server or the store: controllers act only through the public API, authenticated as
 //! `system:kube-controller-manager`.
 
 mod backoff;
+pub mod controller_ref_manager;
+pub mod controller_utils;
 mod informer;
 pub mod namespace;
 pub mod rootcacertpublisher;
