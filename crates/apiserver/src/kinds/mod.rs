@@ -12,11 +12,14 @@
 //! selectors follow. ARCHITECTURE.md §7 "Adding a kind" walks through `lease.rs`.
 
 pub mod configmap;
+pub mod cronjob;
 pub mod event;
+pub mod job;
 pub mod lease;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod poddisruptionbudget;
 pub mod podtemplate;
 pub mod priorityclass;
 pub mod secret;
