@@ -89,7 +89,13 @@ impl ApiError {
             kind: resource.kind.to_string(),
             group: resource.group.to_string(),
             name: name.to_string(),
-            message: api::field::invalid_message(resource.kind, name, &causes),
+            // Upstream's `NewInvalid` names the qualified kind (`Job.batch`).
+            message: if resource.group.is_empty() {
+                api::field::invalid_message(resource.kind, name, &causes)
+            } else {
+                let kind = format!("{}.{}", resource.kind, resource.group);
+                api::field::invalid_message(&kind, name, &causes)
+            },
             causes,
         }
     }
