@@ -4,7 +4,9 @@
 //! served kinds (batch/v1 and policy/v1 in `batch`, `policy`), cron schedules, label and field selectors, JSON / merge / strategic-merge patching, and the
 //! pod STATUS column as kubectl prints it.
 //!
-//! Does not own: any I/O, storage, HTTP or clocks beyond what a caller passes in.
+//! Does not own: any I/O, storage, HTTP or clocks beyond what a caller passes in — but for
+//! `cron::load_location`, which reads the system tz database as Go's `time.LoadLocation`
+//! does in upstream's CronJob validation.
 //!
 //! May depend on: k8s-openapi, serde_json, json-patch, jiff.
 
