@@ -1,26 +1,32 @@
 //! The Kubernetes API as pure functions.
 //!
 //! Owns: re-export of the API types (`k8s-openapi`, v1.37), defaulting and validation of the
-//! served kinds, label and field selectors, JSON / merge / strategic-merge patching, and the
+//! served kinds (batch/v1 and policy/v1 in `batch`, `policy`), cron schedules, label and field selectors, JSON / merge / strategic-merge patching, and the
 //! pod STATUS column as kubectl prints it.
 //!
-//! Does not own: any I/O, storage, HTTP or clocks beyond what a caller passes in.
+//! Does not own: any I/O, storage, HTTP or clocks beyond what a caller passes in — but for
+//! `cron::load_location`, which reads the system tz database as Go's `time.LoadLocation`
+//! does in upstream's CronJob validation.
 //!
 //! May depend on: k8s-openapi, serde_json, json-patch, jiff.
 
 pub use k8s_openapi;
 
 pub mod apps;
+pub mod batch;
+pub mod cron;
 pub mod events;
 pub mod field;
 pub mod kinds;
 pub mod meta;
 pub mod patch;
 pub mod pod;
+pub mod policy;
 pub mod printer;
 pub mod quantity;
 pub mod selector;
 pub mod validation;
+pub mod workload;
 
 pub use apps::*;
 pub use events::{core_event_from_events_v1, events_v1_from_core_event};

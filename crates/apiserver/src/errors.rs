@@ -51,6 +51,14 @@ pub enum ApiError {
     RequestEntityTooLarge(usize),
     #[error("{0}")]
     Internal(String),
+    /// 429, with `details.causes` (`type`, `message`) and a suggested retry in seconds
+    /// (0: none), as `errors.NewTooManyRequests` plus the eviction's causes.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: u32,
+        causes: Vec<(String, String)>,
+    },
 }
 
 impl ApiError {
@@ -110,6 +118,7 @@ impl ApiError {
             ApiError::Timeout(_) => 504,
             ApiError::RequestEntityTooLarge(_) => 413,
             ApiError::Internal(_) => 500,
+            ApiError::TooManyRequests { .. } => 429,
         }
     }
 
@@ -129,6 +138,7 @@ impl ApiError {
             ApiError::Timeout(_) => "Timeout",
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             ApiError::Internal(_) => "InternalError",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
         }
     }
 
@@ -167,6 +177,23 @@ impl ApiError {
             // go-restful's 405, through upstream's serviceErrorHandler
             // (NewGenericServerResponse), carries empty details.
             ApiError::MethodNotAllowed => Some(json!({})),
+            ApiError::TooManyRequests {
+                retry_after,
+                causes,
+                ..
+            } => {
+                let mut d = json!({});
+                if !causes.is_empty() {
+                    d["causes"] = causes
+                        .iter()
+                        .map(|(t, m)| json!({ "type": t, "message": m }))
+                        .collect();
+                }
+                if *retry_after > 0 {
+                    d["retryAfterSeconds"] = json!(retry_after);
+                }
+                Some(d)
+            }
             _ => None,
         };
         if let Some(d) = details {

@@ -148,6 +148,9 @@ static RESOURCES: &[&Resource] = &[
     &kinds::lease::RESOURCE,
     &kinds::event::EVENTS_V1,
     &kinds::priorityclass::RESOURCE,
+    &kinds::job::RESOURCE,
+    &kinds::cronjob::RESOURCE,
+    &kinds::poddisruptionbudget::RESOURCE,
 ];
 
 impl Resource {

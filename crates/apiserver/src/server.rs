@@ -344,6 +344,13 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // Upstream's response writer turns `details.retryAfterSeconds` into the header.
+    if let ApiError::TooManyRequests { retry_after, .. } = err {
+        if *retry_after > 0 {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+    }
     resp
 }
 

@@ -3,7 +3,8 @@
 //! Owns: one module per upstream controller, named as upstream names it —
 //! [`namespace`] (deleting a terminating namespace's content, then finalizing it),
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
-//! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`) — each a kube-runtime
+//! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`) and [`disruption`]
+//! (PodDisruptionBudgets' status) — each a kube-runtime
 //! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function;
 //! the shared informers they read (`informer`: one watcher per kind, one cache); what the
 //! workload controllers share, named as upstream's files ([`controller_utils`]: pod
@@ -22,6 +23,7 @@
 mod backoff;
 pub mod controller_ref_manager;
 pub mod controller_utils;
+pub mod disruption;
 mod informer;
 pub mod namespace;
 pub mod rootcacertpublisher;
@@ -31,7 +33,8 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::{controller, watcher};
 use kube::Client;
@@ -88,9 +91,16 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         )),
     );
 
+    let pdbs = Informer::<PodDisruptionBudget>::new(
+        "poddisruptionbudgets",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let pods = Informer::<Pod>::new("pods", Api::all(client.clone()), watcher::Config::default());
+
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
-    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 3] = [
+    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 4] = [
         (
             "namespace",
             namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
@@ -111,6 +121,10 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             )
             .boxed(),
         ),
+        (
+            "disruption",
+            disruption::controller(client.clone(), &pdbs, &pods, stop.clone()).boxed(),
+        ),
     ];
     for (name, controller) in controllers {
         let token = stop.clone();
@@ -126,6 +140,8 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(namespaces.run(stop.clone()));
     tasks.spawn(accounts.run(stop.clone()));
     tasks.spawn(config_maps.run(stop.clone()));
+    tasks.spawn(pdbs.run(stop.clone()));
+    tasks.spawn(pods.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {

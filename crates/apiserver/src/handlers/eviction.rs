@@ -1,10 +1,26 @@
-//! `pods/eviction`: the policy/v1 Eviction that `kubectl drain` posts. peapod serves no
-//! PodDisruptionBudgets, so every eviction is allowed, as upstream allows one no budget
-//! covers: a pod that has not finished gets the `DisruptionTarget` condition
-//! (`EvictionByEvictionAPI`), then it is deleted with the eviction's `deleteOptions`
-//! (graceful on a node, like any delete). The answer is a 201 success Status.
+//! `pods/eviction`: the policy/v1 Eviction that `kubectl drain` posts, as upstream's
+//! `pkg/registry/core/pod/storage/eviction.go`.
+//!
+//! ```text
+//! get pod ─ being deleted ─────────────────────────────────────────────▶ 201 (nothing to do)
+//!         ─ Succeeded/Failed/Pending ───────────────────────────────────▶ delete
+//!         ─ PDBs of its namespace selecting it: 0 ──────────────────────▶ delete
+//!                                               >1 ─────────────────────▶ 500
+//!                                               1: api::policy::decide_eviction
+//!                                                  unready, policy lets it go ─▶ delete (pod rv pinned)
+//!                                                  budget not observed / 0 left ─▶ 429 + DisruptionBudget cause
+//!                                                  budget left ─▶ CAS on the PDB's status
+//!                                                      (disruptionsAllowed - 1, disruptedPods[pod] = now;
+//!                                                       decided again on the fresh PDB after a conflict) ─▶ delete
+//! delete = `DisruptionTarget` (EvictionByEvictionAPI) on an unfinished pod, then the
+//!          eviction's `deleteOptions` (graceful on a node) ─▶ 201 success Status
+//! ```
+//!
+//! A dry run decides the same and writes nothing.
 
 use http::Response;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::Value;
 
 use super::delete::{delete_object, DeleteOptions};
@@ -12,6 +28,8 @@ use super::update::{guaranteed_update, set_condition};
 use super::Call;
 use crate::body::Body;
 use crate::errors::ApiError;
+use crate::kinds::poddisruptionbudget::RESOURCE as PDBS;
+use api::policy::EvictionDecision;
 
 pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
     let resource = call.resource();
@@ -28,7 +46,7 @@ pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
             "name in URL does not match name in Eviction object".into(),
         ));
     }
-    let opts = delete_options(&body["deleteOptions"], call.query.dry_run()?)?;
+    let mut opts = delete_options(&body["deleteOptions"], call.query.dry_run()?)?;
     let ns = call.namespace();
     let key = resource.key(ns, &name);
     let current = call
@@ -39,36 +57,137 @@ pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
         .ok_or_else(|| ApiError::not_found(resource, &name))?;
     let pod: Value =
         crate::object::parse(&current).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Already going: nothing more to do (upstream answers success too).
+    if !pod["metadata"]["deletionTimestamp"].is_null() {
+        return Ok(super::created_status(&call));
+    }
+    let typed: Pod = serde_json::from_value(pod.clone())
+        .map_err(|e| ApiError::Internal(format!("decoding pod: {e}")))?;
+    if !api::policy::can_ignore_pdb(&typed) {
+        let pdbs = pdbs_in(&call, ns).await?;
+        let matching = api::policy::matching_pdbs(&typed, &pdbs);
+        if matching.len() > 1 {
+            return Err(ApiError::Internal(
+                "Internal error occurred: This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
+            ));
+        }
+        if let Some(pdb) = matching.first() {
+            let pdb_name = pdb.metadata.name.clone().unwrap_or_default();
+            match api::policy::decide_eviction(&typed, pdb, jiff::Timestamp::now()) {
+                EvictionDecision::DeleteWithoutBudget => {
+                    // The pod must still be the one judged unhealthy.
+                    if opts.resource_version.is_none() {
+                        opts.resource_version = Some(current.mod_revision.to_string());
+                    }
+                }
+                EvictionDecision::Consume(_) => {
+                    consume_budget(&call, ns, &pdb_name, &typed, opts.dry_run).await?
+                }
+                other => return Err(refusal(other, &pdb_name)),
+            }
+        }
+    }
     let finished = matches!(
         pod["status"]["phase"].as_str(),
         Some("Succeeded" | "Failed")
     );
-    // Already going: nothing more to do (upstream answers success too).
-    if pod["metadata"]["deletionTimestamp"].is_null() {
-        if !finished {
-            guaranteed_update(
-                &call.server,
-                resource,
-                ns,
-                &name,
-                None,
-                opts.dry_run,
-                |mut p| {
-                    set_condition(
-                        &mut p,
-                        "DisruptionTarget",
-                        "True",
-                        Some("EvictionByEvictionAPI"),
-                        Some("Eviction API: evicting"),
-                    );
-                    Ok(p)
-                },
-            )
-            .await?;
+    if !finished {
+        // A pinned resourceVersion must hold for the condition's write too; the delete
+        // then pins the version that write made (`addConditionAndDeletePod`).
+        let pinned = match &opts.resource_version {
+            Some(rv) => Some(
+                rv.parse::<store::Revision>()
+                    .map_err(|_| ApiError::conflict(resource, &name))?,
+            ),
+            None => None,
+        };
+        let written = guaranteed_update(
+            &call.server,
+            resource,
+            ns,
+            &name,
+            pinned,
+            opts.dry_run,
+            |mut p| {
+                set_condition(
+                    &mut p,
+                    "DisruptionTarget",
+                    "True",
+                    Some("EvictionByEvictionAPI"),
+                    Some("Eviction API: evicting"),
+                );
+                Ok(p)
+            },
+        )
+        .await?;
+        if let (Some(_), super::update::Written::Updated(kv)) = (&pinned, &written) {
+            if !opts.dry_run {
+                opts.resource_version = Some(kv.mod_revision.to_string());
+            }
         }
-        delete_object(&call.server, resource, ns, &name, &opts).await?;
     }
+    delete_object(&call.server, resource, ns, &name, &opts).await?;
     Ok(super::created_status(&call))
+}
+
+/// Every PodDisruptionBudget of the namespace, from the store.
+async fn pdbs_in(call: &Call, ns: Option<&str>) -> Result<Vec<PodDisruptionBudget>, ApiError> {
+    let listed = call
+        .server
+        .store
+        .list(&PDBS.scope_prefix(ns), store::ListOptions::default())
+        .await?;
+    let mut out = Vec::with_capacity(listed.items.len());
+    for kv in &listed.items {
+        let v = crate::object::parse(kv).map_err(|e| ApiError::Internal(e.to_string()))?;
+        match serde_json::from_value(v) {
+            Ok(pdb) => out.push(pdb),
+            Err(e) => tracing::warn!(key = %kv.key, error = %e, "undecodable PodDisruptionBudget"),
+        }
+    }
+    Ok(out)
+}
+
+/// `checkAndDecrement` under compare-and-swap: the decision is taken again on the PDB as
+/// read by each attempt, so a concurrent eviction that used the last disruption makes
+/// this one a 429.
+async fn consume_budget(
+    call: &Call,
+    ns: Option<&str>,
+    pdb_name: &str,
+    pod: &Pod,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    guaranteed_update(&call.server, &PDBS, ns, pdb_name, None, dry_run, |mut v| {
+        let pdb: PodDisruptionBudget = serde_json::from_value(v.clone())
+            .map_err(|e| ApiError::Internal(format!("decoding PodDisruptionBudget: {e}")))?;
+        match api::policy::decide_eviction(pod, &pdb, jiff::Timestamp::now()) {
+            EvictionDecision::Consume(status) => {
+                v["status"] =
+                    serde_json::to_value(*status).map_err(|e| ApiError::Internal(e.to_string()))?;
+                Ok(v)
+            }
+            EvictionDecision::DeleteWithoutBudget => Ok(v),
+            other => Err(refusal(other, pdb_name)),
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// The error for a refused eviction: 429 with the `DisruptionBudget` cause, or 403.
+fn refusal(decision: EvictionDecision, pdb_name: &str) -> ApiError {
+    match decision {
+        EvictionDecision::Refuse { cause, retry_after } => ApiError::TooManyRequests {
+            message: api::policy::EVICTION_REFUSED.into(),
+            retry_after,
+            causes: vec![("DisruptionBudget".into(), cause)],
+        },
+        EvictionDecision::Forbidden(msg) => ApiError::Forbidden(format!(
+            "poddisruptionbudgets.policy \"{pdb_name}\" is forbidden: {msg}"
+        )),
+        _ => ApiError::Internal("unexpected eviction decision".into()),
+    }
 }
 
 /// The Eviction's `deleteOptions`.

@@ -1,0 +1,253 @@
+//! Rules shared by the kinds that stamp pods from a template or select pods (Jobs,
+//! CronJobs, PodDisruptionBudgets; the apps/v1 kinds use the same upstream functions).
+//!
+//! Owns: apimachinery's `ValidateLabelSelector`, core's `ValidatePodTemplateSpec` at any
+//! path, apps' `ValidatePositiveIntOrPercent` / `IsNotMoreThan100Percent`, and the
+//! "selector matches the template's labels" check, each with upstream's paths and messages.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as MetaSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::field::{FieldError, FieldErrors, Path};
+use crate::selector::LabelSelector;
+use crate::validation::{
+    invalid_each, is_qualified_name, is_valid_label_value, regex_error, validate_nonnegative,
+};
+
+/// `metav1validation.ValidateLabelSelector` (label values in selectors checked).
+pub fn validate_label_selector(sel: Option<&MetaSelector>, path: &Path) -> FieldErrors {
+    let mut errs = Vec::new();
+    let Some(sel) = sel else {
+        return errs;
+    };
+    if let Some(ml) = &sel.match_labels {
+        errs.extend(crate::meta::validate_labels(ml, &path.child("matchLabels")));
+    }
+    for (i, req) in sel.match_expressions.iter().flatten().enumerate() {
+        let p = path.child("matchExpressions").index(i);
+        let values = req.values.as_deref().unwrap_or_default();
+        match req.operator.as_str() {
+            "In" | "NotIn" => {
+                if values.is_empty() {
+                    errs.push(FieldError::required(
+                        p.child("values"),
+                        "must be specified when `operator` is 'In' or 'NotIn'",
+                    ));
+                }
+            }
+            "Exists" | "DoesNotExist" => {
+                if !values.is_empty() {
+                    errs.push(FieldError::forbidden(
+                        p.child("values"),
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                    ));
+                }
+            }
+            other => errs.push(FieldError::invalid(
+                p.child("operator"),
+                other,
+                "not a valid selector operator",
+            )),
+        }
+        errs.extend(invalid_each(
+            &p.child("key"),
+            &req.key,
+            is_qualified_name(&req.key),
+        ));
+        for (j, v) in values.iter().enumerate() {
+            errs.extend(invalid_each(
+                &p.child("values").index(j),
+                v,
+                is_valid_label_value(v),
+            ));
+        }
+    }
+    errs
+}
+
+/// Whether `sel` (as `metav1.LabelSelectorAsSelector`) matches `labels`; `None` when the
+/// selector does not convert (its own validation reports why).
+pub fn selector_matches(
+    sel: Option<&MetaSelector>,
+    labels: &BTreeMap<String, String>,
+) -> Option<bool> {
+    LabelSelector::from_label_selector(sel)
+        .ok()
+        .map(|s| s.matches(labels))
+}
+
+/// `ValidatePodTemplateSpec`: the template's labels, annotations and pod spec; no
+/// ephemeral containers.
+pub fn validate_pod_template_spec(t: &PodTemplateSpec, path: &Path) -> FieldErrors {
+    let mut errs = Vec::new();
+    if let Some(meta) = &t.metadata {
+        if let Some(labels) = &meta.labels {
+            errs.extend(crate::meta::validate_labels(labels, &path.child("labels")));
+        }
+        if let Some(ann) = &meta.annotations {
+            errs.extend(crate::meta::validate_annotations(
+                ann,
+                &path.child("annotations"),
+            ));
+        }
+    }
+    let default_spec = Default::default();
+    let spec = t.spec.as_ref().unwrap_or(&default_spec);
+    errs.extend(crate::pod::validate_pod_spec(spec, &path.child("spec")));
+    if spec
+        .ephemeral_containers
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        errs.push(FieldError::forbidden(
+            path.child("spec").child("ephemeralContainers"),
+            "ephemeral containers not allowed in pod template",
+        ));
+    }
+    errs
+}
+
+/// The template's labels (empty when it has none).
+pub fn template_labels(t: &PodTemplateSpec) -> BTreeMap<String, String> {
+    t.metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+const PERCENT_ERR: &str =
+    "a valid percent string must be a numeric string followed by an ending '%'";
+
+/// `validation.IsValidPercent`.
+pub fn is_valid_percent(s: &str) -> Vec<String> {
+    let ok = s
+        .strip_suffix('%')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()));
+    if ok {
+        Vec::new()
+    } else {
+        vec![regex_error(PERCENT_ERR, "[0-9]+%", &["1%", "93%"])]
+    }
+}
+
+/// `ValidatePositiveIntOrPercent` and `IsNotMoreThan100Percent` together, as every caller
+/// runs them.
+pub fn validate_int_or_percent(v: &IntOrString, path: &Path) -> FieldErrors {
+    let mut errs = Vec::new();
+    match v {
+        IntOrString::Int(i) => errs.extend(validate_nonnegative(i64::from(*i), path)),
+        IntOrString::String(s) => {
+            for m in is_valid_percent(s) {
+                errs.push(FieldError::invalid(path, s.as_str(), m));
+            }
+            if let Some(n) = s.strip_suffix('%').and_then(|d| d.parse::<u64>().ok()) {
+                if n > 100 {
+                    errs.push(FieldError::invalid(
+                        path,
+                        s.as_str(),
+                        "must not be greater than 100%",
+                    ));
+                }
+            }
+        }
+    }
+    errs
+}
+
+/// `intstr.GetScaledValueFromIntOrPercent`: an int as is, a percent of `total` rounded up
+/// or down.
+pub fn scaled_value(v: &IntOrString, total: i32, round_up: bool) -> Result<i32, String> {
+    match v {
+        IntOrString::Int(i) => Ok(*i),
+        IntOrString::String(s) => {
+            let n: i64 = s
+                .strip_suffix('%')
+                .and_then(|d| d.parse().ok())
+                .ok_or_else(|| format!("invalid value for IntOrString: invalid value {s:?}"))?;
+            let product = n * i64::from(total);
+            let v = if round_up {
+                (product + 99) / 100
+            } else {
+                product / 100
+            };
+            Ok(i32::try_from(v).unwrap_or(i32::MAX))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    #[test]
+    fn label_selector_rules() {
+        let sel = MetaSelector {
+            match_labels: Some([("a".to_string(), "-bad".to_string())].into()),
+            match_expressions: Some(vec![
+                LabelSelectorRequirement {
+                    key: "k".into(),
+                    operator: "In".into(),
+                    values: None,
+                },
+                LabelSelectorRequirement {
+                    key: "k".into(),
+                    operator: "Exists".into(),
+                    values: Some(vec!["x".into()]),
+                },
+                LabelSelectorRequirement {
+                    key: "k".into(),
+                    operator: "Near".into(),
+                    values: None,
+                },
+            ]),
+        };
+        let errs = validate_label_selector(Some(&sel), &Path::new("spec.selector"));
+        let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[0].starts_with("spec.selector.matchLabels: Invalid value: \"-bad\""));
+        assert_eq!(got[1], "spec.selector.matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'");
+        assert_eq!(got[2], "spec.selector.matchExpressions[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'");
+        assert_eq!(got[3], "spec.selector.matchExpressions[2].operator: Invalid value: \"Near\": not a valid selector operator");
+    }
+
+    #[test]
+    fn int_or_percent() {
+        let p = Path::new("spec.minAvailable");
+        let cases: [(IntOrString, Vec<&str>); 5] = [
+            (IntOrString::Int(2), vec![]),
+            (IntOrString::String("50%".into()), vec![]),
+            (
+                IntOrString::Int(-1),
+                vec!["spec.minAvailable: Invalid value: -1: must be greater than or equal to 0"],
+            ),
+            (
+                IntOrString::String("150%".into()),
+                vec!["spec.minAvailable: Invalid value: \"150%\": must not be greater than 100%"],
+            ),
+            (
+                IntOrString::String("x".into()),
+                vec!["spec.minAvailable: Invalid value: \"x\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"],
+            ),
+        ];
+        for (v, want) in cases {
+            let got: Vec<String> = validate_int_or_percent(&v, &p)
+                .iter()
+                .map(|e| e.to_string())
+                .collect();
+            assert_eq!(got, want, "{v:?}");
+        }
+        assert_eq!(
+            scaled_value(&IntOrString::String("50%".into()), 3, true),
+            Ok(2)
+        );
+        assert_eq!(
+            scaled_value(&IntOrString::String("50%".into()), 3, false),
+            Ok(1)
+        );
+        assert_eq!(scaled_value(&IntOrString::Int(4), 3, true), Ok(4));
+    }
+}
