@@ -156,8 +156,16 @@ impl Graph {
                 .insert(uid.clone());
         }
         // An owner the graph has not seen may be gone: the collector checks it live
-        // (upstream verifies its virtual node).
-        if node.owners.iter().any(|r| !self.nodes.contains_key(&r.uid)) {
+        // (upstream verifies its virtual node). So does an owner seen in another namespace
+        // than the dependent's, which the reference cannot name (upstream's
+        // `partitionDependents`): the collector reports it.
+        if node.owners.iter().any(|r| match self.nodes.get(&r.uid) {
+            None => true,
+            Some(owner) => {
+                owner.identity.namespace.is_some()
+                    && owner.identity.namespace != node.identity.namespace
+            }
+        }) {
             work.push(Work::AttemptToDelete(uid.clone()));
         }
         // An owner waiting in the foreground looks again when a reference that blocked it
@@ -297,6 +305,18 @@ mod tests {
                 vec![node("o", vec![])],
                 node("d", vec![owner_ref("o", false)]),
                 vec![],
+            ),
+            (
+                "owner seen in another namespace: check the dependent",
+                vec![node("o", vec![])],
+                Node {
+                    identity: Identity {
+                        namespace: None,
+                        ..node("d", vec![]).identity
+                    },
+                    ..node("d", vec![owner_ref("o", false)])
+                },
+                vec![delete("d")],
             ),
             (
                 "orphan finalizer on a deleted owner",
