@@ -235,6 +235,28 @@ def test_cluster_scoped_dependent_of_a_namespaced_owner_is_reported(cluster, ns,
         sched.delete_priority_class(name)
 
 
+def test_owner_in_another_namespace_is_absent_and_reported(cluster, ns, core):
+    owner = config_map(core, ns, "owner")
+    other = cluster.create_namespace()
+    try:
+        config_map(core, other, "dep", owners=[ref(owner)])
+        wait_gone(lambda: core.read_namespaced_config_map("dep", other),
+                  "dependent naming an owner of another namespace")
+
+        def reported():
+            out = cluster.kubectl("get", "events", "-n", other, "-o", "json",
+                                  "--field-selector=reason=OwnerRefInvalidNamespace").stdout
+            return json.loads(out)["items"]
+        events = wait_until(reported, timeout=GC_DEADLINE, what="OwnerRefInvalidNamespace event")
+        assert events[0]["involvedObject"]["name"] == "dep"
+        assert events[0]["message"] == (
+            f"ownerRef [v1/ConfigMap, namespace: {other}, name: owner, "
+            f"uid: {owner.metadata.uid}] does not exist in namespace \"{other}\"")
+        assert core.read_namespaced_config_map("owner", ns).metadata.uid == owner.metadata.uid
+    finally:
+        core.delete_namespace(other)
+
+
 def test_delete_options_both_policies_are_invalid(cluster, ns, core):
     config_map(core, ns, "cm")
     with pytest.raises(kubernetes.client.ApiException) as e:
