@@ -17,6 +17,7 @@ import pytest
 import harness
 from conftest import Cluster
 from helpers import pod_manifest, wait_until
+from test_node_pods import wait_phase
 
 GC_DEADLINE = 30  # seconds for the collector to act
 
@@ -316,3 +317,30 @@ def test_restarted_collector_finishes_what_was_left(server):
               "the owner, finished by the restarted collector")
     wait_gone(lambda: core.read_namespaced_config_map("stray", ns), "stray dependent")
     c.close()
+
+
+def test_foreground_delete_of_a_running_pod_keeps_its_grace_period(crun_node):
+    """A pod on a node, deleted in the foreground, terminates gracefully as always; it goes
+    once its grace is over and its blocking dependent is gone."""
+    n = crun_node
+    core = kubernetes.client.CoreV1Api(n.client)
+    ns = n.create_namespace()
+    try:
+        stoppable = {"name": "app", "image": n.images.busybox,
+                     "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}
+        owner = core.create_namespaced_pod(ns, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "owner"},
+            "spec": {"containers": [stoppable], "terminationGracePeriodSeconds": 20}})
+        owner.api_version, owner.kind = "v1", "Pod"
+        wait_phase(n, ns, "owner", "Running")
+        config_map(core, ns, "dep", owners=[ref(owner, block=True)])
+        marked = core.delete_namespaced_pod(
+            "owner", ns, body=kubernetes.client.V1DeleteOptions(propagation_policy="Foreground"))
+        if not isinstance(marked, dict):
+            marked = core.api_client.sanitize_for_serialization(marked)
+        assert marked["metadata"]["deletionGracePeriodSeconds"] == 20, marked["metadata"]
+        assert marked["metadata"]["finalizers"] == ["foregroundDeletion"]
+        wait_gone(lambda: core.read_namespaced_config_map("dep", ns), "the pod's dependent")
+        wait_gone(lambda: core.read_namespaced_pod("owner", ns), "the pod", timeout=60)
+    finally:
+        core.delete_namespace(ns)
