@@ -5,7 +5,10 @@
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`) and [`disruption`]
 //! (PodDisruptionBudgets' status) — each a kube-runtime
-//! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function;
+//! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function —
+//! and [`garbagecollector`] (owner references: dependents of absent owners deleted,
+//! orphaning and foreground deletion finished, for every kind discovery lists, on its own
+//! metadata-only watches and work queue, decisions pure);
 //! the shared informers they read (`informer`: one watcher per kind, one cache); what the
 //! workload controllers share, named as upstream's files ([`controller_utils`]: pod
 //! predicates, pods from templates, expectations, the deletion ranking, pod control with
@@ -13,7 +16,8 @@
 //! and release); and [`run`], which starts them all and stops them together.
 //!
 //! Does not own: the bootstrap of system namespaces and priority classes, token issuing and
-//! authentication (the API server's, as upstream), garbage collection (not built yet).
+//! authentication (the API server's, as upstream), the `orphan`/`foregroundDeletion`
+//! finalizers a DELETE adds (the API server's, as upstream's registry store).
 //!
 //! May depend on: `k8s-openapi`, `kube` (client and runtime), tokio, `api` (pure: label
 //! selectors, defaults), `record` (events). Never on the API
@@ -24,6 +28,7 @@ mod backoff;
 pub mod controller_ref_manager;
 pub mod controller_utils;
 pub mod disruption;
+pub mod garbagecollector;
 mod informer;
 pub mod namespace;
 pub mod rootcacertpublisher;
@@ -137,6 +142,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             }
         });
     }
+    tasks.spawn(garbagecollector::run(client.clone(), stop.clone()));
     tasks.spawn(namespaces.run(stop.clone()));
     tasks.spawn(accounts.run(stop.clone()));
     tasks.spawn(config_maps.run(stop.clone()));

@@ -1,5 +1,13 @@
 //! DELETE of one object and DELETECOLLECTION, with graceful deletion (the kind's hook: pods
-//! on nodes), finalizers and preconditions, through the shared read-modify-write loop.
+//! on nodes), finalizers, preconditions and the garbage collector's propagation policies,
+//! through the shared read-modify-write loop.
+//!
+//! Propagation (upstream's `deletionFinalizersForGarbageCollection`): `Orphan` puts the
+//! `orphan` finalizer on the object, `Foreground` the `foregroundDeletion` finalizer, so the
+//! object is only marked until the garbage collector has orphaned or deleted its dependents
+//! and removed the finalizer; `Background` removes both and deletes at once (the collector
+//! deletes the dependents afterwards). A request that names no policy keeps a GC finalizer
+//! already on the object, else the kind's [`GarbageCollectionPolicy`] decides.
 
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -8,6 +16,8 @@ use store::{KeyValue, Revision};
 use super::list::{encode_list, read_page, Page};
 use super::update::{read_modify_write, Change, Written};
 use super::{object_response, Call};
+use api::field::FieldError;
+
 use crate::body::Body;
 use crate::errors::ApiError;
 use crate::filter::Filter;
@@ -31,7 +41,37 @@ pub struct DeleteStrategy {
     /// What marking an object for deletion changes beyond its metadata (a namespace turns
     /// `Terminating`).
     pub on_mark: fn(&mut Value),
+    /// What happens to the dependents when the request names no propagation policy
+    /// (upstream's `DefaultGarbageCollectionPolicy`; batch/v1 Jobs and core/v1
+    /// ReplicationControllers orphan).
+    pub gc_policy: GarbageCollectionPolicy,
 }
+
+/// Upstream's `rest.GarbageCollectionPolicy`: a kind's default for its dependents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GarbageCollectionPolicy {
+    /// Dependents are deleted (in the background unless the request says foreground).
+    DeleteDependents,
+    /// Dependents are orphaned: the `orphan` finalizer is added.
+    OrphanDependents,
+    /// The kind takes no part in garbage collection: no GC finalizer is ever added.
+    Unsupported,
+}
+
+/// `metav1.DeletionPropagation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    Orphan,
+    Background,
+    Foreground,
+}
+
+/// The finalizer that makes the garbage collector orphan the dependents first
+/// (`metav1.FinalizerOrphanDependents`).
+pub const ORPHAN_FINALIZER: &str = "orphan";
+/// The finalizer that makes the garbage collector delete the dependents first
+/// (`metav1.FinalizerDeleteDependents`).
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 
 /// Deleted at once unless `metadata.finalizers` hold it; answers with a Status.
 pub const PLAIN: DeleteStrategy = DeleteStrategy {
@@ -39,6 +79,7 @@ pub const PLAIN: DeleteStrategy = DeleteStrategy {
     graceful: no_grace,
     has_finalizers: metadata_finalizers,
     on_mark: unchanged,
+    gc_policy: GarbageCollectionPolicy::DeleteDependents,
 };
 
 fn no_grace(_: &Value, _: &DeleteOptions) -> Option<i64> {
@@ -61,6 +102,9 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub dry_run: bool,
+    pub propagation: Option<Propagation>,
+    /// The deprecated `orphanDependents`.
+    pub orphan_dependents: Option<bool>,
 }
 
 impl DeleteOptions {
@@ -68,8 +112,22 @@ impl DeleteOptions {
         let mut opts = DeleteOptions {
             grace_period: call.query.int("gracePeriodSeconds")?,
             dry_run: call.query.dry_run()?,
+            orphan_dependents: match call.query.non_empty("orphanDependents") {
+                None => None,
+                Some("true" | "1") => Some(true),
+                Some("false" | "0") => Some(false),
+                Some(other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "invalid value for orphanDependents: {other:?}"
+                    )))
+                }
+            },
             ..Default::default()
         };
+        let mut policy = call
+            .query
+            .non_empty("propagationPolicy")
+            .map(str::to_string);
         if !call.body.is_empty() {
             let body: Value = if call.is_protobuf() {
                 call.body_value()?
@@ -92,14 +150,48 @@ impl DeleteOptions {
             {
                 opts.dry_run = true;
             }
-            match body["propagationPolicy"].as_str() {
-                None | Some("Orphan" | "Background" | "Foreground") => {}
-                Some(other) => {
-                    return Err(ApiError::BadRequest(format!(
-                        "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
-                    )))
-                }
+            if let Some(p) = body.get("propagationPolicy").filter(|p| !p.is_null()) {
+                policy = Some(p.as_str().unwrap_or_default().to_string());
             }
+            if let Some(o) = body["orphanDependents"].as_bool() {
+                opts.orphan_dependents = Some(o);
+            }
+        }
+        let mut causes = Vec::new();
+        if let Some(policy) = &policy {
+            opts.propagation = match policy.as_str() {
+                "Orphan" => Some(Propagation::Orphan),
+                "Background" => Some(Propagation::Background),
+                "Foreground" => Some(Propagation::Foreground),
+                other => {
+                    causes.push(FieldError::not_supported(
+                        "propagationPolicy",
+                        other,
+                        &["Foreground", "Background", "Orphan", "nil"],
+                    ));
+                    None
+                }
+            };
+            if opts.orphan_dependents.is_some() {
+                causes.insert(
+                    0,
+                    FieldError::invalid(
+                        "propagationPolicy",
+                        policy.as_str(),
+                        "orphanDependents and deletionPropagation cannot be both set",
+                    ),
+                );
+            }
+        }
+        // Upstream's ValidateDeleteOptions, answered as an invalid `DeleteOptions`.
+        if !causes.is_empty() {
+            return Err(ApiError::Invalid {
+                kind: "DeleteOptions".into(),
+                group: "meta.k8s.io".into(),
+                name: String::new(),
+                message: api::field::invalid_message("DeleteOptions.meta.k8s.io", "", &causes),
+                causes,
+            });
         }
         if let Some(g) = opts.grace_period {
             if g < 0 {
@@ -173,6 +265,28 @@ pub async fn delete_object(
         opts.dry_run,
         |mut obj, current| {
             check_preconditions(resource, name, &obj, current.mod_revision, opts)?;
+            // A graceful deletion still pending keeps its finalizers (upstream's
+            // `pendingGraceful`: they cannot be changed through DeleteOptions then).
+            if !pending_graceful(resource, &obj, opts) {
+                let current: Vec<String> = obj["metadata"]["finalizers"]
+                    .as_array()
+                    .map(|f| {
+                        f.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(finalizers) =
+                    deletion_finalizers(resource.delete.gc_policy, &current, opts)
+                {
+                    let meta = object::meta_mut(&mut obj);
+                    if finalizers.is_empty() {
+                        meta.remove("finalizers");
+                    } else {
+                        meta.insert("finalizers".into(), json!(finalizers));
+                    }
+                }
+            }
             let Some(grace) = marking(resource, &obj, opts) else {
                 return Ok(Change::Delete);
             };
@@ -236,6 +350,56 @@ fn check_preconditions(
     Ok(())
 }
 
+/// Whether the object is already in a graceful deletion this request does not shorten.
+fn pending_graceful(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> bool {
+    let meta = &obj["metadata"];
+    let current = meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+    if meta["deletionTimestamp"].is_null() || current <= 0 {
+        return false;
+    }
+    (resource.delete.graceful)(obj, opts).is_some_and(|grace| grace >= current)
+}
+
+/// Upstream's `deletionFinalizersForGarbageCollection`: the finalizers the object must carry
+/// for the propagation this delete asks for, or `None` when they are right already. An
+/// explicit `orphanDependents` wins, then `propagationPolicy`, then a GC finalizer already on
+/// the object, then the kind's default.
+pub fn deletion_finalizers(
+    policy: GarbageCollectionPolicy,
+    finalizers: &[String],
+    opts: &DeleteOptions,
+) -> Option<Vec<String>> {
+    if policy == GarbageCollectionPolicy::Unsupported {
+        return None;
+    }
+    let existing = finalizers.iter().find_map(|f| match f.as_str() {
+        ORPHAN_FINALIZER => Some(Propagation::Orphan),
+        FOREGROUND_FINALIZER => Some(Propagation::Foreground),
+        _ => None,
+    });
+    let propagation = match (opts.orphan_dependents, opts.propagation) {
+        (Some(true), _) => Propagation::Orphan,
+        (Some(false), _) => Propagation::Background,
+        (None, Some(p)) => p,
+        (None, None) => existing.unwrap_or(match policy {
+            GarbageCollectionPolicy::OrphanDependents => Propagation::Orphan,
+            _ => Propagation::Background,
+        }),
+    };
+    let mut wanted: Vec<String> = finalizers
+        .iter()
+        .filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER)
+        .cloned()
+        .collect();
+    match propagation {
+        Propagation::Orphan => wanted.push(ORPHAN_FINALIZER.into()),
+        Propagation::Foreground => wanted.push(FOREGROUND_FINALIZER.into()),
+        Propagation::Background => {}
+    }
+    let as_set = |f: &[String]| f.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+    (as_set(&wanted) != as_set(finalizers)).then_some(wanted)
+}
+
 /// `Some(grace)` when the object must be marked instead of removed.
 fn marking(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> Option<i64> {
     if let Some(grace) = (resource.delete.graceful)(obj, opts) {
@@ -279,4 +443,82 @@ pub async fn delete_collection(call: Call) -> Result<Response<Body>, ApiError> {
         encode_list(resource, &out)?,
         &[],
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(s: &[&str]) -> Vec<String> {
+        s.iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn deletion_finalizers_follow_upstream_precedence() {
+        use GarbageCollectionPolicy::*;
+        let opts = |propagation, orphan_dependents| DeleteOptions {
+            propagation,
+            orphan_dependents,
+            ..Default::default()
+        };
+        let fg = Some(Propagation::Foreground);
+        let bg = Some(Propagation::Background);
+        let orphan = Some(Propagation::Orphan);
+        // (kind default, finalizers, propagation, orphanDependents) → wanted finalizers
+        type Case = (
+            GarbageCollectionPolicy,
+            &'static [&'static str],
+            Option<Propagation>,
+            Option<bool>,
+            Option<&'static [&'static str]>,
+        );
+        let cases: Vec<Case> = vec![
+            (DeleteDependents, &[], None, None, None),
+            (
+                DeleteDependents,
+                &[],
+                fg,
+                None,
+                Some(&["foregroundDeletion"]),
+            ),
+            (DeleteDependents, &[], orphan, None, Some(&["orphan"])),
+            (DeleteDependents, &[], bg, None, None),
+            (OrphanDependents, &[], None, None, Some(&["orphan"])),
+            (OrphanDependents, &[], bg, None, None),
+            (DeleteDependents, &[], None, Some(true), Some(&["orphan"])),
+            (OrphanDependents, &[], None, Some(false), None),
+            // A finalizer already there is kept when the request says nothing…
+            (OrphanDependents, &["foregroundDeletion"], None, None, None),
+            (DeleteDependents, &["orphan"], None, None, None),
+            // …and replaced when it asks for another policy.
+            (
+                DeleteDependents,
+                &["x/y", "foregroundDeletion"],
+                orphan,
+                None,
+                Some(&["x/y", "orphan"]),
+            ),
+            (
+                DeleteDependents,
+                &["orphan", "x/y"],
+                bg,
+                None,
+                Some(&["x/y"]),
+            ),
+            (DeleteDependents, &["orphan"], orphan, None, None),
+            (Unsupported, &[], fg, None, None),
+        ];
+        for (policy, finalizers, propagation, orphan_dependents, want) in cases {
+            let got = deletion_finalizers(
+                policy,
+                &strings(finalizers),
+                &opts(propagation, orphan_dependents),
+            );
+            assert_eq!(
+                got,
+                want.map(strings),
+                "{policy:?} {finalizers:?} {propagation:?} {orphan_dependents:?}"
+            );
+        }
+    }
 }

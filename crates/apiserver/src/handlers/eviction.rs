@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::Value;
 
-use super::delete::{delete_object, DeleteOptions};
+use super::delete::{delete_object, DeleteOptions, Propagation};
 use super::update::{guaranteed_update, set_condition};
 use super::Call;
 use crate::body::Body;
@@ -209,5 +209,12 @@ fn delete_options(v: &Value, dry_run: bool) -> Result<DeleteOptions, ApiError> {
             || v["dryRun"]
                 .as_array()
                 .is_some_and(|d| d.iter().any(|x| x == "All")),
+        propagation: match v["propagationPolicy"].as_str() {
+            Some("Orphan") => Some(Propagation::Orphan),
+            Some("Foreground") => Some(Propagation::Foreground),
+            Some("Background") => Some(Propagation::Background),
+            _ => None,
+        },
+        orphan_dependents: v["orphanDependents"].as_bool(),
     })
 }

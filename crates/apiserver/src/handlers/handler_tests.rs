@@ -395,3 +395,89 @@ async fn pod_templates_are_served_through_their_descriptor() {
         r.body
     );
 }
+
+/// Issue 14: DELETE's propagation policies as GC finalizers, re-deletes switching them, and
+/// upstream's DeleteOptions validation.
+#[tokio::test]
+async fn delete_propagation_sets_the_gc_finalizers() {
+    let api = Api::new().await;
+    let r = api.post(CMS, json!({"metadata": {"name": "owner"}})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let delete = |body: &'static str, query: &'static str| {
+        let api = &api;
+        async move {
+            api.call(
+                Method::DELETE,
+                &format!("{CMS}/owner{query}"),
+                "application/json",
+                body,
+            )
+            .await
+        }
+    };
+    let r = delete(r#"{"propagationPolicy":"Foreground"}"#, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body["kind"], "ConfigMap",
+        "a marked object answers itself"
+    );
+    assert_eq!(
+        r.body["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    assert!(r.body["metadata"]["deletionTimestamp"].is_string());
+    // A re-delete switches the policy; the query form works too.
+    let r = delete("", "?propagationPolicy=Orphan").await;
+    assert_eq!(
+        r.body["metadata"]["finalizers"],
+        json!(["orphan"]),
+        "{}",
+        r.body
+    );
+    // Naming none keeps what is there.
+    let r = delete("", "").await;
+    assert_eq!(
+        r.body["metadata"]["finalizers"],
+        json!(["orphan"]),
+        "{}",
+        r.body
+    );
+    let r = delete(
+        r#"{"orphanDependents":true,"propagationPolicy":"Background"}"#,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(
+        message(&r),
+        "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: \"Background\": orphanDependents and deletionPropagation cannot be both set"
+    );
+    assert_eq!(r.body["details"]["kind"], "DeleteOptions");
+    assert_eq!(r.body["details"]["group"], "meta.k8s.io");
+    let r = delete(r#"{"propagationPolicy":"Sometimes"}"#, "").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(
+        message(&r).ends_with(
+            "propagationPolicy: Unsupported value: \"Sometimes\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        ),
+        "{}",
+        message(&r)
+    );
+    // Background drops the GC finalizer; nothing else holds the object, so it goes.
+    let r = delete(r#"{"propagationPolicy":"Background"}"#, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["kind"], "Status", "{}", r.body);
+    let r = api
+        .call(Method::GET, &format!("{CMS}/owner"), "application/json", "")
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // orphanDependents alone: the orphan finalizer.
+    api.post(CMS, json!({"metadata": {"name": "owner"}})).await;
+    let r = delete(r#"{"orphanDependents":true}"#, "").await;
+    assert_eq!(
+        r.body["metadata"]["finalizers"],
+        json!(["orphan"]),
+        "{}",
+        r.body
+    );
+}

@@ -165,7 +165,12 @@ pub static RESOURCE: Resource = Resource {
         cells,
     },
     fields: filter::NAMESPACED_META,
-    delete: delete::PLAIN,
+    // Upstream's DefaultGarbageCollectionPolicy for this kind at v1: orphan the pods when
+    // the request names no policy (kept for backwards compatibility; kubectl sends Background).
+    delete: delete::DeleteStrategy {
+        gc_policy: delete::GarbageCollectionPolicy::OrphanDependents,
+        ..delete::PLAIN
+    },
     admit: None,
     conversion: None,
     scale: None,

@@ -13,9 +13,9 @@
 
 pub mod configmap;
 pub mod controllerrevision;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
-pub mod cronjob;
 pub mod event;
 pub mod job;
 pub mod lease;

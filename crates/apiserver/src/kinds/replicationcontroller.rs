@@ -92,7 +92,12 @@ pub static RESOURCE: Resource = Resource {
         aliases: &[],
         own_conversion: true,
     },
-    delete: delete::PLAIN,
+    // Upstream's DefaultGarbageCollectionPolicy for this kind at v1: orphan the pods when
+    // the request names no policy (kept for backwards compatibility; kubectl sends Background).
+    delete: delete::DeleteStrategy {
+        gc_policy: delete::GarbageCollectionPolicy::OrphanDependents,
+        ..delete::PLAIN
+    },
     admit: None,
     conversion: None,
     scale: Some(Scale {

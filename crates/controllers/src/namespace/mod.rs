@@ -317,7 +317,7 @@ async fn delete_resource(
 
 /// client-go's `ServerPreferredNamespacedResources` input: every group's resource lists,
 /// and what did not answer.
-async fn discover(client: &Client) -> (Vec<DiscoveredGroup>, Option<DiscoveryFailure>) {
+pub(crate) async fn discover(client: &Client) -> (Vec<DiscoveredGroup>, Option<DiscoveryFailure>) {
     let mut groups = Vec::new();
     let mut failed = Vec::new();
     let core = match client.list_core_api_versions().await {
