@@ -127,6 +127,7 @@ def test_defaults_visible_in_yaml(cluster, ns):
     assert s["spec"]["persistentVolumeClaimRetentionPolicy"] == \
         {"whenDeleted": "Retain", "whenScaled": "Retain"}
     assert s["spec"]["revisionHistoryLimit"] == 10 and s["spec"]["replicas"] == 1
+    assert s["status"] == {"replicas": 0, "availableReplicas": 0}
 
     ds = get_json(cluster, ns, "ds", "agent")
     assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate",

@@ -915,8 +915,13 @@ pub fn default_stateful_set(s: &mut StatefulSet) {
     default_template(&mut spec.template);
 }
 
+/// Status cleared (its `availableReplicas` is not `omitempty` upstream, so a new
+/// StatefulSet reads `{replicas: 0, availableReplicas: 0}`), generation 1.
 pub fn prepare_stateful_set_for_create(s: &mut StatefulSet) {
     reset_on_create::<StatefulSetStatus>(&mut s.metadata, &mut s.status);
+    if let Some(status) = &mut s.status {
+        status.available_replicas = Some(0);
+    }
 }
 
 pub fn prepare_stateful_set_for_update(new: &mut StatefulSet, old: &StatefulSet) {
