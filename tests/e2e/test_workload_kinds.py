@@ -14,7 +14,7 @@ import re
 import kubernetes
 import pytest
 
-from helpers import names, rows_by_name, table, to_yaml
+from helpers import names, rows_by_name, table, to_yaml, wait_until
 from test_protobuf import PB, first, request, unwrap
 
 CONTAINERS = [{"name": "app", "image": "nginx:1.27"}, {"name": "side", "image": "busybox"}]
@@ -186,6 +186,15 @@ def test_tables_short_names_and_get_all(cluster, ns):
                    "deployment.apps/web", "replicaset.apps/front", "statefulset.apps/db"], out
     out = cluster.kubectl("-n", ns, "get", "all").stdout
     assert "deployment.apps/web" in out and "NODE SELECTOR" in out, out
+
+    # Seed 003 ends with `kubectl delete all --all`: every one of them goes.
+    out = cluster.kubectl("-n", ns, "delete", "all", "--all", "--wait=false").stdout
+    for gone in ["pod \"solo\"", "replicationcontroller \"legacy\"", "daemonset.apps \"agent\"",
+                 "deployment.apps \"web\"", "replicaset.apps \"front\"",
+                 "statefulset.apps \"db\""]:
+        assert f"{gone} deleted" in out, out
+    wait_until(lambda: cluster.kubectl("-n", ns, "get", "all", "-o", "name").stdout.split() == [],
+               what="every workload object gone")
 
 
 def test_scale_through_kubectl(cluster, ns):
