@@ -1,4 +1,5 @@
-//! apps/v1 ControllerRevision: `ValidateControllerRevision*` (`data` required and immutable, `revision` not negative).
+//! apps/v1 ControllerRevision: `ValidateControllerRevision*` (`data` required and immutable,
+//! `revision` not negative).
 
 use super::*;
 

@@ -1,4 +1,6 @@
-//! apps/v1 DaemonSet: `SetDefaults_DaemonSet`, the registry strategy steps with the template generation annotation, `ValidateDaemonSet*` with the update strategy rules and the immutable selector.
+//! apps/v1 DaemonSet: `SetDefaults_DaemonSet`, the registry strategy steps with the template
+//! generation annotation, `ValidateDaemonSet*` with the update strategy rules and the immutable
+//! selector.
 
 use super::*;
 

@@ -1,4 +1,6 @@
-//! apps/v1 Deployment: `SetDefaults_Deployment`, the registry strategy steps (annotation changes count a generation too), `ValidateDeployment*` with the strategy rules and the immutable selector.
+//! apps/v1 Deployment: `SetDefaults_Deployment`, the registry strategy steps (annotation
+//! changes count a generation too), `ValidateDeployment*` with the strategy rules and the
+//! immutable selector.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! apps/v1 ReplicaSet: `SetDefaults_ReplicaSet`, the registry strategy steps, `ValidateReplicaSet*` and the apps/v1 immutable selector.
+//! apps/v1 ReplicaSet: `SetDefaults_ReplicaSet`, the registry strategy steps,
+//! `ValidateReplicaSet*` and the apps/v1 immutable selector.
 
 use super::*;
 

@@ -1,4 +1,6 @@
-//! core/v1 ReplicationController: `SetDefaults_ReplicationController` (selector and labels from the template), the registry strategy steps and `ValidateReplicationController*` (its selector is a plain map and may change).
+//! core/v1 ReplicationController: `SetDefaults_ReplicationController` (selector and labels from
+//! the template), the registry strategy steps and `ValidateReplicationController*` (its
+//! selector is a plain map and may change).
 
 use super::*;
 

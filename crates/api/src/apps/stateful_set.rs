@@ -1,4 +1,5 @@
-//! apps/v1 StatefulSet: `SetDefaults_StatefulSet`, the registry strategy steps, `ValidateStatefulSet*` with the limited set of updatable spec fields.
+//! apps/v1 StatefulSet: `SetDefaults_StatefulSet`, the registry strategy steps,
+//! `ValidateStatefulSet*` with the limited set of updatable spec fields.
 
 use super::*;
 
