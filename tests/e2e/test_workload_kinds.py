@@ -429,3 +429,20 @@ def test_kubectl_create_deployment(cluster, ns):
         [{"containerPort": 8080, "protocol": "TCP"}]
     row = rows_by_name(cluster.kubectl("-n", ns, "get", "deploy", "hello", "-o", "wide").stdout)
     assert row["hello"]["SELECTOR"] == "app=hello" and row["hello"]["READY"] == "0/2", row
+
+
+def test_kubectl_set_and_rollout_pause_write_the_deployment(cluster, ns):
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input=to_yaml(apps("Deployment", "web")))
+    cluster.kubectl("-n", ns, "set", "image", "deploy/web", "app=nginx:1.28")
+    cluster.kubectl("-n", ns, "set", "env", "deploy/web", "-c", "side", "MODE=fast")
+    out = cluster.kubectl("-n", ns, "rollout", "pause", "deploy/web").stdout
+    assert "deployment.apps/web paused" in out, out
+    d = get_json(cluster, ns, "deploy", "web")
+    containers = {c["name"]: c for c in d["spec"]["template"]["spec"]["containers"]}
+    assert containers["app"]["image"] == "nginx:1.28"
+    assert containers["side"]["env"] == [{"name": "MODE", "value": "fast"}]
+    assert d["spec"]["paused"] is True
+    assert d["metadata"]["generation"] == 4
+    out = cluster.kubectl("-n", ns, "rollout", "resume", "deploy/web").stdout
+    assert "deployment.apps/web resumed" in out, out
+    assert get_json(cluster, ns, "deploy", "web")["metadata"]["generation"] == 5
