@@ -14,7 +14,7 @@ import re
 import kubernetes
 import pytest
 
-from helpers import names, rows_by_name, table, to_yaml
+from helpers import names, rows_by_name, table, to_yaml, wait_until
 from test_protobuf import PB, first, request, unwrap
 
 CONTAINERS = [{"name": "app", "image": "nginx:1.27"}, {"name": "side", "image": "busybox"}]
@@ -127,6 +127,7 @@ def test_defaults_visible_in_yaml(cluster, ns):
     assert s["spec"]["persistentVolumeClaimRetentionPolicy"] == \
         {"whenDeleted": "Retain", "whenScaled": "Retain"}
     assert s["spec"]["revisionHistoryLimit"] == 10 and s["spec"]["replicas"] == 1
+    assert s["status"] == {"replicas": 0, "availableReplicas": 0}
 
     ds = get_json(cluster, ns, "ds", "agent")
     assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate",
@@ -185,6 +186,15 @@ def test_tables_short_names_and_get_all(cluster, ns):
                    "deployment.apps/web", "replicaset.apps/front", "statefulset.apps/db"], out
     out = cluster.kubectl("-n", ns, "get", "all").stdout
     assert "deployment.apps/web" in out and "NODE SELECTOR" in out, out
+
+    # Seed 003 ends with `kubectl delete all --all`: every one of them goes.
+    out = cluster.kubectl("-n", ns, "delete", "all", "--all", "--wait=false").stdout
+    for gone in ["pod \"solo\"", "replicationcontroller \"legacy\"", "daemonset.apps \"agent\"",
+                 "deployment.apps \"web\"", "replicaset.apps \"front\"",
+                 "statefulset.apps \"db\""]:
+        assert f"{gone} deleted" in out, out
+    wait_until(lambda: cluster.kubectl("-n", ns, "get", "all", "-o", "name").stdout.split() == [],
+               what="every workload object gone")
 
 
 def test_scale_through_kubectl(cluster, ns):
@@ -419,3 +429,20 @@ def test_kubectl_create_deployment(cluster, ns):
         [{"containerPort": 8080, "protocol": "TCP"}]
     row = rows_by_name(cluster.kubectl("-n", ns, "get", "deploy", "hello", "-o", "wide").stdout)
     assert row["hello"]["SELECTOR"] == "app=hello" and row["hello"]["READY"] == "0/2", row
+
+
+def test_kubectl_set_and_rollout_pause_write_the_deployment(cluster, ns):
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input=to_yaml(apps("Deployment", "web")))
+    cluster.kubectl("-n", ns, "set", "image", "deploy/web", "app=nginx:1.28")
+    cluster.kubectl("-n", ns, "set", "env", "deploy/web", "-c", "side", "MODE=fast")
+    out = cluster.kubectl("-n", ns, "rollout", "pause", "deploy/web").stdout
+    assert "deployment.apps/web paused" in out, out
+    d = get_json(cluster, ns, "deploy", "web")
+    containers = {c["name"]: c for c in d["spec"]["template"]["spec"]["containers"]}
+    assert containers["app"]["image"] == "nginx:1.28"
+    assert containers["side"]["env"] == [{"name": "MODE", "value": "fast"}]
+    assert d["spec"]["paused"] is True
+    assert d["metadata"]["generation"] == 4
+    out = cluster.kubectl("-n", ns, "rollout", "resume", "deploy/web").stdout
+    assert "deployment.apps/web resumed" in out, out
+    assert get_json(cluster, ns, "deploy", "web")["metadata"]["generation"] == 5
