@@ -229,3 +229,17 @@ def test_pdb_defaults_table_and_validation(cluster, ns):
     assert any(m.endswith("minAvailable and maxUnavailable cannot be both set") for m in msgs), msgs
     assert ("spec.maxUnavailable", 'Invalid value: "150%": must not be greater than 100%') \
         in causes(body)
+
+
+def test_kubectl_create_job_and_cronjob(cluster, ns):
+    # kubectl's generators post protobuf bodies.
+    cluster.kubectl("-n", ns, "create", "cronjob", "tick", "--image=busybox",
+                    "--schedule=*/1 * * * *", "--", "date")
+    cluster.kubectl("-n", ns, "create", "job", "once", "--image=busybox", "--", "true")
+    cj = json.loads(cluster.kubectl("-n", ns, "get", "cj", "tick", "-o", "json").stdout)
+    assert cj["spec"]["schedule"] == "*/1 * * * *"
+    assert cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    job = json.loads(cluster.kubectl("-n", ns, "get", "job", "once", "-o", "json").stdout)
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert job["spec"]["template"]["metadata"]["labels"]["job-name"] == "once"
+
