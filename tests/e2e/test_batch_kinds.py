@@ -135,6 +135,13 @@ def test_job_and_cronjob_tables(cluster, ns):
     assert header[-3:] == ["CONTAINERS", "IMAGES", "SELECTOR"], wide
     assert row[-3:] == ["hello", "busybox", "<none>"], wide
 
+    # Jobs select on `status.successful` too, as upstream's field label conversion allows.
+    out = cluster.kubectl("-n", ns, "get", "jobs", "-o", "name",
+                          "--field-selector", "status.successful=0").stdout.split()
+    assert sorted(out) == ["job.batch/pi", "job.batch/sleepy"], out
+    cp = cluster.kubectl("-n", ns, "get", "jobs", "--field-selector", "spec.x=1", check=False)
+    assert cp.returncode != 0 and "field label not supported: spec.x" in cp.stderr, cp.stderr
+
     # `kubectl get all` lists them through the `all` category.
     out = cluster.kubectl("-n", ns, "get", "all", "-o", "name").stdout.split()
     assert {"job.batch/pi", "cronjob.batch/hello"} <= set(out), out

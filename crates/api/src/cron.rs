@@ -544,7 +544,7 @@ mod tests {
     }
 
     fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap_or_else(|_| Timestamp::UNIX_EPOCH)
+        s.parse().unwrap_or(Timestamp::UNIX_EPOCH)
     }
 
     #[test]

@@ -513,7 +513,7 @@ mod tests {
                 pod("c", true, Some("u")),
             ]
         };
-        let cases = vec![
+        let cases = [
             // minAvailable int: the matched pods are the expected set, bare or not.
             Case {
                 spec: json!({"minAvailable": 1, "selector": sel}),
