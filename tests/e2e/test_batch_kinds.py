@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from helpers import rows_by_name, table, to_yaml
+from helpers import rows_by_name, table, to_yaml, wait_until
 
 PEAPOD_ARGS = ["--no-scheduler"]
 
@@ -250,3 +250,27 @@ def test_kubectl_create_job_and_cronjob(cluster, ns):
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert job["spec"]["template"]["metadata"]["labels"]["job-name"] == "once"
 
+
+
+def test_pdb_over_pods_of_a_controller_without_scale_fails_safe(cluster, ns):
+    """A percentage budget needs the pods' controllers' scale; a Job has none, so the
+    disruption controller records SyncFailed and allows no disruption, as upstream."""
+    cluster.kubectl("-n", ns, "create", "-f", "-", input=to_yaml(job("owner")))
+    uid = json.loads(cluster.kubectl("-n", ns, "get", "job", "owner", "-o", "json").stdout)[
+        "metadata"]["uid"]
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "owned", "labels": {"app": "owned"}, "ownerReferences": [{
+               "apiVersion": "batch/v1", "kind": "Job", "name": "owner", "uid": uid,
+               "controller": True}]},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "half"},
+           "spec": {"minAvailable": "50%", "selector": {"matchLabels": {"app": "owned"}}}}
+    cluster.kubectl("-n", ns, "create", "-f", "-", input=to_yaml(pod, pdb))
+
+    def failed():
+        obj = json.loads(cluster.kubectl("-n", ns, "get", "pdb", "half", "-o", "json").stdout)
+        conds = obj["status"].get("conditions") or []
+        return conds[0] if conds and conds[0]["reason"] == "SyncFailed" else None
+    cond = wait_until(failed, timeout=30, interval=0.2, what="SyncFailed condition")
+    assert (cond["type"], cond["status"]) == ("DisruptionAllowed", "False")
+    assert cond["message"] == "jobs.batch does not implement the scale subresource", cond

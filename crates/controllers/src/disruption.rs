@@ -401,7 +401,7 @@ async fn write_status(
 async fn owner_scale(client: &Client, ns: &str, r: &OwnerReference) -> Result<Option<i32>, Error> {
     let mut target = r.clone();
     if r.kind == "ReplicaSet" && r.api_version == "apps/v1" {
-        let rs = dynamic(client, ns, r).await?.get_opt(&r.name).await;
+        let rs = dynamic(client, ns, r).await?.0.get_opt(&r.name).await;
         match rs {
             Ok(Some(rs)) if rs.metadata.uid.as_deref() == Some(r.uid.as_str()) => {
                 if let Some(owner) = rs
@@ -418,7 +418,7 @@ async fn owner_scale(client: &Client, ns: &str, r: &OwnerReference) -> Result<Op
             Err(e) => return Err(Error::Scale(e.to_string())),
         }
     }
-    let api = dynamic(client, ns, &target).await?;
+    let (api, ar) = dynamic(client, ns, &target).await?;
     match api.get_scale(&target.name).await {
         Ok(scale) => {
             let uid = scale.metadata.uid.clone().unwrap_or_default();
@@ -429,11 +429,13 @@ async fn owner_scale(client: &Client, ns: &str, r: &OwnerReference) -> Result<Op
         }
         Err(kube::Error::Api(s)) if s.code == 404 => {
             // Upstream tells a missing object from a kind without scale the same way.
-            Err(Error::NoScale(format!(
-                "{}.{}",
-                target.kind.to_lowercase(),
-                target.api_version
-            )))
+            // `GroupResource.String()`: `jobs.batch`, or `pods` in the core group.
+            let gr = if ar.group.is_empty() {
+                ar.plural.clone()
+            } else {
+                format!("{}.{}", ar.plural, ar.group)
+            };
+            Err(Error::NoScale(gr))
         }
         Err(e) => Err(Error::Scale(e.to_string())),
     }
@@ -443,7 +445,7 @@ async fn dynamic(
     client: &Client,
     ns: &str,
     r: &OwnerReference,
-) -> Result<Api<DynamicObject>, Error> {
+) -> Result<(Api<DynamicObject>, ApiResource), Error> {
     let (group, version) = match r.api_version.split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", r.api_version.as_str()),
@@ -452,7 +454,7 @@ async fn dynamic(
     let (ar, _caps): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk)
         .await
         .map_err(|e| Error::Scale(format!("no resource for {}/{}: {e}", r.api_version, r.kind)))?;
-    Ok(Api::namespaced_with(client.clone(), ns, &ar))
+    Ok((Api::namespaced_with(client.clone(), ns, &ar), ar))
 }
 
 fn error_policy(pdb: Arc<PodDisruptionBudget>, error: &Error, ctx: Arc<Ctx>) -> Action {
