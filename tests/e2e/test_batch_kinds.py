@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from helpers import rows_by_name, table, to_yaml
+from helpers import rows_by_name, table, to_yaml, wait_until
 
 PEAPOD_ARGS = ["--no-scheduler"]
 
@@ -135,6 +135,13 @@ def test_job_and_cronjob_tables(cluster, ns):
     assert header[-3:] == ["CONTAINERS", "IMAGES", "SELECTOR"], wide
     assert row[-3:] == ["hello", "busybox", "<none>"], wide
 
+    # Jobs select on `status.successful` too, as upstream's field label conversion allows.
+    out = cluster.kubectl("-n", ns, "get", "jobs", "-o", "name",
+                          "--field-selector", "status.successful=0").stdout.split()
+    assert sorted(out) == ["job.batch/pi", "job.batch/sleepy"], out
+    cp = cluster.kubectl("-n", ns, "get", "jobs", "--field-selector", "spec.x=1", check=False)
+    assert cp.returncode != 0 and "field label not supported: spec.x" in cp.stderr, cp.stderr
+
     # `kubectl get all` lists them through the `all` category.
     out = cluster.kubectl("-n", ns, "get", "all", "-o", "name").stdout.split()
     assert {"job.batch/pi", "cronjob.batch/hello"} <= set(out), out
@@ -229,3 +236,41 @@ def test_pdb_defaults_table_and_validation(cluster, ns):
     assert any(m.endswith("minAvailable and maxUnavailable cannot be both set") for m in msgs), msgs
     assert ("spec.maxUnavailable", 'Invalid value: "150%": must not be greater than 100%') \
         in causes(body)
+
+
+def test_kubectl_create_job_and_cronjob(cluster, ns):
+    # kubectl's generators post protobuf bodies.
+    cluster.kubectl("-n", ns, "create", "cronjob", "tick", "--image=busybox",
+                    "--schedule=*/1 * * * *", "--", "date")
+    cluster.kubectl("-n", ns, "create", "job", "once", "--image=busybox", "--", "true")
+    cj = json.loads(cluster.kubectl("-n", ns, "get", "cj", "tick", "-o", "json").stdout)
+    assert cj["spec"]["schedule"] == "*/1 * * * *"
+    assert cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    job = json.loads(cluster.kubectl("-n", ns, "get", "job", "once", "-o", "json").stdout)
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert job["spec"]["template"]["metadata"]["labels"]["job-name"] == "once"
+
+
+
+def test_pdb_over_pods_of_a_controller_without_scale_fails_safe(cluster, ns):
+    """A percentage budget needs the pods' controllers' scale; a Job has none, so the
+    disruption controller records SyncFailed and allows no disruption, as upstream."""
+    cluster.kubectl("-n", ns, "create", "-f", "-", input=to_yaml(job("owner")))
+    uid = json.loads(cluster.kubectl("-n", ns, "get", "job", "owner", "-o", "json").stdout)[
+        "metadata"]["uid"]
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "owned", "labels": {"app": "owned"}, "ownerReferences": [{
+               "apiVersion": "batch/v1", "kind": "Job", "name": "owner", "uid": uid,
+               "controller": True}]},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "half"},
+           "spec": {"minAvailable": "50%", "selector": {"matchLabels": {"app": "owned"}}}}
+    cluster.kubectl("-n", ns, "create", "-f", "-", input=to_yaml(pod, pdb))
+
+    def failed():
+        obj = json.loads(cluster.kubectl("-n", ns, "get", "pdb", "half", "-o", "json").stdout)
+        conds = obj["status"].get("conditions") or []
+        return conds[0] if conds and conds[0]["reason"] == "SyncFailed" else None
+    cond = wait_until(failed, timeout=30, interval=0.2, what="SyncFailed condition")
+    assert (cond["type"], cond["status"]) == ("DisruptionAllowed", "False")
+    assert cond["message"] == "jobs.batch does not implement the scale subresource", cond

@@ -93,6 +93,17 @@ def test_controller_status_and_evictions_within_the_budget(crun_node, pod_ns):
     assert not s.get("disruptedPods"), s
     assert core.read_namespaced_pod("web-b", pod_ns).metadata.deletion_timestamp is None
 
+    # Two budgets over one pod: upstream's eviction subresource refuses to choose.
+    n.kubectl("-n", pod_ns, "create", "-f", "-", input=to_yaml({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "everything"},
+        "spec": {"maxUnavailable": 1, "selector": {}}}))
+    with pytest.raises(ApiException) as e:
+        evict(core, pod_ns, "web-b")
+    assert e.value.status == 500
+    assert json.loads(e.value.body)["message"] == (
+        "Internal error occurred: This pod has more than one PodDisruptionBudget, which the "
+        "eviction subresource does not support.")
+
 
 def test_drain_respects_the_budget(crun_node, pod_ns):
     n = crun_node

@@ -401,7 +401,7 @@ async fn write_status(
 async fn owner_scale(client: &Client, ns: &str, r: &OwnerReference) -> Result<Option<i32>, Error> {
     let mut target = r.clone();
     if r.kind == "ReplicaSet" && r.api_version == "apps/v1" {
-        let rs = dynamic(client, ns, r).await?.get_opt(&r.name).await;
+        let rs = dynamic(client, ns, r).await?.api.get_opt(&r.name).await;
         match rs {
             Ok(Some(rs)) if rs.metadata.uid.as_deref() == Some(r.uid.as_str()) => {
                 if let Some(owner) = rs
@@ -418,8 +418,9 @@ async fn owner_scale(client: &Client, ns: &str, r: &OwnerReference) -> Result<Op
             Err(e) => return Err(Error::Scale(e.to_string())),
         }
     }
-    let api = dynamic(client, ns, &target).await?;
-    match api.get_scale(&target.name).await {
+    let found = dynamic(client, ns, &target).await?;
+    let ar = &found.resource;
+    match found.api.get_scale(&target.name).await {
         Ok(scale) => {
             let uid = scale.metadata.uid.clone().unwrap_or_default();
             if !uid.is_empty() && uid != target.uid {
@@ -427,32 +428,46 @@ async fn owner_scale(client: &Client, ns: &str, r: &OwnerReference) -> Result<Op
             }
             Ok(Some(scale.spec.and_then(|s| s.replicas).unwrap_or(0)))
         }
+        // Missing, or a kind without scale (`implementsScale` tells them apart).
+        Err(kube::Error::Api(s)) if s.code == 404 && found.has_scale => Ok(None),
         Err(kube::Error::Api(s)) if s.code == 404 => {
             // Upstream tells a missing object from a kind without scale the same way.
-            Err(Error::NoScale(format!(
-                "{}.{}",
-                target.kind.to_lowercase(),
-                target.api_version
-            )))
+            // `GroupResource.String()`: `jobs.batch`, or `pods` in the core group.
+            let gr = if ar.group.is_empty() {
+                ar.plural.clone()
+            } else {
+                format!("{}.{}", ar.plural, ar.group)
+            };
+            Err(Error::NoScale(gr))
         }
         Err(e) => Err(Error::Scale(e.to_string())),
     }
 }
 
-async fn dynamic(
-    client: &Client,
-    ns: &str,
-    r: &OwnerReference,
-) -> Result<Api<DynamicObject>, Error> {
+/// A controller's kind as discovery describes it.
+struct Found {
+    api: Api<DynamicObject>,
+    resource: ApiResource,
+    has_scale: bool,
+}
+
+async fn dynamic(client: &Client, ns: &str, r: &OwnerReference) -> Result<Found, Error> {
     let (group, version) = match r.api_version.split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", r.api_version.as_str()),
     };
     let gvk = GroupVersionKind::gvk(group, version, &r.kind);
-    let (ar, _caps): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk)
+    let (ar, caps): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk)
         .await
         .map_err(|e| Error::Scale(format!("no resource for {}/{}: {e}", r.api_version, r.kind)))?;
-    Ok(Api::namespaced_with(client.clone(), ns, &ar))
+    Ok(Found {
+        api: Api::namespaced_with(client.clone(), ns, &ar),
+        has_scale: caps
+            .subresources
+            .iter()
+            .any(|(sub, _)| sub.plural == "scale"),
+        resource: ar,
+    })
 }
 
 fn error_policy(pdb: Arc<PodDisruptionBudget>, error: &Error, ctx: Arc<Ctx>) -> Action {

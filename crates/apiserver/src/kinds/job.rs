@@ -6,7 +6,7 @@ use k8s_openapi::api::batch::v1::Job;
 use serde_json::{json, Value};
 
 use crate::errors::ApiError;
-use crate::filter;
+use crate::filter::Fields;
 use crate::handlers::delete;
 use crate::registry::{Resource, STANDARD_VERBS, STATUS};
 use crate::strategy::TypedStrategy;
@@ -140,6 +140,16 @@ fn cells(obj: &Value, now: jiff::Timestamp) -> Result<Vec<Value>, ApiError> {
     ])
 }
 
+/// Upstream's Job field label conversion: the metadata fields and `status.successful`.
+const JOB_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "status.successful"];
+
+fn job_fields(obj: &Value) -> Vec<(&'static str, String)> {
+    let mut out = api::selector::generic_fields(obj);
+    let succeeded = obj["status"]["succeeded"].as_i64().unwrap_or(0);
+    out.push(("status.successful", succeeded.to_string()));
+    out
+}
+
 pub static RESOURCE: Resource = Resource {
     group: "batch",
     version: "v1",
@@ -164,7 +174,12 @@ pub static RESOURCE: Resource = Resource {
         columns: COLUMNS,
         cells,
     },
-    fields: filter::NAMESPACED_META,
+    fields: Fields {
+        names: JOB_FIELDS,
+        get: job_fields,
+        aliases: &[],
+        own_conversion: true,
+    },
     // Upstream's DefaultGarbageCollectionPolicy for this kind at v1: orphan the pods when
     // the request names no policy (kept for backwards compatibility; kubectl sends Background).
     delete: delete::DeleteStrategy {
