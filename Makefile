@@ -12,7 +12,8 @@
 #   make test-e2e   build + pytest tests/e2e (real kubectl, Python client, both datastores)
 #   make bench      store benchmark (if present) + scheduler decision cost + bench/api_bench.py (Rust client bench/api-bench)
 #                   + bench/pod_startup.py (pod create -> Ready, burst, per-pod footprint)
-#                   + bench/stream_bench.py (exec round trip, logs -f delivery); prints every
+#                   + bench/stream_bench.py (exec round trip, logs -f delivery)
+#                   + bench/workload_bench.py (a controller scaled 0 -> 100 -> 0); prints every
 #                   figure beside bench/recorded.json, flagging > 25 % moves the wrong way
 #   make bench-record  the last bench run's figures become bench/recorded.json
 #
@@ -156,6 +157,7 @@ bench: deps build-release
 	  --api-bench "$(TARGET_DIR)/release/api-bench" | tee -a $(BENCH_LOG)
 	$(PY) bench/pod_startup.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	$(PY) bench/stream_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
+	$(PY) bench/workload_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	@$(PY) bench/compare.py $(BENCH_LOG) --out $(BENCH_DIR)/figures.json
 
 # After a run worth keeping (a quiet machine): the last run's figures become the recorded
