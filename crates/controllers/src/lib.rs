@@ -3,7 +3,8 @@
 //! Owns: one module per upstream controller, named as upstream names it —
 //! [`namespace`] (deleting a terminating namespace's content, then finalizing it),
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
-//! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`) — each a kube-runtime
+//! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`replicaset`] (ReplicaSets
+//! and, through the same code, ReplicationControllers) — each a kube-runtime
 //! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function;
 //! the shared informers they read (`informer`: one watcher per kind, one cache); what the
 //! workload controllers share, named as upstream's files ([`controller_utils`]: pod
