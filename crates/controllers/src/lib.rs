@@ -23,6 +23,7 @@
 mod backoff;
 pub mod controller_ref_manager;
 pub mod controller_utils;
+pub mod deployment;
 mod informer;
 pub mod namespace;
 pub mod replicaset;
