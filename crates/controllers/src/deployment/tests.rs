@@ -511,3 +511,40 @@ fn conditions_keep_their_transition_time_while_the_status_holds() {
         "Scaled down replica set web-abc from 3 to 0"
     );
 }
+
+#[test]
+fn a_rolling_update_steps_within_surge_and_unavailability() {
+    // replicas 4, maxSurge 1, maxUnavailable 1.
+    let d = deployment(4, int(1), int(1));
+    let steps = |new: &ReplicaSet, old: &[&ReplicaSet]| rolling_step(&d, new, old);
+    let pair = |n: &str, s: i32| (n.to_string(), s);
+    // Start: the new ReplicaSet grows by the surge.
+    let old = rs("old", "web:0", 4, 4, 1, 0);
+    assert_eq!(
+        steps(&rs("new", "web:1", 0, 0, 2, 10), &[&old]),
+        [pair("new", 1)]
+    );
+    // At 5 pods the old one may lose one available pod (4 available, 3 needed... the new
+    // one's unavailable pod counted): 5 - 3 - 1 = 1.
+    assert_eq!(
+        steps(&rs("new", "web:1", 1, 0, 2, 10), &[&old]),
+        [pair("old", 3)]
+    );
+    // Old pods that are unavailable go first, without touching available ones beyond.
+    let sick = rs("old", "web:0", 4, 2, 1, 0);
+    assert_eq!(
+        steps(&rs("new", "web:1", 1, 1, 2, 10), &[&sick]),
+        [pair("old", 2)]
+    );
+    // Above the wanted size (scaled down meanwhile): the new one shrinks first.
+    assert_eq!(
+        steps(&rs("new", "web:1", 6, 6, 2, 10), &[&old]),
+        [pair("new", 4)]
+    );
+    // Done: nothing to do.
+    let gone = rs("old", "web:0", 0, 0, 1, 0);
+    assert!(steps(&rs("new", "web:1", 4, 4, 2, 10), &[&gone]).is_empty());
+    // New pods not available yet and no room: wait.
+    let waiting_old = rs("old", "web:0", 3, 3, 1, 0);
+    assert!(steps(&rs("new", "web:1", 2, 0, 2, 10), &[&waiting_old]).is_empty());
+}

@@ -863,3 +863,62 @@ pub fn scaling_message(rs_name: &str, from: i32, to: i32) -> String {
     let direction = if to > from { "up" } else { "down" };
     format!("Scaled {direction} replica set {rs_name} from {from} to {to}")
 }
+
+/// One step of upstream's `rolloutRolling` (after the new ReplicaSet exists): the
+/// ReplicaSets to resize, by name and new size. The new ReplicaSet is resized first
+/// (`reconcileNewReplicaSet`: down to `replicas` if above, else up within the surge); only
+/// when it needs nothing do the old ones shrink (`reconcileOldReplicaSets`: their
+/// unavailable pods within the budget of [`max_scaled_down`], then as many available ones
+/// as `replicas - maxUnavailable` allows). Empty: nothing to scale, the rollout waits for
+/// pods to become available (or is complete).
+pub fn rolling_step(d: &Deployment, new: &ReplicaSet, old: &[&ReplicaSet]) -> Vec<(String, i32)> {
+    let name = |rs: &ReplicaSet| rs.metadata.name.clone().unwrap_or_default();
+    let mut all: Vec<&ReplicaSet> = old.to_vec();
+    all.push(new);
+    let want = replicas(d);
+    let current = rs_replicas(new);
+    if current > want {
+        return vec![(name(new), want)];
+    }
+    if current < want {
+        let grown = new_rs_new_replicas(d, &all, new);
+        if grown != current {
+            return vec![(name(new), grown)];
+        }
+    }
+    let active_old: Vec<&ReplicaSet> = old
+        .iter()
+        .copied()
+        .filter(|rs| rs_replicas(rs) > 0)
+        .collect();
+    if replica_count(&active_old) == 0 {
+        return Vec::new();
+    }
+    let budget = max_scaled_down(d, &all, Some(new));
+    if budget <= 0 {
+        return Vec::new();
+    }
+    let (cleaned, _) = cleanup_unhealthy_replicas(&active_old, budget);
+    // The old ReplicaSets as the cleanup left them.
+    let resized: Vec<ReplicaSet> = active_old
+        .iter()
+        .map(|rs| {
+            let mut rs = (*rs).clone();
+            if let Some((_, size)) = cleaned
+                .iter()
+                .find(|(n, _)| Some(n) == rs.metadata.name.as_ref())
+            {
+                rs.spec.replicas = Some(*size);
+            }
+            rs
+        })
+        .collect();
+    let resized_refs: Vec<&ReplicaSet> = resized.iter().collect();
+    let mut all_after: Vec<&ReplicaSet> = resized_refs.clone();
+    all_after.push(new);
+    let mut changes: BTreeMap<String, i32> = cleaned.into_iter().collect();
+    for (n, size) in scale_down_old_for_rolling_update(d, &all_after, &resized_refs) {
+        changes.insert(n, size);
+    }
+    changes.into_iter().collect()
+}
