@@ -548,3 +548,57 @@ fn a_rolling_update_steps_within_surge_and_unavailability() {
     let waiting_old = rs("old", "web:0", 3, 3, 1, 0);
     assert!(steps(&rs("new", "web:1", 2, 0, 2, 10), &[&waiting_old]).is_empty());
 }
+
+#[test]
+fn recreate_removes_every_old_pod_before_the_new_ones() {
+    let mut d = deployment(3, int(1), int(0));
+    d.spec.strategy = Some(DeploymentStrategy {
+        type_: Some("Recreate".into()),
+        rolling_update: None,
+    });
+    let old = rs("old", "web:0", 3, 3, 1, 0);
+    let mut drained = rs("old", "web:0", 0, 0, 1, 0);
+    let new = rs("new", "web:1", 3, 0, 2, 10);
+    let cases = [
+        (
+            "old ones first",
+            None,
+            &old,
+            false,
+            RecreateStep::ScaleDownOld(vec!["old".into()]),
+        ),
+        (
+            "pods still terminating",
+            None,
+            &drained,
+            true,
+            RecreateStep::WaitForOldPods,
+        ),
+        (
+            "then the new one",
+            None,
+            &drained,
+            false,
+            RecreateStep::ScaleUpNew(3),
+        ),
+        (
+            "already there",
+            Some(&new),
+            &drained,
+            false,
+            RecreateStep::Done,
+        ),
+    ];
+    for (name, new, old, running, want) in cases {
+        assert_eq!(recreate_step(&d, new, &[old], running), want, "{name}");
+    }
+    // An old ReplicaSet that still reports replicas is waited for too.
+    drained.status = Some(ReplicaSetStatus {
+        replicas: 1,
+        ..ReplicaSetStatus::default()
+    });
+    assert_eq!(
+        recreate_step(&d, None, &[&drained], false),
+        RecreateStep::WaitForOldPods
+    );
+}

@@ -922,3 +922,42 @@ pub fn rolling_step(d: &Deployment, new: &ReplicaSet, old: &[&ReplicaSet]) -> Ve
     }
     changes.into_iter().collect()
 }
+
+/// What one sync of a Recreate rollout does (upstream's `rolloutRecreate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecreateStep {
+    /// Scale these old ReplicaSets to 0.
+    ScaleDownOld(Vec<String>),
+    /// Old pods are still running (or terminating): wait for them to go.
+    WaitForOldPods,
+    /// Create the new ReplicaSet (with `replicas`), or scale the existing one to it.
+    ScaleUpNew(i32),
+    /// The new ReplicaSet has its replicas: only status (and history cleanup) remain.
+    Done,
+}
+
+/// Upstream's `rolloutRecreate` decision: every old pod gone before any new one starts.
+/// `old_pods_running`: an old ReplicaSet still reports replicas or one of its pods is not
+/// finished (upstream's `oldPodsRunning`).
+pub fn recreate_step(
+    d: &Deployment,
+    new: Option<&ReplicaSet>,
+    old: &[&ReplicaSet],
+    old_pods_running: bool,
+) -> RecreateStep {
+    let to_zero: Vec<String> = old
+        .iter()
+        .filter(|rs| rs_replicas(rs) != 0)
+        .filter_map(|rs| rs.metadata.name.clone())
+        .collect();
+    if !to_zero.is_empty() {
+        return RecreateStep::ScaleDownOld(to_zero);
+    }
+    if old_pods_running || actual_replica_count(old) > 0 {
+        return RecreateStep::WaitForOldPods;
+    }
+    match new {
+        Some(rs) if rs_replicas(rs) == replicas(d) => RecreateStep::Done,
+        _ => RecreateStep::ScaleUpNew(replicas(d)),
+    }
+}
