@@ -490,13 +490,12 @@ pub fn prepare_pod_template_for_update(new: &mut PodTemplate, old: &PodTemplate)
 }
 
 /// `ValidatePodTemplateSpec`: the template's labels, annotations and pod spec; no
-/// ephemeral containers.
-fn validate_pod_template_spec(t: &PodTemplate) -> FieldErrors {
-    let path = Path::new("template");
+/// ephemeral containers. Shared by every kind with a pod template (the workload kinds).
+pub fn validate_pod_template_spec(
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    path: &Path,
+) -> FieldErrors {
     let mut errs = Vec::new();
-    let Some(template) = &t.template else {
-        return errs;
-    };
     if let Some(meta) = &template.metadata {
         if let Some(labels) = &meta.labels {
             errs.extend(crate::meta::validate_labels(labels, &path.child("labels")));
@@ -527,14 +526,18 @@ fn validate_pod_template_spec(t: &PodTemplate) -> FieldErrors {
 /// `ValidatePodTemplate`.
 pub fn validate_pod_template(t: &PodTemplate) -> FieldErrors {
     let mut errs = validate_object_meta(&t.metadata, true, NameRule::Dns1123Subdomain);
-    errs.extend(validate_pod_template_spec(t));
+    if let Some(template) = &t.template {
+        errs.extend(validate_pod_template_spec(template, &Path::new("template")));
+    }
     errs
 }
 
 /// `ValidatePodTemplateUpdate`.
 pub fn validate_pod_template_update(new: &PodTemplate, old: &PodTemplate) -> FieldErrors {
     let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
-    errs.extend(validate_pod_template_spec(new));
+    if let Some(template) = &new.template {
+        errs.extend(validate_pod_template_spec(template, &Path::new("template")));
+    }
     errs
 }
 

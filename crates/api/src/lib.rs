@@ -10,6 +10,7 @@
 
 pub use k8s_openapi;
 
+pub mod apps;
 pub mod events;
 pub mod field;
 pub mod kinds;
@@ -21,6 +22,7 @@ pub mod quantity;
 pub mod selector;
 pub mod validation;
 
+pub use apps::*;
 pub use events::{core_event_from_events_v1, events_v1_from_core_event};
 pub use field::{invalid_message, ErrorType, FieldError, FieldErrors};
 pub use kinds::*;

@@ -784,6 +784,9 @@ pub const EVENT_FIELDS: &[&str] = &[
 pub const NODE_FIELDS: &[&str] = &["metadata.name", "spec.unschedulable"];
 pub const NAMESPACE_FIELDS: &[&str] = &["metadata.name", "status.phase"];
 pub const SECRET_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "type"];
+/// ReplicaSets and ReplicationControllers (`ReplicaSetToSelectableFields`,
+/// `ControllerToSelectableFields`).
+pub const REPLICA_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "status.replicas"];
 /// `metadata.name` and `metadata.namespace`: what every kind can be selected by.
 pub const GENERIC_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
 
@@ -890,6 +893,17 @@ pub fn namespace_fields(ns: &Value) -> Vec<(&'static str, String)> {
 pub fn secret_fields(secret: &Value) -> Vec<(&'static str, String)> {
     let mut out = meta_fields(secret, true);
     out.push(("type", s(secret, "/type")));
+    out
+}
+
+/// `status.replicas` (0 when unset, as Go's zero value prints) besides the metadata.
+pub fn replica_fields(obj: &Value) -> Vec<(&'static str, String)> {
+    let mut out = meta_fields(obj, true);
+    let replicas = obj
+        .pointer("/status/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    out.push(("status.replicas", replicas.to_string()));
     out
 }
 

@@ -81,7 +81,16 @@ impl ApiError {
             kind: resource.kind.to_string(),
             group: resource.group.to_string(),
             name: name.to_string(),
-            message: api::field::invalid_message(resource.kind, name, &causes),
+            // Upstream's `NewInvalid` names the group-qualified kind (`Deployment.apps`).
+            message: api::field::invalid_message(
+                &if resource.group.is_empty() {
+                    resource.kind.to_string()
+                } else {
+                    format!("{}.{}", resource.kind, resource.group)
+                },
+                name,
+                &causes,
+            ),
             causes,
         }
     }

@@ -87,15 +87,16 @@ pub struct Subresource {
 }
 
 /// The scale subresource's view of a kind, as a CustomResourceDefinition declares it:
-/// JSON pointers to the desired replicas, the observed replicas and the label selector
-/// (a string, as `status.selector` of apps/v1 kinds). Issue 14's Deployments and
-/// ReplicaSets set `/spec/replicas`, `/status/replicas`, `/status/selector`; the generic
-/// handler (`handlers/scale.rs`) answers autoscaling/v1 Scale from them.
+/// JSON pointers to the desired and the observed replicas, and the label selector string
+/// the Scale's `status.selector` reports (`a=b,c in (d)`). apps/v1 kinds print their
+/// `spec.selector`, a ReplicationController its selector map, a CRD a string at a path; the
+/// generic handler (`handlers/scale.rs`) answers autoscaling/v1 Scale from them.
 #[derive(Debug, Clone, Copy)]
 pub struct Scale {
     pub spec_replicas: &'static str,
     pub status_replicas: &'static str,
-    pub label_selector: &'static str,
+    /// The selector string of an object (in its stored form), if it has one.
+    pub selector: fn(&Value) -> Option<String>,
 }
 
 pub const STATUS: Subresource = Subresource {
@@ -136,6 +137,14 @@ static RESOURCES: &[&Resource] = &[
     &kinds::secret::RESOURCE,
     &kinds::serviceaccount::RESOURCE,
     &kinds::podtemplate::RESOURCE,
+    &kinds::replicationcontroller::RESOURCE,
+    // apps/v1 in upstream's order (alphabetical), so `kubectl get all` lists them as
+    // against kube-apiserver.
+    &kinds::controllerrevision::RESOURCE,
+    &kinds::daemonset::RESOURCE,
+    &kinds::deployment::RESOURCE,
+    &kinds::replicaset::RESOURCE,
+    &kinds::statefulset::RESOURCE,
     &kinds::lease::RESOURCE,
     &kinds::event::EVENTS_V1,
     &kinds::priorityclass::RESOURCE,

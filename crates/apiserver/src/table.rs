@@ -131,3 +131,47 @@ pub fn age(obj: &Value, now: jiff::Timestamp) -> String {
 pub fn typed<T: serde::de::DeserializeOwned>(obj: &Value) -> Result<T, ApiError> {
     T::deserialize(obj).map_err(|e| ApiError::Internal(e.to_string()))
 }
+
+/// The `-o wide` Containers and Images cells of a pod template (upstream's
+/// `layoutContainerCells`): names and images joined with commas.
+pub fn template_containers(template: &Value) -> (Value, Value) {
+    let containers = template
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let names: Vec<&str> = containers
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or(""))
+        .collect();
+    let images: Vec<&str> = containers
+        .iter()
+        .map(|c| c["image"].as_str().unwrap_or(""))
+        .collect();
+    (json!(names.join(",")), json!(images.join(",")))
+}
+
+/// An integer cell read at a JSON pointer (Go's zero value when unset).
+pub fn int_at(obj: &Value, pointer: &str) -> i64 {
+    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// A column of integers.
+pub const fn int_col(name: &'static str, description: &'static str, priority: u8) -> Column {
+    Column {
+        name,
+        kind: "integer",
+        format: "",
+        description,
+        priority,
+    }
+}
+
+/// The wide Containers column every workload printer shares.
+pub const CONTAINERS: Column = col("Containers", "Names of each container in the template.", 1);
+/// The wide Images column every workload printer shares.
+pub const IMAGES: Column = col(
+    "Images",
+    "Images referenced by each container in the template.",
+    1,
+);

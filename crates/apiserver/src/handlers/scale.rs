@@ -35,11 +35,7 @@ pub fn scale_of(obj: &Value, hook: &Scale) -> Value {
     let mut status = json!({
         "replicas": obj.pointer(hook.status_replicas).and_then(Value::as_i64).unwrap_or(0),
     });
-    if let Some(selector) = obj
-        .pointer(hook.label_selector)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(selector) = (hook.selector)(obj).filter(|s| !s.is_empty()) {
         status["selector"] = json!(selector);
     }
     let mut spec = json!({});
@@ -175,10 +171,16 @@ pub async fn patch(call: Call) -> Result<Response<Body>, ApiError> {
 mod tests {
     use super::*;
 
+    fn status_selector(obj: &Value) -> Option<String> {
+        obj.pointer("/status/selector")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
     const HOOK: Scale = Scale {
         spec_replicas: "/spec/replicas",
         status_replicas: "/status/replicas",
-        label_selector: "/status/selector",
+        selector: status_selector,
     };
 
     #[test]

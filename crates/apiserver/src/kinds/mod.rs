@@ -12,6 +12,9 @@
 //! selectors follow. ARCHITECTURE.md §7 "Adding a kind" walks through `lease.rs`.
 
 pub mod configmap;
+pub mod controllerrevision;
+pub mod daemonset;
+pub mod deployment;
 pub mod event;
 pub mod lease;
 pub mod namespace;
@@ -19,8 +22,11 @@ pub mod node;
 pub mod pod;
 pub mod podtemplate;
 pub mod priorityclass;
+pub mod replicaset;
+pub mod replicationcontroller;
 pub mod secret;
 pub mod serviceaccount;
+pub mod statefulset;
 
 /// The upstream descriptions of a `<Kind>List`.
 pub const fn list(
@@ -39,3 +45,43 @@ pub const fn list(
 
 /// The most common description of a list's `metadata`.
 pub const LIST_METADATA: &str = "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+
+/// The selector string of an apps/v1 object's `spec.selector` (`a=b,c in (d)`), what its
+/// Scale's `status.selector` and the wide Selector column print.
+pub fn spec_label_selector(obj: &serde_json::Value) -> Option<String> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let sel = LabelSelector::deserialize(obj.pointer("/spec/selector")?).ok()?;
+    api::selector_string(&sel)
+}
+
+/// `metav1.FormatLabelSelector`: the selector string, `<none>` when empty.
+pub fn format_label_selector(obj: &serde_json::Value) -> serde_json::Value {
+    let s = spec_label_selector(obj).unwrap_or_default();
+    serde_json::json!(if s.is_empty() {
+        "<none>".to_string()
+    } else {
+        s
+    })
+}
+
+/// `labels.FormatLabels` of a plain map: sorted `k=v` pairs, `<none>` when empty.
+pub fn format_labels(map: Option<&serde_json::Value>) -> serde_json::Value {
+    let pairs: Vec<String> = map
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            let mut v: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default();
+    serde_json::json!(if pairs.is_empty() {
+        "<none>".to_string()
+    } else {
+        pairs.join(",")
+    })
+}
+
+use serde::Deserialize as _;
