@@ -203,7 +203,8 @@ def test_a_refused_template_surfaces_as_failed_create(crun_node, rs_ns):
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(replica_set(n, "doomed", 1, {"app": "doomed"},
                                         pod_spec={"serviceAccountName": "builder"})))
-    refusal = 'serviceaccount "builder" not found'
+    refusal = (f'pods "doomed-" is forbidden: error looking up service account {ns}/builder: '
+               'serviceaccount "builder" not found')
 
     def failure():
         for c in rs_status(n, ns, "rs", "doomed").get("conditions", []):
@@ -212,12 +213,11 @@ def test_a_refused_template_surfaces_as_failed_create(crun_node, rs_ns):
         return None
     cond = wait_until(failure, timeout=TIMEOUT, what="the ReplicaFailure condition")
     assert (cond["status"], cond["reason"]) == ("True", "FailedCreate")
-    assert refusal in cond["message"], cond
+    assert cond["message"] == refusal, cond
     warned = wait_until(lambda: [m for t, r, m in events(n, ns, "doomed")
                                  if (t, r) == ("Warning", "FailedCreate")],
                         timeout=TIMEOUT, what="a FailedCreate event")
-    assert warned[0].startswith("Error creating: pods "), warned
-    assert refusal in warned[0], warned
+    assert warned[0] == f"Error creating: {refusal}", warned
     assert pods(n, ns, "app=doomed") == []
 
     # Once the account exists the pod is created and the condition goes.
