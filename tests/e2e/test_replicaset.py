@@ -131,8 +131,12 @@ def test_a_replica_set_runs_replaces_and_scales_its_pods(crun_node, rs_ns):
     wait_until(lambda: rs_status(n, ns, "rs", "web").get("replicas") == 1,
                timeout=TIMEOUT, what="status.replicas 1")
 
-    created = {m for t, r, m in events(n, ns, "web") if r == "SuccessfulCreate"}
-    deleted = {m for t, r, m in events(n, ns, "web") if r == "SuccessfulDelete"}
+    # Events are written asynchronously: wait for the last of them.
+    def messages(reason):
+        return {m for t, r, m in events(n, ns, "web") if r == reason}
+    wait_until(lambda: len(messages("SuccessfulDelete")) >= 3, timeout=TIMEOUT,
+               what="3 SuccessfulDelete events")
+    created, deleted = messages("SuccessfulCreate"), messages("SuccessfulDelete")
     assert f"Created pod: {left[0]['metadata']['name']}" in created
     assert len(created) == 5, created  # 2, 1 replacement, 2 for the scale-up
     assert len(deleted) == 3, deleted
@@ -194,7 +198,11 @@ def test_orphans_are_adopted_and_relabelled_pods_released(crun_node, rs_ns):
     wait_until(lambda: owner("stray") == [], timeout=TIMEOUT, what="the pod released")
     again = wait_ready_pods(n, ns, "app=adopt", 2)
     assert "stray" not in {p["metadata"]["name"] for p in again}
-    assert len({m for _, r, m in events(n, ns, "adopter") if r == "SuccessfulCreate"}) == 2
+    creates = wait_until(lambda: [m for _, r, m in events(n, ns, "adopter")
+                                  if r == "SuccessfulCreate"] or None,
+                         timeout=TIMEOUT, what="SuccessfulCreate events")
+    assert {m.removeprefix("Created pod: ") for m in creates} == \
+        {p["metadata"]["name"] for p in [*two, *again]} - {"stray"}
 
 
 def test_a_refused_template_surfaces_as_failed_create(crun_node, rs_ns):
@@ -251,5 +259,31 @@ def test_a_replication_controller_works_the_same(crun_node, rs_ns):
     wait_until(lambda: len(active(pods(n, ns, "app=legacy"))) == 1, timeout=TIMEOUT,
                what="scaled down to 1")
     wait_until(lambda: status_is(1, 1), timeout=TIMEOUT, what="RC status 1/1")
-    reasons = {r for _, r, _ in events(n, ns, "legacy")}
-    assert {"SuccessfulCreate", "SuccessfulDelete"} <= reasons, reasons
+    wait_until(lambda: {"SuccessfulCreate", "SuccessfulDelete"} <=
+               {r for _, r, _ in events(n, ns, "legacy")}, timeout=TIMEOUT,
+               what="SuccessfulCreate and SuccessfulDelete events of the RC")
+
+
+def test_scaling_down_deletes_a_not_ready_pod_first(crun_node, rs_ns):
+    n, ns = crun_node, rs_ns
+    probed = {"name": "app", "image": n.images.busybox,
+              "command": ["sh", "-c", "touch /tmp/ready; trap 'exit 0' TERM; sleep 3600 & wait"],
+              "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]},
+                                 "periodSeconds": 1, "failureThreshold": 1}}
+    body = replica_set(n, "ranked", 3, {"app": "ranked"})
+    body["spec"]["template"]["spec"]["containers"] = [probed]
+    n.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(body))
+    three = wait_ready_pods(n, ns, "app=ranked", 3)
+    # The youngest pods would go first among equals; make the oldest one not ready.
+    oldest = min(three, key=lambda p: p["metadata"]["creationTimestamp"])["metadata"]["name"]
+    n.kubectl("exec", "-n", ns, oldest, "--", "rm", "/tmp/ready")
+    wait_until(lambda: not ready(get_json(n, "pod", oldest, "-n", ns)), timeout=TIMEOUT,
+               what=f"{oldest} not ready")
+    n.kubectl("scale", "rs", "ranked", "-n", ns, "--replicas=2")
+    left = wait_until(lambda: (lambda a: a if len(a) == 2 else None)(active(pods(n, ns, "app=ranked"))),
+                      timeout=TIMEOUT, what="2 pods left")
+    assert oldest not in {p["metadata"]["name"] for p in left}
+    deleted = wait_until(lambda: [m for _, r, m in events(n, ns, "ranked")
+                                  if r == "SuccessfulDelete"] or None,
+                         timeout=TIMEOUT, what="a SuccessfulDelete event")
+    assert deleted == [f"Deleted pod: {oldest}"]

@@ -168,14 +168,19 @@ pub fn controller<K: ReplicaKind>(
         crate::ticks(RESYNC).boxed(),
     ]))
     .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-    let (owner_cache, pod_cache) = (ctx.owners.clone(), ctx.pods.clone());
+    let (owners_synced, pods_synced) = (owners.synced(), pods.synced());
     async move {
         let sink = tokio::spawn(sink.run(shutdown.clone()));
         let router = tokio::spawn(router);
-        // Deciding from caches still filling would create pods that exist.
-        if owner_cache.wait_until_ready().await.is_ok()
-            && pod_cache.wait_until_ready().await.is_ok()
-        {
+        // Deciding from caches still filling would create pods that exist. Both controllers
+        // wait for the pod cache at once, hence the informer's own signal; shutdown may come
+        // first (a kind the API does not serve never syncs).
+        let synced = async { owners_synced.await && pods_synced.await };
+        let synced = tokio::select! {
+            synced = synced => synced,
+            _ = shutdown.cancelled() => false,
+        };
+        if synced {
             info!(controller = K::CONTROLLER, "starting controller");
             controller
                 .run(reconcile::<K>, error_policy::<K>, ctx)
