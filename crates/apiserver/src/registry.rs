@@ -364,6 +364,37 @@ mod tests {
         }
     }
 
+    /// `kubectl get all` prints the `all` category in discovery order: upstream lists a
+    /// group's resources alphabetically, so pods come before replicationcontrollers and
+    /// the apps kinds follow in that order.
+    #[test]
+    fn the_all_category_is_in_upstreams_order() {
+        let in_all: Vec<String> = all()
+            .iter()
+            .filter(|r| r.categories.contains(&"all"))
+            .map(|r| r.qualified())
+            .collect();
+        assert_eq!(
+            in_all,
+            [
+                "pods",
+                "replicationcontrollers",
+                "daemonsets.apps",
+                "deployments.apps",
+                "replicasets.apps",
+                "statefulsets.apps"
+            ]
+        );
+        let apps: Vec<&str> = all()
+            .iter()
+            .filter(|r| r.group == "apps")
+            .map(|r| r.plural)
+            .collect();
+        let mut sorted = apps.clone();
+        sorted.sort_unstable();
+        assert_eq!(apps, sorted);
+    }
+
     #[test]
     fn every_served_resource_has_protobuf_messages() {
         for r in all() {

@@ -74,7 +74,9 @@ fn deployment_defaults_are_upstreams() {
 fn statefulset_and_daemonset_defaults_are_upstreams() {
     let mut s: StatefulSet = from(object("StatefulSet", json!({})));
     default_stateful_set(&mut s);
+    prepare_stateful_set_for_create(&mut s);
     let v = to_json(&s);
+    assert_eq!(v["status"], json!({"replicas": 0, "availableReplicas": 0}));
     assert_eq!(v["spec"]["podManagementPolicy"], "OrderedReady");
     assert_eq!(
         v["spec"]["updateStrategy"],

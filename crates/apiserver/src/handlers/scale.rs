@@ -1,5 +1,6 @@
 //! The `scale` subresource of any kind whose descriptor has a [`Scale`] hook (upstream's
-//! `ScaleREST` of Deployments, ReplicaSets, StatefulSets and the CRD scale subresource):
+//! `ScaleREST` of Deployments, ReplicaSets, StatefulSets, ReplicationControllers and the
+//! CRD scale subresource):
 //! GET, PUT and PATCH of an autoscaling/v1 Scale read from and written to the kind's own
 //! replicas, through the same read-modify-write and update rules as the object.
 

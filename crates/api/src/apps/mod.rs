@@ -1,0 +1,456 @@
+//! The workload kinds: apps/v1 Deployment, ReplicaSet, StatefulSet, DaemonSet and
+//! ControllerRevision, and core/v1 ReplicationController.
+//!
+//! Owns: upstream's v1 defaults for them (`pkg/apis/apps/v1/defaults.go`,
+//! `SetDefaults_ReplicationController`, the pod defaults of their templates); their
+//! registry strategies' create / update / status preparation (status cleared on create,
+//! generation 1 and counted on spec changes, the DaemonSet template generation); their
+//! validation with upstream's paths and messages (`pkg/apis/apps/validation`,
+//! `ValidateReplicationController*`, the apps/v1 immutable selector of the strategies); and
+//! the selector string their `scale` subresource reports. One file per kind; what several
+//! kinds share (selectors, templates, int-or-percent, status bounds) is here.
+//!
+//! Departure: after the typed decode an absent `spec.selector` and `selector: {}` look the
+//! same; both are answered as absent (`Required value`), while a selector with an empty
+//! `matchLabels` or `matchExpressions` gets upstream's "empty selector is invalid".
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, DaemonSetStatus, DaemonSetUpdateStrategy, Deployment,
+    DeploymentStatus, DeploymentStrategy, ReplicaSet, ReplicaSetStatus, RollingUpdateDaemonSet,
+    RollingUpdateDeployment, RollingUpdateStatefulSetStrategy, StatefulSet,
+    StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetStatus, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    PodTemplateSpec, ReplicationController, ReplicationControllerStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::field::{go_quote, ErrorType, FieldError, FieldErrors, Path};
+use crate::meta::{validate_labels, validate_object_meta, validate_object_meta_update, NameRule};
+use crate::selector::LabelSelector as Selector;
+use crate::validation::{
+    invalid_each, is_qualified_name, is_valid_label_value, regex_error, validate_nonnegative,
+    FIELD_IMMUTABLE,
+};
+
+/// `apps.kubernetes.io`'s DaemonSet template generation, kept in this annotation by the
+/// apps/v1 conversion of the internal `spec.templateGeneration`.
+pub const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
+const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 10;
+
+mod controller_revision;
+mod daemon_set;
+mod deployment;
+mod replica_set;
+mod replication_controller;
+mod stateful_set;
+
+pub use controller_revision::*;
+pub use daemon_set::*;
+pub use deployment::*;
+pub use replica_set::*;
+pub use replication_controller::*;
+pub use stateful_set::*;
+
+// ---------------------------------------------------------------------------------------
+// Shared pieces
+
+/// The pod defaults of a template's spec (`SetDefaults_PodSpec` and what it nests).
+fn default_template(t: &mut PodTemplateSpec) {
+    crate::pod::default_pod_spec(t.spec.get_or_insert_with(Default::default));
+}
+
+/// `labels.Set(labels)` of a template.
+fn template_labels(t: &PodTemplateSpec) -> BTreeMap<String, String> {
+    t.metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+/// Go's `%#v` of a `map[string]string`, which upstream prints for the template's labels.
+fn go_map(m: Option<&BTreeMap<String, String>>) -> String {
+    match m {
+        None => "map[string]string(nil)".into(),
+        Some(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v)))
+                .collect();
+            format!("map[string]string{{{}}}", items.join(", "))
+        }
+    }
+}
+
+/// Go's `%#v` of a `metav1.LabelSelector`, as upstream prints it in the selector errors
+/// (`v1.LabelSelector{MatchLabels:map[string]string{"app":"web"}, MatchExpressions:...}`).
+pub fn go_label_selector(sel: &LabelSelector) -> String {
+    let exprs = match &sel.match_expressions {
+        None => "[]v1.LabelSelectorRequirement(nil)".to_string(),
+        Some(e) => {
+            let items: Vec<String> = e
+                .iter()
+                .map(|r| {
+                    let values = match &r.values {
+                        None => "[]string(nil)".to_string(),
+                        Some(v) => format!(
+                            "[]string{{{}}}",
+                            v.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(", ")
+                        ),
+                    };
+                    format!(
+                        "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{values}}}",
+                        go_quote(&r.key),
+                        go_quote(&r.operator)
+                    )
+                })
+                .collect();
+            format!("[]v1.LabelSelectorRequirement{{{}}}", items.join(", "))
+        }
+    };
+    format!(
+        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}",
+        go_map(sel.match_labels.as_ref())
+    )
+}
+
+/// An `Invalid value` whose value upstream prints in a form JSON cannot carry (Go's `%#v`
+/// or a `String()` method): the rendered value travels in the message.
+fn invalid_rendered(path: &Path, rendered: &str, detail: &str) -> FieldError {
+    FieldError {
+        kind: ErrorType::Invalid,
+        field: path.to_string(),
+        value: None,
+        detail: format!("{rendered}: {detail}"),
+    }
+}
+
+/// A selector with neither `matchLabels` nor `matchExpressions` (how an absent one decodes).
+fn selector_absent(sel: &LabelSelector) -> bool {
+    sel.match_labels.is_none() && sel.match_expressions.is_none()
+}
+
+/// `ValidateLabelSelector` (strict: selector values must be valid label values).
+pub fn validate_label_selector(sel: &LabelSelector, path: &Path) -> FieldErrors {
+    let mut errs = Vec::new();
+    if let Some(ml) = &sel.match_labels {
+        errs.extend(validate_labels(ml, &path.child("matchLabels")));
+    }
+    for (i, r) in sel.match_expressions.iter().flatten().enumerate() {
+        let p = path.child("matchExpressions").index(i);
+        let values = r.values.as_deref().unwrap_or_default();
+        match r.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => errs.push(FieldError::required(
+                p.child("values"),
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            )),
+            "In" | "NotIn" => {}
+            "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(FieldError::forbidden(
+                p.child("values"),
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            )),
+            "Exists" | "DoesNotExist" => {}
+            other => errs.push(FieldError::invalid(
+                p.child("operator"),
+                other,
+                "not a valid selector operator",
+            )),
+        }
+        errs.extend(invalid_each(
+            &p.child("key"),
+            &r.key,
+            is_qualified_name(&r.key),
+        ));
+        for (j, v) in values.iter().enumerate() {
+            errs.extend(invalid_each(
+                &p.child("values").index(j),
+                v,
+                is_valid_label_value(v),
+            ));
+        }
+    }
+    errs
+}
+
+/// The selector of an apps/v1 spec: `Required` when absent, upstream's rules otherwise, and
+/// the parsed selector when it parses (`LabelSelectorAsSelector`).
+fn validate_spec_selector(
+    sel: &LabelSelector,
+    path: &Path,
+    kind: &str,
+) -> (FieldErrors, Option<Selector>) {
+    let mut errs = Vec::new();
+    if selector_absent(sel) {
+        errs.push(FieldError::required(path, ""));
+        // `LabelSelectorAsSelector(nil)` selects nothing: no template matches it.
+        return (errs, Selector::from_label_selector(None).ok());
+    }
+    errs.extend(validate_label_selector(sel, path));
+    if sel.match_labels.as_ref().map_or(0, BTreeMap::len)
+        + sel.match_expressions.as_ref().map_or(0, Vec::len)
+        == 0
+    {
+        errs.push(invalid_rendered(
+            path,
+            &go_label_selector(sel),
+            &format!("empty selector is invalid for {kind}"),
+        ));
+    }
+    match Selector::from_label_selector(Some(sel)) {
+        Ok(s) => (errs, Some(s)),
+        Err(_) => (errs, None),
+    }
+}
+
+/// "`selector` does not match template `labels`" unless an empty selector.
+fn template_matches(selector: &Selector, t: &PodTemplateSpec, path: &Path) -> FieldErrors {
+    let labels = template_labels(t);
+    if !selector.is_empty() && !selector.matches(&labels) {
+        let rendered = go_map(t.metadata.as_ref().and_then(|m| m.labels.as_ref()));
+        return vec![invalid_rendered(
+            &path.child("metadata").child("labels"),
+            &rendered,
+            "`selector` does not match template `labels`",
+        )];
+    }
+    Vec::new()
+}
+
+/// The restart policy and deadline rules every controller's template shares
+/// (`ValidatePodTemplateSpecForReplicaSet`'s tail; `owner` names the kind in the message).
+fn template_policy(t: &PodTemplateSpec, path: &Path, owner: &str) -> FieldErrors {
+    let mut errs = Vec::new();
+    let spec = t.spec.as_ref();
+    let restart = spec.and_then(|s| s.restart_policy.as_deref()).unwrap_or("");
+    if restart != "Always" {
+        errs.push(FieldError::not_supported(
+            path.child("spec").child("restartPolicy"),
+            restart,
+            &["Always"],
+        ));
+    }
+    if spec.and_then(|s| s.active_deadline_seconds).is_some() {
+        errs.push(FieldError::forbidden(
+            path.child("spec").child("activeDeadlineSeconds"),
+            format!("activeDeadlineSeconds in {owner} is not Supported"),
+        ));
+    }
+    errs
+}
+
+/// `ValidatePodTemplateSpecForReplicaSet` (Deployments use it too).
+fn validate_template_for_replica_set(
+    t: &PodTemplateSpec,
+    selector: &Selector,
+    path: &Path,
+    owner: &str,
+) -> FieldErrors {
+    let mut errs = template_matches(selector, t, path);
+    errs.extend(crate::kinds::validate_pod_template_spec(t, path));
+    errs.extend(template_policy(t, path, owner));
+    errs
+}
+
+fn nonneg(v: Option<i32>, path: &Path) -> FieldErrors {
+    validate_nonnegative(i64::from(v.unwrap_or(0)), path)
+}
+
+/// The `status.X cannot be greater than status.replicas` checks of the replica kinds.
+fn not_above(value: i32, limit: i32, path: &Path, msg: &str) -> FieldErrors {
+    if value > limit {
+        vec![FieldError::invalid(path, value, msg)]
+    } else {
+        Vec::new()
+    }
+}
+
+const ABOVE_REPLICAS: &str = "cannot be greater than status.replicas";
+
+/// `ValidateImmutableField` of an apps/v1 selector (the strategies' `ValidateUpdate`).
+fn immutable_selector(new: &LabelSelector, old: &LabelSelector) -> FieldErrors {
+    if new == old {
+        return Vec::new();
+    }
+    vec![invalid_rendered(
+        &Path::new("spec").child("selector"),
+        &go_label_selector(new),
+        FIELD_IMMUTABLE,
+    )]
+}
+
+/// The registries' create step: status cleared, generation 1.
+fn reset_on_create<S: Default>(meta: &mut ObjectMeta, status: &mut Option<S>) {
+    *status = Some(S::default());
+    meta.generation = Some(1);
+}
+
+/// The registries' update step: status kept from the old object, generation counted
+/// when `changed`.
+fn carry_on_update<S: Clone>(
+    meta: &mut ObjectMeta,
+    status: &mut Option<S>,
+    old_meta: &ObjectMeta,
+    old_status: &Option<S>,
+    changed: bool,
+) {
+    status.clone_from(old_status);
+    let generation = old_meta.generation.unwrap_or(1);
+    meta.generation = Some(if changed { generation + 1 } else { generation });
+}
+
+/// The selector string an autoscaling/v1 Scale reports (`a=b,c in (d)`), from an apps/v1
+/// label selector.
+pub fn selector_string(sel: &LabelSelector) -> Option<String> {
+    Selector::from_label_selector(Some(sel))
+        .ok()
+        .map(|s| s.to_string())
+}
+
+/// The same from a ReplicationController's plain map (`labels.SelectorFromSet`).
+pub fn map_selector_string(sel: &BTreeMap<String, String>) -> String {
+    sel.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `ValidateReplicaSetStatus` / `ValidateReplicationControllerStatus` (same rules).
+fn validate_replica_status(
+    replicas: i32,
+    fully_labeled: Option<i32>,
+    ready: Option<i32>,
+    available: Option<i32>,
+    observed_generation: Option<i64>,
+) -> FieldErrors {
+    let p = Path::new("status");
+    let mut errs = validate_nonnegative(i64::from(replicas), &p.child("replicas"));
+    errs.extend(nonneg(fully_labeled, &p.child("fullyLabeledReplicas")));
+    errs.extend(nonneg(ready, &p.child("readyReplicas")));
+    errs.extend(nonneg(available, &p.child("availableReplicas")));
+    errs.extend(validate_nonnegative(
+        observed_generation.unwrap_or(0),
+        &p.child("observedGeneration"),
+    ));
+    let (fully, ready, available) = (
+        fully_labeled.unwrap_or(0),
+        ready.unwrap_or(0),
+        available.unwrap_or(0),
+    );
+    errs.extend(not_above(
+        fully,
+        replicas,
+        &p.child("fullyLabeledReplicas"),
+        ABOVE_REPLICAS,
+    ));
+    errs.extend(not_above(
+        ready,
+        replicas,
+        &p.child("readyReplicas"),
+        ABOVE_REPLICAS,
+    ));
+    errs.extend(not_above(
+        available,
+        replicas,
+        &p.child("availableReplicas"),
+        ABOVE_REPLICAS,
+    ));
+    errs.extend(not_above(
+        available,
+        ready,
+        &p.child("availableReplicas"),
+        "cannot be greater than readyReplicas",
+    ));
+    errs
+}
+
+/// Go's `IntOrString.String()`.
+fn int_or_string(v: &IntOrString) -> String {
+    match v {
+        IntOrString::Int(i) => i.to_string(),
+        IntOrString::String(s) => s.clone(),
+    }
+}
+
+/// `getPercentValue`: the number of a valid `N%`.
+fn percent_value(v: &IntOrString) -> Option<i64> {
+    match v {
+        IntOrString::String(s) => {
+            let digits = s.strip_suffix('%')?;
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            digits.parse().ok()
+        }
+        IntOrString::Int(_) => None,
+    }
+}
+
+/// `getIntOrPercentValue` (Go's `IntValue` of a non-number string is 0).
+fn int_or_percent_value(v: &IntOrString) -> i64 {
+    match (percent_value(v), v) {
+        (Some(p), _) => p,
+        (None, IntOrString::Int(i)) => i64::from(*i),
+        (None, IntOrString::String(s)) => s.parse().unwrap_or(0),
+    }
+}
+
+/// `ValidatePositiveIntOrPercent`.
+fn validate_positive_int_or_percent(v: &IntOrString, path: &Path) -> FieldErrors {
+    match v {
+        IntOrString::String(_) if percent_value(v).is_none() => vec![invalid_rendered(
+            path,
+            &int_or_string(v),
+            &regex_error(
+                "a valid percent string must be a numeric string followed by an ending '%'",
+                "[0-9]+%",
+                &["1%", "93%"],
+            ),
+        )],
+        IntOrString::String(_) => Vec::new(),
+        IntOrString::Int(i) => validate_nonnegative(i64::from(*i), path),
+    }
+}
+
+/// `IsNotMoreThan100Percent`.
+fn not_more_than_100_percent(v: &IntOrString, path: &Path) -> FieldErrors {
+    match percent_value(v) {
+        Some(p) if p > 100 => vec![invalid_rendered(
+            path,
+            &int_or_string(v),
+            "must not be greater than 100%",
+        )],
+        _ => Vec::new(),
+    }
+}
+
+fn decremented(new: Option<i32>, old: Option<i32>) -> bool {
+    match (new, old) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(n), Some(o)) => n < o,
+    }
+}
+
+fn collision_count(new: Option<i32>, old: Option<i32>) -> FieldErrors {
+    let mut errs = Vec::new();
+    if let Some(c) = new {
+        errs.extend(validate_nonnegative(
+            i64::from(c),
+            &Path::new("status").child("collisionCount"),
+        ));
+    }
+    if decremented(new, old) {
+        errs.push(FieldError::invalid(
+            "status.collisionCount",
+            new.unwrap_or(0),
+            "cannot be decremented",
+        ));
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests;
