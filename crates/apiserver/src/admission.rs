@@ -34,6 +34,19 @@ pub async fn admit_create(
     }
 }
 
+/// The name an admission refusal quotes (upstream's `extractResourceName`): admission runs
+/// before a `generateName` becomes a name, so then the prefix (`web-`), else `Unknown`.
+fn forbidden_name(obj: &Value) -> &str {
+    let name = object::name(obj);
+    if !name.is_empty() {
+        return name;
+    }
+    obj["metadata"]["generateName"]
+        .as_str()
+        .filter(|g| !g.is_empty())
+        .unwrap_or("Unknown")
+}
+
 /// Pod admission: ServiceAccount, then Priority.
 pub fn admit_pod<'a>(
     server: &'a ApiServer,
@@ -67,7 +80,7 @@ async fn pod_admission(server: &ApiServer, pod: &mut Value) -> Result<(), ApiErr
     let Some(sa) = service_account(server, &ns, &sa_name).await? else {
         return Err(ApiError::Forbidden(format!(
             "pods \"{}\" is forbidden: error looking up service account {ns}/{sa_name}: serviceaccount \"{sa_name}\" not found",
-            object::name(pod)
+            forbidden_name(pod)
         )));
     };
     let automount = pod["spec"]["automountServiceAccountToken"]
@@ -93,7 +106,7 @@ async fn pod_admission(server: &ApiServer, pod: &mut Value) -> Result<(), ApiErr
                     let kv = server.store.get(&key).await?.ok_or_else(|| {
                         ApiError::Forbidden(format!(
                             "pods \"{}\" is forbidden: no PriorityClass with name {name} was found",
-                            object::name(pod)
+                            forbidden_name(pod)
                         ))
                     })?;
                     std::sync::Arc::new(
@@ -260,6 +273,22 @@ mod tests {
             ],
             "ephemeralContainers": [{ "name": "dbg", "image": "i" }],
         })
+    }
+
+    #[test]
+    fn refusals_quote_the_name_or_the_generate_name_prefix() {
+        let cases = [
+            (json!({"metadata": {"name": "web"}}), "web"),
+            (json!({"metadata": {"generateName": "web-"}}), "web-"),
+            (
+                json!({"metadata": {"name": "web", "generateName": "x-"}}),
+                "web",
+            ),
+            (json!({"metadata": {}}), "Unknown"),
+        ];
+        for (obj, want) in cases {
+            assert_eq!(forbidden_name(&obj), want, "{obj}");
+        }
     }
 
     #[test]

@@ -293,10 +293,12 @@ pub fn controller(
             crate::ticks(RESYNC).boxed(),
         ]))
         .graceful_shutdown_on(shutdown.cancelled_owned());
-    let pods_ready = ctx.pods.clone();
+    // The informer's own signal: other controllers wait for the pod cache at the same time
+    // (kube-runtime's `wait_until_ready` wakes only one of several waiters).
+    let pods_ready = pods.synced();
     async move {
         // A budget computed from a half-filled pod cache would allow too much.
-        if pods_ready.wait_until_ready().await.is_err() {
+        if !pods_ready.await {
             return;
         }
         info!("starting the disruption controller");

@@ -25,7 +25,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -62,6 +62,10 @@ where
     config: watcher::Config,
     writer: reflector::store::Writer<K>,
     changes: broadcast::Sender<Change<K>>,
+    /// Set once the first list is in the store. kube-runtime's `Store::wait_until_ready`
+    /// wakes only the last of several tasks waiting at once (its oneshot keeps one waker),
+    /// so controllers sharing a cache wait on this instead.
+    synced: watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -71,13 +75,22 @@ where
     pub fn new(kind: &'static str, api: Api<K>, config: watcher::Config) -> Informer<K> {
         let (_, writer) = reflector::store();
         let (changes, _) = broadcast::channel(BUFFER);
+        let (synced, _) = watch::channel(false);
         Informer {
             kind,
             api,
             config,
             writer,
             changes,
+            synced,
         }
+    }
+
+    /// Resolves once the cache holds the first list (client-go's `HasSynced`); `false` if the
+    /// informer stopped first. Any number of tasks may wait at once.
+    pub fn synced(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let mut rx = self.synced.subscribe();
+        async move { rx.wait_for(|synced| *synced).await.is_ok() }
     }
 
     /// The cache every controller reads.
@@ -162,6 +175,7 @@ where
                         }
                     }
                     debug!(kind = self.kind, objects = now.len(), "listed");
+                    self.synced.send_replace(true);
                     for obj in now {
                         send(Change::Applied(obj));
                     }

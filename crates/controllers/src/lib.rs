@@ -3,8 +3,9 @@
 //! Owns: one module per upstream controller, named as upstream names it —
 //! [`namespace`] (deleting a terminating namespace's content, then finalizing it),
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
-//! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`) and [`disruption`]
-//! (PodDisruptionBudgets' status) — each a kube-runtime
+//! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`disruption`]
+//! (PodDisruptionBudgets' status) and [`replicaset`] (ReplicaSets and, through the same
+//! code, ReplicationControllers) — each a kube-runtime
 //! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function —
 //! and [`garbagecollector`] (owner references: dependents of absent owners deleted,
 //! orphaning and foreground deletion finished, for every kind discovery lists, on its own
@@ -27,10 +28,12 @@
 mod backoff;
 pub mod controller_ref_manager;
 pub mod controller_utils;
+pub mod deployment;
 pub mod disruption;
 pub mod garbagecollector;
 mod informer;
 pub mod namespace;
+pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
 
@@ -38,7 +41,10 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, Pod, ReplicationController, ServiceAccount,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::{controller, watcher};
@@ -102,10 +108,20 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         watcher::Config::default(),
     );
     let pods = Informer::<Pod>::new("pods", Api::all(client.clone()), watcher::Config::default());
+    let replica_sets = Informer::<ReplicaSet>::new(
+        "replicasets",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let replication_controllers = Informer::<ReplicationController>::new(
+        "replicationcontrollers",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
 
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
-    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 4] = [
+    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 6] = [
         (
             "namespace",
             namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
@@ -130,6 +146,20 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             "disruption",
             disruption::controller(client.clone(), &pdbs, &pods, stop.clone()).boxed(),
         ),
+        (
+            "replicaset",
+            replicaset::controller(client.clone(), &replica_sets, &pods, stop.clone()).boxed(),
+        ),
+        (
+            "replicationcontroller",
+            replicaset::controller(
+                client.clone(),
+                &replication_controllers,
+                &pods,
+                stop.clone(),
+            )
+            .boxed(),
+        ),
     ];
     for (name, controller) in controllers {
         let token = stop.clone();
@@ -148,6 +178,8 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(config_maps.run(stop.clone()));
     tasks.spawn(pdbs.run(stop.clone()));
     tasks.spawn(pods.run(stop.clone()));
+    tasks.spawn(replica_sets.run(stop.clone()));
+    tasks.spawn(replication_controllers.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
@@ -163,6 +195,18 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         stop.cancel();
     }
     result
+}
+
+/// Who a controller's events say wrote them: upstream's legacy recorder in
+/// kube-controller-manager sets `source.component` (`replicaset-controller`), no host, and
+/// the same component as the reporting controller.
+fn event_source(component: &str) -> record::Source {
+    record::Source {
+        component: component.to_string(),
+        host: None,
+        reporting_controller: component.to_string(),
+        reporting_instance: String::new(),
+    }
 }
 
 /// A stream that yields every `period`, starting one period from now.
