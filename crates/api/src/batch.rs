@@ -21,7 +21,8 @@ use crate::validation::{
     is_dns1123_label, is_qualified_name, validate_immutable, validate_nonnegative,
 };
 use crate::workload::{
-    selector_matches, template_labels, validate_label_selector, validate_pod_template_spec,
+    selector_matches, template_labels, template_labels_mismatch, validate_label_selector,
+    validate_pod_template_spec,
 };
 
 pub const CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
@@ -247,10 +248,9 @@ pub fn validate_job_spec(spec: &JobSpec, path: &Path) -> FieldErrors {
     }
     let labels = template_labels(&spec.template);
     if spec.selector.is_some() && selector_matches(spec.selector.as_ref(), &labels) == Some(false) {
-        errs.push(FieldError::invalid(
-            path.child("template").child("metadata").child("labels"),
-            serde_json::to_value(&labels).unwrap_or_default(),
-            "`selector` does not match template `labels`",
+        errs.push(template_labels_mismatch(
+            &spec.template,
+            &path.child("template"),
         ));
     }
     errs
@@ -1188,7 +1188,7 @@ mod tests {
         v["spec"]["manualSelector"] = json!(true);
         v["spec"]["selector"] = json!({"matchLabels": {"a": "b"}});
         let got = msgs(validate_job(&created(v)));
-        assert_eq!(got, vec!["spec.template.metadata.labels: Invalid value: {}: `selector` does not match template `labels`"]);
+        assert_eq!(got, vec!["spec.template.metadata.labels: Invalid value: null: `selector` does not match template `labels`"]);
         let mut v = pi();
         v["spec"]["selector"] = json!({"matchLabels": {"controller-uid": "other"}});
         let got = msgs(validate_job(&created(v)));

@@ -81,24 +81,14 @@ fn validate_daemon_set_spec(ds: &DaemonSet) -> FieldErrors {
     if selector_absent(&spec.selector) {
         errs.push(FieldError::required(&sp, ""));
     } else {
-        errs.extend(validate_label_selector(&spec.selector, &sp));
+        errs.extend(validate_label_selector(Some(&spec.selector), &sp));
     }
     let tp = path.child("template");
     if let Ok(sel) =
         Selector::from_label_selector((!selector_absent(&spec.selector)).then_some(&spec.selector))
     {
         if !sel.matches(&template_labels(&spec.template)) {
-            let rendered = go_map(
-                spec.template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.as_ref()),
-            );
-            errs.push(invalid_rendered(
-                &tp.child("metadata").child("labels"),
-                &rendered,
-                "`selector` does not match template `labels`",
-            ));
+            errs.push(template_labels_mismatch(&spec.template, &tp));
         }
     }
     if !selector_absent(&spec.selector)
@@ -112,10 +102,7 @@ fn validate_daemon_set_spec(ds: &DaemonSet) -> FieldErrors {
             "empty selector is invalid for daemonset",
         ));
     }
-    errs.extend(crate::kinds::validate_pod_template_spec(
-        &spec.template,
-        &tp,
-    ));
+    errs.extend(validate_pod_template_spec(&spec.template, &tp));
     errs.extend(template_policy(&spec.template, &tp, "DaemonSet"));
     errs.extend(nonneg(
         spec.min_ready_seconds,
@@ -153,8 +140,8 @@ fn validate_daemon_set_strategy(s: &DaemonSetUpdateStrategy, path: &Path) -> Fie
                 &p.child("maxUnavailable"),
             ));
             errs.extend(validate_positive_int_or_percent(ms, &p.child("maxSurge")));
-            errs.extend(not_more_than_100_percent(mu, &p.child("maxUnavailable")));
-            errs.extend(not_more_than_100_percent(ms, &p.child("maxSurge")));
+            errs.extend(is_not_more_than_100_percent(mu, &p.child("maxUnavailable")));
+            errs.extend(is_not_more_than_100_percent(ms, &p.child("maxSurge")));
             let has_unavailable = int_or_percent_value(mu) != 0;
             let has_surge = int_or_percent_value(ms) != 0;
             if has_unavailable && has_surge {

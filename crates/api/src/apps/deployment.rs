@@ -96,7 +96,7 @@ fn validate_deployment_strategy(s: &DeploymentStrategy, path: &Path) -> FieldErr
                         "may not be 0 when `maxSurge` is 0",
                     ));
                 }
-                errs.extend(not_more_than_100_percent(mu, &p.child("maxUnavailable")));
+                errs.extend(is_not_more_than_100_percent(mu, &p.child("maxUnavailable")));
             }
         },
         _ => {

@@ -103,7 +103,7 @@ fn validate_stateful_set_spec(s: &StatefulSet) -> FieldErrors {
                     if int_or_percent_value(mu) == 0 {
                         errs.push(invalid_rendered(&mp, &int_or_string(mu), "cannot be 0"));
                     }
-                    errs.extend(not_more_than_100_percent(mu, &mp));
+                    errs.extend(is_not_more_than_100_percent(mu, &mp));
                 }
             }
         }
