@@ -21,8 +21,8 @@ use crate::validation::{
     is_dns1123_label, is_qualified_name, validate_immutable, validate_nonnegative,
 };
 use crate::workload::{
-    selector_matches, template_labels, template_labels_mismatch, validate_label_selector,
-    validate_pod_template_spec,
+    carry_on_update, reset_on_create, selector_matches, template_labels, template_labels_mismatch,
+    validate_label_selector, validate_pod_template_spec,
 };
 
 pub const CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
@@ -116,8 +116,7 @@ pub fn prepare_job_for_create(job: &mut Job) {
     if !spec.manual_selector.unwrap_or(false) {
         generate_selector(spec, &name, &uid);
     }
-    job.status = Some(Default::default());
-    job.metadata.generation = Some(1);
+    reset_on_create(&mut job.metadata, &mut job.status);
     // Upstream defaults the Job's labels from its template each time it decodes the stored
     // object, so reads show the generated labels; peapod defaults on write only.
     let labels = template_labels(&spec.template);
@@ -150,13 +149,14 @@ fn generate_selector(spec: &mut JobSpec, name: &str, uid: &str) {
 
 /// The job strategy's `PrepareForUpdate`: status kept, generation counted on spec changes.
 pub fn prepare_job_for_update(new: &mut Job, old: &Job) {
-    new.status = old.status.clone();
-    let generation = old.metadata.generation.unwrap_or(1);
-    new.metadata.generation = Some(if new.spec != old.spec {
-        generation + 1
-    } else {
-        generation
-    });
+    let changed = new.spec != old.spec;
+    carry_on_update(
+        &mut new.metadata,
+        &mut new.status,
+        &old.metadata,
+        &old.status,
+        changed,
+    );
 }
 
 /// The job status strategy's `PrepareForUpdate`: everything but status from the old Job.
@@ -882,20 +882,20 @@ pub fn default_cron_job(cj: &mut CronJob) {
 
 /// The cronjob strategy's `PrepareForCreate`: status cleared, generation 1.
 pub fn prepare_cron_job_for_create(cj: &mut CronJob) {
-    cj.status = Some(Default::default());
-    cj.metadata.generation = Some(1);
+    reset_on_create(&mut cj.metadata, &mut cj.status);
 }
 
 /// The cronjob strategy's `PrepareForUpdate`: status kept, generation counted on spec
 /// changes.
 pub fn prepare_cron_job_for_update(new: &mut CronJob, old: &CronJob) {
-    new.status = old.status.clone();
-    let generation = old.metadata.generation.unwrap_or(1);
-    new.metadata.generation = Some(if new.spec != old.spec {
-        generation + 1
-    } else {
-        generation
-    });
+    let changed = new.spec != old.spec;
+    carry_on_update(
+        &mut new.metadata,
+        &mut new.status,
+        &old.metadata,
+        &old.status,
+        changed,
+    );
 }
 
 /// The cronjob status strategy's `PrepareForUpdate`.

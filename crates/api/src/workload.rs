@@ -4,7 +4,8 @@
 //! Owns: apimachinery's `ValidateLabelSelector`, core's `ValidatePodTemplateSpec` at any
 //! path (PodTemplates use it too), apps' `ValidatePositiveIntOrPercent` /
 //! `IsNotMoreThan100Percent` and the percent helpers around them, and the "`selector` does
-//! not match template `labels`" error, each with upstream's paths and messages. Bad values
+//! not match template `labels`" error, each with upstream's paths and messages; and the
+//! registries' create / update steps (status reset, generation counted). Bad values
 //! are rendered as upstream's `field.Error.ErrorBody` does since it marshals composite
 //! values as JSON (`"150%"`, `{"app":"web"}`). One implementation each: the kinds' modules
 //! call these rather than keeping their own.
@@ -12,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as MetaSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as MetaSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::field::{FieldError, FieldErrors, Path};
@@ -208,6 +209,26 @@ pub fn validate_int_or_percent(v: &IntOrString, path: &Path) -> FieldErrors {
     let mut errs = validate_positive_int_or_percent(v, path);
     errs.extend(is_not_more_than_100_percent(v, path));
     errs
+}
+
+/// The registries' create step of these kinds: status cleared, generation 1.
+pub fn reset_on_create<S: Default>(meta: &mut ObjectMeta, status: &mut Option<S>) {
+    *status = Some(S::default());
+    meta.generation = Some(1);
+}
+
+/// The registries' update step: status kept from the old object, generation counted
+/// when `changed`.
+pub fn carry_on_update<S: Clone>(
+    meta: &mut ObjectMeta,
+    status: &mut Option<S>,
+    old_meta: &ObjectMeta,
+    old_status: &Option<S>,
+    changed: bool,
+) {
+    status.clone_from(old_status);
+    let generation = old_meta.generation.unwrap_or(1);
+    meta.generation = Some(if changed { generation + 1 } else { generation });
 }
 
 /// `intstr.GetScaledValueFromIntOrPercent`: an int as is, a percent of `total` rounded up

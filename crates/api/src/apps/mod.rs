@@ -8,9 +8,9 @@
 //! validation with upstream's paths and messages (`pkg/apis/apps/validation`,
 //! `ValidateReplicationController*`, the apps/v1 immutable selector of the strategies); and
 //! the selector string their `scale` subresource reports. One file per kind; what several
-//! kinds share (status bounds, strategies' create / update steps, Go renderings) is here;
+//! kinds share (status bounds, Go renderings) is here;
 //! the rules they share with Jobs and PodDisruptionBudgets (label selectors, templates,
-//! int-or-percent) are `crate::workload`'s.
+//! int-or-percent, the strategies' create / update steps) are `crate::workload`'s.
 //!
 //! Departure: after the typed decode an absent `spec.selector` and `selector: {}` look the
 //! same; both are answered as absent (`Required value`), while a selector with an empty
@@ -35,8 +35,9 @@ use crate::meta::{validate_labels, validate_object_meta, validate_object_meta_up
 use crate::selector::LabelSelector as Selector;
 use crate::validation::{validate_nonnegative, FIELD_IMMUTABLE};
 use crate::workload::{
-    int_or_percent_value, is_not_more_than_100_percent, template_labels, template_labels_mismatch,
-    validate_label_selector, validate_pod_template_spec, validate_positive_int_or_percent,
+    carry_on_update, int_or_percent_value, is_not_more_than_100_percent, reset_on_create,
+    template_labels, template_labels_mismatch, validate_label_selector, validate_pod_template_spec,
+    validate_positive_int_or_percent,
 };
 
 /// `apps.kubernetes.io`'s DaemonSet template generation, kept in this annotation by the
@@ -226,26 +227,6 @@ fn immutable_selector(new: &LabelSelector, old: &LabelSelector) -> FieldErrors {
         &go_label_selector(new),
         FIELD_IMMUTABLE,
     )]
-}
-
-/// The registries' create step: status cleared, generation 1.
-fn reset_on_create<S: Default>(meta: &mut ObjectMeta, status: &mut Option<S>) {
-    *status = Some(S::default());
-    meta.generation = Some(1);
-}
-
-/// The registries' update step: status kept from the old object, generation counted
-/// when `changed`.
-fn carry_on_update<S: Clone>(
-    meta: &mut ObjectMeta,
-    status: &mut Option<S>,
-    old_meta: &ObjectMeta,
-    old_status: &Option<S>,
-    changed: bool,
-) {
-    status.clone_from(old_status);
-    let generation = old_meta.generation.unwrap_or(1);
-    meta.generation = Some(if changed { generation + 1 } else { generation });
 }
 
 /// The selector string an autoscaling/v1 Scale reports (`a=b,c in (d)`), from an apps/v1
