@@ -21,7 +21,7 @@ use crate::validation::{
     is_dns1123_label, is_qualified_name, validate_immutable, validate_nonnegative,
 };
 use crate::workload::{
-    carry_on_update, reset_on_create, selector_matches, template_labels, template_labels_mismatch,
+    count_generation, reset_on_create, selector_matches, template_labels, template_labels_mismatch,
     validate_label_selector, validate_pod_template_spec,
 };
 
@@ -150,13 +150,8 @@ fn generate_selector(spec: &mut JobSpec, name: &str, uid: &str) {
 /// The job strategy's `PrepareForUpdate`: status kept, generation counted on spec changes.
 pub fn prepare_job_for_update(new: &mut Job, old: &Job) {
     let changed = new.spec != old.spec;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 /// The job status strategy's `PrepareForUpdate`: everything but status from the old Job.
@@ -889,13 +884,8 @@ pub fn prepare_cron_job_for_create(cj: &mut CronJob) {
 /// changes.
 pub fn prepare_cron_job_for_update(new: &mut CronJob, old: &CronJob) {
     let changed = new.spec != old.spec;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 /// The cronjob status strategy's `PrepareForUpdate`.

@@ -217,16 +217,9 @@ pub fn reset_on_create<S: Default>(meta: &mut ObjectMeta, status: &mut Option<S>
     meta.generation = Some(1);
 }
 
-/// The registries' update step: status kept from the old object, generation counted
-/// when `changed`.
-pub fn carry_on_update<S: Clone>(
-    meta: &mut ObjectMeta,
-    status: &mut Option<S>,
-    old_meta: &ObjectMeta,
-    old_status: &Option<S>,
-    changed: bool,
-) {
-    status.clone_from(old_status);
+/// The registries' update step for the generation: counted when `changed` (the caller
+/// keeps the old status: `new.status.clone_from(&old.status)`).
+pub fn count_generation(meta: &mut ObjectMeta, old_meta: &ObjectMeta, changed: bool) {
     let generation = old_meta.generation.unwrap_or(1);
     meta.generation = Some(if changed { generation + 1 } else { generation });
 }

@@ -55,13 +55,8 @@ pub fn prepare_daemon_set_for_create(ds: &mut DaemonSet) {
 pub fn prepare_daemon_set_for_update(new: &mut DaemonSet, old: &DaemonSet) {
     let template_changed = new.spec.template != old.spec.template;
     let changed = new.spec != old.spec;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
     let old_tg = template_generation(&old.metadata);
     let tg = if template_changed { old_tg + 1 } else { old_tg };
     if tg > 0 {

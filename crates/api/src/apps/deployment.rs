@@ -37,13 +37,8 @@ pub fn prepare_deployment_for_create(d: &mut Deployment) {
 /// Deployment's ReplicaSets), as upstream's strategy does.
 pub fn prepare_deployment_for_update(new: &mut Deployment, old: &Deployment) {
     let changed = new.spec != old.spec || new.metadata.annotations != old.metadata.annotations;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 pub fn deployment_status_only(new: &mut Deployment, old: &Deployment) {

@@ -35,7 +35,7 @@ use crate::meta::{validate_labels, validate_object_meta, validate_object_meta_up
 use crate::selector::LabelSelector as Selector;
 use crate::validation::{validate_nonnegative, FIELD_IMMUTABLE};
 use crate::workload::{
-    carry_on_update, int_or_percent_value, is_not_more_than_100_percent, reset_on_create,
+    count_generation, int_or_percent_value, is_not_more_than_100_percent, reset_on_create,
     template_labels, template_labels_mismatch, validate_label_selector, validate_pod_template_spec,
     validate_positive_int_or_percent,
 };

@@ -36,13 +36,8 @@ pub fn prepare_replication_controller_for_update(
     old: &ReplicationController,
 ) {
     let changed = new.spec != old.spec;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 pub fn replication_controller_status_only(

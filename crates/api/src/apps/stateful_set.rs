@@ -54,13 +54,8 @@ pub fn prepare_stateful_set_for_create(s: &mut StatefulSet) {
 
 pub fn prepare_stateful_set_for_update(new: &mut StatefulSet, old: &StatefulSet) {
     let changed = new.spec != old.spec;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 pub fn stateful_set_status_only(new: &mut StatefulSet, old: &StatefulSet) {
