@@ -186,30 +186,18 @@ pub fn validate_deployment_status_update(new: &Deployment, old: &Deployment) -> 
         s.unavailable_replicas,
         &p.child("unavailableReplicas"),
     ));
-    let replicas = s.replicas.unwrap_or(0);
-    let ready = s.ready_replicas.unwrap_or(0);
-    let available = s.available_replicas.unwrap_or(0);
-    errs.extend(not_above(
-        s.updated_replicas.unwrap_or(0),
-        replicas,
-        &p.child("updatedReplicas"),
-        ABOVE_REPLICAS,
+    errs.extend(not_above_replicas(
+        s.replicas.unwrap_or(0),
+        &[
+            ("updatedReplicas", s.updated_replicas),
+            ("readyReplicas", s.ready_replicas),
+            ("availableReplicas", s.available_replicas),
+        ],
+        &p,
     ));
     errs.extend(not_above(
-        ready,
-        replicas,
-        &p.child("readyReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        replicas,
-        &p.child("availableReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        ready,
+        s.available_replicas.unwrap_or(0),
+        s.ready_replicas.unwrap_or(0),
         &p.child("availableReplicas"),
         "cannot be greater than readyReplicas",
     ));

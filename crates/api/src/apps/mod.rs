@@ -217,6 +217,14 @@ fn not_above(value: i32, limit: i32, path: &Path, msg: &str) -> FieldErrors {
 
 const ABOVE_REPLICAS: &str = "cannot be greater than status.replicas";
 
+/// The `status.<name> cannot be greater than status.replicas` checks, in upstream's order.
+fn not_above_replicas(replicas: i32, counts: &[(&str, Option<i32>)], p: &Path) -> FieldErrors {
+    counts
+        .iter()
+        .flat_map(|(name, v)| not_above(v.unwrap_or(0), replicas, &p.child(name), ABOVE_REPLICAS))
+        .collect()
+}
+
 /// `ValidateImmutableField` of an apps/v1 selector (the strategies' `ValidateUpdate`).
 fn immutable_selector(new: &LabelSelector, old: &LabelSelector) -> FieldErrors {
     if new == old {
@@ -262,32 +270,18 @@ fn validate_replica_status(
         observed_generation.unwrap_or(0),
         &p.child("observedGeneration"),
     ));
-    let (fully, ready, available) = (
-        fully_labeled.unwrap_or(0),
-        ready.unwrap_or(0),
+    errs.extend(not_above_replicas(
+        replicas,
+        &[
+            ("fullyLabeledReplicas", fully_labeled),
+            ("readyReplicas", ready),
+            ("availableReplicas", available),
+        ],
+        &p,
+    ));
+    errs.extend(not_above(
         available.unwrap_or(0),
-    );
-    errs.extend(not_above(
-        fully,
-        replicas,
-        &p.child("fullyLabeledReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        ready,
-        replicas,
-        &p.child("readyReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        replicas,
-        &p.child("availableReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        ready,
+        ready.unwrap_or(0),
         &p.child("availableReplicas"),
         "cannot be greater than readyReplicas",
     ));

@@ -210,35 +210,19 @@ pub fn validate_stateful_set_status_update(new: &StatefulSet, old: &StatefulSet)
     if let Some(g) = s.observed_generation {
         errs.extend(validate_nonnegative(g, &p.child("observedGeneration")));
     }
-    let ready = s.ready_replicas.unwrap_or(0);
-    let available = s.available_replicas.unwrap_or(0);
-    errs.extend(not_above(
-        ready,
+    errs.extend(not_above_replicas(
         s.replicas,
-        &p.child("readyReplicas"),
-        ABOVE_REPLICAS,
+        &[
+            ("readyReplicas", s.ready_replicas),
+            ("currentReplicas", s.current_replicas),
+            ("updatedReplicas", s.updated_replicas),
+            ("availableReplicas", s.available_replicas),
+        ],
+        &p,
     ));
     errs.extend(not_above(
-        s.current_replicas.unwrap_or(0),
-        s.replicas,
-        &p.child("currentReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        s.updated_replicas.unwrap_or(0),
-        s.replicas,
-        &p.child("updatedReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        s.replicas,
-        &p.child("availableReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        ready,
+        s.available_replicas.unwrap_or(0),
+        s.ready_replicas.unwrap_or(0),
         &p.child("availableReplicas"),
         "cannot be greater than status.readyReplicas",
     ));
