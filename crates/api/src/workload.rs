@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn int_or_percent() {
         let p = Path::new("spec.minAvailable");
-        let cases: [(IntOrString, Vec<&str>); 5] = [
+        let cases: [(IntOrString, Vec<&str>); 6] = [
             (IntOrString::Int(2), vec![]),
             (IntOrString::String("50%".into()), vec![]),
             (
@@ -294,6 +294,11 @@ mod tests {
             (
                 IntOrString::String("150%".into()),
                 vec!["spec.minAvailable: Invalid value: \"150%\": must not be greater than 100%"],
+            ),
+            // `IsValidPercent` refuses a sign, and `getPercentValue` then reads no percent.
+            (
+                IntOrString::String("+150%".into()),
+                vec!["spec.minAvailable: Invalid value: \"+150%\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"],
             ),
             (
                 IntOrString::String("x".into()),
