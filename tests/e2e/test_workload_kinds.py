@@ -292,11 +292,11 @@ def test_validation_answers_422_with_upstreams_causes(cluster, ns):
     assert status["reason"] == "Invalid"
     assert status["details"]["group"] == "apps" and status["details"]["kind"] == "Deployment"
     assert status["message"] == ('Deployment.apps "bad" is invalid: spec.template.metadata.labels: '
-                                 'Invalid value: map[string]string{"app":"other"}: '
+                                 'Invalid value: {"app":"other"}: '
                                  '`selector` does not match template `labels`')
     assert status["details"]["causes"] == [{
         "reason": "FieldValueInvalid", "field": "spec.template.metadata.labels",
-        "message": 'Invalid value: map[string]string{"app":"other"}: '
+        "message": 'Invalid value: {"app":"other"}: '
                    '`selector` does not match template `labels`'}]
 
     # kubectl prints the same for every kind, selector missing and policy wrong.

@@ -21,7 +21,8 @@ use crate::validation::{
     is_dns1123_label, is_qualified_name, validate_immutable, validate_nonnegative,
 };
 use crate::workload::{
-    selector_matches, template_labels, validate_label_selector, validate_pod_template_spec,
+    count_generation, reset_on_create, selector_matches, template_labels, template_labels_mismatch,
+    validate_label_selector, validate_pod_template_spec,
 };
 
 pub const CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
@@ -115,8 +116,7 @@ pub fn prepare_job_for_create(job: &mut Job) {
     if !spec.manual_selector.unwrap_or(false) {
         generate_selector(spec, &name, &uid);
     }
-    job.status = Some(Default::default());
-    job.metadata.generation = Some(1);
+    reset_on_create(&mut job.metadata, &mut job.status);
     // Upstream defaults the Job's labels from its template each time it decodes the stored
     // object, so reads show the generated labels; peapod defaults on write only.
     let labels = template_labels(&spec.template);
@@ -149,13 +149,9 @@ fn generate_selector(spec: &mut JobSpec, name: &str, uid: &str) {
 
 /// The job strategy's `PrepareForUpdate`: status kept, generation counted on spec changes.
 pub fn prepare_job_for_update(new: &mut Job, old: &Job) {
-    new.status = old.status.clone();
-    let generation = old.metadata.generation.unwrap_or(1);
-    new.metadata.generation = Some(if new.spec != old.spec {
-        generation + 1
-    } else {
-        generation
-    });
+    let changed = new.spec != old.spec;
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 /// The job status strategy's `PrepareForUpdate`: everything but status from the old Job.
@@ -247,10 +243,9 @@ pub fn validate_job_spec(spec: &JobSpec, path: &Path) -> FieldErrors {
     }
     let labels = template_labels(&spec.template);
     if spec.selector.is_some() && selector_matches(spec.selector.as_ref(), &labels) == Some(false) {
-        errs.push(FieldError::invalid(
-            path.child("template").child("metadata").child("labels"),
-            serde_json::to_value(&labels).unwrap_or_default(),
-            "`selector` does not match template `labels`",
+        errs.push(template_labels_mismatch(
+            &spec.template,
+            &path.child("template"),
         ));
     }
     errs
@@ -882,20 +877,15 @@ pub fn default_cron_job(cj: &mut CronJob) {
 
 /// The cronjob strategy's `PrepareForCreate`: status cleared, generation 1.
 pub fn prepare_cron_job_for_create(cj: &mut CronJob) {
-    cj.status = Some(Default::default());
-    cj.metadata.generation = Some(1);
+    reset_on_create(&mut cj.metadata, &mut cj.status);
 }
 
 /// The cronjob strategy's `PrepareForUpdate`: status kept, generation counted on spec
 /// changes.
 pub fn prepare_cron_job_for_update(new: &mut CronJob, old: &CronJob) {
-    new.status = old.status.clone();
-    let generation = old.metadata.generation.unwrap_or(1);
-    new.metadata.generation = Some(if new.spec != old.spec {
-        generation + 1
-    } else {
-        generation
-    });
+    let changed = new.spec != old.spec;
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 /// The cronjob status strategy's `PrepareForUpdate`.
@@ -1188,7 +1178,7 @@ mod tests {
         v["spec"]["manualSelector"] = json!(true);
         v["spec"]["selector"] = json!({"matchLabels": {"a": "b"}});
         let got = msgs(validate_job(&created(v)));
-        assert_eq!(got, vec!["spec.template.metadata.labels: Invalid value: {}: `selector` does not match template `labels`"]);
+        assert_eq!(got, vec!["spec.template.metadata.labels: Invalid value: null: `selector` does not match template `labels`"]);
         let mut v = pi();
         v["spec"]["selector"] = json!({"matchLabels": {"controller-uid": "other"}});
         let got = msgs(validate_job(&created(v)));

@@ -489,45 +489,14 @@ pub fn prepare_pod_template_for_update(new: &mut PodTemplate, old: &PodTemplate)
     });
 }
 
-/// `ValidatePodTemplateSpec`: the template's labels, annotations and pod spec; no
-/// ephemeral containers. Shared by every kind with a pod template (the workload kinds).
-pub fn validate_pod_template_spec(
-    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
-    path: &Path,
-) -> FieldErrors {
-    let mut errs = Vec::new();
-    if let Some(meta) = &template.metadata {
-        if let Some(labels) = &meta.labels {
-            errs.extend(crate::meta::validate_labels(labels, &path.child("labels")));
-        }
-        if let Some(ann) = &meta.annotations {
-            errs.extend(crate::meta::validate_annotations(
-                ann,
-                &path.child("annotations"),
-            ));
-        }
-    }
-    let default_spec = Default::default();
-    let spec = template.spec.as_ref().unwrap_or(&default_spec);
-    errs.extend(crate::pod::validate_pod_spec(spec, &path.child("spec")));
-    if spec
-        .ephemeral_containers
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-    {
-        errs.push(FieldError::forbidden(
-            path.child("spec").child("ephemeralContainers"),
-            "ephemeral containers not allowed in pod template",
-        ));
-    }
-    errs
-}
-
 /// `ValidatePodTemplate`.
 pub fn validate_pod_template(t: &PodTemplate) -> FieldErrors {
     let mut errs = validate_object_meta(&t.metadata, true, NameRule::Dns1123Subdomain);
     if let Some(template) = &t.template {
-        errs.extend(validate_pod_template_spec(template, &Path::new("template")));
+        errs.extend(crate::workload::validate_pod_template_spec(
+            template,
+            &Path::new("template"),
+        ));
     }
     errs
 }
@@ -536,7 +505,10 @@ pub fn validate_pod_template(t: &PodTemplate) -> FieldErrors {
 pub fn validate_pod_template_update(new: &PodTemplate, old: &PodTemplate) -> FieldErrors {
     let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
     if let Some(template) = &new.template {
-        errs.extend(validate_pod_template_spec(template, &Path::new("template")));
+        errs.extend(crate::workload::validate_pod_template_spec(
+            template,
+            &Path::new("template"),
+        ));
     }
     errs
 }

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::field::{FieldError, FieldErrors, Path};
 use crate::meta::validate_object_meta_update;
 use crate::validation::validate_nonnegative;
-use crate::workload::{validate_int_or_percent, validate_label_selector};
+use crate::workload::{count_generation, validate_int_or_percent, validate_label_selector};
 
 pub const DISRUPTION_ALLOWED_CONDITION: &str = "DisruptionAllowed";
 pub const SUFFICIENT_PODS_REASON: &str = "SufficientPods";
@@ -46,13 +46,9 @@ pub fn zero_status() -> PodDisruptionBudgetStatus {
 
 /// The strategy's `PrepareForUpdate`: status kept, generation counted on spec changes.
 pub fn prepare_pdb_for_update(new: &mut PodDisruptionBudget, old: &PodDisruptionBudget) {
-    new.status = old.status.clone();
-    let generation = old.metadata.generation.unwrap_or(1);
-    new.metadata.generation = Some(if new.spec != old.spec {
-        generation + 1
-    } else {
-        generation
-    });
+    let changed = new.spec != old.spec;
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 /// The status strategy's `PrepareForUpdate`: everything but status from the old object.

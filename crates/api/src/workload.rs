@@ -1,14 +1,19 @@
-//! Rules shared by the kinds that stamp pods from a template or select pods (Jobs,
-//! CronJobs, PodDisruptionBudgets; the apps/v1 kinds use the same upstream functions).
+//! Rules shared by the kinds that stamp pods from a template or select pods: Jobs,
+//! CronJobs, PodDisruptionBudgets, the apps/v1 kinds and ReplicationControllers.
 //!
 //! Owns: apimachinery's `ValidateLabelSelector`, core's `ValidatePodTemplateSpec` at any
-//! path, apps' `ValidatePositiveIntOrPercent` / `IsNotMoreThan100Percent`, and the
-//! "selector matches the template's labels" check, each with upstream's paths and messages.
+//! path (PodTemplates use it too), apps' `ValidatePositiveIntOrPercent` /
+//! `IsNotMoreThan100Percent` and the percent helpers around them, and the "`selector` does
+//! not match template `labels`" error, each with upstream's paths and messages; and the
+//! registries' create / update steps (status reset, generation counted). Bad values
+//! are rendered as upstream's `field.Error.ErrorBody` does since it marshals composite
+//! values as JSON (`"150%"`, `{"app":"web"}`). One implementation each: the kinds' modules
+//! call these rather than keeping their own.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as MetaSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as MetaSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::field::{FieldError, FieldErrors, Path};
@@ -118,43 +123,105 @@ pub fn template_labels(t: &PodTemplateSpec) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The "`selector` does not match template `labels`" error of the template at `path`, at
+/// its `metadata.labels`. Upstream's `ErrorBody` renders the labels by `json.Marshal`:
+/// `{"app":"web"}`, or `null` when the template has none.
+pub fn template_labels_mismatch(t: &PodTemplateSpec, path: &Path) -> FieldError {
+    let labels = t.metadata.as_ref().and_then(|m| m.labels.as_ref());
+    FieldError::invalid(
+        path.child("metadata").child("labels"),
+        serde_json::to_value(labels).unwrap_or_default(),
+        "`selector` does not match template `labels`",
+    )
+}
+
 const PERCENT_ERR: &str =
     "a valid percent string must be a numeric string followed by an ending '%'";
 
 /// `validation.IsValidPercent`.
 pub fn is_valid_percent(s: &str) -> Vec<String> {
-    let ok = s
-        .strip_suffix('%')
-        .is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()));
-    if ok {
+    if percent_digits(s).is_some() {
         Vec::new()
     } else {
         vec![regex_error(PERCENT_ERR, "[0-9]+%", &["1%", "93%"])]
     }
 }
 
-/// `ValidatePositiveIntOrPercent` and `IsNotMoreThan100Percent` together, as every caller
-/// runs them.
-pub fn validate_int_or_percent(v: &IntOrString, path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
+/// The digits of a valid `N%` (`[0-9]+%`; Rust's parse would also take a sign).
+fn percent_digits(s: &str) -> Option<&str> {
+    s.strip_suffix('%')
+        .filter(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()))
+}
+
+/// apps' `getPercentValue`: the number of a valid `N%` (none for an int, an invalid
+/// string, or one too large to parse, which Go's `Atoi` reads as 0).
+pub fn percent_value(v: &IntOrString) -> Option<i64> {
     match v {
-        IntOrString::Int(i) => errs.extend(validate_nonnegative(i64::from(*i), path)),
-        IntOrString::String(s) => {
-            for m in is_valid_percent(s) {
-                errs.push(FieldError::invalid(path, s.as_str(), m));
-            }
-            if let Some(n) = s.strip_suffix('%').and_then(|d| d.parse::<u64>().ok()) {
-                if n > 100 {
-                    errs.push(FieldError::invalid(
-                        path,
-                        s.as_str(),
-                        "must not be greater than 100%",
-                    ));
-                }
-            }
-        }
+        IntOrString::String(s) => percent_digits(s)?.parse().ok(),
+        IntOrString::Int(_) => None,
     }
+}
+
+/// apps' `getIntOrPercentValue` (Go's `IntValue` of a non-number string is 0).
+pub fn int_or_percent_value(v: &IntOrString) -> i64 {
+    match (percent_value(v), v) {
+        (Some(p), _) => p,
+        (None, IntOrString::Int(i)) => i64::from(*i),
+        (None, IntOrString::String(s)) => s.parse().unwrap_or(0),
+    }
+}
+
+/// An `IntOrString` as a field error's bad value: upstream's `ErrorBody` renders it by its
+/// `MarshalJSON`, so a string is quoted (`"150%"`) and an int plain.
+pub fn int_or_string_value(v: &IntOrString) -> serde_json::Value {
+    match v {
+        IntOrString::Int(i) => (*i).into(),
+        IntOrString::String(s) => s.as_str().into(),
+    }
+}
+
+/// apps' `ValidatePositiveIntOrPercent`.
+pub fn validate_positive_int_or_percent(v: &IntOrString, path: &Path) -> FieldErrors {
+    match v {
+        IntOrString::Int(i) => validate_nonnegative(i64::from(*i), path),
+        IntOrString::String(s) => is_valid_percent(s)
+            .into_iter()
+            .map(|m| FieldError::invalid(path, int_or_string_value(v), m))
+            .collect(),
+    }
+}
+
+/// apps' `IsNotMoreThan100Percent`.
+pub fn is_not_more_than_100_percent(v: &IntOrString, path: &Path) -> FieldErrors {
+    match percent_value(v) {
+        Some(p) if p > 100 => vec![FieldError::invalid(
+            path,
+            int_or_string_value(v),
+            "must not be greater than 100%",
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// `ValidatePositiveIntOrPercent` and `IsNotMoreThan100Percent` together, as the
+/// PodDisruptionBudget runs them.
+pub fn validate_int_or_percent(v: &IntOrString, path: &Path) -> FieldErrors {
+    let mut errs = validate_positive_int_or_percent(v, path);
+    errs.extend(is_not_more_than_100_percent(v, path));
     errs
+}
+
+/// The registries' create step of these kinds: status cleared, generation 1.
+pub fn reset_on_create<S: Default>(meta: &mut ObjectMeta, status: &mut Option<S>) {
+    *status = Some(S::default());
+    meta.generation = Some(1);
+}
+
+/// The registries' update step for the generation: counted when `changed` (the caller
+/// keeps the old status: `new.status.clone_from(&old.status)`).
+pub fn count_generation(meta: &mut ObjectMeta, old_meta: &ObjectMeta, changed: bool) {
+    let generation = old_meta.generation.unwrap_or(1);
+    meta.generation = Some(if changed { generation + 1 } else { generation });
 }
 
 /// `intstr.GetScaledValueFromIntOrPercent`: an int as is, a percent of `total` rounded up
@@ -217,7 +284,7 @@ mod tests {
     #[test]
     fn int_or_percent() {
         let p = Path::new("spec.minAvailable");
-        let cases: [(IntOrString, Vec<&str>); 5] = [
+        let cases: [(IntOrString, Vec<&str>); 6] = [
             (IntOrString::Int(2), vec![]),
             (IntOrString::String("50%".into()), vec![]),
             (
@@ -227,6 +294,11 @@ mod tests {
             (
                 IntOrString::String("150%".into()),
                 vec!["spec.minAvailable: Invalid value: \"150%\": must not be greater than 100%"],
+            ),
+            // `IsValidPercent` refuses a sign, and `getPercentValue` then reads no percent.
+            (
+                IntOrString::String("+150%".into()),
+                vec!["spec.minAvailable: Invalid value: \"+150%\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"],
             ),
             (
                 IntOrString::String("x".into()),

@@ -151,6 +151,35 @@ pub fn template_containers(template: &Value) -> (Value, Value) {
     (json!(names.join(",")), json!(images.join(",")))
 }
 
+/// `metav1.FormatLabelSelector` of a `metav1.LabelSelector` (the wide Selector cells):
+/// `<none>` when it selects by nothing (an absent selector too), `<error>` when it does
+/// not convert.
+pub fn format_label_selector(sel: &Value) -> Value {
+    let parsed = if sel.is_null() {
+        api::LabelSelector::from_label_selector(None)
+    } else {
+        match serde_json::from_value(sel.clone()) {
+            Ok(s) => api::LabelSelector::from_label_selector(Some(&s)),
+            Err(_) => return json!("<error>"),
+        }
+    };
+    json!(match parsed {
+        Ok(s) if s.to_string().is_empty() => "<none>".to_string(),
+        Ok(s) => s.to_string(),
+        Err(_) => "<error>".to_string(),
+    })
+}
+
+/// The `READY` cell of the kinds that print `status.readyReplicas/spec.replicas`
+/// (Deployments, StatefulSets).
+pub fn ready_of_replicas(obj: &Value) -> Value {
+    json!(format!(
+        "{}/{}",
+        int_at(obj, "/status/readyReplicas"),
+        int_at(obj, "/spec/replicas")
+    ))
+}
+
 /// An integer cell read at a JSON pointer (Go's zero value when unset).
 pub fn int_at(obj: &Value, pointer: &str) -> i64 {
     obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)

@@ -55,13 +55,8 @@ pub fn prepare_daemon_set_for_create(ds: &mut DaemonSet) {
 pub fn prepare_daemon_set_for_update(new: &mut DaemonSet, old: &DaemonSet) {
     let template_changed = new.spec.template != old.spec.template;
     let changed = new.spec != old.spec;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
     let old_tg = template_generation(&old.metadata);
     let tg = if template_changed { old_tg + 1 } else { old_tg };
     if tg > 0 {
@@ -81,24 +76,14 @@ fn validate_daemon_set_spec(ds: &DaemonSet) -> FieldErrors {
     if selector_absent(&spec.selector) {
         errs.push(FieldError::required(&sp, ""));
     } else {
-        errs.extend(validate_label_selector(&spec.selector, &sp));
+        errs.extend(validate_label_selector(Some(&spec.selector), &sp));
     }
     let tp = path.child("template");
     if let Ok(sel) =
         Selector::from_label_selector((!selector_absent(&spec.selector)).then_some(&spec.selector))
     {
         if !sel.matches(&template_labels(&spec.template)) {
-            let rendered = go_map(
-                spec.template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.as_ref()),
-            );
-            errs.push(invalid_rendered(
-                &tp.child("metadata").child("labels"),
-                &rendered,
-                "`selector` does not match template `labels`",
-            ));
+            errs.push(template_labels_mismatch(&spec.template, &tp));
         }
     }
     if !selector_absent(&spec.selector)
@@ -112,10 +97,7 @@ fn validate_daemon_set_spec(ds: &DaemonSet) -> FieldErrors {
             "empty selector is invalid for daemonset",
         ));
     }
-    errs.extend(crate::kinds::validate_pod_template_spec(
-        &spec.template,
-        &tp,
-    ));
+    errs.extend(validate_pod_template_spec(&spec.template, &tp));
     errs.extend(template_policy(&spec.template, &tp, "DaemonSet"));
     errs.extend(nonneg(
         spec.min_ready_seconds,
@@ -153,8 +135,8 @@ fn validate_daemon_set_strategy(s: &DaemonSetUpdateStrategy, path: &Path) -> Fie
                 &p.child("maxUnavailable"),
             ));
             errs.extend(validate_positive_int_or_percent(ms, &p.child("maxSurge")));
-            errs.extend(not_more_than_100_percent(mu, &p.child("maxUnavailable")));
-            errs.extend(not_more_than_100_percent(ms, &p.child("maxSurge")));
+            errs.extend(is_not_more_than_100_percent(mu, &p.child("maxUnavailable")));
+            errs.extend(is_not_more_than_100_percent(ms, &p.child("maxSurge")));
             let has_unavailable = int_or_percent_value(mu) != 0;
             let has_surge = int_or_percent_value(ms) != 0;
             if has_unavailable && has_surge {

@@ -37,13 +37,8 @@ pub fn prepare_deployment_for_create(d: &mut Deployment) {
 /// Deployment's ReplicaSets), as upstream's strategy does.
 pub fn prepare_deployment_for_update(new: &mut Deployment, old: &Deployment) {
     let changed = new.spec != old.spec || new.metadata.annotations != old.metadata.annotations;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 pub fn deployment_status_only(new: &mut Deployment, old: &Deployment) {
@@ -96,7 +91,7 @@ fn validate_deployment_strategy(s: &DeploymentStrategy, path: &Path) -> FieldErr
                         "may not be 0 when `maxSurge` is 0",
                     ));
                 }
-                errs.extend(not_more_than_100_percent(mu, &p.child("maxUnavailable")));
+                errs.extend(is_not_more_than_100_percent(mu, &p.child("maxUnavailable")));
             }
         },
         _ => {
@@ -191,30 +186,18 @@ pub fn validate_deployment_status_update(new: &Deployment, old: &Deployment) -> 
         s.unavailable_replicas,
         &p.child("unavailableReplicas"),
     ));
-    let replicas = s.replicas.unwrap_or(0);
-    let ready = s.ready_replicas.unwrap_or(0);
-    let available = s.available_replicas.unwrap_or(0);
-    errs.extend(not_above(
-        s.updated_replicas.unwrap_or(0),
-        replicas,
-        &p.child("updatedReplicas"),
-        ABOVE_REPLICAS,
+    errs.extend(not_above_replicas(
+        s.replicas.unwrap_or(0),
+        &[
+            ("updatedReplicas", s.updated_replicas),
+            ("readyReplicas", s.ready_replicas),
+            ("availableReplicas", s.available_replicas),
+        ],
+        &p,
     ));
     errs.extend(not_above(
-        ready,
-        replicas,
-        &p.child("readyReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        replicas,
-        &p.child("availableReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        ready,
+        s.available_replicas.unwrap_or(0),
+        s.ready_replicas.unwrap_or(0),
         &p.child("availableReplicas"),
         "cannot be greater than readyReplicas",
     ));

@@ -8,7 +8,9 @@
 //! validation with upstream's paths and messages (`pkg/apis/apps/validation`,
 //! `ValidateReplicationController*`, the apps/v1 immutable selector of the strategies); and
 //! the selector string their `scale` subresource reports. One file per kind; what several
-//! kinds share (selectors, templates, int-or-percent, status bounds) is here.
+//! kinds share (status bounds, Go renderings) is here;
+//! the rules they share with Jobs and PodDisruptionBudgets (label selectors, templates,
+//! int-or-percent, the strategies' create / update steps) are `crate::workload`'s.
 //!
 //! Departure: after the typed decode an absent `spec.selector` and `selector: {}` look the
 //! same; both are answered as absent (`Required value`), while a selector with an empty
@@ -31,9 +33,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::field::{go_quote, ErrorType, FieldError, FieldErrors, Path};
 use crate::meta::{validate_labels, validate_object_meta, validate_object_meta_update, NameRule};
 use crate::selector::LabelSelector as Selector;
-use crate::validation::{
-    invalid_each, is_qualified_name, is_valid_label_value, regex_error, validate_nonnegative,
-    FIELD_IMMUTABLE,
+use crate::validation::{validate_nonnegative, FIELD_IMMUTABLE};
+use crate::workload::{
+    count_generation, int_or_percent_value, is_not_more_than_100_percent, reset_on_create,
+    template_labels, template_labels_mismatch, validate_label_selector, validate_pod_template_spec,
+    validate_positive_int_or_percent,
 };
 
 /// `apps.kubernetes.io`'s DaemonSet template generation, kept in this annotation by the
@@ -61,14 +65,6 @@ pub use stateful_set::*;
 /// The pod defaults of a template's spec (`SetDefaults_PodSpec` and what it nests).
 fn default_template(t: &mut PodTemplateSpec) {
     crate::pod::default_pod_spec(t.spec.get_or_insert_with(Default::default));
-}
-
-/// `labels.Set(labels)` of a template.
-fn template_labels(t: &PodTemplateSpec) -> BTreeMap<String, String> {
-    t.metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default()
 }
 
 /// Go's `%#v` of a `map[string]string`, which upstream prints for the template's labels.
@@ -133,48 +129,6 @@ fn selector_absent(sel: &LabelSelector) -> bool {
     sel.match_labels.is_none() && sel.match_expressions.is_none()
 }
 
-/// `ValidateLabelSelector` (strict: selector values must be valid label values).
-pub fn validate_label_selector(sel: &LabelSelector, path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    if let Some(ml) = &sel.match_labels {
-        errs.extend(validate_labels(ml, &path.child("matchLabels")));
-    }
-    for (i, r) in sel.match_expressions.iter().flatten().enumerate() {
-        let p = path.child("matchExpressions").index(i);
-        let values = r.values.as_deref().unwrap_or_default();
-        match r.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => errs.push(FieldError::required(
-                p.child("values"),
-                "must be specified when `operator` is 'In' or 'NotIn'",
-            )),
-            "In" | "NotIn" => {}
-            "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(FieldError::forbidden(
-                p.child("values"),
-                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-            )),
-            "Exists" | "DoesNotExist" => {}
-            other => errs.push(FieldError::invalid(
-                p.child("operator"),
-                other,
-                "not a valid selector operator",
-            )),
-        }
-        errs.extend(invalid_each(
-            &p.child("key"),
-            &r.key,
-            is_qualified_name(&r.key),
-        ));
-        for (j, v) in values.iter().enumerate() {
-            errs.extend(invalid_each(
-                &p.child("values").index(j),
-                v,
-                is_valid_label_value(v),
-            ));
-        }
-    }
-    errs
-}
-
 /// The selector of an apps/v1 spec: `Required` when absent, upstream's rules otherwise, and
 /// the parsed selector when it parses (`LabelSelectorAsSelector`).
 fn validate_spec_selector(
@@ -188,7 +142,7 @@ fn validate_spec_selector(
         // `LabelSelectorAsSelector(nil)` selects nothing: no template matches it.
         return (errs, Selector::from_label_selector(None).ok());
     }
-    errs.extend(validate_label_selector(sel, path));
+    errs.extend(validate_label_selector(Some(sel), path));
     if sel.match_labels.as_ref().map_or(0, BTreeMap::len)
         + sel.match_expressions.as_ref().map_or(0, Vec::len)
         == 0
@@ -207,14 +161,8 @@ fn validate_spec_selector(
 
 /// "`selector` does not match template `labels`" unless an empty selector.
 fn template_matches(selector: &Selector, t: &PodTemplateSpec, path: &Path) -> FieldErrors {
-    let labels = template_labels(t);
-    if !selector.is_empty() && !selector.matches(&labels) {
-        let rendered = go_map(t.metadata.as_ref().and_then(|m| m.labels.as_ref()));
-        return vec![invalid_rendered(
-            &path.child("metadata").child("labels"),
-            &rendered,
-            "`selector` does not match template `labels`",
-        )];
+    if !selector.is_empty() && !selector.matches(&template_labels(t)) {
+        return vec![template_labels_mismatch(t, path)];
     }
     Vec::new()
 }
@@ -249,7 +197,7 @@ fn validate_template_for_replica_set(
     owner: &str,
 ) -> FieldErrors {
     let mut errs = template_matches(selector, t, path);
-    errs.extend(crate::kinds::validate_pod_template_spec(t, path));
+    errs.extend(validate_pod_template_spec(t, path));
     errs.extend(template_policy(t, path, owner));
     errs
 }
@@ -269,6 +217,14 @@ fn not_above(value: i32, limit: i32, path: &Path, msg: &str) -> FieldErrors {
 
 const ABOVE_REPLICAS: &str = "cannot be greater than status.replicas";
 
+/// The `status.<name> cannot be greater than status.replicas` checks, in upstream's order.
+fn not_above_replicas(replicas: i32, counts: &[(&str, Option<i32>)], p: &Path) -> FieldErrors {
+    counts
+        .iter()
+        .flat_map(|(name, v)| not_above(v.unwrap_or(0), replicas, &p.child(name), ABOVE_REPLICAS))
+        .collect()
+}
+
 /// `ValidateImmutableField` of an apps/v1 selector (the strategies' `ValidateUpdate`).
 fn immutable_selector(new: &LabelSelector, old: &LabelSelector) -> FieldErrors {
     if new == old {
@@ -279,26 +235,6 @@ fn immutable_selector(new: &LabelSelector, old: &LabelSelector) -> FieldErrors {
         &go_label_selector(new),
         FIELD_IMMUTABLE,
     )]
-}
-
-/// The registries' create step: status cleared, generation 1.
-fn reset_on_create<S: Default>(meta: &mut ObjectMeta, status: &mut Option<S>) {
-    *status = Some(S::default());
-    meta.generation = Some(1);
-}
-
-/// The registries' update step: status kept from the old object, generation counted
-/// when `changed`.
-fn carry_on_update<S: Clone>(
-    meta: &mut ObjectMeta,
-    status: &mut Option<S>,
-    old_meta: &ObjectMeta,
-    old_status: &Option<S>,
-    changed: bool,
-) {
-    status.clone_from(old_status);
-    let generation = old_meta.generation.unwrap_or(1);
-    meta.generation = Some(if changed { generation + 1 } else { generation });
 }
 
 /// The selector string an autoscaling/v1 Scale reports (`a=b,c in (d)`), from an apps/v1
@@ -334,32 +270,18 @@ fn validate_replica_status(
         observed_generation.unwrap_or(0),
         &p.child("observedGeneration"),
     ));
-    let (fully, ready, available) = (
-        fully_labeled.unwrap_or(0),
-        ready.unwrap_or(0),
+    errs.extend(not_above_replicas(
+        replicas,
+        &[
+            ("fullyLabeledReplicas", fully_labeled),
+            ("readyReplicas", ready),
+            ("availableReplicas", available),
+        ],
+        &p,
+    ));
+    errs.extend(not_above(
         available.unwrap_or(0),
-    );
-    errs.extend(not_above(
-        fully,
-        replicas,
-        &p.child("fullyLabeledReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        ready,
-        replicas,
-        &p.child("readyReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        replicas,
-        &p.child("availableReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        ready,
+        ready.unwrap_or(0),
         &p.child("availableReplicas"),
         "cannot be greater than readyReplicas",
     ));
@@ -371,58 +293,6 @@ fn int_or_string(v: &IntOrString) -> String {
     match v {
         IntOrString::Int(i) => i.to_string(),
         IntOrString::String(s) => s.clone(),
-    }
-}
-
-/// `getPercentValue`: the number of a valid `N%`.
-fn percent_value(v: &IntOrString) -> Option<i64> {
-    match v {
-        IntOrString::String(s) => {
-            let digits = s.strip_suffix('%')?;
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            digits.parse().ok()
-        }
-        IntOrString::Int(_) => None,
-    }
-}
-
-/// `getIntOrPercentValue` (Go's `IntValue` of a non-number string is 0).
-fn int_or_percent_value(v: &IntOrString) -> i64 {
-    match (percent_value(v), v) {
-        (Some(p), _) => p,
-        (None, IntOrString::Int(i)) => i64::from(*i),
-        (None, IntOrString::String(s)) => s.parse().unwrap_or(0),
-    }
-}
-
-/// `ValidatePositiveIntOrPercent`.
-fn validate_positive_int_or_percent(v: &IntOrString, path: &Path) -> FieldErrors {
-    match v {
-        IntOrString::String(_) if percent_value(v).is_none() => vec![invalid_rendered(
-            path,
-            &int_or_string(v),
-            &regex_error(
-                "a valid percent string must be a numeric string followed by an ending '%'",
-                "[0-9]+%",
-                &["1%", "93%"],
-            ),
-        )],
-        IntOrString::String(_) => Vec::new(),
-        IntOrString::Int(i) => validate_nonnegative(i64::from(*i), path),
-    }
-}
-
-/// `IsNotMoreThan100Percent`.
-fn not_more_than_100_percent(v: &IntOrString, path: &Path) -> FieldErrors {
-    match percent_value(v) {
-        Some(p) if p > 100 => vec![invalid_rendered(
-            path,
-            &int_or_string(v),
-            "must not be greater than 100%",
-        )],
-        _ => Vec::new(),
     }
 }
 

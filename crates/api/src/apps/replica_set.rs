@@ -18,13 +18,8 @@ pub fn prepare_replica_set_for_create(rs: &mut ReplicaSet) {
 
 pub fn prepare_replica_set_for_update(new: &mut ReplicaSet, old: &ReplicaSet) {
     let changed = new.spec != old.spec;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 /// The status subresource keeps everything but status.

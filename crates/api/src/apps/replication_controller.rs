@@ -36,13 +36,8 @@ pub fn prepare_replication_controller_for_update(
     old: &ReplicationController,
 ) {
     let changed = new.spec != old.spec;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 pub fn replication_controller_status_only(
@@ -73,14 +68,9 @@ fn validate_replication_controller_spec(rc: &ReplicationController) -> FieldErro
                     .iter()
                     .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
             {
-                let rendered = go_map(t.metadata.as_ref().and_then(|m| m.labels.as_ref()));
-                errs.push(invalid_rendered(
-                    &template_path.child("metadata").child("labels"),
-                    &rendered,
-                    "`selector` does not match template `labels`",
-                ));
+                errs.push(template_labels_mismatch(t, &template_path));
             }
-            errs.extend(crate::kinds::validate_pod_template_spec(t, &template_path));
+            errs.extend(validate_pod_template_spec(t, &template_path));
             errs.extend(template_policy(t, &template_path, "ReplicationController"));
         }
     }

@@ -54,13 +54,8 @@ pub fn prepare_stateful_set_for_create(s: &mut StatefulSet) {
 
 pub fn prepare_stateful_set_for_update(new: &mut StatefulSet, old: &StatefulSet) {
     let changed = new.spec != old.spec;
-    carry_on_update(
-        &mut new.metadata,
-        &mut new.status,
-        &old.metadata,
-        &old.status,
-        changed,
-    );
+    new.status.clone_from(&old.status);
+    count_generation(&mut new.metadata, &old.metadata, changed);
 }
 
 pub fn stateful_set_status_only(new: &mut StatefulSet, old: &StatefulSet) {
@@ -103,7 +98,7 @@ fn validate_stateful_set_spec(s: &StatefulSet) -> FieldErrors {
                     if int_or_percent_value(mu) == 0 {
                         errs.push(invalid_rendered(&mp, &int_or_string(mu), "cannot be 0"));
                     }
-                    errs.extend(not_more_than_100_percent(mu, &mp));
+                    errs.extend(is_not_more_than_100_percent(mu, &mp));
                 }
             }
         }
@@ -215,35 +210,19 @@ pub fn validate_stateful_set_status_update(new: &StatefulSet, old: &StatefulSet)
     if let Some(g) = s.observed_generation {
         errs.extend(validate_nonnegative(g, &p.child("observedGeneration")));
     }
-    let ready = s.ready_replicas.unwrap_or(0);
-    let available = s.available_replicas.unwrap_or(0);
-    errs.extend(not_above(
-        ready,
+    errs.extend(not_above_replicas(
         s.replicas,
-        &p.child("readyReplicas"),
-        ABOVE_REPLICAS,
+        &[
+            ("readyReplicas", s.ready_replicas),
+            ("currentReplicas", s.current_replicas),
+            ("updatedReplicas", s.updated_replicas),
+            ("availableReplicas", s.available_replicas),
+        ],
+        &p,
     ));
     errs.extend(not_above(
-        s.current_replicas.unwrap_or(0),
-        s.replicas,
-        &p.child("currentReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        s.updated_replicas.unwrap_or(0),
-        s.replicas,
-        &p.child("updatedReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        s.replicas,
-        &p.child("availableReplicas"),
-        ABOVE_REPLICAS,
-    ));
-    errs.extend(not_above(
-        available,
-        ready,
+        s.available_replicas.unwrap_or(0),
+        s.ready_replicas.unwrap_or(0),
         &p.child("availableReplicas"),
         "cannot be greater than status.readyReplicas",
     ));

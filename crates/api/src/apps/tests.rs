@@ -144,11 +144,11 @@ fn replica_kinds_validation_is_upstreams() {
         (json!({}), vec![]),
         (
             json!({"template": {"metadata": {"labels": {"app": "other"}}}}),
-            vec!["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"],
+            vec!["spec.template.metadata.labels: Invalid value: {\"app\":\"other\"}: `selector` does not match template `labels`"],
         ),
         (
             json!({"selector": null}),
-            vec!["spec.selector: Required value", "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`"],
+            vec!["spec.selector: Required value", "spec.template.metadata.labels: Invalid value: {\"app\":\"web\"}: `selector` does not match template `labels`"],
         ),
         (
             json!({"selector": {"matchLabels": null, "matchExpressions": []}}),
@@ -201,11 +201,11 @@ fn deployment_strategy_validation_is_upstreams() {
         ),
         (
             json!({"strategy": {"rollingUpdate": {"maxUnavailable": "150%"}}}),
-            vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 150%: must not be greater than 100%"],
+            vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%"],
         ),
         (
             json!({"strategy": {"rollingUpdate": {"maxSurge": "x"}}}),
-            vec!["spec.strategy.rollingUpdate.maxSurge: Invalid value: x: a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"],
+            vec!["spec.strategy.rollingUpdate.maxSurge: Invalid value: \"x\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"],
         ),
         (
             json!({"strategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}}),

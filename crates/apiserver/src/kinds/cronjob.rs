@@ -6,7 +6,7 @@
 use k8s_openapi::api::batch::v1::CronJob;
 use serde_json::{json, Value};
 
-use super::job::{container_cells, format_selector, SELECTOR_DOC};
+use super::job::SELECTOR_DOC;
 use crate::errors::ApiError;
 use crate::filter;
 use crate::handlers::delete;
@@ -82,7 +82,7 @@ fn cells(obj: &Value, now: jiff::Timestamp) -> Result<Vec<Value>, ApiError> {
         None => "<unset>",
     };
     let job_spec = &spec["jobTemplate"]["spec"];
-    let (names, images) = container_cells(&job_spec["template"]["spec"]["containers"]);
+    let (names, images) = table::template_containers(&job_spec["template"]);
     Ok(vec![
         table::name(obj),
         json!(spec["schedule"].as_str().unwrap_or("")),
@@ -91,9 +91,9 @@ fn cells(obj: &Value, now: jiff::Timestamp) -> Result<Vec<Value>, ApiError> {
         json!(obj["status"]["active"].as_array().map_or(0, Vec::len)),
         json!(last),
         json!(table::age(obj, now)),
-        json!(names),
-        json!(images),
-        json!(format_selector(&job_spec["selector"])),
+        names,
+        images,
+        table::format_label_selector(&job_spec["selector"]),
     ])
 }
 

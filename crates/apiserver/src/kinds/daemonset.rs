@@ -51,7 +51,7 @@ fn cells(obj: &Value, now: jiff::Timestamp) -> Result<Vec<Value>, ApiError> {
         json!(table::age(obj, now)),
         names,
         images,
-        super::format_label_selector(obj),
+        table::format_label_selector(&obj["spec"]["selector"]),
     ])
 }
 

@@ -98,45 +98,17 @@ fn duration(obj: &Value, now: jiff::Timestamp) -> String {
     }
 }
 
-/// `layoutContainerCells`: names and images, comma-joined.
-pub(crate) fn container_cells(containers: &Value) -> (String, String) {
-    let list = containers.as_array().cloned().unwrap_or_default();
-    let names: Vec<&str> = list.iter().filter_map(|c| c["name"].as_str()).collect();
-    let images: Vec<&str> = list
-        .iter()
-        .map(|c| c["image"].as_str().unwrap_or(""))
-        .collect();
-    (names.join(","), images.join(","))
-}
-
-/// `metav1.FormatLabelSelector`.
-pub(crate) fn format_selector(sel: &Value) -> String {
-    let parsed = if sel.is_null() {
-        api::LabelSelector::from_label_selector(None)
-    } else {
-        match serde_json::from_value(sel.clone()) {
-            Ok(s) => api::LabelSelector::from_label_selector(Some(&s)),
-            Err(_) => return "<error>".into(),
-        }
-    };
-    match parsed {
-        Ok(s) if s.to_string().is_empty() => "<none>".into(),
-        Ok(s) => s.to_string(),
-        Err(_) => "<error>".into(),
-    }
-}
-
 fn cells(obj: &Value, now: jiff::Timestamp) -> Result<Vec<Value>, ApiError> {
-    let (names, images) = container_cells(&obj["spec"]["template"]["spec"]["containers"]);
+    let (names, images) = table::template_containers(&obj["spec"]["template"]);
     Ok(vec![
         table::name(obj),
         json!(status(obj)),
         json!(completions(obj)),
         json!(duration(obj, now)),
         json!(table::age(obj, now)),
-        json!(names),
-        json!(images),
-        json!(format_selector(&obj["spec"]["selector"])),
+        names,
+        images,
+        table::format_label_selector(&obj["spec"]["selector"]),
     ])
 }
 

@@ -57,16 +57,6 @@ pub fn spec_label_selector(obj: &serde_json::Value) -> Option<String> {
     api::selector_string(&sel)
 }
 
-/// `metav1.FormatLabelSelector`: the selector string, `<none>` when empty.
-pub fn format_label_selector(obj: &serde_json::Value) -> serde_json::Value {
-    let s = spec_label_selector(obj).unwrap_or_default();
-    serde_json::json!(if s.is_empty() {
-        "<none>".to_string()
-    } else {
-        s
-    })
-}
-
 /// `labels.FormatLabels` of a plain map: sorted `k=v` pairs, `<none>` when empty.
 pub fn format_labels(map: Option<&serde_json::Value>) -> serde_json::Value {
     let pairs: Vec<String> = map

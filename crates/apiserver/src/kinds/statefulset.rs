@@ -37,14 +37,9 @@ const COLUMNS: &[Column] = &[
 
 fn cells(obj: &Value, now: jiff::Timestamp) -> Result<Vec<Value>, ApiError> {
     let (names, images) = table::template_containers(&obj["spec"]["template"]);
-    let ready = format!(
-        "{}/{}",
-        table::int_at(obj, "/status/readyReplicas"),
-        table::int_at(obj, "/spec/replicas")
-    );
     Ok(vec![
         table::name(obj),
-        json!(ready),
+        table::ready_of_replicas(obj),
         json!(table::age(obj, now)),
         names,
         images,
