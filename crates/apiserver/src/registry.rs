@@ -148,8 +148,10 @@ static RESOURCES: &[&Resource] = &[
     &kinds::lease::RESOURCE,
     &kinds::event::EVENTS_V1,
     &kinds::priorityclass::RESOURCE,
-    &kinds::job::RESOURCE,
+    // Upstream's discovery lists a group's resources by name: cronjobs before jobs, which is
+    // the order `kubectl get all` prints them in.
     &kinds::cronjob::RESOURCE,
+    &kinds::job::RESOURCE,
     &kinds::poddisruptionbudget::RESOURCE,
 ];
 
@@ -385,17 +387,21 @@ mod tests {
                 "daemonsets.apps",
                 "deployments.apps",
                 "replicasets.apps",
-                "statefulsets.apps"
+                "statefulsets.apps",
+                "cronjobs.batch",
+                "jobs.batch"
             ]
         );
-        let apps: Vec<&str> = all()
-            .iter()
-            .filter(|r| r.group == "apps")
-            .map(|r| r.plural)
-            .collect();
-        let mut sorted = apps.clone();
-        sorted.sort_unstable();
-        assert_eq!(apps, sorted);
+        for group in ["apps", "batch"] {
+            let plurals: Vec<&str> = all()
+                .iter()
+                .filter(|r| r.group == group)
+                .map(|r| r.plural)
+                .collect();
+            let mut sorted = plurals.clone();
+            sorted.sort_unstable();
+            assert_eq!(plurals, sorted, "{group}");
+        }
     }
 
     #[test]
