@@ -44,9 +44,10 @@ def test_deleting_a_namespace_deletes_pods_and_everything_else(crun_node):
     n = crun_node
     core = kubernetes.client.CoreV1Api(n.client)
     ns = n.create_namespace()
-    # The pods stop at SIGTERM, well within their grace period.
+    # The pods stop 5 s after SIGTERM, well within their grace period: long enough for the
+    # controller's first pass over every discovered kind to see them, even on a busy machine.
     stoppable = {"name": "app", "image": n.images.busybox,
-                 "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}
+                 "command": ["sh", "-c", "trap 'sleep 5; exit 0' TERM; sleep 3600 & wait"]}
     pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
              "spec": {"containers": [stoppable], "terminationGracePeriodSeconds": 10}}
             for name in ("web", "worker")]

@@ -2,8 +2,9 @@
 StatefulSet, DaemonSet, ControllerRevision and core/v1 ReplicationController, each through
 the kind recipe — discovery, explain, defaults, validation, tables, short names, `all`,
 the status and scale subresources, protobuf and field selectors — driven by the real
-kubectl 1.37 and the Python client. API-only: no controller runs yet, so no pods are made
-and status stays what the tests write.
+kubectl 1.37 and the Python client. About the API: the ReplicaSet/RC controller does make
+pods for the replica sets here, so what it writes (status, pods) is waited for, never assumed
+absent; their images name a registry on a closed loopback port, so no pull leaves the machine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import pytest
 from helpers import names, rows_by_name, table, to_yaml, wait_until
 from test_protobuf import PB, first, request, unwrap
 
-CONTAINERS = [{"name": "app", "image": "nginx:1.27"}, {"name": "side", "image": "busybox"}]
+# A registry on a closed loopback port: pods of these templates never pull from the outside.
+REGISTRY = "127.0.0.1:9"
+CONTAINERS = [{"name": "app", "image": f"{REGISTRY}/nginx:1.27"},
+              {"name": "side", "image": f"{REGISTRY}/busybox"}]
 
 
 def template(labels: dict) -> dict:
@@ -137,7 +141,13 @@ def test_defaults_visible_in_yaml(cluster, ns):
 
     r = get_json(cluster, ns, "rs", "front")
     assert r["spec"]["replicas"] == 1
-    assert r["status"] == {"replicas": 0}
+    # A create drops the status it is sent: the stored object starts from `replicas: 0`
+    # (the controller writes its own afterwards).
+    sent = apps("ReplicaSet", "sent", replicas=0)
+    sent["status"] = {"replicas": 7, "readyReplicas": 7}
+    made = json.loads(cluster.kubectl("-n", ns, "create", "-o", "json", "-f", "-",
+                                      input=to_yaml(sent)).stdout)
+    assert made["status"] == {"replicas": 0}
 
     c = get_json(cluster, ns, "rc", "legacy")
     assert c["spec"]["selector"] == {"app": "legacy"}
@@ -163,27 +173,34 @@ def test_tables_short_names_and_get_all(cluster, ns):
         apps("Deployment", "web", replicas=3), apps("StatefulSet", "db"),
         apps("DaemonSet", "agent"), apps("ReplicaSet", "front", replicas=2), rc("legacy"),
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo"},
-         "spec": {"containers": [{"name": "app", "image": "busybox"}]}}))
+         "spec": {"containers": [{"name": "app", "image": f"{REGISTRY}/busybox"}]}}))
     for short, name, header, wide in TABLES:
         out = cluster.kubectl("-n", ns, "get", short).stdout
         assert table(out)[0] == header, out
         out = cluster.kubectl("-n", ns, "get", short, "-o", "wide").stdout
         assert table(out)[0] == header + wide, out
         row = rows_by_name(out)[name]
-        assert row["CONTAINERS"] == "app,side" and row["IMAGES"] == "nginx:1.27,busybox", row
+        assert row["CONTAINERS"] == "app,side", row
+        assert row["IMAGES"] == f"{REGISTRY}/nginx:1.27,{REGISTRY}/busybox", row
         if "SELECTOR" in row:
             assert row["SELECTOR"] == f"app={name}", row
     assert rows_by_name(cluster.kubectl("-n", ns, "get", "deploy").stdout)["web"]["READY"] == "0/3"
-    front = rows_by_name(cluster.kubectl("-n", ns, "get", "rs").stdout)["front"]
-    assert (front["DESIRED"], front["CURRENT"], front["READY"]) == ("2", "0", "0")
+    # The replica set's pods exist but cannot pull: current 2, ready 0.
+    wait_until(lambda: (lambda f: (f["DESIRED"], f["CURRENT"], f["READY"]) == ("2", "2", "0"))(
+        rows_by_name(cluster.kubectl("-n", ns, "get", "rs").stdout)["front"]),
+        what="rs front: 2 desired, 2 current, 0 ready")
     assert rows_by_name(cluster.kubectl("-n", ns, "get", "ds").stdout)["agent"]["NODE SELECTOR"] \
         == "<none>"
 
     # `kubectl get all` in upstream's order: core (pods, replicationcontrollers), then apps
     # alphabetically; no ControllerRevisions.
+    # The replica sets' own pods (`front-xxxxx`, `legacy-xxxxx`) come first, with the pods.
     out = cluster.kubectl("-n", ns, "get", "all", "-o", "name").stdout.split()
-    assert out == ["pod/solo", "replicationcontroller/legacy", "daemonset.apps/agent",
-                   "deployment.apps/web", "replicaset.apps/front", "statefulset.apps/db"], out
+    made = [o for o in out if re.fullmatch(r"pod/(front|legacy)-[a-z0-9]{5}", o)]
+    assert out[:len(made) + 1] == sorted(made + ["pod/solo"]), out
+    assert [o for o in out if o not in made] == [
+        "pod/solo", "replicationcontroller/legacy", "daemonset.apps/agent",
+        "deployment.apps/web", "replicaset.apps/front", "statefulset.apps/db"], out
     out = cluster.kubectl("-n", ns, "get", "all").stdout
     assert "deployment.apps/web" in out and "NODE SELECTOR" in out, out
 
@@ -210,16 +227,25 @@ def test_scale_through_kubectl(cluster, ns):
     cp = cluster.kubectl("-n", ns, "scale", "ds/agent", "--replicas=3", check=False)
     assert cp.returncode != 0
 
-    # The Scale reads the selector as a string; an RC's plain map reads the same way.
-    for path in [f"/apis/apps/v1/namespaces/{ns}/deployments/web/scale",
-                 f"/api/v1/namespaces/{ns}/replicationcontrollers/legacy/scale"]:
+    # The Scale reads the selector as a string (an RC's plain map reads the same way), and
+    # its status.replicas is the object's (the RC's once its controller counted 3 pods).
+    for what, path in [("deploy/web", f"/apis/apps/v1/namespaces/{ns}/deployments/web/scale"),
+                       ("rc/legacy",
+                        f"/api/v1/namespaces/{ns}/replicationcontrollers/legacy/scale")]:
         status, _, body = request(cluster, "GET", path)
         assert status == 200, body
         scale = json.loads(body)
         assert (scale["kind"], scale["apiVersion"]) == ("Scale", "autoscaling/v1")
         assert scale["spec"] == {"replicas": 3}
-        assert scale["status"]["replicas"] == 0
         assert scale["status"]["selector"] in ("app=web", "app=legacy")
+
+        def agrees(what=what, path=path):
+            scale = json.loads(request(cluster, "GET", path)[2])
+            replicas = get_json(cluster, ns, what).get("status", {}).get("replicas", 0)
+            return scale["status"]["replicas"] == replicas
+        wait_until(agrees, what=f"{what}: the Scale's status.replicas is the object's")
+    wait_until(lambda: get_json(cluster, ns, "rc/legacy")["status"].get("replicas") == 3,
+               what="the RC's controller counts 3 pods")
 
 
 def test_scale_and_status_through_the_python_client(cluster, ns):
@@ -265,14 +291,14 @@ def test_scale_and_status_through_the_python_client(cluster, ns):
     assert got.status.ready_replicas == 1 and got.spec.replicas == 2
 
     # Field selectors on status.replicas, as upstream's ReplicaSet and RC registries offer.
+    # (The controller brings status.replicas to spec.replicas: 1 for front, 0 for back.)
     api.create_namespaced_replica_set(ns, apps("ReplicaSet", "front"))
-    api.patch_namespaced_replica_set_status("front", ns, {"status": {"replicas": 1}})
-    api.create_namespaced_replica_set(ns, apps("ReplicaSet", "back"))
+    api.create_namespaced_replica_set(ns, apps("ReplicaSet", "back", replicas=0))
     sel = lambda what, s: names(cluster.kubectl(  # noqa: E731
         "-n", ns, "get", what, "-o", "name", "--field-selector", s).stdout)
-    assert sel("rs", "status.replicas=1") == {"front"}
-    assert sel("rs", "status.replicas=0") == {"back"}
-    assert sel("rc", "status.replicas=2") == {"legacy"}
+    wait_until(lambda: sel("rs", "status.replicas=1") == {"front"}, what="front selected")
+    wait_until(lambda: sel("rs", "status.replicas=0") == {"back"}, what="back selected")
+    wait_until(lambda: sel("rc", "status.replicas=2") == {"legacy"}, what="legacy selected")
     cp = cluster.kubectl("-n", ns, "get", "rs", "--field-selector", "spec.replicas=1", check=False)
     assert cp.returncode != 0 and "field label not supported: spec.replicas" in cp.stderr
 
