@@ -60,6 +60,13 @@ class PodWatch:
         self.thread.start()
 
     def _run(self, core, ns):
+        try:
+            self._watch(core, ns)
+        except Exception:  # noqa: BLE001 - the server stopping ends the stream
+            if not self.stop:
+                raise
+
+    def _watch(self, core, ns):
         w = kubernetes.watch.Watch()
         for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=3600):
             if self.stop:
