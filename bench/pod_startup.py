@@ -27,7 +27,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,8 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import figures  # noqa: E402
 import harness  # noqa: E402
-import images  # noqa: E402
-import node as node_support  # noqa: E402
+import onenode  # noqa: E402
 
 import kubernetes  # noqa: E402
 
@@ -201,35 +199,13 @@ def main() -> int:
     args = ap.parse_args()
     binary = Path(args.bin)
 
-    tmp = Path(tempfile.mkdtemp(prefix="pod-bench-"))
-    reg = images.start_registry(tmp / "registry")
-    server = harness.Peapod(tmp / "server", binary=binary, extra_args=[])
-    (tmp / "server").mkdir()
-    agent = None
-    agent_dir = tmp / "agent"
-    agent_dir.mkdir()
-    cidr, bridge = node_support.unique_network()
-    core = None
-    try:
-        images.push(reg.host_port, "bench/busybox", "1.0", images.busybox_image())
-        image = f"{reg.host_port}/bench/busybox:1.0"
-        server.start()
-        pki = server.data_dir / "pki"
-        out = agent_dir / "stdout"
-        agent = harness.spawn([str(binary), "agent", "--server", f"https://127.0.0.1:{server.port}",
-                               "--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt"),
-                               "--node-name", "bench-node", "--node-ip", "127.0.0.1",
-                               "--pod-cidr", cidr, "--cluster-cidr", cidr, "--cni-bridge", bridge, "--cgroup-root", node_support.cgroup_root(bridge), "--runtime", args.runtime, "--kubelet-port", "0",
-                               "--data-dir", str(agent_dir / "data")],
-                              agent_dir / "agent.log", stdout=out)
-        deadline = time.monotonic() + 60
-        while "peapod agent ready" not in out.read_text():
-            if agent.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("agent did not start:\n" + harness.tail(agent_dir / "agent.log"))
-            time.sleep(0.05)
-        api = kubernetes.config.new_client_from_config(config_file=str(server.kubeconfig))
-        core = kubernetes.client.CoreV1Api(api)
-        ns = "bench"
+    ns = "bench"
+    with onenode.one_node(binary, args.runtime, "pod-bench-",
+                          cleanup=lambda node: delete_all(
+                              kubernetes.client.CoreV1Api(node.api), ns,
+                              watch_gone_timeout=300)) as node:
+        core = kubernetes.client.CoreV1Api(node.api)
+        image, agent, tmp = node.image, node.agent, node.tmp
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         watch = ReadyWatch(core, ns)
         idle_agent = rss_kib(agent.pid)
@@ -266,7 +242,7 @@ def main() -> int:
         for n in names:
             create_timed(core, ns, n, image, started)
         watch.wait(names, timeout=600)
-        pids = helper_pids(agent_dir / "data")
+        pids = helper_pids(tmp / "agent" / "data")
         helpers_kib = sum(rss_kib(p) for p in pids)
         busy_agent = rss_kib(agent.pid)
         delete_all(core, ns, watch_gone_timeout=600)
@@ -304,16 +280,6 @@ def main() -> int:
         figures.emit(f"{base}/agent RSS idle/MiB", idle_agent / 1024, "lower")
         figures.emit(f"{base}/agent RSS busy/MiB", busy_agent / 1024, "lower")
         return 0
-    finally:
-        if core is not None and agent is not None and agent.poll() is None:
-            try:  # the agent releases what it made before it stops
-                delete_all(core, "bench", watch_gone_timeout=300)
-            except Exception as e:  # noqa: BLE001 - report and go on stopping things
-                print(f"cleanup: {e}", file=sys.stderr)
-        harness.stop(agent)
-        server.stop()
-        reg.stop()
-        node_support.remove_network(cidr, bridge)
 
 
 if __name__ == "__main__":

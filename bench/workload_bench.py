@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,8 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import figures  # noqa: E402
 import harness  # noqa: E402
-import images  # noqa: E402
-import node as node_support  # noqa: E402
+import onenode  # noqa: E402
 from pod_startup import pct  # noqa: E402
 
 import kubernetes  # noqa: E402
@@ -133,6 +131,15 @@ def deployment_controller_runs(apps: kubernetes.client.AppsV1Api, ns: str, image
         apps.delete_namespaced_deployment("probe", ns, propagation_policy="Background")
 
 
+def delete_namespace(node: onenode.OneNode, ns: str = "bench") -> None:
+    """Deletes the bench's namespace and waits for its pods to go, so the agent stops clean."""
+    core = kubernetes.client.CoreV1Api(node.api)
+    core.delete_namespace(ns)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and core.list_namespaced_pod(ns).items:
+        time.sleep(0.2)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=str(harness.peapod_bin()))
@@ -141,37 +148,11 @@ def main() -> int:
     args = ap.parse_args()
     binary = Path(args.bin)
 
-    tmp = Path(tempfile.mkdtemp(prefix="workload-bench-"))
-    reg = images.start_registry(tmp / "registry")
-    server = harness.Peapod(tmp / "server", binary=binary, extra_args=[])
-    (tmp / "server").mkdir()
-    agent = None
-    agent_dir = tmp / "agent"
-    agent_dir.mkdir()
-    cidr, bridge = node_support.unique_network()
-    core = None
     ns = "bench"
-    try:
-        images.push(reg.host_port, "bench/busybox", "1.0", images.busybox_image())
-        image = f"{reg.host_port}/bench/busybox:1.0"
-        server.start()
-        pki = server.data_dir / "pki"
-        out = agent_dir / "stdout"
-        agent = harness.spawn([str(binary), "agent", "--server", f"https://127.0.0.1:{server.port}",
-                               "--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt"),
-                               "--node-name", "bench-node", "--node-ip", "127.0.0.1",
-                               "--pod-cidr", cidr, "--cluster-cidr", cidr, "--cni-bridge", bridge,
-                               "--cgroup-root", node_support.cgroup_root(bridge), "--runtime", args.runtime,
-                               "--kubelet-port", "0", "--data-dir", str(agent_dir / "data")],
-                              agent_dir / "agent.log", stdout=out)
-        deadline = time.monotonic() + 60
-        while "peapod agent ready" not in out.read_text():
-            if agent.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("agent did not start:\n" + harness.tail(agent_dir / "agent.log"))
-            time.sleep(0.05)
-        api = kubernetes.config.new_client_from_config(config_file=str(server.kubeconfig))
-        core = kubernetes.client.CoreV1Api(api)
-        apps = kubernetes.client.AppsV1Api(api)
+    with onenode.one_node(binary, args.runtime, "workload-bench-", cleanup=delete_namespace) as node:
+        core = kubernetes.client.CoreV1Api(node.api)
+        apps = kubernetes.client.AppsV1Api(node.api)
+        image, agent, server = node.image, node.agent, node.server
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         watch = PodWatch(core, ns)
 
@@ -222,19 +203,6 @@ def main() -> int:
         figures.emit(f"{base}/scale up server CPU s", cpu1[0] - cpu0[0], "lower")
         figures.emit(f"{base}/scale up agent CPU s", cpu1[1] - cpu0[1], "lower")
         return 0
-    finally:
-        if core is not None and agent is not None and agent.poll() is None:
-            try:  # the agent releases what it made before it stops
-                core.delete_namespace(ns)
-                deadline = time.monotonic() + 300
-                while time.monotonic() < deadline and core.list_namespaced_pod(ns).items:
-                    time.sleep(0.2)
-            except Exception as e:  # noqa: BLE001 - report and go on stopping things
-                print(f"cleanup: {e}", file=sys.stderr)
-        harness.stop(agent)
-        server.stop()
-        reg.stop()
-        node_support.remove_network(cidr, bridge)
 
 
 if __name__ == "__main__":
