@@ -8,6 +8,7 @@ release the pods it made."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -30,6 +31,29 @@ class OneNode:
     server: harness.Peapod
     agent: object  # subprocess.Popen
     api: kubernetes.client.ApiClient
+
+
+def helper_pids(data_dir: Path) -> list[int]:
+    """The per-pod helpers (pause, monitor) an agent with this data directory runs."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"peapod-shim" in cmd and str(data_dir).encode() in cmd:
+            out.append(int(pid))
+    return out
+
+
+def pod_mounts(data_dir: Path) -> list[str]:
+    """What pods of the agent with this data directory still have mounted (netns, shm,
+    volumes, rootfs): empty once it has torn every sandbox down."""
+    prefix = str(data_dir) + "/"
+    with open("/proc/mounts") as mounts:
+        return [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
 
 
 @contextlib.contextmanager
@@ -71,6 +95,11 @@ def one_node(binary: Path, runtime: str, prefix: str,
         if started is not None and agent is not None and agent.poll() is None:
             try:  # the agent releases what it made before it stops
                 cleanup(started)
+                # A pod deleted with no grace leaves the API at once; its containers and
+                # sandbox go after. Stopping the agent before they have would leave them.
+                deadline = time.monotonic() + 120
+                while pod_mounts(agent_dir / "data") and time.monotonic() < deadline:
+                    time.sleep(0.1)
             except Exception as e:  # noqa: BLE001 - report and go on stopping things
                 print(f"cleanup: {e}", file=sys.stderr)
         harness.stop(agent)

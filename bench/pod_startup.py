@@ -58,20 +58,6 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def helper_pids(data_dir: Path) -> list[int]:
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"peapod-shim" in cmd and str(data_dir).encode() in cmd:
-            out.append(int(pid))
-    return out
-
-
 class ReadyWatch:
     """One watch over the namespace; records when each pod first reports Ready."""
 
@@ -242,7 +228,7 @@ def main() -> int:
         for n in names:
             create_timed(core, ns, n, image, started)
         watch.wait(names, timeout=600)
-        pids = helper_pids(tmp / "agent" / "data")
+        pids = onenode.helper_pids(tmp / "agent" / "data")
         helpers_kib = sum(rss_kib(p) for p in pids)
         busy_agent = rss_kib(agent.pid)
         delete_all(core, ns, watch_gone_timeout=600)
