@@ -5,7 +5,8 @@
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`disruption`]
 //! (PodDisruptionBudgets' status) and [`replicaset`] (ReplicaSets and, through the same
-//! code, ReplicationControllers) — each a kube-runtime
+//! code, ReplicationControllers), [`job`] (Jobs' pods, status and conditions) and
+//! [`ttlafterfinished`] (finished Jobs deleted after `ttlSecondsAfterFinished`) — each a kube-runtime
 //! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function —
 //! and [`garbagecollector`] (owner references: dependents of absent owners deleted,
 //! orphaning and foreground deletion finished, for every kind discovery lists, on its own
@@ -32,16 +33,19 @@ pub mod deployment;
 pub mod disruption;
 pub mod garbagecollector;
 mod informer;
+pub mod job;
 pub mod namespace;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
+pub mod ttlafterfinished;
 
 use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream};
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Pod, ReplicationController, ServiceAccount,
 };
@@ -119,9 +123,11 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         watcher::Config::default(),
     );
 
+    let jobs = Informer::<Job>::new("jobs", Api::all(client.clone()), watcher::Config::default());
+
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
-    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 6] = [
+    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 8] = [
         (
             "namespace",
             namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
@@ -160,6 +166,14 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             )
             .boxed(),
         ),
+        (
+            "job",
+            job::controller(client.clone(), &jobs, &pods, stop.clone()).boxed(),
+        ),
+        (
+            "ttl-after-finished",
+            ttlafterfinished::controller(client.clone(), &jobs, stop.clone()).boxed(),
+        ),
     ];
     for (name, controller) in controllers {
         let token = stop.clone();
@@ -180,6 +194,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(pods.run(stop.clone()));
     tasks.spawn(replica_sets.run(stop.clone()));
     tasks.spawn(replication_controllers.run(stop.clone()));
+    tasks.spawn(jobs.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
