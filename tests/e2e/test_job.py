@@ -129,14 +129,18 @@ def test_parallelism_bounds_active_pods(crun_node, job_ns):
     w = kubernetes.watch.Watch()
 
     def watch():
-        for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=TIMEOUT):
-            p = ev["object"]
-            running = (ev["type"] != "DELETED" and p.metadata.deletion_timestamp is None
-                       and p.status.phase not in ("Succeeded", "Failed"))
-            live[p.metadata.name] = running
-            seen_max[0] = max(seen_max[0], sum(live.values()))
-            if stop.is_set():
-                break
+        try:
+            for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=TIMEOUT):
+                p = ev["object"]
+                running = (ev["type"] != "DELETED" and p.metadata.deletion_timestamp is None
+                           and p.status.phase not in ("Succeeded", "Failed"))
+                live[p.metadata.name] = running
+                seen_max[0] = max(seen_max[0], sum(live.values()))
+                if stop.is_set():
+                    break
+        except Exception:
+            if not stop.is_set():
+                raise
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
@@ -144,6 +148,8 @@ def test_parallelism_bounds_active_pods(crun_node, job_ns):
     st = wait_condition(n, ns, "par", "Complete")
     stop.set()
     w.stop()
+    t.join(timeout=10)
+    assert len(live) == 3, live
     assert st["succeeded"] == 3 and "failed" not in st, st
     assert len(job_pods(n, ns, "par")) == 3
     assert seen_max[0] == 2, seen_max

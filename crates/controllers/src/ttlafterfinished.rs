@@ -155,7 +155,6 @@ fn error_policy(job: Arc<Job>, error: &Error, ctx: Arc<Ctx>) -> Action {
     Action::requeue(delay)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,17 +186,37 @@ mod tests {
     fn decides_from_finish_time_and_ttl() {
         let now = Timestamp::from_second(1_000).unwrap_or(Timestamp::UNIX_EPOCH);
         let cases = [
-            ("no ttl", job(None, Some(("Complete", "True", 900))), Ttl::Nothing),
+            (
+                "no ttl",
+                job(None, Some(("Complete", "True", 900))),
+                Ttl::Nothing,
+            ),
             ("running", job(Some(0), None), Ttl::Nothing),
-            ("complete false", job(Some(0), Some(("Complete", "False", 900))), Ttl::Nothing),
-            ("ttl 0 complete", job(Some(0), Some(("Complete", "True", 1_000))), Ttl::Expired),
-            ("failed long ago", job(Some(10), Some(("Failed", "True", 900))), Ttl::Expired),
+            (
+                "complete false",
+                job(Some(0), Some(("Complete", "False", 900))),
+                Ttl::Nothing,
+            ),
+            (
+                "ttl 0 complete",
+                job(Some(0), Some(("Complete", "True", 1_000))),
+                Ttl::Expired,
+            ),
+            (
+                "failed long ago",
+                job(Some(10), Some(("Failed", "True", 900))),
+                Ttl::Expired,
+            ),
             (
                 "not yet",
                 job(Some(30), Some(("Complete", "True", 990))),
                 Ttl::Wait(Duration::from_secs(20)),
             ),
-            ("suspended only", job(Some(0), Some(("Suspended", "True", 900))), Ttl::Nothing),
+            (
+                "suspended only",
+                job(Some(0), Some(("Suspended", "True", 900))),
+                Ttl::Nothing,
+            ),
         ];
         for (name, j, want) in cases {
             assert_eq!(decide(&j, now), want, "{name}");

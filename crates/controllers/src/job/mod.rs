@@ -82,8 +82,8 @@ use crate::RESYNC;
 
 use backoff_utils::{new_backoff_record, remaining_time, BackoffRecord, BackoffStore};
 use indexed_job_utils::{
-    add_completion_index, add_completion_index_env_variables, first_pending_indexes,
-    indexes_of, is_indexed_job, pod_generate_name_with_index, Intervals,
+    add_completion_index, add_completion_index_env_variables, first_pending_indexes, indexes_of,
+    is_indexed_job, pod_generate_name_with_index, Intervals,
 };
 use sync::*;
 
@@ -194,12 +194,7 @@ pub fn controller(
         backoff: Backoff::controller_default(),
     });
     let (triggers, triggered) = mpsc::unbounded_channel();
-    let router = route_events(
-        job_changes,
-        pod_changes,
-        ctx.clone(),
-        triggers,
-    );
+    let router = route_events(job_changes, pod_changes, ctx.clone(), triggers);
     let triggered = futures::stream::unfold(triggered, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))
     });
@@ -384,7 +379,10 @@ fn orphan_cleanup(ctx: &Ctx, pod: &Arc<Pod>, job_uids: &HashMap<String, String>)
         None => get_controller_of(&pod.metadata).is_none(),
     };
     if orphan {
-        tokio::spawn(remove_finalizers(ctx.pod_control.clone(), vec![pod.clone()]));
+        tokio::spawn(remove_finalizers(
+            ctx.pod_control.clone(),
+            vec![pod.clone()],
+        ));
     }
 }
 
@@ -469,12 +467,8 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if status.start_time.is_none() && !job_suspended(&job) {
         status_mut(&mut job).start_time = Some(Time(now));
     }
-    let new_backoff = new_backoff_record(
-        ctx.pod_backoff.get(&key),
-        &new_succeeded,
-        &new_failed,
-        now,
-    );
+    let new_backoff =
+        new_backoff_record(ctx.pod_backoff.get(&key), &new_succeeded, &new_failed, now);
     let active = i32_of(observed.active.len());
     let ready = count_ready(&observed.active);
     let mut st = SyncState {
@@ -532,20 +526,41 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 .conditions
                 .get_or_insert_with(Vec::new);
             if suspended {
-                if ensure_condition(conditions, SUSPENDED, "True", "JobSuspended", "Job suspended", now) {
+                if ensure_condition(
+                    conditions,
+                    SUSPENDED,
+                    "True",
+                    "JobSuspended",
+                    "Job suspended",
+                    now,
+                ) {
                     suspend_changed = true;
-                    ctx.recorder
-                        .event(&st.reference, EventType::Normal, "Suspended", "Job suspended");
+                    ctx.recorder.event(
+                        &st.reference,
+                        EventType::Normal,
+                        "Suspended",
+                        "Job suspended",
+                    );
                 }
-            } else if ensure_condition(conditions, SUSPENDED, "False", "JobResumed", "Job resumed", now)
-            {
+            } else if ensure_condition(
+                conditions,
+                SUSPENDED,
+                "False",
+                "JobResumed",
+                "Job resumed",
+                now,
+            ) {
                 suspend_changed = true;
                 ctx.recorder
                     .event(&st.reference, EventType::Normal, "Resumed", "Job resumed");
                 // activeDeadlineSeconds counts the time continuously active.
                 status_mut(&mut st.job).start_time = Some(Time(now));
             }
-            if status_mut(&mut st.job).conditions.as_ref().is_some_and(|c| c.is_empty()) {
+            if status_mut(&mut st.job)
+                .conditions
+                .as_ref()
+                .is_some_and(|c| c.is_empty())
+            {
                 status_mut(&mut st.job).conditions = None;
             }
         }
@@ -790,7 +805,11 @@ async fn delete_job_pods(
 
 /// Upstream's `manageJob`: deletes every pod of a suspended Job, surplus pods otherwise,
 /// or creates the missing ones once the failure backoff allows.
-async fn manage_job(ctx: &Ctx, st: &mut SyncState, now: Timestamp) -> Result<(), pod_control::Error> {
+async fn manage_job(
+    ctx: &Ctx,
+    st: &mut SyncState,
+    now: Timestamp,
+) -> Result<(), pod_control::Error> {
     let job = st.job.clone();
     let spec = spec(&job);
     let active = st.active;
@@ -835,10 +854,13 @@ async fn manage_job(ctx: &Ctx, st: &mut SyncState, now: Timestamp) -> Result<(),
             return Ok(());
         }
     }
-    let mut diff = usize::try_from(diff).unwrap_or(0).min(MAX_POD_CREATE_DELETE_PER_SYNC);
+    let mut diff = usize::try_from(diff)
+        .unwrap_or(0)
+        .min(MAX_POD_CREATE_DELETE_PER_SYNC);
     let mut indexes: Vec<Option<i32>> = vec![None; diff];
     if is_indexed_job(&job) {
-        let terminating_ix = only_replace_failed_pods(&job).then(|| terminating_indexes(&st.observed.pods));
+        let terminating_ix =
+            only_replace_failed_pods(&job).then(|| terminating_indexes(&st.observed.pods));
         let mut pending = first_pending_indexes(
             &st.succeeded_indexes,
             &indexes_of(&st.observed.active),
@@ -878,7 +900,8 @@ async fn manage_job(ctx: &Ctx, st: &mut SyncState, now: Timestamp) -> Result<(),
         return Ok(());
     }
     debug!(job = %st.key, need = want, creating = diff, "too few pods running");
-    ctx.expectations.expect_creations(&st.key, i64::try_from(diff).unwrap_or(i64::MAX));
+    ctx.expectations
+        .expect_creations(&st.key, i64::try_from(diff).unwrap_or(i64::MAX));
     let mut template = spec.template.clone();
     if is_indexed_job(&job) {
         add_completion_index_env_variables(&mut template);
@@ -971,7 +994,9 @@ async fn track_job_status_and_remove_finalizers(
         .observed
         .pods
         .iter()
-        .filter(|p| has_tracking_finalizer(p) && !st.observed.expected_rm_finalizers.contains(&uid(p)))
+        .filter(|p| {
+            has_tracking_finalizer(p) && !st.observed.expected_rm_finalizers.contains(&uid(p))
+        })
         .map(|p| uid(p))
         .collect();
     if clean_uncounted(status_mut(&mut st.job), &with_finalizer) {
@@ -1070,7 +1095,11 @@ async fn track_job_status_and_remove_finalizers(
             async move {
                 let name = pod.metadata.name.as_deref().unwrap_or_default();
                 let r = match remove_tracking_finalizer_patch(pod) {
-                    Some(patch) => ctx.pod_control.patch_pod(ns, name, &patch).await.map(|_| ()),
+                    Some(patch) => ctx
+                        .pod_control
+                        .patch_pod(ns, name, &patch)
+                        .await
+                        .map(|_| ()),
                     None => Ok(()),
                 };
                 (pod, r)
@@ -1151,7 +1180,12 @@ fn record_job_finished(ctx: &Ctx, st: &SyncState) {
     let Some(c) = &st.finished else { return };
     if c.type_ == COMPLETE {
         let completions = spec(&st.job).completions;
-        let succeeded = st.job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0);
+        let succeeded = st
+            .job
+            .status
+            .as_ref()
+            .and_then(|s| s.succeeded)
+            .unwrap_or(0);
         if completions.is_some_and(|c| succeeded > c) {
             ctx.recorder.event(
                 &st.reference,
@@ -1160,8 +1194,12 @@ fn record_job_finished(ctx: &Ctx, st: &SyncState) {
                 "Too many succeeded pods running after completion count reached",
             );
         }
-        ctx.recorder
-            .event(&st.reference, EventType::Normal, "Completed", "Job completed");
+        ctx.recorder.event(
+            &st.reference,
+            EventType::Normal,
+            "Completed",
+            "Job completed",
+        );
     } else {
         ctx.recorder.event(
             &st.reference,

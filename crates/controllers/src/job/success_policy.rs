@@ -29,9 +29,7 @@ pub fn match_success_policy(
                     Some(n) => contains >= n,
                 }
             }
-            None => rule
-                .succeeded_count
-                .is_some_and(|n| succeeded.total() >= n),
+            None => rule.succeeded_count.is_some_and(|n| succeeded.total() >= n),
         };
         if matched {
             return Some(format!("Matched rules at index {index}"));

@@ -164,7 +164,10 @@ impl Observed {
 
 /// Failed pods the pod failure policy does not ignore.
 pub fn non_ignored_failed_count(job: &Job, failed: &[Arc<Pod>]) -> i32 {
-    let policy = job.spec.as_ref().and_then(|s| s.pod_failure_policy.as_ref());
+    let policy = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_failure_policy.as_ref());
     let n = failed
         .iter()
         .filter(|p| match_pod_failure_policy(policy, p).count_failed)
@@ -223,12 +226,20 @@ pub fn active_deadline_remaining(job: &Job, now: Timestamp) -> Option<Duration> 
     if job_suspended(job) {
         return None;
     }
-    let ends = start.checked_add(SignedDuration::from_secs(deadline)).ok()?;
+    let ends = start
+        .checked_add(SignedDuration::from_secs(deadline))
+        .ok()?;
     Some(Duration::try_from(ends.duration_since(now)).unwrap_or(Duration::ZERO))
 }
 
 /// A condition as upstream's `newCondition` makes it: both times now.
-pub fn new_condition(type_: &str, status: &str, reason: &str, message: &str, now: Timestamp) -> JobCondition {
+pub fn new_condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> JobCondition {
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     JobCondition {
         type_: type_.to_string(),
@@ -394,18 +405,29 @@ pub fn remaining_time_per_index(pod: &Pod, now: Timestamp) -> Duration {
 /// The failure-count annotations of a replacement pod, from the failed pod it replaces
 /// (upstream's `addIndexFailureCountAnnotation`).
 pub fn index_failure_annotations(job: &Job, replaced: Option<&Pod>) -> Vec<(String, String)> {
-    use super::indexed_job_utils::{INDEX_FAILURE_COUNT_ANNOTATION, INDEX_IGNORED_FAILURE_COUNT_ANNOTATION};
+    use super::indexed_job_utils::{
+        INDEX_FAILURE_COUNT_ANNOTATION, INDEX_IGNORED_FAILURE_COUNT_ANNOTATION,
+    };
     let Some(old) = replaced else {
         return vec![(INDEX_FAILURE_COUNT_ANNOTATION.to_string(), "0".to_string())];
     };
-    let policy = job.spec.as_ref().and_then(|s| s.pod_failure_policy.as_ref());
+    let policy = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_failure_policy.as_ref());
     let counted = match_pod_failure_policy(policy, old).count_failed;
     let (failures, ignored) = (index_failure_count(old), index_ignored_failure_count(old));
     let failures = if counted { failures + 1 } else { failures };
     let ignored = if counted { ignored } else { ignored + 1 };
-    let mut out = vec![(INDEX_FAILURE_COUNT_ANNOTATION.to_string(), failures.to_string())];
+    let mut out = vec![(
+        INDEX_FAILURE_COUNT_ANNOTATION.to_string(),
+        failures.to_string(),
+    )];
     if ignored > 0 {
-        out.push((INDEX_IGNORED_FAILURE_COUNT_ANNOTATION.to_string(), ignored.to_string()));
+        out.push((
+            INDEX_IGNORED_FAILURE_COUNT_ANNOTATION.to_string(),
+            ignored.to_string(),
+        ));
     }
     out
 }
@@ -429,7 +451,11 @@ pub fn want_active(job: &Job, active: i32, succeeded: i32) -> i32 {
 
 /// The active pods to delete: of an Indexed Job first those with a repeated or invalid
 /// index, then the least valuable (upstream's `activePodsForRemoval`).
-pub fn active_pods_for_removal(job: &Job, active: &[Arc<Pod>], rm_at_least: usize) -> Vec<Arc<Pod>> {
+pub fn active_pods_for_removal(
+    job: &Job,
+    active: &[Arc<Pod>],
+    rm_at_least: usize,
+) -> Vec<Arc<Pod>> {
     let (mut rm, left) = if is_indexed_job(job) {
         duplicated_index_pods(active, completions(job))
     } else {
@@ -446,7 +472,10 @@ pub fn active_pods_for_removal(job: &Job, active: &[Arc<Pod>], rm_at_least: usiz
 /// The indexes of terminating pods, which `podReplacementPolicy: Failed` does not replace.
 pub fn terminating_indexes(pods: &[Arc<Pod>]) -> BTreeSet<i32> {
     let terminating: Vec<&Arc<Pod>> = pods.iter().filter(|p| is_pod_terminating(p)).collect();
-    terminating.iter().filter_map(|p| completion_index(p)).collect()
+    terminating
+        .iter()
+        .filter_map(|p| completion_index(p))
+        .collect()
 }
 
 /// What counting the finished pods decided (upstream's loop in
@@ -478,7 +507,10 @@ pub fn track_pods(
     if indexed {
         pods.sort_by_key(|p| completion_index(p).unwrap_or(-1));
     }
-    let policy = job.spec.as_ref().and_then(|s| s.pod_failure_policy.as_ref());
+    let policy = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_failure_policy.as_ref());
     let c = completions(job);
     let mut t = Tracking::default();
     for pod in pods {
@@ -519,7 +551,9 @@ pub fn track_pods(
         {
             t.new_uncounted_failed.push(u.clone());
         }
-        if t.new_succeeded_indexes.len() + t.new_uncounted_succeeded.len() + t.new_uncounted_failed.len()
+        if t.new_succeeded_indexes.len()
+            + t.new_uncounted_succeeded.len()
+            + t.new_uncounted_failed.len()
             >= MAX_UNCOUNTED_PODS
         {
             t.reached_max_uncounted = true;
@@ -532,23 +566,35 @@ pub fn track_pods(
 /// Moves the uncounted pods that no longer carry the finalizer into the counters (upstream's
 /// `cleanUncountedPodsWithoutFinalizers`); whether anything changed.
 pub fn clean_uncounted(status: &mut JobStatus, with_finalizer: &HashSet<String>) -> bool {
-    let uncounted = status.uncounted_terminated_pods.get_or_insert_with(Default::default);
+    let uncounted = status
+        .uncounted_terminated_pods
+        .get_or_insert_with(Default::default);
     let mut changed = false;
     let succeeded = uncounted.succeeded.take().unwrap_or_default();
-    let keep: Vec<String> = succeeded.iter().filter(|u| with_finalizer.contains(*u)).cloned().collect();
+    let keep: Vec<String> = succeeded
+        .iter()
+        .filter(|u| with_finalizer.contains(*u))
+        .cloned()
+        .collect();
     if keep.len() != succeeded.len() {
         changed = true;
         let moved = i32::try_from(succeeded.len() - keep.len()).unwrap_or(i32::MAX);
         status.succeeded = Some(status.succeeded.unwrap_or(0).saturating_add(moved));
     }
     let failed = uncounted.failed.take().unwrap_or_default();
-    let keep_failed: Vec<String> = failed.iter().filter(|u| with_finalizer.contains(*u)).cloned().collect();
+    let keep_failed: Vec<String> = failed
+        .iter()
+        .filter(|u| with_finalizer.contains(*u))
+        .cloned()
+        .collect();
     if keep_failed.len() != failed.len() {
         changed = true;
         let moved = i32::try_from(failed.len() - keep_failed.len()).unwrap_or(i32::MAX);
         status.failed = Some(status.failed.unwrap_or(0).saturating_add(moved));
     }
-    let uncounted = status.uncounted_terminated_pods.get_or_insert_with(Default::default);
+    let uncounted = status
+        .uncounted_terminated_pods
+        .get_or_insert_with(Default::default);
     uncounted.succeeded = (!keep.is_empty()).then_some(keep);
     uncounted.failed = (!keep_failed.is_empty()).then_some(keep_failed);
     changed
@@ -569,7 +615,10 @@ pub fn remove_tracking_finalizer_patch(pod: &Pod) -> Option<serde_json::Value> {
 
 /// The ready pods among `pods`.
 pub fn count_ready(pods: &[Arc<Pod>]) -> i32 {
-    let n = pods.iter().filter(|p| crate::controller_utils::is_pod_ready(p)).count();
+    let n = pods
+        .iter()
+        .filter(|p| crate::controller_utils::is_pod_ready(p))
+        .count();
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
