@@ -332,7 +332,7 @@ async fn route_events(
             Event::Pod(Change::Applied(pod)) => {
                 let old = pods_seen.insert(pod_key(&pod), pod.clone());
                 finalizer_observed(&ctx, &pod, false);
-                orphan_cleanup(&ctx, &pod, &job_uids);
+                orphan_cleanup(&ctx, &pod);
                 pod_event_actions(old.as_deref(), &pod, false, &lookup)
             }
             Event::Pod(Change::Deleted(pod)) => {
@@ -368,14 +368,19 @@ fn finalizer_observed(ctx: &Ctx, pod: &Pod, gone: bool) {
     }
 }
 
-/// A pod with the finalizer whose Job (by uid) is not known loses the finalizer.
-fn orphan_cleanup(ctx: &Ctx, pod: &Arc<Pod>, job_uids: &HashMap<String, String>) {
+/// A pod with the finalizer whose Job (by uid) is not in the cache loses the finalizer
+/// (upstream's orphan pod queue). The router runs once the caches synced, so a Job missing
+/// from the cache is gone.
+fn orphan_cleanup(ctx: &Ctx, pod: &Arc<Pod>) {
     if !has_tracking_finalizer(pod) {
         return;
     }
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let orphan = match owning_job(pod) {
-        Some(r) => job_uids.get(&key(ns, &r.name)) != Some(&r.uid),
+        Some(r) => ctx
+            .jobs
+            .get(&ObjectRef::new(&r.name).within(ns))
+            .is_none_or(|j| j.metadata.uid.as_deref() != Some(r.uid.as_str())),
         None => get_controller_of(&pod.metadata).is_none(),
     };
     if orphan {
