@@ -291,3 +291,22 @@ def test_ttl_after_finished_removes_the_job_and_its_pods(crun_node, job_ns):
     wait_until(lambda: absent("soon"), timeout=TIMEOUT, interval=0.3, what="job soon deleted")
     wait_until(lambda: job_pods(n, ns, "gone") == [] and job_pods(n, ns, "soon") == [],
                timeout=TIMEOUT, what="their pods deleted")
+
+
+def test_success_policy_ends_an_indexed_job_early(crun_node, job_ns):
+    n, ns = crun_node, job_ns
+    script = ('trap \'exit 0\' TERM; '
+              'if [ "$JOB_COMPLETION_INDEX" = 0 ]; then exit 0; fi; sleep 3600 & wait')
+    create(n, ns, job(n, "lead", script, completions=3, parallelism=3,
+                      completionMode="Indexed",
+                      successPolicy={"rules": [{"succeededIndexes": "0"}]}))
+    st = wait_condition(n, ns, "lead", "Complete")
+    assert conditions(st) == [
+        ("SuccessCriteriaMet", "True", "SuccessPolicy", "Matched rules at index 0"),
+        ("Complete", "True", "SuccessPolicy", "Matched rules at index 0"),
+    ], st
+    # The other indexes' pods were deleted, not counted as failed.
+    assert st["completedIndexes"] == "0" and st["succeeded"] == 1 and "failed" not in st, st
+    assert "active" not in st and st["terminating"] == 0, st
+    evs = events(n, ns, "lead")
+    assert sum(1 for e in evs if e[1] == "SuccessfulDelete") == 2, evs
