@@ -310,3 +310,21 @@ def test_success_policy_ends_an_indexed_job_early(crun_node, job_ns):
     assert "active" not in st and st["terminating"] == 0, st
     evs = events(n, ns, "lead")
     assert sum(1 for e in evs if e[1] == "SuccessfulDelete") == 2, evs
+
+
+def test_backoff_limit_per_index_fails_only_that_index(crun_node, job_ns):
+    n, ns = crun_node, job_ns
+    create(n, ns, job(n, "per", '[ "$JOB_COMPLETION_INDEX" = 0 ]', completions=2,
+                      parallelism=2, completionMode="Indexed", backoffLimitPerIndex=1))
+    st = wait_condition(n, ns, "per", "Failed")
+    assert conditions(st) == [
+        ("FailureTarget", "True", "FailedIndexes", "Job has failed indexes"),
+        ("Failed", "True", "FailedIndexes", "Job has failed indexes"),
+    ], st
+    assert (st["completedIndexes"], st["failedIndexes"]) == ("0", "1"), st
+    assert (st["succeeded"], st["failed"]) == (1, 2), st
+    counts = sorted(
+        p["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"]
+        for p in job_pods(n, ns, "per")
+        if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "1")
+    assert counts == ["0", "1"], counts
