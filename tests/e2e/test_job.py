@@ -247,6 +247,9 @@ def test_suspend_and_resume(crun_node, job_ns):
     create(n, ns, job(n, "busy", "trap 'exit 0' TERM; sleep 3600 & wait"))
     wait_until(lambda: status(n, ns, "busy").get("active") == 1, timeout=TIMEOUT,
                what="an active pod")
+    # Not yet counted: the pod carries the tracking finalizer.
+    [running] = job_pods(n, ns, "busy")
+    assert running["metadata"]["finalizers"] == ["batch.kubernetes.io/job-tracking"], running
     n.kubectl("patch", "job", "busy", "-n", ns, "--type=merge", "-p",
               '{"spec":{"suspend":true}}')
     st = wait_condition(n, ns, "busy", "Suspended")

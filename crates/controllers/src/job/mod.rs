@@ -368,8 +368,8 @@ fn finalizer_observed(ctx: &Ctx, pod: &Pod, gone: bool) {
     }
 }
 
-/// A pod with the finalizer whose Job (by uid) is not in the cache loses the finalizer
-/// (upstream's orphan pod queue). The router runs once the caches synced, so a Job missing
+/// A pod with the finalizer whose Job (by uid) is not in the cache, or finished, loses the
+/// finalizer (upstream's orphan pod queue). The router runs once the caches synced, so a Job missing
 /// from the cache is gone.
 fn orphan_cleanup(ctx: &Ctx, pod: &Arc<Pod>) {
     if !has_tracking_finalizer(pod) {
@@ -380,7 +380,9 @@ fn orphan_cleanup(ctx: &Ctx, pod: &Arc<Pod>) {
         Some(r) => ctx
             .jobs
             .get(&ObjectRef::new(&r.name).within(ns))
-            .is_none_or(|j| j.metadata.uid.as_deref() != Some(r.uid.as_str())),
+            .is_none_or(|j| {
+                j.metadata.uid.as_deref() != Some(r.uid.as_str()) || is_job_finished(&j)
+            }),
         None => get_controller_of(&pod.metadata).is_none(),
     };
     if orphan {
