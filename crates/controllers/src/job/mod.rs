@@ -496,7 +496,16 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         requeue: None,
     };
 
-    decide_finish(&mut st, failed, now);
+    let finish = decide_finish(&st.job, &st.observed, st.succeeded, failed, now);
+    st.finished = finish.finished;
+    st.succeeded = finish.succeeded;
+    st.prev_succeeded_indexes = finish.prev_succeeded_indexes;
+    st.succeeded_indexes = finish.succeeded_indexes;
+    st.failed_indexes = finish.failed_indexes;
+    st.delayed = finish.delayed;
+    if let Some(d) = finish.requeue {
+        st.requeue_after(d);
+    }
 
     let mut suspend_changed = false;
     let mut manage_error = None;
@@ -594,121 +603,6 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Some(d) => Action::requeue(d.max(Duration::from_millis(100))),
         None => Action::await_change(),
     })
-}
-
-/// The first half of `syncJob`: which finish, if any, the Job has reached.
-fn decide_finish(st: &mut SyncState, failed: i32, now: Timestamp) {
-    let job = &st.job;
-    let spec = spec(job);
-    let conditions = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let true_condition = |t: &str| find_condition(&conditions, t).filter(|c| c.status == "True");
-    st.finished = true_condition(SUCCESS_CRITERIA_MET).cloned();
-    if st.finished.is_none() {
-        if let Some(target) = true_condition(FAILURE_TARGET) {
-            st.finished = Some(new_condition(
-                FAILED,
-                "True",
-                target.reason.as_deref().unwrap_or_default(),
-                target.message.as_deref().unwrap_or_default(),
-                now,
-            ));
-        } else if let Some(msg) = fail_job_message(job, &st.observed.pods) {
-            st.finished = Some(new_condition(
-                FAILURE_TARGET,
-                "True",
-                REASON_POD_FAILURE_POLICY,
-                &msg,
-                now,
-            ));
-        }
-    }
-    if st.finished.is_none() {
-        let backoff_limit = spec.backoff_limit.unwrap_or(6);
-        if failed > backoff_limit || past_backoff_limit_on_failure(job, &st.observed.pods) {
-            st.finished = Some(new_condition(
-                FAILURE_TARGET,
-                "True",
-                REASON_BACKOFF_LIMIT_EXCEEDED,
-                "Job has reached the specified backoff limit",
-                now,
-            ));
-        } else {
-            match active_deadline_remaining(job, now) {
-                Some(d) if d.is_zero() => {
-                    st.finished = Some(new_condition(
-                        FAILURE_TARGET,
-                        "True",
-                        REASON_DEADLINE_EXCEEDED,
-                        "Job was active longer than specified deadline",
-                        now,
-                    ));
-                }
-                Some(d) => st.requeue_after(d),
-                None => {}
-            }
-        }
-    }
-    if is_indexed_job(&st.job) {
-        let (prev, succeeded) = calculate_succeeded_indexes(&st.job, &st.observed.pods);
-        st.succeeded = succeeded.total();
-        st.prev_succeeded_indexes = prev;
-        st.succeeded_indexes = succeeded;
-        let completions = spec.completions.unwrap_or(0);
-        if has_backoff_limit_per_index(&st.job) {
-            let failed_indexes = calculate_failed_indexes(&st.job, &st.observed.pods);
-            if st.finished.is_none() {
-                if spec
-                    .max_failed_indexes
-                    .is_some_and(|m| failed_indexes.total() > m)
-                {
-                    st.finished = Some(new_condition(
-                        FAILURE_TARGET,
-                        "True",
-                        REASON_MAX_FAILED_INDEXES_EXCEEDED,
-                        "Job has exceeded the specified maximal number of failed indexes",
-                        now,
-                    ));
-                } else if failed_indexes.total() > 0
-                    && failed_indexes.total() + st.succeeded_indexes.total() >= completions
-                {
-                    st.finished = Some(new_condition(
-                        FAILURE_TARGET,
-                        "True",
-                        REASON_FAILED_INDEXES,
-                        "Job has failed indexes",
-                        now,
-                    ));
-                }
-            }
-            st.delayed = pods_with_delayed_deletion_per_index(
-                &st.job,
-                &st.observed,
-                &st.succeeded_indexes,
-                &failed_indexes,
-                now,
-            );
-            st.failed_indexes = Some(failed_indexes);
-        }
-        if st.finished.is_none() {
-            if let Some(msg) = success_policy::match_success_policy(
-                spec.success_policy.as_ref(),
-                completions,
-                &st.succeeded_indexes,
-            ) {
-                st.finished = Some(new_condition(
-                    SUCCESS_CRITERIA_MET,
-                    "True",
-                    REASON_SUCCESS_POLICY,
-                    &msg,
-                    now,
-                ));
-            }
-        }
-    }
 }
 
 /// The pods the Job controls, orphans matching its selector adopted (upstream's

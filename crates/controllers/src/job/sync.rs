@@ -17,6 +17,7 @@ use super::indexed_job_utils::{
     index_ignored_failure_count, indexes_of, is_indexed_job, Intervals,
 };
 use super::pod_failure_policy::{match_pod_failure_policy, Action};
+use super::success_policy::match_success_policy;
 use crate::controller_utils::{active_pods_less, is_pod_terminating, sort_by_less};
 
 /// The finalizer every Job pod carries until the controller counted it.
@@ -625,6 +626,148 @@ pub fn count_ready(pods: &[Arc<Pod>]) -> i32 {
 /// The active pods that are ready.
 pub fn ready_of(pods: &[Arc<Pod>]) -> i32 {
     count_ready(pods)
+}
+
+/// What the first half of `syncJob` decided.
+#[derive(Debug, Default, Clone)]
+pub struct Finish {
+    /// The finish reached, if any: an interim `FailureTarget` / `SuccessCriteriaMet` to
+    /// write, or the final `Failed` / `SuccessCriteriaMet` already recorded.
+    pub finished: Option<JobCondition>,
+    /// Sync again then (the active deadline).
+    pub requeue: Option<Duration>,
+    /// Succeeded pods (an Indexed Job's from its indexes).
+    pub succeeded: i32,
+    pub prev_succeeded_indexes: Intervals,
+    pub succeeded_indexes: Intervals,
+    /// Set with `backoffLimitPerIndex`.
+    pub failed_indexes: Option<Intervals>,
+    pub delayed: BTreeMap<i32, Arc<Pod>>,
+}
+
+/// The first half of `syncJob`: which finish, if any, the Job has reached.
+pub fn decide_finish(
+    job: &Job,
+    observed: &Observed,
+    succeeded: i32,
+    failed: i32,
+    now: Timestamp,
+) -> Finish {
+    let mut st = Finish {
+        succeeded,
+        ..Finish::default()
+    };
+    let spec = spec(job);
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let true_condition = |t: &str| find_condition(&conditions, t).filter(|c| c.status == "True");
+    st.finished = true_condition(SUCCESS_CRITERIA_MET).cloned();
+    if st.finished.is_none() {
+        if let Some(target) = true_condition(FAILURE_TARGET) {
+            st.finished = Some(new_condition(
+                FAILED,
+                "True",
+                target.reason.as_deref().unwrap_or_default(),
+                target.message.as_deref().unwrap_or_default(),
+                now,
+            ));
+        } else if let Some(msg) = fail_job_message(job, &observed.pods) {
+            st.finished = Some(new_condition(
+                FAILURE_TARGET,
+                "True",
+                REASON_POD_FAILURE_POLICY,
+                &msg,
+                now,
+            ));
+        }
+    }
+    if st.finished.is_none() {
+        let backoff_limit = spec.backoff_limit.unwrap_or(6);
+        if failed > backoff_limit || past_backoff_limit_on_failure(job, &observed.pods) {
+            st.finished = Some(new_condition(
+                FAILURE_TARGET,
+                "True",
+                REASON_BACKOFF_LIMIT_EXCEEDED,
+                "Job has reached the specified backoff limit",
+                now,
+            ));
+        } else {
+            match active_deadline_remaining(job, now) {
+                Some(d) if d.is_zero() => {
+                    st.finished = Some(new_condition(
+                        FAILURE_TARGET,
+                        "True",
+                        REASON_DEADLINE_EXCEEDED,
+                        "Job was active longer than specified deadline",
+                        now,
+                    ));
+                }
+                Some(d) => st.requeue = Some(d),
+                None => {}
+            }
+        }
+    }
+    if is_indexed_job(job) {
+        let (prev, succeeded) = calculate_succeeded_indexes(job, &observed.pods);
+        st.succeeded = succeeded.total();
+        st.prev_succeeded_indexes = prev;
+        st.succeeded_indexes = succeeded;
+        let completions = spec.completions.unwrap_or(0);
+        if has_backoff_limit_per_index(job) {
+            let failed_indexes = calculate_failed_indexes(job, &observed.pods);
+            if st.finished.is_none() {
+                if spec
+                    .max_failed_indexes
+                    .is_some_and(|m| failed_indexes.total() > m)
+                {
+                    st.finished = Some(new_condition(
+                        FAILURE_TARGET,
+                        "True",
+                        REASON_MAX_FAILED_INDEXES_EXCEEDED,
+                        "Job has exceeded the specified maximal number of failed indexes",
+                        now,
+                    ));
+                } else if failed_indexes.total() > 0
+                    && failed_indexes.total() + st.succeeded_indexes.total() >= completions
+                {
+                    st.finished = Some(new_condition(
+                        FAILURE_TARGET,
+                        "True",
+                        REASON_FAILED_INDEXES,
+                        "Job has failed indexes",
+                        now,
+                    ));
+                }
+            }
+            st.delayed = pods_with_delayed_deletion_per_index(
+                job,
+                observed,
+                &st.succeeded_indexes,
+                &failed_indexes,
+                now,
+            );
+            st.failed_indexes = Some(failed_indexes);
+        }
+        if st.finished.is_none() {
+            if let Some(msg) = match_success_policy(
+                spec.success_policy.as_ref(),
+                completions,
+                &st.succeeded_indexes,
+            ) {
+                st.finished = Some(new_condition(
+                    SUCCESS_CRITERIA_MET,
+                    "True",
+                    REASON_SUCCESS_POLICY,
+                    &msg,
+                    now,
+                ));
+            }
+        }
+    }
+    st
 }
 
 /// When a finished Job with `ttlSecondsAfterFinished` should go, if it should.

@@ -694,3 +694,186 @@ fn failed_indexes_with_backoff_limit_per_index() {
         [(INDEX_FAILURE_COUNT_ANNOTATION.to_string(), "0".to_string())]
     );
 }
+
+fn condition(
+    type_: &str,
+    reason: &str,
+    message: &str,
+) -> k8s_openapi::api::batch::v1::JobCondition {
+    new_condition(type_, "True", reason, message, at(10))
+}
+
+#[test]
+fn decide_finish_in_upstreams_order() {
+    let now = at(100);
+    let failing = |exit| {
+        pod(P {
+            name: "x",
+            phase: "Failed",
+            exit: Some(exit),
+            ..BASE
+        })
+    };
+    let fail_job = PodFailurePolicy {
+        rules: vec![exit_rule("FailJob", "In", vec![42])],
+    };
+    struct Case {
+        name: &'static str,
+        job: Job,
+        pods: Vec<Arc<Pod>>,
+        failed: i32,
+        want: Option<(&'static str, &'static str)>,
+        requeue: Option<u64>,
+    }
+    let with_status = |mut j: Job, f: &dyn Fn(&mut JobStatus)| {
+        if let Some(s) = j.status.as_mut() {
+            f(s);
+        }
+        j
+    };
+    let cases = vec![
+        Case {
+            name: "running",
+            job: job(|_| {}),
+            pods: vec![],
+            failed: 0,
+            want: None,
+            requeue: None,
+        },
+        Case {
+            name: "backoff limit",
+            job: job(|s| s.backoff_limit = Some(1)),
+            pods: vec![],
+            failed: 2,
+            want: Some((FAILURE_TARGET, REASON_BACKOFF_LIMIT_EXCEEDED)),
+            requeue: None,
+        },
+        Case {
+            name: "at the backoff limit",
+            job: job(|s| s.backoff_limit = Some(1)),
+            pods: vec![],
+            failed: 1,
+            want: None,
+            requeue: None,
+        },
+        Case {
+            name: "deadline passed",
+            job: with_status(job(|s| s.active_deadline_seconds = Some(10)), &|s| {
+                s.start_time = Some(Time(at(90)))
+            }),
+            pods: vec![],
+            failed: 0,
+            want: Some((FAILURE_TARGET, REASON_DEADLINE_EXCEEDED)),
+            requeue: None,
+        },
+        Case {
+            name: "deadline ahead",
+            job: with_status(job(|s| s.active_deadline_seconds = Some(10)), &|s| {
+                s.start_time = Some(Time(at(95)))
+            }),
+            pods: vec![],
+            failed: 0,
+            want: None,
+            requeue: Some(5),
+        },
+        Case {
+            name: "FailJob rule before the backoff limit",
+            job: job(|s| {
+                s.backoff_limit = Some(0);
+                s.pod_failure_policy = Some(fail_job.clone());
+            }),
+            pods: vec![failing(42)],
+            failed: 1,
+            want: Some((FAILURE_TARGET, REASON_POD_FAILURE_POLICY)),
+            requeue: None,
+        },
+        Case {
+            name: "recorded FailureTarget becomes Failed",
+            job: with_status(job(|_| {}), &|s| {
+                s.conditions = Some(vec![condition(FAILURE_TARGET, "DeadlineExceeded", "m")])
+            }),
+            pods: vec![],
+            failed: 0,
+            want: Some((FAILED, REASON_DEADLINE_EXCEEDED)),
+            requeue: None,
+        },
+        Case {
+            name: "recorded SuccessCriteriaMet wins over failures",
+            job: with_status(job(|s| s.backoff_limit = Some(0)), &|s| {
+                s.conditions = Some(vec![condition(
+                    SUCCESS_CRITERIA_MET,
+                    "CompletionsReached",
+                    "m",
+                )])
+            }),
+            pods: vec![],
+            failed: 3,
+            want: Some((SUCCESS_CRITERIA_MET, REASON_COMPLETIONS_REACHED)),
+            requeue: None,
+        },
+        Case {
+            name: "max failed indexes",
+            job: with_status(
+                job(|s| {
+                    s.completion_mode = Some("Indexed".into());
+                    s.completions = Some(4);
+                    s.backoff_limit_per_index = Some(0);
+                    s.max_failed_indexes = Some(1);
+                }),
+                &|s| s.failed_indexes = Some("0,1".into()),
+            ),
+            pods: vec![],
+            failed: 0,
+            want: Some((FAILURE_TARGET, REASON_MAX_FAILED_INDEXES_EXCEEDED)),
+            requeue: None,
+        },
+        Case {
+            name: "every index done, some failed",
+            job: with_status(
+                job(|s| {
+                    s.completion_mode = Some("Indexed".into());
+                    s.completions = Some(2);
+                    s.backoff_limit_per_index = Some(0);
+                }),
+                &|s| {
+                    s.failed_indexes = Some("1".into());
+                    s.completed_indexes = Some("0".into());
+                },
+            ),
+            pods: vec![],
+            failed: 0,
+            want: Some((FAILURE_TARGET, REASON_FAILED_INDEXES)),
+            requeue: None,
+        },
+        Case {
+            name: "success policy",
+            job: with_status(
+                job(|s| {
+                    s.completion_mode = Some("Indexed".into());
+                    s.completions = Some(3);
+                    s.success_policy = Some(SuccessPolicy {
+                        rules: vec![SuccessPolicyRule {
+                            succeeded_indexes: None,
+                            succeeded_count: Some(1),
+                        }],
+                    });
+                }),
+                &|s| s.completed_indexes = Some("2".into()),
+            ),
+            pods: vec![],
+            failed: 0,
+            want: Some((SUCCESS_CRITERIA_MET, REASON_SUCCESS_POLICY)),
+            requeue: None,
+        },
+    ];
+    for c in cases {
+        let observed = Observed::new(&c.job, c.pods.clone(), HashSet::new());
+        let f = decide_finish(&c.job, &observed, 0, c.failed, now);
+        let got = f
+            .finished
+            .as_ref()
+            .map(|x| (x.type_.as_str(), x.reason.as_deref().unwrap_or_default()));
+        assert_eq!(got, c.want, "{}", c.name);
+        assert_eq!(f.requeue, c.requeue.map(Duration::from_secs), "{}", c.name);
+    }
+}
