@@ -611,6 +611,7 @@ async fn get_pods_for_job(ctx: &Ctx, job: &Job) -> Result<Vec<Arc<Pod>>, Error> 
     let namespace = job.metadata.namespace.clone().unwrap_or_default();
     let name = job.metadata.name.clone().unwrap_or_default();
     let uid = job.metadata.uid.clone().unwrap_or_default();
+    let job_uid = uid.clone();
     let sel = job.spec.as_ref().and_then(|s| s.selector.as_ref());
     let Ok(selector) = LabelSelector::from_label_selector(sel) else {
         return Ok(Vec::new());
@@ -628,7 +629,40 @@ async fn get_pods_for_job(ctx: &Ctx, job: &Job) -> Result<Vec<Arc<Pod>>, Error> 
     );
     let empty = Default::default();
     let matches = |pod: &Pod| selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty));
-    Ok(manager.claim(&ctx.client, all, matches).await?)
+    let claimed = manager.claim(&ctx.client, all, matches).await?;
+    // Adopted pods get the tracking finalizer too (upstream adds it in the adoption patch),
+    // and count as carrying it for the rest of the sync.
+    let mut pods = Vec::with_capacity(claimed.len());
+    for pod in claimed {
+        let adopted = !pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == job_uid);
+        if !adopted || has_tracking_finalizer(&pod) {
+            pods.push(pod);
+            continue;
+        }
+        let patch = serde_json::json!({"metadata": {"finalizers": [JOB_TRACKING_FINALIZER]}});
+        let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+        if let Err(e) = ctx
+            .pod_control
+            .patch_pod(&namespace, pod_name, &patch)
+            .await
+        {
+            if !e.is_not_found() {
+                return Err(Error::Pods(e));
+            }
+        }
+        let mut copy = (*pod).clone();
+        copy.metadata
+            .finalizers
+            .get_or_insert_with(Vec::new)
+            .push(JOB_TRACKING_FINALIZER.to_string());
+        pods.push(Arc::new(copy));
+    }
+    Ok(pods)
 }
 
 /// Deletes the active pods of a finishing Job, keeping their finalizers (upstream's
