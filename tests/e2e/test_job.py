@@ -331,3 +331,27 @@ def test_backoff_limit_per_index_fails_only_that_index(crun_node, job_ns):
         for p in job_pods(n, ns, "per")
         if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "1")
     assert counts == ["0", "1"], counts
+
+
+def test_a_job_adopts_a_matching_orphan_pod(crun_node, job_ns):
+    n, ns = crun_node, job_ns
+    orphan = {"apiVersion": "v1", "kind": "Pod",
+              "metadata": {"name": "early", "labels": {"app": "adopt"}},
+              "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
+                       "containers": [{"name": "main", "image": n.images.busybox,
+                                       "command": ["sh", "-c", "sleep 3; echo adopted"]}]}}
+    create(n, ns, orphan)
+    # Long enough for every cache to hold it before the Job exists.
+    wait_until(lambda: get_json(n, "pod", "early", "-n", ns)["status"].get("phase") == "Running",
+               timeout=TIMEOUT, what="the orphan running")
+    body = job(n, "adopter", "echo not me", manualSelector=True,
+               selector={"matchLabels": {"app": "adopt"}})
+    body["spec"]["template"]["metadata"] = {"labels": {"app": "adopt"}}
+    create(n, ns, body)
+    st = wait_condition(n, ns, "adopter", "Complete")
+    assert st["succeeded"] == 1, st
+    pods = get_json(n, "pods", "-n", ns, "-l", "app=adopt")["items"]
+    assert [p["metadata"]["name"] for p in pods] == ["early"], pods
+    [ref] = pods[0]["metadata"]["ownerReferences"]
+    assert (ref["kind"], ref["name"], ref["controller"]) == ("Job", "adopter", True)
+    assert "batch.kubernetes.io/job-tracking" not in pods[0]["metadata"].get("finalizers", [])
