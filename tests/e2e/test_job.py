@@ -3,8 +3,11 @@
 conditions and events), never runs more than `parallelism` pods, fails with
 `BackoffLimitExceeded` after the pod failure backoff, with `DeadlineExceeded` past
 `activeDeadlineSeconds` (its pods killed), or by a `FailJob` pod failure policy rule;
-Indexed Jobs give each pod its index; `suspend` deletes the pods and resuming starts them;
-`ttlSecondsAfterFinished` removes a finished Job and its pods."""
+Indexed Jobs give each pod its index, a success policy ends one early and
+`backoffLimitPerIndex` fails only the failing index; `suspend` deletes the pods and
+resuming starts them; orphans are adopted; `podReplacementPolicy` decides whether a
+terminating pod is replaced; `ttlSecondsAfterFinished` removes a finished Job and its
+pods."""
 
 from __future__ import annotations
 
@@ -355,3 +358,35 @@ def test_a_job_adopts_a_matching_orphan_pod(crun_node, job_ns):
     [ref] = pods[0]["metadata"]["ownerReferences"]
     assert (ref["kind"], ref["name"], ref["controller"]) == ("Job", "adopter", True)
     assert "batch.kubernetes.io/job-tracking" not in pods[0]["metadata"].get("finalizers", [])
+
+
+@pytest.mark.parametrize("policy", ["TerminatingOrFailed", "Failed"])
+def test_pod_replacement_policy(crun_node, job_ns, policy):
+    """The default replaces a deleted pod while it still terminates; `Failed` waits for it
+    to fail (both after the failure backoff)."""
+    n, ns = crun_node, job_ns
+    grace = 30 if policy == "TerminatingOrFailed" else 3
+    create(n, ns, job(n, "rep", "sleep 3600 & wait", podReplacementPolicy=policy,
+                      pod_spec={"terminationGracePeriodSeconds": grace}))
+    wait_until(lambda: status(n, ns, "rep").get("ready") == 1, timeout=TIMEOUT,
+               what="a ready pod")
+    [first] = job_pods(n, ns, "rep")
+    n.kubectl("delete", "pod", first["metadata"]["name"], "-n", ns, "--wait=false")
+
+    def replaced():
+        pods = job_pods(n, ns, "rep")
+        return [p for p in pods if p["metadata"]["name"] != first["metadata"]["name"]]
+    if policy == "Failed":
+        st = wait_until(lambda: (s := status(n, ns, "rep")).get("terminating") == 1 and s,
+                        timeout=TIMEOUT, what="a terminating pod")
+        assert "active" not in st, st
+    [new] = wait_until(replaced, timeout=TIMEOUT, what="a replacement pod")
+    old = [p for p in job_pods(n, ns, "rep") if p["metadata"]["name"] == first["metadata"]["name"]]
+    if policy == "TerminatingOrFailed":
+        # The old pod is still terminating (30 s grace) when its replacement comes.
+        assert old and old[0]["metadata"].get("deletionTimestamp"), old
+    else:
+        assert not old or old[0]["status"]["phase"] == "Failed", old
+    st = wait_until(lambda: (s := status(n, ns, "rep")).get("failed") == 1 and s,
+                    timeout=TIMEOUT, what="the deleted pod counted as failed")
+    n.kubectl("delete", "job", "rep", "-n", ns, "--wait=true", timeout=120)
