@@ -390,3 +390,6 @@ def test_pod_replacement_policy(crun_node, job_ns, policy):
     st = wait_until(lambda: (s := status(n, ns, "rep")).get("failed") == 1 and s,
                     timeout=TIMEOUT, what="the deleted pod counted as failed")
     n.kubectl("delete", "job", "rep", "-n", ns, "--wait=true", timeout=120)
+    # Not worth waiting out the old pod's 30 s grace period.
+    n.kubectl("delete", "pods", "--all", "-n", ns, "--grace-period=0", "--force",
+              "--wait=true", timeout=120)
