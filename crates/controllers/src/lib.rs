@@ -14,7 +14,8 @@
 //! workload controllers share, named as upstream's files ([`controller_utils`]: pod
 //! predicates, pods from templates, expectations, the deletion ranking, pod control with
 //! its events, slow-start batches, the template hash; [`controller_ref_manager`]: adoption
-//! and release); and [`run`], which starts them all and stops them together.
+//! and release; [`history`]: ControllerRevisions); and [`run`], which starts them all and
+//! stops them together.
 //!
 //! Does not own: the bootstrap of system namespaces and priority classes, token issuing and
 //! authentication (the API server's, as upstream), the `orphan`/`foregroundDeletion`
@@ -31,6 +32,7 @@ pub mod controller_utils;
 pub mod deployment;
 pub mod disruption;
 pub mod garbagecollector;
+pub mod history;
 mod informer;
 pub mod namespace;
 pub mod replicaset;
