@@ -138,6 +138,11 @@ def test_cronjobs_schedule_replace_forbid_suspend_and_prune(crun_node, cj_ns):
 
     job = found["basic"][names["basic"]]
     meta = job["metadata"]
+    # Made at the schedule time by the controller's timer, not by a poll or a resync.
+    created = datetime.datetime.strptime(meta["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
+    skew = created.replace(tzinfo=datetime.timezone.utc) - at
+    print(f"basic: job created {skew.total_seconds():.0f} s after its schedule time")
+    assert datetime.timedelta(0) <= skew < datetime.timedelta(seconds=20), skew
     assert meta["ownerReferences"] == [{
         "apiVersion": "batch/v1", "kind": "CronJob", "name": "basic",
         "uid": cjs["basic"]["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]

@@ -653,7 +653,9 @@ async fn sync_cron_job(ctx: &Ctx, cj: &mut CronJob, jobs: &[Arc<Job>]) -> SyncRe
             let ours = get_controller_of(&job.metadata)
                 .is_some_and(|r| Some(r.uid.as_str()) == cj.metadata.uid.as_deref());
             if !ours || utils::in_active_list(cj, job.metadata.uid.as_deref().unwrap_or_default()) {
-                return Ok((None, changed));
+                // Departure: upstream stops here with no requeue and waits for an event;
+                // the next schedule time is known, so look again then.
+                return Ok((requeue, changed));
             }
             info!(controller = CONTROLLER, %key, job = %job_name, "job already exists");
             job
