@@ -235,6 +235,21 @@ fn next_schedule_time_duration_cases() {
             "2026-05-01T10:01:00Z",
             -1,
         ),
+        // Macros are schedules like any other.
+        (
+            "@hourly",
+            "2026-05-01T10:00:30Z",
+            None,
+            "2026-05-01T10:30:00Z",
+            1_800_100,
+        ),
+        (
+            "@every 90s",
+            "2026-05-01T10:00:00Z",
+            None,
+            "2026-05-01T10:00:30Z",
+            60_100,
+        ),
     ];
     for (schedule, created, last, now, want) in cases {
         let mut cj = cron_job(schedule, created);
