@@ -4,8 +4,8 @@
 //! [`namespace`] (deleting a terminating namespace's content, then finalizing it),
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`disruption`]
-//! (PodDisruptionBudgets' status) and [`replicaset`] (ReplicaSets and, through the same
-//! code, ReplicationControllers) — each a kube-runtime
+//! (PodDisruptionBudgets' status), [`replicaset`] (ReplicaSets and, through the same
+//! code, ReplicationControllers) and [`cronjob`] (a Job per CronJob schedule time) — each a kube-runtime
 //! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function —
 //! and [`garbagecollector`] (owner references: dependents of absent owners deleted,
 //! orphaning and foreground deletion finished, for every kind discovery lists, on its own
@@ -29,6 +29,7 @@
 mod backoff;
 pub mod controller_ref_manager;
 pub mod controller_utils;
+pub mod cronjob;
 pub mod deployment;
 pub mod disruption;
 pub mod garbagecollector;
@@ -44,6 +45,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, Stream};
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Pod, ReplicationController, ServiceAccount,
 };
@@ -120,10 +122,16 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         Api::all(client.clone()),
         watcher::Config::default(),
     );
+    let cron_jobs = Informer::<CronJob>::new(
+        "cronjobs",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let jobs = Informer::<Job>::new("jobs", Api::all(client.clone()), watcher::Config::default());
 
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
-    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 6] = [
+    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 7] = [
         (
             "namespace",
             namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
@@ -162,6 +170,10 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             )
             .boxed(),
         ),
+        (
+            "cronjob",
+            cronjob::controller(client.clone(), &cron_jobs, &jobs, stop.clone()).boxed(),
+        ),
     ];
     for (name, controller) in controllers {
         let token = stop.clone();
@@ -182,6 +194,8 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(pods.run(stop.clone()));
     tasks.spawn(replica_sets.run(stop.clone()));
     tasks.spawn(replication_controllers.run(stop.clone()));
+    tasks.spawn(cron_jobs.run(stop.clone()));
+    tasks.spawn(jobs.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
