@@ -4,9 +4,10 @@
 //! [`namespace`] (deleting a terminating namespace's content, then finalizing it),
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`disruption`]
-//! (PodDisruptionBudgets' status) and [`replicaset`] (ReplicaSets and, through the same
-//! code, ReplicationControllers), [`job`] (Jobs' pods, status and conditions) and
-//! [`ttlafterfinished`] (finished Jobs deleted after `ttlSecondsAfterFinished`) — each a kube-runtime
+//! (PodDisruptionBudgets' status), [`replicaset`] (ReplicaSets and, through the same
+//! code, ReplicationControllers), [`cronjob`] (a Job per CronJob schedule time), [`job`]
+//! (Jobs' pods, status and conditions) and [`ttlafterfinished`] (finished Jobs deleted
+//! after `ttlSecondsAfterFinished`) — each a kube-runtime
 //! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function —
 //! and [`garbagecollector`] (owner references: dependents of absent owners deleted,
 //! orphaning and foreground deletion finished, for every kind discovery lists, on its own
@@ -15,7 +16,8 @@
 //! workload controllers share, named as upstream's files ([`controller_utils`]: pod
 //! predicates, pods from templates, expectations, the deletion ranking, pod control with
 //! its events, slow-start batches, the template hash; [`controller_ref_manager`]: adoption
-//! and release); and [`run`], which starts them all and stops them together.
+//! and release; [`history`]: ControllerRevisions); and [`run`], which starts them all and
+//! stops them together.
 //!
 //! Does not own: the bootstrap of system namespaces and priority classes, token issuing and
 //! authentication (the API server's, as upstream), the `orphan`/`foregroundDeletion`
@@ -29,9 +31,11 @@
 mod backoff;
 pub mod controller_ref_manager;
 pub mod controller_utils;
+pub mod cronjob;
 pub mod deployment;
 pub mod disruption;
 pub mod garbagecollector;
+pub mod history;
 mod informer;
 pub mod job;
 pub mod namespace;
@@ -45,7 +49,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, Stream};
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Pod, ReplicationController, ServiceAccount,
 };
@@ -122,12 +126,17 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         Api::all(client.clone()),
         watcher::Config::default(),
     );
-
+    let cron_jobs = Informer::<CronJob>::new(
+        "cronjobs",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    // One Job cache for the CronJob, Job and TTL-after-finished controllers.
     let jobs = Informer::<Job>::new("jobs", Api::all(client.clone()), watcher::Config::default());
 
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
-    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 8] = [
+    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 9] = [
         (
             "namespace",
             namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
@@ -167,6 +176,10 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             .boxed(),
         ),
         (
+            "cronjob",
+            cronjob::controller(client.clone(), &cron_jobs, &jobs, stop.clone()).boxed(),
+        ),
+        (
             "job",
             job::controller(client.clone(), &jobs, &pods, stop.clone()).boxed(),
         ),
@@ -194,6 +207,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(pods.run(stop.clone()));
     tasks.spawn(replica_sets.run(stop.clone()));
     tasks.spawn(replication_controllers.run(stop.clone()));
+    tasks.spawn(cron_jobs.run(stop.clone()));
     tasks.spawn(jobs.run(stop.clone()));
 
     let mut result = Ok(());
