@@ -805,23 +805,9 @@ async fn manage_job(
             spec.completions.unwrap_or(0),
         );
         if has_backoff_limit_per_index(&job) {
-            let mut ready_now = Vec::new();
-            let mut min_wait: Option<Duration> = None;
-            for ix in pending {
-                match st.delayed.get(&ix) {
-                    Some(p) => {
-                        let w = remaining_time_per_index(p, now);
-                        if w.is_zero() {
-                            ready_now.push(ix);
-                        } else {
-                            min_wait = Some(min_wait.map_or(w, |m| m.min(w)));
-                        }
-                    }
-                    None => ready_now.push(ix),
-                }
-            }
+            let (ready_now, wait) = indexes_to_create_now(&pending, &st.delayed, now);
             if ready_now.is_empty() {
-                if let Some(w) = min_wait {
+                if let Some(w) = wait {
                     st.requeue_after(w);
                 }
                 return Ok(());
@@ -1085,30 +1071,8 @@ fn enact_job_finished(st: &mut SyncState, now: Timestamp) -> bool {
     let Some(c) = st.finished.clone() else {
         return false;
     };
-    let status = status_mut(&mut st.job);
-    if let Some(u) = &status.uncounted_terminated_pods {
-        if u.succeeded.as_ref().is_some_and(|v| !v.is_empty())
-            || u.failed.as_ref().is_some_and(|v| !v.is_empty())
-        {
-            return false;
-        }
-    }
-    if st.terminating > 0 {
-        return false;
-    }
-    let conditions = status.conditions.get_or_insert_with(Vec::new);
-    ensure_condition(
-        conditions,
-        &c.type_,
-        &c.status,
-        c.reason.as_deref().unwrap_or_default(),
-        c.message.as_deref().unwrap_or_default(),
-        now,
-    );
-    if c.type_ == COMPLETE {
-        status.completion_time = c.last_transition_time.clone();
-    }
-    true
+    let terminating = st.terminating;
+    sync::enact_job_finished(status_mut(&mut st.job), &c, terminating, now)
 }
 
 fn record_job_finished(ctx: &Ctx, st: &SyncState) {

@@ -770,6 +770,66 @@ pub fn decide_finish(
     st
 }
 
+/// Of the pending indexes, those whose failed pod waited out its per-index backoff (or
+/// that have none), and else the shortest wait (upstream's
+/// `getPodCreationInfoForIndependentIndexes`).
+pub fn indexes_to_create_now(
+    pending: &[i32],
+    delayed: &BTreeMap<i32, Arc<Pod>>,
+    now: Timestamp,
+) -> (Vec<i32>, Option<Duration>) {
+    let mut ready = Vec::new();
+    let mut wait: Option<Duration> = None;
+    for &ix in pending {
+        let w = delayed
+            .get(&ix)
+            .map_or(Duration::ZERO, |p| remaining_time_per_index(p, now));
+        if w.is_zero() {
+            ready.push(ix);
+        } else {
+            wait = Some(wait.map_or(w, |m| m.min(w)));
+        }
+    }
+    if ready.is_empty() {
+        (ready, wait)
+    } else {
+        (ready, None)
+    }
+}
+
+/// Upstream's `enactJobFinished`: the final condition (and, for `Complete`, the
+/// completion time) once no pod is uncounted and none is terminating; whether it did.
+pub fn enact_job_finished(
+    status: &mut JobStatus,
+    finished: &JobCondition,
+    terminating: i32,
+    now: Timestamp,
+) -> bool {
+    if let Some(u) = &status.uncounted_terminated_pods {
+        if u.succeeded.as_ref().is_some_and(|v| !v.is_empty())
+            || u.failed.as_ref().is_some_and(|v| !v.is_empty())
+        {
+            return false;
+        }
+    }
+    if terminating > 0 {
+        return false;
+    }
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    ensure_condition(
+        conditions,
+        &finished.type_,
+        &finished.status,
+        finished.reason.as_deref().unwrap_or_default(),
+        finished.message.as_deref().unwrap_or_default(),
+        now,
+    );
+    if finished.type_ == COMPLETE {
+        status.completion_time = finished.last_transition_time.clone();
+    }
+    true
+}
+
 /// When a finished Job with `ttlSecondsAfterFinished` should go, if it should.
 pub fn ttl_expire_at(job: &Job) -> Option<Timestamp> {
     let ttl = job.spec.as_ref()?.ttl_seconds_after_finished?;

@@ -877,3 +877,68 @@ fn decide_finish_in_upstreams_order() {
         assert_eq!(f.requeue, c.requeue.map(Duration::from_secs), "{}", c.name);
     }
 }
+
+#[test]
+fn the_final_condition_waits_for_uncounted_and_terminating_pods() {
+    let complete = new_condition(COMPLETE, "True", "CompletionsReached", "m", at(5));
+    let failed = new_condition(FAILED, "True", "BackoffLimitExceeded", "m", at(5));
+    let uncounted = |failed: Vec<String>| JobStatus {
+        uncounted_terminated_pods: Some(UncountedTerminatedPods {
+            succeeded: None,
+            failed: Some(failed).filter(|f| !f.is_empty()),
+        }),
+        ..JobStatus::default()
+    };
+    let cases = [
+        ("complete", uncounted(vec![]), &complete, 0, true, true),
+        ("failed", uncounted(vec![]), &failed, 0, true, false),
+        (
+            "uncounted",
+            uncounted(vec!["a".into()]),
+            &failed,
+            0,
+            false,
+            false,
+        ),
+        ("terminating", uncounted(vec![]), &complete, 1, false, false),
+    ];
+    for (name, mut status, c, terminating, done, completion_time) in cases {
+        assert_eq!(
+            enact_job_finished(&mut status, c, terminating, at(6)),
+            done,
+            "{name}"
+        );
+        assert_eq!(status.completion_time.is_some(), completion_time, "{name}");
+        let types: Vec<String> = status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| c.type_.clone())
+            .collect();
+        assert_eq!(types.len(), usize::from(done), "{name}");
+    }
+}
+
+#[test]
+fn per_index_backoff_holds_back_only_recently_failed_indexes() {
+    let failed_at = |name, t| {
+        pod(P {
+            name,
+            phase: "Failed",
+            exit: Some(1),
+            finished: Some(t),
+            ..BASE
+        })
+    };
+    let delayed: BTreeMap<i32, Arc<Pod>> =
+        [(0, failed_at("a", 95)), (1, failed_at("b", 80))].into();
+    // Index 0 failed 5 s ago (10 s backoff), index 1 20 s ago, index 2 never.
+    assert_eq!(
+        indexes_to_create_now(&[0, 1, 2], &delayed, at(100)),
+        (vec![1, 2], None)
+    );
+    assert_eq!(
+        indexes_to_create_now(&[0], &delayed, at(100)),
+        (vec![], Some(Duration::from_secs(5)))
+    );
+}
