@@ -11,7 +11,10 @@ const METADATA: &[u8] = b"\"metadata\":{";
 /// The stored bytes with `"resourceVersion":"<rev>"` added as the first metadata field.
 pub fn with_resource_version(stored: &[u8], rev: Revision) -> Vec<u8> {
     let rv = format!("\"resourceVersion\":\"{rev}\"");
-    match find(stored, METADATA) {
+    // Only the top-level metadata: a kind whose fields before it hold objects with their own
+    // `metadata` (a ControllerRevision's `data`, serialized first) takes the parse below.
+    let top_level = |at: usize| stored[..at].iter().filter(|b| **b == b'{').count() == 1;
+    match find(stored, METADATA).filter(|at| top_level(*at)) {
         Some(at) => {
             let insert_at = at + METADATA.len();
             let empty = stored.get(insert_at) == Some(&b'}');
@@ -128,5 +131,13 @@ mod tests {
         let v: Value = serde_json::from_slice(&with_resource_version(stored, 3)).expect("json");
         assert_eq!(v["metadata"]["resourceVersion"], "3");
         assert_eq!(v["data"]["k"], "\"metadata\":{");
+        // A nested `metadata` before the object's own (a ControllerRevision) is left alone.
+        let stored = br#"{"apiVersion":"apps/v1","data":{"spec":{"template":{"metadata":{"labels":{}}}}},"kind":"ControllerRevision","metadata":{"name":"r"}}"#;
+        let v: Value = serde_json::from_slice(&with_resource_version(stored, 4)).expect("json");
+        assert_eq!(v["metadata"]["resourceVersion"], "4");
+        assert_eq!(
+            v["data"]["spec"]["template"]["metadata"],
+            serde_json::json!({"labels": {}})
+        );
     }
 }

@@ -10,6 +10,8 @@
 //! and [`garbagecollector`] (owner references: dependents of absent owners deleted,
 //! orphaning and foreground deletion finished, for every kind discovery lists, on its own
 //! metadata-only watches and work queue, decisions pure);
+//! [`daemon`] (DaemonSets: a pod on every eligible node, rolling updates, ControllerRevisions)
+//! and [`podgc`] (pods bound to nodes that no longer exist);
 //! the shared informers they read (`informer`: one watcher per kind, one cache); what the
 //! workload controllers share, named as upstream's files ([`controller_utils`]: pod
 //! predicates, pods from templates, expectations, the deletion ranking, pod control with
@@ -29,12 +31,14 @@
 mod backoff;
 pub mod controller_ref_manager;
 pub mod controller_utils;
+pub mod daemon;
 pub mod deployment;
 pub mod disruption;
 pub mod garbagecollector;
 pub mod history;
 mod informer;
 pub mod namespace;
+pub mod podgc;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
@@ -43,9 +47,9 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, ReplicaSet};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Pod, ReplicationController, ServiceAccount,
+    ConfigMap, Namespace, Node, Pod, ReplicationController, ServiceAccount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
@@ -120,10 +124,25 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         Api::all(client.clone()),
         watcher::Config::default(),
     );
+    let daemon_sets = Informer::<DaemonSet>::new(
+        "daemonsets",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let nodes = Informer::<Node>::new(
+        "nodes",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let controller_revisions = Informer::<ControllerRevision>::new(
+        "controllerrevisions",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
 
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
-    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 6] = [
+    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 8] = [
         (
             "namespace",
             namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
@@ -162,6 +181,22 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             )
             .boxed(),
         ),
+        (
+            "daemonset",
+            daemon::controller(
+                client.clone(),
+                &daemon_sets,
+                &nodes,
+                &pods,
+                &controller_revisions,
+                stop.clone(),
+            )
+            .boxed(),
+        ),
+        (
+            "pod-garbage-collector",
+            podgc::controller(client.clone(), &pods, &nodes, stop.clone()).boxed(),
+        ),
     ];
     for (name, controller) in controllers {
         let token = stop.clone();
@@ -182,6 +217,9 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(pods.run(stop.clone()));
     tasks.spawn(replica_sets.run(stop.clone()));
     tasks.spawn(replication_controllers.run(stop.clone()));
+    tasks.spawn(daemon_sets.run(stop.clone()));
+    tasks.spawn(nodes.run(stop.clone()));
+    tasks.spawn(controller_revisions.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
