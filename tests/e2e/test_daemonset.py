@@ -291,6 +291,18 @@ def test_rolling_update_and_rollout(crun_node, ds):
     msgs = wait_until(deleted, timeout=TIMEOUT, what="a SuccessfulDelete event")
     assert f"Deleted pod: {first['metadata']['name']}" in msgs
 
+    # Undo: kubectl patches the template back from revision 1, whose revision becomes the
+    # newest (3) and whose hash the new pod carries.
+    n.kubectl("rollout", "undo", "ds/roll", "-n", c.ns)
+    n.kubectl("rollout", "status", "ds/roll", "-n", c.ns, "--timeout=120s", timeout=150)
+    wait_until(lambda: [p for p in c.pods("app=roll")
+                        if p["metadata"]["labels"]["controller-revision-hash"] == hash1
+                        and running(p)], timeout=TIMEOUT, what="a pod of revision 1 again")
+    revisions = c.get("controllerrevisions", "-l", "app=roll")["items"]
+    numbers = {r["metadata"]["labels"]["controller-revision-hash"]: r["revision"]
+               for r in revisions}
+    assert numbers == {hash1: 3, labels["controller-revision-hash"]: 2}, numbers
+
 
 def test_on_delete_waits_for_the_pod_to_be_deleted(crun_node, ds):
     n, c = crun_node, ds
