@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import subprocess
 
 import kubernetes
 import pytest
@@ -320,3 +319,29 @@ def test_on_delete_waits_for_the_pod_to_be_deleted(crun_node, ds):
                               if p["metadata"]["labels"]["pod-template-generation"] == "2"],
                      timeout=TIMEOUT, what="a pod of the new template")
     assert new[0]["metadata"]["name"] != first["metadata"]["name"]
+
+
+def test_failed_pods_are_replaced(crun_node, ds):
+    n, c = crun_node, ds
+    node = c.add_node({"role": "flaky"})
+    c.apply(daemon_set(n, "flaky", {"app": "flaky"}, {"nodeSelector": {"role": "flaky"}}))
+    core = kubernetes.client.CoreV1Api(n.client)
+    seen = []
+    for _ in range(2):
+        # Acting as the node's kubelet: the pod failed.
+        pod = wait_until(lambda: [p for p in c.pods("app=flaky")
+                                  if p["metadata"]["name"] not in seen
+                                  and p["spec"].get("nodeName") == node],
+                         timeout=TIMEOUT, what="a new pod bound to the node")[0]
+        name = pod["metadata"]["name"]
+        seen.append(name)
+        core.patch_namespaced_pod_status(name, c.ns, {"status": {"phase": "Failed"}})
+        wait_until(lambda: ("Warning", "FailedDaemonPod",
+                            f"Found failed daemon pod {c.ns}/{name} on node {node}, "
+                            "will try to kill it") in events(c, "flaky"),
+                   timeout=TIMEOUT, what=f"a FailedDaemonPod event for {name}")
+        wait_until(lambda: name not in {p["metadata"]["name"] for p in c.pods("app=flaky")},
+                   timeout=TIMEOUT, what=f"{name} deleted")
+    # The second failure was replaced too, after the node's backoff.
+    wait_until(lambda: [p for p in c.pods("app=flaky") if p["metadata"]["name"] not in seen],
+               timeout=TIMEOUT, what="a third pod")
