@@ -345,3 +345,26 @@ def test_failed_pods_are_replaced(crun_node, ds):
     # The second failure was replaced too, after the node's backoff.
     wait_until(lambda: [p for p in c.pods("app=flaky") if p["metadata"]["name"] not in seen],
                timeout=TIMEOUT, what="a third pod")
+
+
+def test_surge_starts_the_new_pod_before_the_old_one_goes(crun_node, ds):
+    n, c = crun_node, ds
+    c.apply(daemon_set(n, "surge", {"app": "surge"}, updateStrategy={
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}))
+    old = wait_until(lambda: [p for p in c.pods("app=surge") if running(p)],
+                     timeout=TIMEOUT, what="the first pod running")[0]["metadata"]["name"]
+    n.kubectl("set", "env", "ds/surge", "-n", c.ns, "VERSION=2")
+    core = kubernetes.client.CoreV1Api(n.client)
+
+    def both_running():
+        pods = core.list_namespaced_pod(c.ns, label_selector="app=surge").items
+        names = {p.metadata.name for p in pods}
+        gen2 = [p for p in pods if p.metadata.labels.get("pod-template-generation") == "2"
+                and p.status.phase == "Running"]
+        return old in names and gen2
+    # The new pod runs while the old one is still there (not yet deleted, or terminating).
+    wait_until(both_running, timeout=TIMEOUT, interval=0.1,
+               what="the new pod running beside the old one")
+    n.kubectl("rollout", "status", "ds/surge", "-n", c.ns, "--timeout=120s", timeout=150)
+    wait_until(lambda: [p["metadata"]["name"] for p in c.pods("app=surge")] != [old]
+               and len(c.pods("app=surge")) == 1, timeout=TIMEOUT, what="only the new pod left")
