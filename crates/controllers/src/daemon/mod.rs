@@ -16,7 +16,7 @@
 //!  revisions of its namespace it controls or no one controls (cache), claimed
 //!    ─▶ current = the one holding the template (none: create `<ds>-<hash>`, numbered one
 //!       past the newest; a name taken by another template bumps status.collisionCount);
-//!       duplicates deleted, current renumbered to be the newest
+//!       duplicates deleted (their pods relabelled first), current renumbered to be the newest
 //!  pods of its namespace it controls or no one controls, claimed, by target node
 //!    ─▶ expectations satisfied?
 //!         manage: per node, should run and none ─▶ create (pinned, labelled with the
@@ -573,8 +573,40 @@ async fn construct_history(
             Err(e) => Err(revision_error("creating", &name)(e)),
         };
     };
+    // Upstream's `dedupCurHistories`: pods of a duplicate take the kept revision's hash
+    // before the duplicate goes.
+    let hash_of = |r: &ControllerRevision| {
+        r.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(REVISION_HASH_LABEL))
+            .cloned()
+    };
+    let keep_hash = hash_of(keep).unwrap_or_default();
     for duplicate in &split.current[1..] {
         let name = duplicate.metadata.name.clone().unwrap_or_default();
+        if let Some(dup_hash) = hash_of(duplicate).filter(|h| *h != keep_hash) {
+            let patch =
+                serde_json::json!({"metadata": {"labels": {REVISION_HASH_LABEL: keep_hash}}});
+            for pod in pods_of(&ctx.pods.state(), &namespace, &uid) {
+                let labels = pod.metadata.labels.as_ref();
+                if !matches(labels)
+                    || labels.and_then(|l| l.get(REVISION_HASH_LABEL)) != Some(&dup_hash)
+                {
+                    continue;
+                }
+                let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+                match ctx
+                    .pod_control
+                    .patch_pod(&namespace, pod_name, &patch)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(Error::Pods(e)),
+                }
+            }
+        }
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
