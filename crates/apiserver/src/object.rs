@@ -166,5 +166,13 @@ mod tests {
         let v: Value = serde_json::from_slice(&with_resource_version(stored, 3)).expect("json");
         assert_eq!(v["metadata"]["resourceVersion"], "3");
         assert_eq!(v["data"]["k"], "\"metadata\":{");
+        // A nested `metadata` before the object's own (a ControllerRevision) is left alone.
+        let stored = br#"{"apiVersion":"apps/v1","data":{"spec":{"template":{"metadata":{"labels":{}}}}},"kind":"ControllerRevision","metadata":{"name":"r"}}"#;
+        let v: Value = serde_json::from_slice(&with_resource_version(stored, 4)).expect("json");
+        assert_eq!(v["metadata"]["resourceVersion"], "4");
+        assert_eq!(
+            v["data"]["spec"]["template"]["metadata"],
+            serde_json::json!({"labels": {}})
+        );
     }
 }

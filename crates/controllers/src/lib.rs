@@ -5,13 +5,14 @@
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`disruption`]
 //! (PodDisruptionBudgets' status), [`replicaset`] (ReplicaSets and, through the same
-//! code, ReplicationControllers), [`cronjob`] (a Job per CronJob schedule time), [`job`]
-//! (Jobs' pods, status and conditions) and [`ttlafterfinished`] (finished Jobs deleted
-//! after `ttlSecondsAfterFinished`) — each a kube-runtime
-//! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function —
-//! and [`garbagecollector`] (owner references: dependents of absent owners deleted,
-//! orphaning and foreground deletion finished, for every kind discovery lists, on its own
-//! metadata-only watches and work queue, decisions pure);
+//! code, ReplicationControllers), [`daemon`] (DaemonSets: a pod on every eligible node,
+//! rolling updates, ControllerRevisions), [`cronjob`] (a Job per CronJob schedule time),
+//! [`job`] (Jobs' pods, status and conditions), [`ttlafterfinished`] (finished Jobs deleted
+//! after `ttlSecondsAfterFinished`) and [`podgc`] (pods bound to nodes that no longer
+//! exist) — each a kube-runtime `Controller` whose reconcile is a thin shell over a pure
+//! "desired vs observed" function — and [`garbagecollector`] (owner references: dependents
+//! of absent owners deleted, orphaning and foreground deletion finished, for every kind
+//! discovery lists, on its own metadata-only watches and work queue, decisions pure);
 //! the shared informers they read (`informer`: one watcher per kind, one cache); what the
 //! workload controllers share, named as upstream's files ([`controller_utils`]: pod
 //! predicates, pods from templates, expectations, the deletion ranking, pod control with
@@ -32,6 +33,7 @@ mod backoff;
 pub mod controller_ref_manager;
 pub mod controller_utils;
 pub mod cronjob;
+pub mod daemon;
 pub mod deployment;
 pub mod disruption;
 pub mod garbagecollector;
@@ -39,6 +41,7 @@ pub mod history;
 mod informer;
 pub mod job;
 pub mod namespace;
+pub mod podgc;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
@@ -48,10 +51,10 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Pod, ReplicationController, ServiceAccount,
+    ConfigMap, Namespace, Node, Pod, ReplicationController, ServiceAccount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
@@ -133,10 +136,25 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     );
     // One Job cache for the CronJob, Job and TTL-after-finished controllers.
     let jobs = Informer::<Job>::new("jobs", Api::all(client.clone()), watcher::Config::default());
+    let daemon_sets = Informer::<DaemonSet>::new(
+        "daemonsets",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let nodes = Informer::<Node>::new(
+        "nodes",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let controller_revisions = Informer::<ControllerRevision>::new(
+        "controllerrevisions",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
 
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
-    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 9] = [
+    let controllers: Vec<(&'static str, futures::future::BoxFuture<'static, ()>)> = vec![
         (
             "namespace",
             namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
@@ -187,6 +205,22 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             "ttl-after-finished",
             ttlafterfinished::controller(client.clone(), &jobs, stop.clone()).boxed(),
         ),
+        (
+            "daemonset",
+            daemon::controller(
+                client.clone(),
+                &daemon_sets,
+                &nodes,
+                &pods,
+                &controller_revisions,
+                stop.clone(),
+            )
+            .boxed(),
+        ),
+        (
+            "pod-garbage-collector",
+            podgc::controller(client.clone(), &pods, &nodes, stop.clone()).boxed(),
+        ),
     ];
     for (name, controller) in controllers {
         let token = stop.clone();
@@ -209,6 +243,9 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(replication_controllers.run(stop.clone()));
     tasks.spawn(cron_jobs.run(stop.clone()));
     tasks.spawn(jobs.run(stop.clone()));
+    tasks.spawn(daemon_sets.run(stop.clone()));
+    tasks.spawn(nodes.run(stop.clone()));
+    tasks.spawn(controller_revisions.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
