@@ -5,7 +5,8 @@
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`disruption`]
 //! (PodDisruptionBudgets' status), [`replicaset`] (ReplicaSets and, through the same
-//! code, ReplicationControllers) and [`cronjob`] (a Job per CronJob schedule time) — each a kube-runtime
+//! code, ReplicationControllers), [`cronjob`] (a Job per CronJob schedule time) and
+//! [`statefulset`] (StatefulSets and their ControllerRevisions) — each a kube-runtime
 //! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function —
 //! and [`garbagecollector`] (owner references: dependents of absent owners deleted,
 //! orphaning and foreground deletion finished, for every kind discovery lists, on its own
@@ -39,12 +40,13 @@ pub mod namespace;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
+pub mod statefulset;
 
 use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Pod, ReplicationController, ServiceAccount,
@@ -129,9 +131,20 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     );
     let jobs = Informer::<Job>::new("jobs", Api::all(client.clone()), watcher::Config::default());
 
+    let stateful_sets = Informer::<StatefulSet>::new(
+        "statefulsets",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let controller_revisions = Informer::<ControllerRevision>::new(
+        "controllerrevisions",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
-    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 7] = [
+    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 8] = [
         (
             "namespace",
             namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
@@ -174,6 +187,17 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             "cronjob",
             cronjob::controller(client.clone(), &cron_jobs, &jobs, stop.clone()).boxed(),
         ),
+        (
+            "statefulset",
+            statefulset::controller(
+                client.clone(),
+                &stateful_sets,
+                &pods,
+                &controller_revisions,
+                stop.clone(),
+            )
+            .boxed(),
+        ),
     ];
     for (name, controller) in controllers {
         let token = stop.clone();
@@ -196,6 +220,8 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(replication_controllers.run(stop.clone()));
     tasks.spawn(cron_jobs.run(stop.clone()));
     tasks.spawn(jobs.run(stop.clone()));
+    tasks.spawn(stateful_sets.run(stop.clone()));
+    tasks.spawn(controller_revisions.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
