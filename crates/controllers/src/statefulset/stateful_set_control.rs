@@ -153,6 +153,8 @@ pub fn plan(
         current_revision: Some(current.name.to_string()),
         update_revision: Some(update.name.to_string()),
         collision_count: Some(collision_count),
+        // Always written, as upstream's (no omitempty); the other counts are omitted at 0.
+        available_replicas: Some(0),
         ..StatefulSetStatus::default()
     };
 
