@@ -296,3 +296,17 @@ def test_volume_claim_templates_are_reported_not_created(crun_node, sts_ns):
         return any(e["type"] == "Warning" and e["reason"] == "FailedCreate"
                    and e["message"] == want for e in items)
     wait_until(warned, timeout=TIMEOUT, what="the claim's Warning event")
+
+
+def test_min_ready_seconds_holds_the_next_pod_back(crun_node, sts_ns):
+    n, ns = crun_node, sts_ns
+    n.kubectl("apply", "-n", ns, "-f", "-",
+              input=to_yaml(stateful_set(n, "slow", 2, minReadySeconds=8)))
+    wait_ready(n, ns, "slow", {"slow-0"})
+    # Ready but not yet available: OrderedReady waits before making slow-1.
+    s = status(n, ns, "slow")
+    assert s.get("availableReplicas", 0) == 0 and "slow-1" not in live_pods(n, ns, "slow"), s
+    # Nothing about the pod changes after that; the controller looks again by itself.
+    wait_ready(n, ns, "slow", {"slow-0", "slow-1"})
+    wait_until(lambda: status(n, ns, "slow").get("availableReplicas") == 2, timeout=TIMEOUT,
+               what="2 available")

@@ -656,9 +656,15 @@ async fn update_status(
             .await
         {
             Ok(_) => return Ok(()),
+            // Deleted meanwhile: nothing left to report on.
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 && attempt < WRITE_RETRIES => {
                 attempt += 1;
-                current = api.get(set_name).await.map_err(|e| api_error(&e))?;
+                current = match api.get(set_name).await {
+                    Ok(fresh) => fresh,
+                    Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+                    Err(e) => return Err(api_error(&e)),
+                };
             }
             Err(e) => return Err(api_error(&e)),
         }
