@@ -235,6 +235,9 @@ def test_rolling_update_partition_history_and_undo(crun_node, sts_ns):
         history = n.kubectl("rollout", "history", "sts/roll", "-n", ns).stdout
         assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == \
             ["1", "2"], history
+        # kubectl applies a revision's patch to show its template.
+        detail = n.kubectl("rollout", "history", "sts/roll", "-n", ns, "--revision=2").stdout
+        assert "VERSION:" in detail and "two" in detail, detail
         crs = get_json(n, "controllerrevisions", "-n", ns)["items"]
         assert {c["metadata"]["name"] for c in crs} == {first, second}
         data = {c["metadata"]["name"]: c["data"] for c in crs}
