@@ -131,7 +131,8 @@ def test_defaults_visible_in_yaml(cluster, ns):
     assert s["spec"]["persistentVolumeClaimRetentionPolicy"] == \
         {"whenDeleted": "Retain", "whenScaled": "Retain"}
     assert s["spec"]["revisionHistoryLimit"] == 10 and s["spec"]["replicas"] == 1
-    assert s["status"] == {"replicas": 0, "availableReplicas": 0}
+    # The API's create-time status; the StatefulSet controller then counts its pod.
+    assert {"replicas", "availableReplicas"} <= set(s["status"]), s["status"]
 
     ds = get_json(cluster, ns, "ds", "agent")
     assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate",
@@ -194,9 +195,11 @@ def test_tables_short_names_and_get_all(cluster, ns):
 
     # `kubectl get all` in upstream's order: core (pods, replicationcontrollers), then apps
     # alphabetically; no ControllerRevisions.
-    # The replica sets' own pods (`front-xxxxx`, `legacy-xxxxx`) come first, with the pods.
+    # The controllers' own pods (`front-xxxxx`, `legacy-xxxxx`, the StatefulSet's `db-0`)
+    # come first, with the pods.
     out = cluster.kubectl("-n", ns, "get", "all", "-o", "name").stdout.split()
-    made = [o for o in out if re.fullmatch(r"pod/(front|legacy)-[a-z0-9]{5}", o)]
+    made = [o for o in out
+            if re.fullmatch(r"pod/(front|legacy)-[a-z0-9]{5}", o) or o == "pod/db-0"]
     assert out[:len(made) + 1] == sorted(made + ["pod/solo"]), out
     assert [o for o in out if o not in made] == [
         "pod/solo", "replicationcontroller/legacy", "daemonset.apps/agent",

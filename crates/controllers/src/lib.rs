@@ -5,7 +5,8 @@
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`disruption`]
 //! (PodDisruptionBudgets' status), [`replicaset`] (ReplicaSets and, through the same
-//! code, ReplicationControllers), [`daemon`] (DaemonSets: a pod on every eligible node,
+//! code, ReplicationControllers), [`statefulset`] (StatefulSets: ordinal pods with stable
+//! names, ordered rollouts, ControllerRevisions), [`daemon`] (DaemonSets: a pod on every eligible node,
 //! rolling updates, ControllerRevisions), [`cronjob`] (a Job per CronJob schedule time),
 //! [`job`] (Jobs' pods, status and conditions), [`ttlafterfinished`] (finished Jobs deleted
 //! after `ttlSecondsAfterFinished`) and [`podgc`] (pods bound to nodes that no longer
@@ -45,13 +46,14 @@ pub mod podgc;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
+pub mod statefulset;
 pub mod ttlafterfinished;
 
 use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream};
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Node, Pod, ReplicationController, ServiceAccount,
@@ -146,6 +148,12 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         Api::all(client.clone()),
         watcher::Config::default(),
     );
+    let stateful_sets = Informer::<StatefulSet>::new(
+        "statefulsets",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    // One ControllerRevision cache for the StatefulSet and DaemonSet controllers.
     let controller_revisions = Informer::<ControllerRevision>::new(
         "controllerrevisions",
         Api::all(client.clone()),
@@ -218,6 +226,17 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             .boxed(),
         ),
         (
+            "statefulset",
+            statefulset::controller(
+                client.clone(),
+                &stateful_sets,
+                &pods,
+                &controller_revisions,
+                stop.clone(),
+            )
+            .boxed(),
+        ),
+        (
             "pod-garbage-collector",
             podgc::controller(client.clone(), &pods, &nodes, stop.clone()).boxed(),
         ),
@@ -245,6 +264,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(jobs.run(stop.clone()));
     tasks.spawn(daemon_sets.run(stop.clone()));
     tasks.spawn(nodes.run(stop.clone()));
+    tasks.spawn(stateful_sets.run(stop.clone()));
     tasks.spawn(controller_revisions.run(stop.clone()));
 
     let mut result = Ok(());
