@@ -4,8 +4,8 @@
 //! [`namespace`] (deleting a terminating namespace's content, then finalizing it),
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`disruption`]
-//! (PodDisruptionBudgets' status) and [`replicaset`] (ReplicaSets and, through the same
-//! code, ReplicationControllers) — each a kube-runtime
+//! (PodDisruptionBudgets' status), [`replicaset`] (ReplicaSets and, through the same
+//! code, ReplicationControllers) and [`deployment`] (rollouts through ReplicaSets) — each a kube-runtime
 //! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function —
 //! and [`garbagecollector`] (owner references: dependents of absent owners deleted,
 //! orphaning and foreground deletion finished, for every kind discovery lists, on its own
@@ -41,7 +41,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Pod, ReplicationController, ServiceAccount,
 };
@@ -113,6 +113,11 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         Api::all(client.clone()),
         watcher::Config::default(),
     );
+    let deployments = Informer::<Deployment>::new(
+        "deployments",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
     let replication_controllers = Informer::<ReplicationController>::new(
         "replicationcontrollers",
         Api::all(client.clone()),
@@ -121,7 +126,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
 
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
-    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 6] = [
+    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 7] = [
         (
             "namespace",
             namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
@@ -149,6 +154,17 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         (
             "replicaset",
             replicaset::controller(client.clone(), &replica_sets, &pods, stop.clone()).boxed(),
+        ),
+        (
+            "deployment",
+            deployment::controller(
+                client.clone(),
+                &deployments,
+                &replica_sets,
+                &pods,
+                stop.clone(),
+            )
+            .boxed(),
         ),
         (
             "replicationcontroller",
@@ -180,6 +196,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(pods.run(stop.clone()));
     tasks.spawn(replica_sets.run(stop.clone()));
     tasks.spawn(replication_controllers.run(stop.clone()));
+    tasks.spawn(deployments.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
