@@ -398,3 +398,37 @@ def test_unpullable_image_exceeds_the_progress_deadline(crun_node, dns):
     out = rollout_status(n, ns, "web")
     assert out.returncode != 0
     assert 'deployment "web" exceeded its progress deadline' in out.stderr, out.stderr
+
+
+def test_resized_mid_rollout_scales_proportionally(crun_node, dns):
+    n, ns = crun_node, dns
+    n.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(deployment(n, "web", 4)))
+    complete(n, ns, "web", 4)
+    (first,) = replica_sets(n, ns)
+    # A rollout that cannot finish: 25 % of 4 lets one pod surge and one go.
+    n.kubectl("set", "image", "deploy/web", f"app={UNPULLABLE}", "-n", ns)
+
+    def sizes():
+        return {name: rs["spec"]["replicas"] for name, rs in replica_sets(n, ns).items()}
+    wait_until(lambda: len(sizes()) == 2 and sizes()[first] == 3 and sum(sizes().values()) == 5,
+               timeout=TIMEOUT, what="old 3, new 2")
+    (new,) = set(sizes()) - {first}
+    assert sizes()[new] == 2
+
+    # 4 -> 8 (max 8 + 2): each ReplicaSet grows by its share of the 5 there were.
+    n.kubectl("scale", "deploy/web", "--replicas=8", "-n", ns)
+    wait_until(lambda: sizes() == {first: 6, new: 4}, timeout=TIMEOUT,
+               what="old 6, new 4")
+    rss = replica_sets(n, ns)
+    for name in (first, new):
+        a = rss[name]["metadata"]["annotations"]
+        assert (a["deployment.kubernetes.io/desired-replicas"],
+                a["deployment.kubernetes.io/max-replicas"]) == ("8", "10"), (name, a)
+    for m in (f"Scaled up replica set {first} from 3 to 6",
+              f"Scaled up replica set {new} from 2 to 4"):
+        wait_until(lambda m=m: m in {m for t, r, m in events(n, ns, "web")
+                                     if r == "ScalingReplicaSet"},
+                   timeout=TIMEOUT, what=m)
+    # The old pods keep serving while the new ones cannot start.
+    wait_until(lambda: status(n, ns, "web").get("availableReplicas") == 6, timeout=TIMEOUT,
+               what="6 available")

@@ -688,7 +688,7 @@ impl Sync<'_> {
                 };
                 if let Some(rs) = new {
                     let name = rs.metadata.name.clone().unwrap_or_default();
-                    self.scale(&name, n, "up").await?;
+                    self.scale_by(&name, n).await?;
                 }
                 self.cleanup_if_complete().await?;
             }
@@ -803,8 +803,9 @@ fn error_policy(obj: Arc<Deployment>, error: &Error, ctx: Arc<Ctx>) -> Action {
         Error::Api {
             source: kube::Error::Api(s),
             ..
-        } if s.code == 409 => {
-            debug!(controller = CONTROLLER, %key, error = %error, retry_in = ?delay, "sync conflicted")
+        } if s.code == 409 || s.code == 404 => {
+            // A newer object (the next event syncs it again) or one just deleted.
+            debug!(controller = CONTROLLER, %key, error = %error, retry_in = ?delay, "sync raced a write")
         }
         _ => warn!(controller = CONTROLLER, %key, error = %error, retry_in = ?delay, "sync failed"),
     }
