@@ -432,3 +432,42 @@ def test_resized_mid_rollout_scales_proportionally(crun_node, dns):
     # The old pods keep serving while the new ones cannot start.
     wait_until(lambda: status(n, ns, "web").get("availableReplicas") == 6, timeout=TIMEOUT,
                what="6 available")
+
+
+def test_orphans_adopted_released_and_hash_collisions(crun_node, dns):
+    n, ns = crun_node, dns
+    body = to_yaml(deployment(n, "web", 2))
+    n.kubectl("apply", "-n", ns, "-f", "-", input=body)
+    complete(n, ns, "web", 2)
+    (rs_name,) = replica_sets(n, ns)
+    before = {p["metadata"]["name"] for p in active(pods(n, ns, "app=web"))}
+
+    def owners(name):
+        refs = replica_sets(n, ns)[name]["metadata"].get("ownerReferences", [])
+        return [(r["kind"], r["name"], r["uid"]) for r in refs if r.get("controller")]
+
+    # Deleted orphaning its ReplicaSet, then made again: the ReplicaSet is adopted as the
+    # new one, its pods untouched.
+    n.kubectl("delete", "deploy", "web", "-n", ns, "--cascade=orphan", "--wait=true")
+    wait_until(lambda: owners(rs_name) == [], timeout=TIMEOUT, what="the ReplicaSet orphaned")
+    n.kubectl("apply", "-n", ns, "-f", "-", input=body)
+    uid = get_json(n, "deploy", "web", "-n", ns)["metadata"]["uid"]
+    wait_until(lambda: owners(rs_name) == [("Deployment", "web", uid)], timeout=TIMEOUT,
+               what="the ReplicaSet adopted")
+    complete(n, ns, "web", 2)
+    assert set(replica_sets(n, ns)) == {rs_name}
+    assert {p["metadata"]["name"] for p in active(pods(n, ns, "app=web"))} == before
+
+    # Relabelled out of the selector: released; its name is taken, so the template's hash
+    # collides and the deployment counts a collision to make another.
+    n.kubectl("label", "rs", rs_name, "-n", ns, "app=gone", "--overwrite")
+    wait_until(lambda: owners(rs_name) == [], timeout=TIMEOUT, what="the ReplicaSet released")
+    wait_until(lambda: status(n, ns, "web").get("collisionCount") == 1, timeout=TIMEOUT,
+               what="collisionCount 1")
+
+    def another():
+        others = [name for name in replica_sets(n, ns) if name != rs_name]
+        return others[0] if len(others) == 1 and owners(others[0]) else None
+    other = wait_until(another, timeout=TIMEOUT, what="a ReplicaSet under another hash")
+    assert re.fullmatch(f"web-{HASH}", other), other
+    complete(n, ns, "web", 2)
