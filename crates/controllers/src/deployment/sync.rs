@@ -313,6 +313,7 @@ pub fn status_eq(a: &DeploymentStatus, b: &DeploymentStatus) -> bool {
             ready_replicas: z(s.ready_replicas),
             available_replicas: z(s.available_replicas),
             unavailable_replicas: z(s.unavailable_replicas),
+            terminating_replicas: z(s.terminating_replicas),
             conditions: s.conditions.clone().filter(|c| !c.is_empty()),
             ..s.clone()
         }
