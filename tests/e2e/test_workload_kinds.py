@@ -367,8 +367,7 @@ def test_validation_answers_422_with_upstreams_causes(cluster, ns):
     status = invalid(lambda: api.patch_namespaced_deployment("web", ns, moved))
     assert status["details"]["causes"] == [{
         "reason": "FieldValueInvalid", "field": "spec.selector",
-        "message": 'Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"web", '
-                   '"v":"2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: '
+        "message": 'Invalid value: {"matchLabels":{"app":"web","v":"2"}}: '
                    'field is immutable'}]
     cp = cluster.kubectl("-n", ns, "patch", "deploy", "web", "--type=merge", "-p",
                          json.dumps(moved), check=False)

@@ -175,23 +175,12 @@ impl std::fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
-/// Renders a bad value the way Go's `%v`/`%q`/`%#v` would for the common cases: strings are
-/// Go-quoted, numbers and booleans plain, string lists as `[]string{"a", "b"}`, and other
-/// composite values as JSON (Go would print a Go struct literal, which we cannot mirror).
+/// Renders a bad value as upstream's `field.Error` does: strings Go-quoted, numbers and
+/// booleans plain, anything else through `json.Marshal` (lists `["a","b"]`, objects with
+/// sorted keys as Go prints maps).
 fn render_value(v: &Value) -> String {
     match v {
-        Value::Null => "null".to_string(),
         Value::String(s) => go_quote(s),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Array(items) if items.iter().all(Value::is_string) => {
-            let inner: Vec<String> = items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(go_quote)
-                .collect();
-            format!("[]string{{{}}}", inner.join(", "))
-        }
         other => other.to_string(),
     }
 }
@@ -324,7 +313,7 @@ mod tests {
             (FieldError::not_found("spec.containers[0].volumeMounts[0].name", "v"), "Not found: \"v\"", "FieldValueNotFound"),
             (
                 FieldError::invalid("values", Value::from(Vec::<String>::new()), "x"),
-                "Invalid value: []string{}: x",
+                "Invalid value: []: x",
                 "FieldValueInvalid",
             ),
         ];

@@ -35,8 +35,35 @@ pub fn with_resource_version(stored: &[u8], rev: Revision) -> Vec<u8> {
     }
 }
 
+/// Where the top-level object's `"metadata":{` starts. Typed order puts `metadata` after
+/// `apiVersion` and `kind` but not always first of the rest (a ControllerRevision's `data`
+/// comes before it and may hold a nested `"metadata":{`), so only a key at depth 1 counts;
+/// strings are skipped, escapes included.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < haystack.len() {
+        match haystack[i] {
+            b'"' => {
+                if depth == 1 && haystack[i..].starts_with(needle) {
+                    return Some(i);
+                }
+                // Skip the string.
+                i += 1;
+                while i < haystack.len() && haystack[i] != b'"' {
+                    if haystack[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// A stored object as a client sees it.
@@ -119,6 +146,17 @@ mod tests {
         let out = with_resource_version(br#"{"metadata":{}}"#, 9);
         let v: Value = serde_json::from_slice(&out).expect("valid json");
         assert_eq!(v["metadata"]["resourceVersion"], "9");
+    }
+
+    #[test]
+    fn nested_metadata_before_the_object_s_is_not_it() {
+        let stored = br#"{"apiVersion":"apps/v1","data":{"spec":{"template":{"metadata":{"labels":{}}}}},"kind":"ControllerRevision","metadata":{"name":"r"},"revision":1}"#;
+        let v: Value = serde_json::from_slice(&with_resource_version(stored, 4)).expect("json");
+        assert_eq!(v["metadata"]["resourceVersion"], "4");
+        assert_eq!(
+            v["data"]["spec"]["template"]["metadata"],
+            serde_json::json!({"labels": {}})
+        );
     }
 
     #[test]

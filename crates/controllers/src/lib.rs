@@ -5,7 +5,10 @@
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`disruption`]
 //! (PodDisruptionBudgets' status), [`replicaset`] (ReplicaSets and, through the same
-//! code, ReplicationControllers) and [`deployment`] (rollouts through ReplicaSets) — each a kube-runtime
+//! code, ReplicationControllers), [`deployment`] (rollouts through ReplicaSets),
+//! [`cronjob`] (a Job per CronJob schedule time), [`job`] (Jobs' pods, status and
+//! conditions) and [`ttlafterfinished`] (finished Jobs deleted after
+//! `ttlSecondsAfterFinished`) — each a kube-runtime
 //! `Controller` whose reconcile is a thin shell over a pure "desired vs observed" function —
 //! and [`garbagecollector`] (owner references: dependents of absent owners deleted,
 //! orphaning and foreground deletion finished, for every kind discovery lists, on its own
@@ -14,7 +17,8 @@
 //! workload controllers share, named as upstream's files ([`controller_utils`]: pod
 //! predicates, pods from templates, expectations, the deletion ranking, pod control with
 //! its events, slow-start batches, the template hash; [`controller_ref_manager`]: adoption
-//! and release); and [`run`], which starts them all and stops them together.
+//! and release; [`history`]: ControllerRevisions); and [`run`], which starts them all and
+//! stops them together.
 //!
 //! Does not own: the bootstrap of system namespaces and priority classes, token issuing and
 //! authentication (the API server's, as upstream), the `orphan`/`foregroundDeletion`
@@ -28,20 +32,25 @@
 mod backoff;
 pub mod controller_ref_manager;
 pub mod controller_utils;
+pub mod cronjob;
 pub mod deployment;
 pub mod disruption;
 pub mod garbagecollector;
+pub mod history;
 mod informer;
+pub mod job;
 pub mod namespace;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
+pub mod ttlafterfinished;
 
 use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Pod, ReplicationController, ServiceAccount,
 };
@@ -123,10 +132,17 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         Api::all(client.clone()),
         watcher::Config::default(),
     );
+    let cron_jobs = Informer::<CronJob>::new(
+        "cronjobs",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    // One Job cache for the CronJob, Job and TTL-after-finished controllers.
+    let jobs = Informer::<Job>::new("jobs", Api::all(client.clone()), watcher::Config::default());
 
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
-    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 7] = [
+    let controllers: [(&'static str, futures::future::BoxFuture<'static, ()>); 10] = [
         (
             "namespace",
             namespace::controller(client.clone(), &namespaces, stop.clone()).boxed(),
@@ -176,6 +192,18 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             )
             .boxed(),
         ),
+        (
+            "cronjob",
+            cronjob::controller(client.clone(), &cron_jobs, &jobs, stop.clone()).boxed(),
+        ),
+        (
+            "job",
+            job::controller(client.clone(), &jobs, &pods, stop.clone()).boxed(),
+        ),
+        (
+            "ttl-after-finished",
+            ttlafterfinished::controller(client.clone(), &jobs, stop.clone()).boxed(),
+        ),
     ];
     for (name, controller) in controllers {
         let token = stop.clone();
@@ -197,6 +225,8 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(replica_sets.run(stop.clone()));
     tasks.spawn(replication_controllers.run(stop.clone()));
     tasks.spawn(deployments.run(stop.clone()));
+    tasks.spawn(cron_jobs.run(stop.clone()));
+    tasks.spawn(jobs.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {

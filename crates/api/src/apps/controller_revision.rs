@@ -24,17 +24,9 @@ pub fn validate_controller_revision_update(
     let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
     errs.extend(validate_controller_revision(new));
     if new.data != old.data {
-        // Go's `%#v` of the RawExtension: its bytes (the compact JSON) in hex.
-        let raw = serde_json::to_vec(&new.data.0).unwrap_or_default();
-        let bytes: Vec<String> = raw.iter().map(|b| format!("0x{b:x}")).collect();
-        errs.push(invalid_rendered(
-            &Path::new("data"),
-            &format!(
-                "runtime.RawExtension{{Raw:[]uint8{{{}}}, Object:runtime.Object(nil)}}",
-                bytes.join(", ")
-            ),
-            FIELD_IMMUTABLE,
-        ));
+        // A RawExtension marshals as its raw JSON.
+        let raw = serde_json::to_string(&new.data.0).unwrap_or_default();
+        errs.push(invalid_rendered(&Path::new("data"), &raw, FIELD_IMMUTABLE));
     }
     errs
 }

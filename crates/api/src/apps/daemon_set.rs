@@ -93,7 +93,7 @@ fn validate_daemon_set_spec(ds: &DaemonSet) -> FieldErrors {
     {
         errs.push(invalid_rendered(
             &sp,
-            &go_label_selector(&spec.selector),
+            &selector_json(&spec.selector),
             "empty selector is invalid for daemonset",
         ));
     }
@@ -155,9 +155,20 @@ fn validate_daemon_set_strategy(s: &DaemonSetUpdateStrategy, path: &Path) -> Fie
         other => {
             let mut e = FieldError::not_supported(path, "", &["RollingUpdate", "OnDelete"]);
             e.value = None;
+            // Go's `json.Marshal` of the internal strategy (no JSON tags: Go field names).
+            let ru = match &s.rolling_update {
+                None => "null".to_string(),
+                Some(ru) => format!(
+                    "{{\"MaxUnavailable\":{},\"MaxSurge\":{}}}",
+                    ru.max_unavailable
+                        .as_ref()
+                        .map_or("0".into(), int_or_string),
+                    ru.max_surge.as_ref().map_or("0".into(), int_or_string)
+                ),
+            };
             e.detail = format!(
-                "apps.DaemonSetUpdateStrategy{{Type:{}, RollingUpdate:(*apps.RollingUpdateDaemonSet)(nil)}}: {}",
-                go_quote(other),
+                "{{\"Type\":{},\"RollingUpdate\":{ru}}}: {}",
+                json_string(other),
                 e.detail
             );
             errs.push(e);

@@ -45,15 +45,22 @@ pub fn deployment_status_only(new: &mut Deployment, old: &Deployment) {
     new.spec.clone_from(&old.spec);
 }
 
+/// Go's `json.Marshal` of the internal `apps.DeploymentStrategy` upstream's error prints
+/// (internal types have no JSON tags: Go field names, absent pointers `null`).
 fn go_deployment_strategy(s: &DeploymentStrategy) -> String {
-    let ru = if s.rolling_update.is_some() {
-        "(*apps.RollingUpdateDeployment)(0xc000000000)"
-    } else {
-        "(*apps.RollingUpdateDeployment)(nil)"
+    let ru = match &s.rolling_update {
+        None => "null".to_string(),
+        Some(ru) => format!(
+            "{{\"MaxUnavailable\":{},\"MaxSurge\":{}}}",
+            ru.max_unavailable
+                .as_ref()
+                .map_or("0".into(), int_or_string),
+            ru.max_surge.as_ref().map_or("0".into(), int_or_string)
+        ),
     };
     format!(
-        "apps.DeploymentStrategy{{Type:{}, RollingUpdate:{ru}}}",
-        go_quote(s.type_.as_deref().unwrap_or(""))
+        "{{\"Type\":{},\"RollingUpdate\":{ru}}}",
+        json_string(s.type_.as_deref().unwrap_or(""))
     )
 }
 
@@ -116,7 +123,7 @@ fn validate_deployment_spec(d: &Deployment) -> FieldErrors {
     match selector {
         None => errs.push(invalid_rendered(
             &path.child("selector"),
-            &go_label_selector(&spec.selector),
+            &selector_json(&spec.selector),
             "invalid label selector",
         )),
         Some(s) => errs.extend(validate_template_for_replica_set(

@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::field::{go_quote, ErrorType, FieldError, FieldErrors, Path};
+use crate::field::{ErrorType, FieldError, FieldErrors, Path};
 use crate::meta::{validate_labels, validate_object_meta, validate_object_meta_update, NameRule};
 use crate::selector::LabelSelector as Selector;
 use crate::validation::{validate_nonnegative, FIELD_IMMUTABLE};
@@ -67,54 +67,48 @@ fn default_template(t: &mut PodTemplateSpec) {
     crate::pod::default_pod_spec(t.spec.get_or_insert_with(Default::default));
 }
 
-/// Go's `%#v` of a `map[string]string`, which upstream prints for the template's labels.
-fn go_map(m: Option<&BTreeMap<String, String>>) -> String {
-    match m {
-        None => "map[string]string(nil)".into(),
-        Some(m) => {
-            let items: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v)))
-                .collect();
-            format!("map[string]string{{{}}}", items.join(", "))
-        }
+/// Go's `json.Marshal` of a `metav1.LabelSelector`, which upstream's field errors print for
+/// the selector (`{"matchLabels":{"app":"web"}}`): fields in declaration order, empty ones
+/// omitted (`omitempty`), map keys sorted.
+pub fn selector_json(sel: &LabelSelector) -> String {
+    let mut fields = Vec::new();
+    if let Some(labels) = sel.match_labels.as_ref().filter(|m| !m.is_empty()) {
+        fields.push(format!(
+            "\"matchLabels\":{}",
+            serde_json::to_string(labels).unwrap_or_default()
+        ));
     }
+    if let Some(exprs) = sel.match_expressions.as_ref().filter(|e| !e.is_empty()) {
+        let items: Vec<String> = exprs
+            .iter()
+            .map(|r| {
+                let mut item = format!(
+                    "{{\"key\":{},\"operator\":{}",
+                    json_string(&r.key),
+                    json_string(&r.operator)
+                );
+                if let Some(values) = r.values.as_ref().filter(|v| !v.is_empty()) {
+                    item.push_str(&format!(
+                        ",\"values\":{}",
+                        serde_json::to_string(values).unwrap_or_default()
+                    ));
+                }
+                item.push('}');
+                item
+            })
+            .collect();
+        fields.push(format!("\"matchExpressions\":[{}]", items.join(",")));
+    }
+    format!("{{{}}}", fields.join(","))
 }
 
-/// Go's `%#v` of a `metav1.LabelSelector`, as upstream prints it in the selector errors
-/// (`v1.LabelSelector{MatchLabels:map[string]string{"app":"web"}, MatchExpressions:...}`).
-pub fn go_label_selector(sel: &LabelSelector) -> String {
-    let exprs = match &sel.match_expressions {
-        None => "[]v1.LabelSelectorRequirement(nil)".to_string(),
-        Some(e) => {
-            let items: Vec<String> = e
-                .iter()
-                .map(|r| {
-                    let values = match &r.values {
-                        None => "[]string(nil)".to_string(),
-                        Some(v) => format!(
-                            "[]string{{{}}}",
-                            v.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(", ")
-                        ),
-                    };
-                    format!(
-                        "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{values}}}",
-                        go_quote(&r.key),
-                        go_quote(&r.operator)
-                    )
-                })
-                .collect();
-            format!("[]v1.LabelSelectorRequirement{{{}}}", items.join(", "))
-        }
-    };
-    format!(
-        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}",
-        go_map(sel.match_labels.as_ref())
-    )
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
 }
 
-/// An `Invalid value` whose value upstream prints in a form JSON cannot carry (Go's `%#v`
-/// or a `String()` method): the rendered value travels in the message.
+/// An `Invalid value` whose value upstream prints as Go's `json.Marshal` does and
+/// `serde_json::Value` cannot (struct fields in declaration order): the rendered value
+/// travels in the message.
 fn invalid_rendered(path: &Path, rendered: &str, detail: &str) -> FieldError {
     FieldError {
         kind: ErrorType::Invalid,
@@ -149,7 +143,7 @@ fn validate_spec_selector(
     {
         errs.push(invalid_rendered(
             path,
-            &go_label_selector(sel),
+            &selector_json(sel),
             &format!("empty selector is invalid for {kind}"),
         ));
     }
@@ -232,7 +226,7 @@ fn immutable_selector(new: &LabelSelector, old: &LabelSelector) -> FieldErrors {
     }
     vec![invalid_rendered(
         &Path::new("spec").child("selector"),
-        &go_label_selector(new),
+        &selector_json(new),
         FIELD_IMMUTABLE,
     )]
 }
@@ -289,10 +283,11 @@ fn validate_replica_status(
 }
 
 /// Go's `IntOrString.String()`.
+/// An `intstr.IntOrString` as its `MarshalJSON` prints it: `1` or `"25%"`.
 fn int_or_string(v: &IntOrString) -> String {
     match v {
         IntOrString::Int(i) => i.to_string(),
-        IntOrString::String(s) => s.clone(),
+        IntOrString::String(s) => json_string(s),
     }
 }
 

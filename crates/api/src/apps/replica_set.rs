@@ -43,7 +43,7 @@ fn validate_replica_set_spec(rs: &ReplicaSet) -> FieldErrors {
     match (selector, &spec.template) {
         (None, _) => errs.push(invalid_rendered(
             &path.child("selector"),
-            &go_label_selector(&spec.selector),
+            &selector_json(&spec.selector),
             "invalid label selector",
         )),
         (Some(_), None) => errs.push(FieldError::required(&template_path, "")),

@@ -83,7 +83,7 @@ fn validate_stateful_set_spec(s: &StatefulSet) -> FieldErrors {
             if strategy.rolling_update.is_some() {
                 errs.push(invalid_rendered(
                     &sp.child("rollingUpdate"),
-                    "&apps.RollingUpdateStatefulSetStrategy{}",
+                    &go_rolling_update(strategy.rolling_update.as_ref()),
                     "only allowed for updateStrategy 'RollingUpdate'",
                 ));
             }
@@ -104,7 +104,11 @@ fn validate_stateful_set_spec(s: &StatefulSet) -> FieldErrors {
         }
         other => errs.push(invalid_rendered(
             &sp,
-            &format!("apps.StatefulSetUpdateStrategy{{Type:{}}}", go_quote(other)),
+            &format!(
+                "{{\"Type\":{},\"RollingUpdate\":{}}}",
+                json_string(other),
+                go_rolling_update(strategy.rolling_update.as_ref())
+            ),
             "must be 'RollingUpdate' or 'OnDelete'",
         )),
     }
@@ -139,7 +143,7 @@ fn validate_stateful_set_spec(s: &StatefulSet) -> FieldErrors {
     match selector {
         None => errs.push(invalid_rendered(
             &path.child("selector"),
-            &go_label_selector(&spec.selector),
+            &selector_json(&spec.selector),
             "",
         )),
         Some(sel) => {
@@ -232,4 +236,19 @@ pub fn validate_stateful_set_status_update(new: &StatefulSet, old: &StatefulSet)
         old.status.as_ref().and_then(|s| s.collision_count),
     ));
     errs
+}
+
+/// Go's `json.Marshal` of the internal `*apps.RollingUpdateStatefulSetStrategy` upstream's
+/// errors print (no JSON tags: Go field names; absent pointers `null`).
+fn go_rolling_update(ru: Option<&RollingUpdateStatefulSetStrategy>) -> String {
+    match ru {
+        None => "null".to_string(),
+        Some(ru) => format!(
+            "{{\"Partition\":{},\"MaxUnavailable\":{}}}",
+            ru.partition.unwrap_or(0),
+            ru.max_unavailable
+                .as_ref()
+                .map_or("null".into(), int_or_string)
+        ),
+    }
 }

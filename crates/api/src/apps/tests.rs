@@ -152,7 +152,7 @@ fn replica_kinds_validation_is_upstreams() {
         ),
         (
             json!({"selector": {"matchLabels": null, "matchExpressions": []}}),
-            vec!["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement{}}: empty selector is invalid for deployment"],
+            vec!["spec.selector: Invalid value: {}: empty selector is invalid for deployment"],
         ),
         (
             json!({"replicas": -1}),
@@ -174,7 +174,7 @@ fn replica_kinds_validation_is_upstreams() {
             json!({"selector": {"matchExpressions": [{"key": "app", "operator": "In"}]}}),
             vec![
                 "spec.selector.matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
-                "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\"}, MatchExpressions:[]v1.LabelSelectorRequirement{v1.LabelSelectorRequirement{Key:\"app\", Operator:\"In\", Values:[]string(nil)}}}: invalid label selector",
+                "spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"web\"},\"matchExpressions\":[{\"key\":\"app\",\"operator\":\"In\"}]}: invalid label selector",
             ],
         ),
     ];
@@ -197,7 +197,7 @@ fn deployment_strategy_validation_is_upstreams() {
     let cases: Vec<(Value, Vec<&str>)> = vec![
         (
             json!({"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}}),
-            vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0%: may not be 0 when `maxSurge` is 0"],
+            vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"0%\": may not be 0 when `maxSurge` is 0"],
         ),
         (
             json!({"strategy": {"rollingUpdate": {"maxUnavailable": "150%"}}}),
@@ -242,7 +242,7 @@ fn selectors_are_immutable_on_apps_v1_but_not_on_replication_controllers() {
     new.metadata = old.metadata.clone();
     assert_eq!(
         msgs(&validate_deployment_update(&new, &old)),
-        vec!["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\", \"v\":\"2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"]
+        vec!["spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"web\",\"v\":\"2\"}}: field is immutable"]
     );
 
     let mut old: ReplicationController = from(
@@ -416,10 +416,7 @@ fn controller_revisions_keep_their_data() {
     let mut changed = r.clone();
     changed.data = from(json!({"b": 2}));
     let got = msgs(&validate_controller_revision_update(&changed, &r));
-    assert_eq!(got.len(), 1);
-    assert!(got[0]
-        .starts_with("data: Invalid value: runtime.RawExtension{Raw:[]uint8{0x7b, 0x22, 0x62"));
-    assert!(got[0].ends_with(": field is immutable"));
+    assert_eq!(got, ["data: Invalid value: {\"b\":2}: field is immutable"]);
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! batch/v1 CronJob, with its `status` subresource: upstream's `pkg/registry/batch/cronjob`
 //! (defaults, schedule and time zone validation from `api::batch` and `api::cron`) and the
-//! `kubectl get cronjobs` table. Nothing fires CronJobs yet (issue 14's CronJob controller
-//! will use `api::cron`).
+//! `kubectl get cronjobs` table. The CronJob controller (`controllers::cronjob`) fires them.
 
 use k8s_openapi::api::batch::v1::CronJob;
 use serde_json::{json, Value};

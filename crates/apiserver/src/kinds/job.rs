@@ -1,6 +1,6 @@
 //! batch/v1 Job, with its `status` subresource: upstream's `pkg/registry/batch/job`
 //! (generated selector and labels on create, status kept on update) and the `kubectl get
-//! jobs` table. Nothing runs Jobs yet (issue 14's Job controller).
+//! jobs` table. The Job controller is `controllers::job`.
 
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::{json, Value};
