@@ -13,8 +13,16 @@ control plane's CPU time and the node's are read apart. Then, with the image cac
   * CPU seconds (user + system, /proc/<pid>/stat) the server and the agent spent on each.
 
 The workload is a Deployment when the Deployment controller runs (it makes a ReplicaSet
-for a new Deployment), else a ReplicaSet; the output says which. Numbers are printed,
-never asserted. Aim (issue 14): 100 replicas Ready in <= 10 s on 2 cores.
+for a new Deployment), else a ReplicaSet; the output says which. With a Deployment, a
+rollout follows:
+
+  * rolling update: a Deployment of `--rollout-replicas` (20) Ready pods, maxSurge and
+    maxUnavailable 25 %, gets a new template (what `kubectl set env` does); for each new
+    pod, the time from that request to its Ready, p50, and the time until the rollout is
+    complete (every new pod Ready, every old one gone).
+
+Numbers are printed, never asserted. Aim (issue 14): 100 replicas Ready in <= 10 s on 2
+cores.
 """
 
 from __future__ import annotations
@@ -140,11 +148,41 @@ def delete_namespace(node: onenode.OneNode, ns: str = "bench") -> None:
         time.sleep(0.2)
 
 
+def rolling_update(apps: kubernetes.client.AppsV1Api, watch: PodWatch, ns: str, n: int,
+                   pids: tuple[int, int]):
+    """The Deployment `web` at `n` Ready pods gets a new template; returns the new pods'
+    times to Ready (ms, sorted), the time until the rollout is complete (ms: every new pod
+    Ready, every old one gone) and the server's and agent's CPU seconds meanwhile."""
+    server_pid, agent_pid = pids
+    apps.patch_namespaced_deployment("web", ns, {"spec": {
+        "replicas": n,
+        "strategy": {"type": "RollingUpdate",
+                     "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}}})
+    watch.wait(lambda w: len(w.present) == n and len(w.ready.keys() & w.present) == n, timeout=600)
+    with watch.lock:
+        old = set(watch.present)
+    cpu0 = (cpu_seconds(server_pid), cpu_seconds(agent_pid))
+    t0 = time.monotonic()
+    apps.patch_namespaced_deployment("web", ns, {"spec": {"template": {"spec": {"containers": [
+        {"name": "web", "env": [{"name": "ROUND", "value": "2"}]}]}}}})
+
+    def complete(w: PodWatch) -> bool:
+        new = w.present - old
+        return not (w.present & old) and len(new) == n and len(w.ready.keys() & new) == n
+    watch.wait(complete, timeout=600)
+    done = (time.monotonic() - t0) * 1000
+    with watch.lock:
+        new = sorted((watch.ready[p] - t0) * 1000 for p in watch.present - old)
+    cpu1 = (cpu_seconds(server_pid), cpu_seconds(agent_pid))
+    return new, done, (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=str(harness.peapod_bin()))
     ap.add_argument("--runtime", default="crun")
     ap.add_argument("--replicas", type=int, default=100)
+    ap.add_argument("--rollout-replicas", type=int, default=20)
     args = ap.parse_args()
     binary = Path(args.bin)
 
@@ -187,6 +225,8 @@ def main() -> int:
         with watch.lock:
             down = sorted((t - t1) * 1000 for t in watch.gone.values())
         cpu2 = (cpu_seconds(server.proc.pid), cpu_seconds(agent.pid))
+        rollout = rolling_update(apps, watch, ns, args.rollout_replicas,
+                                 (server.proc.pid, agent.pid)) if kind == "Deployment" else None
         watch.stop = True
 
         print(f"\n{kind} scaled 0 -> {n} -> 0 on one node, image cached, runtime {args.runtime}, "
@@ -196,6 +236,15 @@ def main() -> int:
               f"{cpu1[0] - cpu0[0]:>14.2f}{cpu1[1] - cpu0[1]:>13.2f}")
         print(f"{'scale down: request -> pod gone':<36}{pct(down, 50):>10.0f}{pct(down, 99):>10.0f}{down[-1]:>10.0f}"
               f"{cpu2[0] - cpu1[0]:>14.2f}{cpu2[1] - cpu1[1]:>13.2f}")
+        if rollout is not None:
+            new, complete, cpu = rollout
+            m = args.rollout_replicas
+            print(f"{f'rolling update of {m}: -> new Ready':<36}{pct(new, 50):>10.0f}{pct(new, 99):>10.0f}"
+                  f"{new[-1]:>10.0f}{cpu[0]:>14.2f}{cpu[1]:>13.2f}")
+            print(f"{f'rolling update of {m}: -> complete':<36}{'':>10}{'':>10}{complete:>10.0f}")
+            figures.emit(f"workload/deployment/rollout {m}/new pod Ready p50_ms", pct(new, 50), "lower")
+            figures.emit(f"workload/deployment/rollout {m}/complete ms", complete, "lower")
+            figures.emit(f"workload/deployment/rollout {m}/server CPU s", cpu[0], "lower")
         base = f"workload/{kind.lower()}/{n}"
         figures.emit(f"{base}/scale up p50_ms", pct(up, 50), "lower")
         figures.emit(f"{base}/scale up all Ready ms", up[-1], "lower")

@@ -120,7 +120,9 @@ def test_defaults_visible_in_yaml(cluster, ns):
     assert pod_spec["dnsPolicy"] == "ClusterFirst"
     assert pod_spec["containers"][0]["imagePullPolicy"] == "IfNotPresent"
     assert d["metadata"]["generation"] == 1
-    assert d["status"] == {}
+    # The Deployment controller writes the status it observed.
+    wait_until(lambda: get_json(cluster, ns, "deploy", "web")["status"].get("observedGeneration")
+               == 1, what="the deployment's status observed")
     # The YAML a user reads shows them too.
     out = cluster.kubectl("-n", ns, "get", "deploy", "web", "-o", "yaml").stdout
     assert "maxSurge: 25%" in out and "progressDeadlineSeconds: 600" in out, out
@@ -195,15 +197,18 @@ def test_tables_short_names_and_get_all(cluster, ns):
 
     # `kubectl get all` in upstream's order: core (pods, replicationcontrollers), then apps
     # alphabetically; no ControllerRevisions.
-    # The controllers' own pods (`front-xxxxx`, `legacy-xxxxx`, the StatefulSet's `db-0`)
-    # come first, with the pods.
+    # The controllers' own pods (`front-xxxxx`, `legacy-xxxxx`, `web-<hash>-xxxxx`, the
+    # StatefulSet's `db-0`) come first, with the pods; the deployment's ReplicaSet
+    # `web-<hash>` with the ReplicaSets.
     out = cluster.kubectl("-n", ns, "get", "all", "-o", "name").stdout.split()
     made = [o for o in out
-            if re.fullmatch(r"pod/(front|legacy)-[a-z0-9]{5}", o) or o == "pod/db-0"]
+            if re.fullmatch(r"pod/(front|legacy|web-[a-z0-9]+)-[a-z0-9]{5}", o)
+            or o == "pod/db-0"]
+    web_rs = [o for o in out if re.fullmatch(r"replicaset\.apps/web-[a-z0-9]+", o)]
     assert out[:len(made) + 1] == sorted(made + ["pod/solo"]), out
     assert [o for o in out if o not in made] == [
         "pod/solo", "replicationcontroller/legacy", "daemonset.apps/agent",
-        "deployment.apps/web", "replicaset.apps/front", "statefulset.apps/db"], out
+        "deployment.apps/web", "replicaset.apps/front", *web_rs, "statefulset.apps/db"], out
     out = cluster.kubectl("-n", ns, "get", "all").stdout
     assert "deployment.apps/web" in out and "NODE SELECTOR" in out, out
 
@@ -265,18 +270,26 @@ def test_scale_and_status_through_the_python_client(cluster, ns):
         api.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": -1}})
     assert err.value.status == 422
 
-    # The status subresource writes status and keeps the spec.
+    # The status subresource writes status and keeps the spec. (The Deployment controller
+    # rewrites the status from its ReplicaSets right after: only responses are exact.)
     d = api.patch_namespaced_deployment_status(
         "web", ns, {"spec": {"replicas": 9},
                     "status": {"replicas": 5, "readyReplicas": 4, "observedGeneration": 2}})
     assert d.spec.replicas == 5
     assert (d.status.replicas, d.status.ready_replicas) == (5, 4)
-    out = cluster.kubectl("-n", ns, "get", "deploy", "web").stdout
-    assert rows_by_name(out)["web"]["READY"] == "4/5", out
-    # ...and a main-resource write keeps the status.
-    d = api.patch_namespaced_deployment("web", ns, {"status": {"readyReplicas": 0},
+
+    def table_reads_status():
+        before = api.read_namespaced_deployment("web", ns)
+        out = cluster.kubectl("-n", ns, "get", "deploy", "web").stdout
+        after = api.read_namespaced_deployment("web", ns)
+        want = f"{before.status.ready_replicas or 0}/{before.spec.replicas}"
+        return before.metadata.resource_version == after.metadata.resource_version and \
+            rows_by_name(out)["web"]["READY"] == want
+    wait_until(table_reads_status, what="READY is readyReplicas/replicas")
+    # ...and a main-resource write keeps the status (no pod of it can pull: never 3 ready).
+    d = api.patch_namespaced_deployment("web", ns, {"status": {"readyReplicas": 3},
                                                     "metadata": {"labels": {"x": "y"}}})
-    assert d.status.ready_replicas == 4
+    assert d.status.ready_replicas != 3
     with pytest.raises(kubernetes.client.ApiException) as err:
         api.patch_namespaced_deployment_status("web", ns, {"status": {"readyReplicas": 9}})
     assert err.value.status == 422

@@ -5,7 +5,8 @@
 //! [`serviceaccounts`] (every namespace's `default` ServiceAccount) and
 //! [`rootcacertpublisher`] (every namespace's `kube-root-ca.crt`), [`disruption`]
 //! (PodDisruptionBudgets' status), [`replicaset`] (ReplicaSets and, through the same
-//! code, ReplicationControllers), [`statefulset`] (StatefulSets: ordinal pods with stable
+//! code, ReplicationControllers), [`deployment`] (rollouts through ReplicaSets),
+//! [`statefulset`] (StatefulSets: ordinal pods with stable
 //! names, ordered rollouts, ControllerRevisions), [`daemon`] (DaemonSets: a pod on every eligible node,
 //! rolling updates, ControllerRevisions), [`cronjob`] (a Job per CronJob schedule time),
 //! [`job`] (Jobs' pods, status and conditions), [`ttlafterfinished`] (finished Jobs deleted
@@ -53,7 +54,9 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream};
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Node, Pod, ReplicationController, ServiceAccount,
@@ -126,6 +129,11 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         Api::all(client.clone()),
         watcher::Config::default(),
     );
+    let deployments = Informer::<Deployment>::new(
+        "deployments",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
     let replication_controllers = Informer::<ReplicationController>::new(
         "replicationcontrollers",
         Api::all(client.clone()),
@@ -190,6 +198,17 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         (
             "replicaset",
             replicaset::controller(client.clone(), &replica_sets, &pods, stop.clone()).boxed(),
+        ),
+        (
+            "deployment",
+            deployment::controller(
+                client.clone(),
+                &deployments,
+                &replica_sets,
+                &pods,
+                stop.clone(),
+            )
+            .boxed(),
         ),
         (
             "replicationcontroller",
@@ -260,6 +279,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(pods.run(stop.clone()));
     tasks.spawn(replica_sets.run(stop.clone()));
     tasks.spawn(replication_controllers.run(stop.clone()));
+    tasks.spawn(deployments.run(stop.clone()));
     tasks.spawn(cron_jobs.run(stop.clone()));
     tasks.spawn(jobs.run(stop.clone()));
     tasks.spawn(daemon_sets.run(stop.clone()));

@@ -417,6 +417,7 @@ fn progressing_reports_progress_completion_and_the_deadline() {
     let status = |updated: i32, available: i32| DeploymentStatus {
         replicas: Some(2),
         updated_replicas: Some(updated),
+        ready_replicas: Some(available),
         available_replicas: Some(available),
         observed_generation: Some(1),
         ..DeploymentStatus::default()
@@ -601,4 +602,341 @@ fn recreate_removes_every_old_pod_before_the_new_ones() {
         recreate_step(&d, None, &[&drained], false),
         RecreateStep::WaitForOldPods
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// sync.rs: the controller's choices between writes
+
+use k8s_openapi::api::apps::v1::{DeploymentCondition, ReplicaSetCondition};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use super::sync::*;
+
+fn with_desired(mut rs: ReplicaSet, desired: i32) -> ReplicaSet {
+    rs.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(DESIRED_REPLICAS_ANNOTATION.into(), desired.to_string());
+    rs
+}
+
+fn progressing(status: &str, reason: &str, updated: i64) -> DeploymentCondition {
+    let mut c = new_condition(PROGRESSING, status, reason, "", at(updated));
+    c.last_transition_time = Some(Time(at(0)));
+    c
+}
+
+fn with_status(mut d: Deployment, status: DeploymentStatus) -> Deployment {
+    d.status = Some(status);
+    d
+}
+
+#[test]
+fn an_empty_object_equals_an_absent_one_ignoring_the_hash() {
+    let mut kubectl = template("web:1");
+    if let Some(spec) = kubectl.spec.as_mut() {
+        spec.containers[0].resources = Some(ResourceRequirements::default());
+        spec.volumes = Some(Vec::new());
+    }
+    if let Some(meta) = kubectl.metadata.as_mut() {
+        meta.labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(DEFAULT_DEPLOYMENT_UNIQUE_LABEL_KEY.into(), "abc".into());
+    }
+    assert!(equal_ignore_hash(&kubectl, &template("web:1")));
+    assert!(!equal_ignore_hash(&kubectl, &template("web:2")));
+}
+
+#[test]
+fn scaling_events_are_active_replica_sets_wanting_other_replicas() {
+    let d = deployment(3, int(1), int(0));
+    // (replica sets, want)
+    let cases = [
+        (vec![with_desired(rs("a", "web:1", 3, 3, 1, 0), 3)], false),
+        (vec![with_desired(rs("a", "web:1", 3, 3, 1, 0), 5)], true),
+        // Inactive ones and ones without the annotation do not count.
+        (vec![with_desired(rs("a", "web:1", 0, 0, 1, 0), 5)], false),
+        (vec![rs("a", "web:1", 3, 3, 1, 0)], false),
+    ];
+    for (rss, want) in cases {
+        let refs: Vec<&ReplicaSet> = rss.iter().collect();
+        assert_eq!(is_scaling_event(&d, &refs), want, "{rss:?}");
+    }
+}
+
+#[test]
+fn scale_resizes_the_only_active_or_saturated_or_proportionally() {
+    let resize = |name: &str, replicas: i32, operation: &'static str| Resize {
+        name: name.into(),
+        replicas,
+        operation,
+    };
+    // (deployment replicas, new, old, want)
+    type Case = (i32, Option<ReplicaSet>, Vec<ReplicaSet>, Vec<Resize>);
+    let cases: Vec<Case> = vec![
+        // The only active one takes every replica.
+        (
+            5,
+            Some(rs("new", "web:1", 3, 3, 2, 10)),
+            vec![rs("old", "web:0", 0, 0, 1, 0)],
+            vec![resize("new", 5, "up")],
+        ),
+        (
+            2,
+            Some(rs("new", "web:1", 3, 3, 2, 10)),
+            vec![],
+            vec![resize("new", 2, "down")],
+        ),
+        (3, Some(rs("new", "web:1", 3, 3, 2, 10)), vec![], vec![]),
+        // None active: the new one.
+        (
+            2,
+            Some(rs("new", "web:1", 0, 0, 2, 10)),
+            vec![rs("old", "web:0", 0, 0, 1, 0)],
+            vec![resize("new", 2, "up")],
+        ),
+        // A saturated new one: old ones to 0.
+        (
+            3,
+            Some(with_desired(rs("new", "web:1", 3, 3, 2, 10), 3)),
+            vec![rs("old", "web:0", 1, 1, 1, 0)],
+            vec![resize("old", 0, "down")],
+        ),
+    ];
+    for (replicas, new, old, want) in cases {
+        let mut d = deployment(replicas, int(1), int(0));
+        d.spec.template = template("web:1");
+        let old_refs: Vec<&ReplicaSet> = old.iter().collect();
+        assert_eq!(
+            scale_plan(&d, new.as_ref(), &old_refs),
+            want,
+            "{replicas} {new:?}"
+        );
+    }
+    // Resized mid-rollout (10 -> 20, surge 0): both grow by their share of max-replicas.
+    let d = deployment(20, int(0), int(1));
+    let mut new = rs("new", "web:1", 4, 4, 2, 10);
+    let mut old = rs("old", "web:0", 6, 6, 1, 0);
+    set_replicas_annotations(&mut new, 10, 10);
+    set_replicas_annotations(&mut old, 10, 10);
+    let plan = scale_plan(&d, Some(&new), &[&old]);
+    assert_eq!(plan, vec![resize("old", 12, "up"), resize("new", 8, "up")]);
+}
+
+#[test]
+fn pausing_and_resuming_write_progressing_unknown_once() {
+    let status = |reason: &str| DeploymentStatus {
+        conditions: Some(vec![progressing("True", reason, 0)]),
+        ..DeploymentStatus::default()
+    };
+    // (paused, current reason, want reason)
+    let cases = [
+        (true, NEW_RS_AVAILABLE_REASON, Some(PAUSED_DEPLOY_REASON)),
+        (true, PAUSED_DEPLOY_REASON, None),
+        (false, PAUSED_DEPLOY_REASON, Some(RESUMED_DEPLOY_REASON)),
+        (false, REPLICA_SET_UPDATED_REASON, None),
+        (true, TIMED_OUT_REASON, None),
+    ];
+    for (paused, current, want) in cases {
+        let mut d = with_status(deployment(3, int(1), int(0)), status(current));
+        d.spec.paused = Some(paused);
+        let got = paused_condition(&d, at(5));
+        assert_eq!(
+            got.as_ref().and_then(|c| c.reason.as_deref()),
+            want,
+            "{paused} {current}"
+        );
+        if let Some(c) = got {
+            assert_eq!(c.status.as_deref(), Some("Unknown"));
+        }
+    }
+    // No deadline, no condition.
+    let mut d = deployment(3, int(1), int(0));
+    d.spec.paused = Some(true);
+    d.spec.progress_deadline_seconds = Some(i32::MAX);
+    assert_eq!(paused_condition(&d, at(5)), None);
+}
+
+#[test]
+fn rollout_status_reports_progress_completion_and_timeouts() {
+    let reason = |s: &DeploymentStatus| {
+        get_condition(s, PROGRESSING).and_then(|c| Some((c.status.clone()?, c.reason.clone()?)))
+    };
+    let s = |cond: DeploymentCondition, updated: i32, available: i32| DeploymentStatus {
+        replicas: Some(3),
+        updated_replicas: Some(updated),
+        ready_replicas: Some(available),
+        available_replicas: Some(available),
+        observed_generation: Some(1),
+        conditions: Some(vec![cond]),
+        ..DeploymentStatus::default()
+    };
+    let new_all = rs("new", "web:1", 3, 3, 2, 10);
+    let new_one = rs("new", "web:1", 1, 0, 2, 10);
+    let old = rs("old", "web:0", 2, 2, 1, 0);
+    // (previous status, new rs, old rs, now, want)
+    let cases = [
+        // Every replica updated and available: complete.
+        (
+            s(progressing("True", REPLICA_SET_UPDATED_REASON, 0), 2, 3),
+            &new_all,
+            None,
+            10,
+            ("True", NEW_RS_AVAILABLE_REASON),
+        ),
+        // More updated than before: progressing.
+        (
+            s(progressing("True", NEW_REPLICA_SET_REASON, 0), 0, 2),
+            &new_one,
+            Some(&old),
+            10,
+            ("True", REPLICA_SET_UPDATED_REASON),
+        ),
+        // No progress, within the deadline (600 s): as it was.
+        (
+            s(progressing("True", REPLICA_SET_UPDATED_REASON, 0), 1, 2),
+            &new_one,
+            Some(&old),
+            100,
+            ("True", REPLICA_SET_UPDATED_REASON),
+        ),
+        // No progress past the deadline.
+        (
+            s(progressing("True", REPLICA_SET_UPDATED_REASON, 0), 1, 2),
+            &new_one,
+            Some(&old),
+            700,
+            ("False", TIMED_OUT_REASON),
+        ),
+    ];
+    for (previous, new, old, now, want) in cases {
+        let d = with_status(deployment(3, int(1), int(0)), previous);
+        let mut all: Vec<&ReplicaSet> = old.into_iter().collect();
+        all.push(new);
+        let got = rollout_status(&d, &all, Some(new), at(now));
+        assert_eq!(
+            reason(&got),
+            Some((want.0.to_string(), want.1.to_string())),
+            "{now}"
+        );
+    }
+    // Without a deadline there is no Progressing condition.
+    let mut d = with_status(
+        deployment(3, int(1), int(0)),
+        s(progressing("True", NEW_RS_AVAILABLE_REASON, 0), 3, 3),
+    );
+    d.spec.progress_deadline_seconds = Some(i32::MAX);
+    assert_eq!(
+        reason(&rollout_status(&d, &[&new_all], Some(&new_all), at(1))),
+        None
+    );
+}
+
+#[test]
+fn replica_failures_are_copied_new_replica_set_first() {
+    let failing = |name: &str, message: &str| {
+        let mut r = rs(name, "web:1", 1, 0, 1, 0);
+        if let Some(s) = r.status.as_mut() {
+            s.conditions = Some(vec![ReplicaSetCondition {
+                type_: Some(REPLICA_FAILURE.into()),
+                status: Some("True".into()),
+                reason: Some("FailedCreate".into()),
+                message: Some(message.into()),
+                last_transition_time: Some(Time(at(3))),
+            }]);
+        }
+        r
+    };
+    let new = failing("new", "new one");
+    let old = failing("old", "old one");
+    let plain = rs("plain", "web:1", 1, 1, 1, 0);
+    let got = replica_failure(&[&old, &new], Some(&new));
+    assert_eq!(
+        got.as_ref().and_then(|c| c.message.as_deref()),
+        Some("new one")
+    );
+    assert_eq!(got.and_then(|c| c.last_update_time), Some(Time(at(3))));
+    let got = replica_failure(&[&old, &plain], Some(&plain));
+    assert_eq!(got.and_then(|c| c.message), Some("old one".into()));
+    assert_eq!(replica_failure(&[&plain], Some(&plain)), None);
+}
+
+#[test]
+fn a_stalled_rollout_is_looked_at_again_after_its_deadline() {
+    let d = |reason: &str| {
+        let mut d = with_status(
+            deployment(3, int(1), int(0)),
+            DeploymentStatus {
+                conditions: Some(vec![progressing("True", reason, 0)]),
+                ..DeploymentStatus::default()
+            },
+        );
+        d.spec.progress_deadline_seconds = Some(10);
+        d
+    };
+    let pending = DeploymentStatus::default();
+    let secs = std::time::Duration::from_secs;
+    // (reason, now, want)
+    let cases = [
+        (REPLICA_SET_UPDATED_REASON, 4, Some(secs(7))),
+        (REPLICA_SET_UPDATED_REASON, 10, Some(secs(1))),
+        (REPLICA_SET_UPDATED_REASON, 30, Some(secs(1))),
+        (TIMED_OUT_REASON, 4, None),
+    ];
+    for (reason, now, want) in cases {
+        assert_eq!(
+            requeue_after(&d(reason), &pending, at(now)),
+            want,
+            "{reason} {now}"
+        );
+    }
+}
+
+#[test]
+fn old_pods_run_until_every_one_is_finished_or_gone() {
+    let new = rs("new", "web:1", 0, 0, 2, 10);
+    let old = rs("old", "web:0", 0, 0, 1, 0);
+    let pod = |owner: &str, phase: &str| Pod {
+        metadata: ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                controller: Some(true),
+                uid: format!("uid-{owner}"),
+                ..OwnerReference::default()
+            }]),
+            ..ObjectMeta::default()
+        },
+        status: Some(PodStatus {
+            phase: Some(phase.into()),
+            ..PodStatus::default()
+        }),
+        ..Pod::default()
+    };
+    let (old_running, old_done, new_running, other) = (
+        pod("old", "Running"),
+        pod("old", "Succeeded"),
+        pod("new", "Running"),
+        pod("other", "Running"),
+    );
+    // (pods, want)
+    let cases: [(Vec<&Pod>, bool); 4] = [
+        (vec![], false),
+        (vec![&old_running], true),
+        (vec![&old_done, &new_running], false),
+        (vec![&other], false),
+    ];
+    for (pods, want) in cases {
+        assert_eq!(
+            old_pods_running(Some(&new), &[&old], &pods),
+            want,
+            "{pods:?}"
+        );
+    }
+    // An old ReplicaSet still reporting pods.
+    let reporting = rs("old", "web:0", 0, 0, 1, 0);
+    let mut reporting = reporting;
+    if let Some(s) = reporting.status.as_mut() {
+        s.replicas = 1;
+    }
+    assert!(old_pods_running(Some(&new), &[&reporting], &[]));
 }

@@ -163,23 +163,40 @@ pub fn max_unavailable(d: &Deployment) -> i32 {
 // ---------------------------------------------------------------------------------------
 // Templates, names, new and old ReplicaSets
 
-/// Upstream's `EqualIgnoreHash`: the templates are equal apart from `pod-template-hash`.
+/// Upstream's `EqualIgnoreHash`: the templates are semantically equal apart from
+/// `pod-template-hash`. As apimachinery's semantic equality, an empty list or map equals an
+/// absent one; and as Go's structs, an empty object (`resources: {}`, which kubectl sends
+/// and Go always writes) equals an absent one.
 pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     let strip = |t: &PodTemplateSpec| {
         let mut t = t.clone();
-        let meta = t.metadata.get_or_insert_with(ObjectMeta::default);
-        if let Some(labels) = meta.labels.as_mut() {
+        if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
             labels.remove(DEFAULT_DEPLOYMENT_UNIQUE_LABEL_KEY);
         }
-        if meta.labels.as_ref().is_some_and(BTreeMap::is_empty) {
-            meta.labels = None;
-        }
-        if t.metadata.as_ref() == Some(&ObjectMeta::default()) {
-            t.metadata = None;
-        }
-        t
+        let mut value = serde_json::to_value(&t).unwrap_or_default();
+        prune_empty(&mut value);
+        value
     };
     strip(a) == strip(b)
+}
+
+/// Removes nulls, empty objects and empty lists, innermost first; whether `v` is now empty.
+fn prune_empty(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Object(map) => {
+            map.retain(|_, field| !prune_empty(field));
+            map.is_empty()
+        }
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                prune_empty(item);
+            }
+            items.is_empty()
+        }
+        _ => false,
+    }
 }
 
 /// The `pod-template-hash` of the deployment's template, with its collision count.
