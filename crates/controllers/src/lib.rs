@@ -46,6 +46,7 @@ pub mod namespace;
 pub mod podgc;
 pub mod replicaset;
 pub mod rootcacertpublisher;
+mod routed;
 pub mod serviceaccounts;
 pub mod statefulset;
 pub mod ttlafterfinished;

@@ -51,16 +51,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Client;
 use record::{EventType, Recorder};
 use tokio::sync::mpsc;
@@ -71,7 +70,7 @@ use crate::backoff::Backoff;
 use crate::controller_utils::get_controller_of;
 use crate::controller_utils::pod_control::{is_namespace_terminating, message};
 use crate::informer::{Change, Informer};
-use crate::RESYNC;
+use crate::routed::Routed;
 
 use plan::{Seen, Start};
 
@@ -135,42 +134,15 @@ pub fn controller(
         local,
         triggers,
     );
-    let triggered = futures::stream::unfold(triggered, |mut rx| async move {
-        rx.recv().await.map(|r| (r, rx))
-    });
-    let controller = Controller::for_stream(
-        futures::stream::pending::<Result<CronJob, watcher::Error>>(),
-        cron_jobs.store(),
-    )
-    .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS))
-    .reconcile_on(triggered)
-    .reconcile_all_on(futures::stream::select_all([
-        cj_lagged.boxed(),
-        job_lagged.boxed(),
-        crate::ticks(RESYNC).boxed(),
-    ]))
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-    let (cj_synced, jobs_synced) = (cron_jobs.synced(), jobs.synced());
-    async move {
-        let sink = tokio::spawn(sink.run(shutdown.clone()));
-        let router = tokio::spawn(router);
-        let synced = async { cj_synced.await && jobs_synced.await };
-        let synced = tokio::select! {
-            synced = synced => synced,
-            _ = shutdown.cancelled() => false,
-        };
-        if synced {
-            info!(controller = CONTROLLER, "starting controller");
-            controller
-                .run(reconcile, error_policy, ctx)
-                .for_each(|result| async move { crate::log_result(CONTROLLER, result) })
-                .await;
-        }
-        router.abort();
-        if let Err(e) = sink.await {
-            warn!(controller = CONTROLLER, error = %e, "event recorder panicked");
-        }
+    Routed {
+        name: CONTROLLER,
+        store: cron_jobs.store(),
+        triggered,
+        lagged: vec![cj_lagged.boxed(), job_lagged.boxed()],
+        synced: vec![cron_jobs.synced().boxed(), jobs.synced().boxed()],
+        concurrency: CONCURRENT_SYNCS,
     }
+    .run(router, sink, shutdown, reconcile, error_policy, ctx)
 }
 
 fn key_of(namespace: &str, name: &str) -> String {

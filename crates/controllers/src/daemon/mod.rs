@@ -50,20 +50,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api::selector::LabelSelector;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Client;
 use record::{EventType, Recorder};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::backoff::Backoff;
 use crate::controller_ref_manager::{recheck_deletion_timestamp, ClaimError, ControllerRefManager};
@@ -75,7 +74,7 @@ use crate::controller_utils::{
 use crate::history;
 use crate::informer::{Change, Informer};
 use crate::replicaset::{pod_event_actions, pods_of, Lookup, PodAction};
-use crate::RESYNC;
+use crate::routed::Routed;
 
 pub use daemon_controller::{
     calculate_status, manage_plan, nodes_to_daemon_pods, status_unchanged, FailedPodsBackoff,
@@ -183,55 +182,20 @@ pub fn controller(
         expectations,
         triggers,
     );
-    let triggered = futures::stream::unfold(triggered, |mut rx| async move {
-        rx.recv().await.map(|r| (r, rx))
-    });
-    let controller = Controller::for_stream(
-        futures::stream::pending::<Result<DaemonSet, watcher::Error>>(),
-        daemon_sets.store(),
-    )
-    .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS))
-    .reconcile_on(triggered)
-    .reconcile_all_on(futures::stream::select_all([
-        ds_lagged.boxed(),
-        node_lagged.boxed(),
-        pod_lagged.boxed(),
-        crate::ticks(RESYNC).boxed(),
-    ]))
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-    let synced = [
-        futures::FutureExt::boxed(daemon_sets.synced()),
-        futures::FutureExt::boxed(nodes.synced()),
-        futures::FutureExt::boxed(pods.synced()),
-        futures::FutureExt::boxed(revisions.synced()),
-    ];
-    async move {
-        let sink = tokio::spawn(sink.run(shutdown.clone()));
-        let router = tokio::spawn(router);
-        let all_synced = async {
-            for s in synced {
-                if !s.await {
-                    return false;
-                }
-            }
-            true
-        };
-        let ready = tokio::select! {
-            ready = all_synced => ready,
-            _ = shutdown.cancelled() => false,
-        };
-        if ready {
-            info!(controller = CONTROLLER, "starting controller");
-            controller
-                .run(reconcile, error_policy, ctx)
-                .for_each(|result| async move { crate::log_result(CONTROLLER, result) })
-                .await;
-        }
-        router.abort();
-        if let Err(e) = sink.await {
-            warn!(controller = CONTROLLER, error = %e, "event recorder panicked");
-        }
+    Routed {
+        name: CONTROLLER,
+        store: daemon_sets.store(),
+        triggered,
+        lagged: vec![ds_lagged.boxed(), node_lagged.boxed(), pod_lagged.boxed()],
+        synced: vec![
+            daemon_sets.synced().boxed(),
+            nodes.synced().boxed(),
+            pods.synced().boxed(),
+            revisions.synced().boxed(),
+        ],
+        concurrency: CONCURRENT_SYNCS,
     }
+    .run(router, sink, shutdown, reconcile, error_policy, ctx)
 }
 
 /// Finds DaemonSets in the cache for the pod event handlers.

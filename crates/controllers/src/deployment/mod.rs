@@ -58,15 +58,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use api::selector::LabelSelector;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as MetaSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Client;
 use record::{EventType, Recorder};
 use tokio::sync::mpsc;
@@ -78,7 +77,7 @@ use crate::controller_ref_manager::{recheck_deletion_timestamp, ClaimError, Cont
 use crate::controller_utils::get_controller_of;
 use crate::controller_utils::pod_control::{is_namespace_terminating, message};
 use crate::informer::{Change, Informer};
-use crate::RESYNC;
+use crate::routed::Routed;
 
 use util::{
     find_new_replica_set, find_old_replica_sets, max_revision, new_replica_set,
@@ -145,44 +144,19 @@ pub fn controller(
         replica_sets.store(),
         triggers,
     );
-    let triggered = futures::stream::unfold(triggered, |mut rx| async move {
-        rx.recv().await.map(|r| (r, rx))
-    });
-    let controller = Controller::for_stream(
-        futures::stream::pending::<Result<Deployment, watcher::Error>>(),
-        deployments.store(),
-    )
-    .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS))
-    .reconcile_on(triggered)
-    .reconcile_all_on(futures::stream::select_all([
-        d_lagged.boxed(),
-        rs_lagged.boxed(),
-        pod_lagged.boxed(),
-        crate::ticks(RESYNC).boxed(),
-    ]))
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-    let synced = (deployments.synced(), replica_sets.synced(), pods.synced());
-    async move {
-        let sink = tokio::spawn(sink.run(shutdown.clone()));
-        let router = tokio::spawn(router);
-        let (d_synced, rs_synced, pods_synced) = synced;
-        let synced = async { d_synced.await && rs_synced.await && pods_synced.await };
-        let synced = tokio::select! {
-            synced = synced => synced,
-            _ = shutdown.cancelled() => false,
-        };
-        if synced {
-            info!(controller = CONTROLLER, "starting controller");
-            controller
-                .run(reconcile, error_policy, ctx)
-                .for_each(|result| async move { crate::log_result(CONTROLLER, result) })
-                .await;
-        }
-        router.abort();
-        if let Err(e) = sink.await {
-            warn!(controller = CONTROLLER, error = %e, "event recorder panicked");
-        }
+    Routed {
+        name: CONTROLLER,
+        store: deployments.store(),
+        triggered,
+        lagged: vec![d_lagged.boxed(), rs_lagged.boxed(), pod_lagged.boxed()],
+        synced: vec![
+            deployments.synced().boxed(),
+            replica_sets.synced().boxed(),
+            pods.synced().boxed(),
+        ],
+        concurrency: CONCURRENT_SYNCS,
     }
+    .run(router, sink, shutdown, reconcile, error_policy, ctx)
 }
 
 fn key(namespace: Option<&str>, name: Option<&str>) -> String {

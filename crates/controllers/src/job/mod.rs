@@ -54,20 +54,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::selector::LabelSelector;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, UncountedTerminatedPods};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Client;
 use record::{EventType, Recorder};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::backoff::Backoff;
 use crate::controller_ref_manager::{recheck_deletion_timestamp, ClaimError, ControllerRefManager};
@@ -78,7 +77,7 @@ use crate::controller_utils::{
 };
 use crate::informer::{Change, Informer};
 use crate::replicaset::{pod_event_actions, pods_of, Lookup, PodAction};
-use crate::RESYNC;
+use crate::routed::Routed;
 
 use backoff_utils::{new_backoff_record, remaining_time, BackoffRecord, BackoffStore};
 use indexed_job_utils::{
@@ -194,43 +193,26 @@ pub fn controller(
         backoff: Backoff::controller_default(),
     });
     let (triggers, triggered) = mpsc::unbounded_channel();
-    let router = route_events(job_changes, pod_changes, ctx.clone(), triggers);
-    let triggered = futures::stream::unfold(triggered, |mut rx| async move {
-        rx.recv().await.map(|r| (r, rx))
-    });
-    let controller = Controller::for_stream(
-        futures::stream::pending::<Result<Job, watcher::Error>>(),
-        jobs.store(),
-    )
-    .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS))
-    .reconcile_on(triggered)
-    .reconcile_all_on(futures::stream::select_all([
-        job_lagged.boxed(),
-        pod_lagged.boxed(),
-        crate::ticks(RESYNC).boxed(),
-    ]))
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-    let (jobs_synced, pods_synced) = (jobs.synced(), pods.synced());
-    async move {
-        let sink = tokio::spawn(sink.run(shutdown.clone()));
-        let synced = async { jobs_synced.await && pods_synced.await };
-        let synced = tokio::select! {
-            synced = synced => synced,
-            _ = shutdown.cancelled() => false,
-        };
-        let router = tokio::spawn(router);
-        if synced {
-            info!(controller = "job", "starting controller");
-            controller
-                .run(reconcile, error_policy, ctx)
-                .for_each(|result| async move { crate::log_result("job", result) })
-                .await;
+    // The router starts once the caches synced: it takes a Job missing from the cache for
+    // gone (`orphan_cleanup`).
+    let caches_synced = (jobs.synced(), pods.synced());
+    let router = {
+        let ctx = ctx.clone();
+        async move {
+            if caches_synced.0.await && caches_synced.1.await {
+                route_events(job_changes, pod_changes, ctx, triggers).await;
+            }
         }
-        router.abort();
-        if let Err(e) = sink.await {
-            warn!(controller = "job", error = %e, "event recorder panicked");
-        }
+    };
+    Routed {
+        name: "job",
+        store: jobs.store(),
+        triggered,
+        lagged: vec![job_lagged.boxed(), pod_lagged.boxed()],
+        synced: vec![jobs.synced().boxed(), pods.synced().boxed()],
+        concurrency: CONCURRENT_SYNCS,
     }
+    .run(router, sink, shutdown, reconcile, error_policy, ctx)
 }
 
 /// Finds Jobs in the cache for the pod event handlers.

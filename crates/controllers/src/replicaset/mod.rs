@@ -39,23 +39,22 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use api::selector::LabelSelector;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource};
 use record::Recorder;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::backoff::Backoff;
 use crate::controller_ref_manager::{recheck_deletion_timestamp, ClaimError, ControllerRefManager};
@@ -65,7 +64,7 @@ use crate::controller_utils::{
     UidTrackingControllerExpectations, SLOW_START_INITIAL_BATCH_SIZE,
 };
 use crate::informer::{Change, Informer};
-use crate::RESYNC;
+use crate::routed::Routed;
 
 pub use replica_set::{
     get_pods_to_delete, plan, pod_event_actions, pods_of, Lookup, Plan, PodAction, BURST_REPLICAS,
@@ -153,45 +152,23 @@ pub fn controller<K: ReplicaKind>(
         expectations,
         triggers,
     );
-    let triggered = futures::stream::unfold(triggered, |mut rx| async move {
-        rx.recv().await.map(|r| (r, rx))
-    });
-    let controller = Controller::for_stream(
-        futures::stream::pending::<Result<K, watcher::Error>>(),
-        owners.store(),
+    let routed = Routed {
+        name: K::CONTROLLER,
+        store: owners.store(),
+        triggered,
+        lagged: vec![owner_lagged.boxed(), pod_lagged.boxed()],
+        // Both controllers wait for the pod cache at once, hence the informer's own signal.
+        synced: vec![owners.synced().boxed(), pods.synced().boxed()],
+        concurrency: CONCURRENT_SYNCS,
+    };
+    routed.run(
+        router,
+        sink,
+        shutdown,
+        reconcile::<K>,
+        error_policy::<K>,
+        ctx,
     )
-    .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS))
-    .reconcile_on(triggered)
-    .reconcile_all_on(futures::stream::select_all([
-        owner_lagged.boxed(),
-        pod_lagged.boxed(),
-        crate::ticks(RESYNC).boxed(),
-    ]))
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-    let (owners_synced, pods_synced) = (owners.synced(), pods.synced());
-    async move {
-        let sink = tokio::spawn(sink.run(shutdown.clone()));
-        let router = tokio::spawn(router);
-        // Deciding from caches still filling would create pods that exist. Both controllers
-        // wait for the pod cache at once, hence the informer's own signal; shutdown may come
-        // first (a kind the API does not serve never syncs).
-        let synced = async { owners_synced.await && pods_synced.await };
-        let synced = tokio::select! {
-            synced = synced => synced,
-            _ = shutdown.cancelled() => false,
-        };
-        if synced {
-            info!(controller = K::CONTROLLER, "starting controller");
-            controller
-                .run(reconcile::<K>, error_policy::<K>, ctx)
-                .for_each(|result| async move { crate::log_result(K::CONTROLLER, result) })
-                .await;
-        }
-        router.abort();
-        if let Err(e) = sink.await {
-            warn!(controller = K::CONTROLLER, error = %e, "event recorder panicked");
-        }
-    }
 }
 
 /// Finds replica sets of kind `K` in the cache for the pod event handlers.

@@ -58,14 +58,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::selector::LabelSelector;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{self, Action as RequeueAction, Controller};
+use kube::runtime::controller::Action as RequeueAction;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Client;
 use record::{EventType, Recorder};
 use tokio::sync::mpsc;
@@ -78,7 +77,7 @@ use crate::controller_utils::pod_control::message;
 use crate::controller_utils::{get_controller_of, is_pod_ready, new_controller_ref};
 use crate::history;
 use crate::informer::{Change, Informer};
-use crate::RESYNC;
+use crate::routed::Routed;
 
 pub use stateful_set_control::{plan, Action, DeleteReason, Plan, Revision};
 pub use stateful_set_utils::*;
@@ -146,44 +145,28 @@ pub fn controller(
         later,
     );
     let delayer = delay(delayed, triggers);
-    let triggered = futures::stream::unfold(triggered, |mut rx| async move {
-        rx.recv().await.map(|r| (r, rx))
-    });
-    let controller = Controller::for_stream(
-        futures::stream::pending::<Result<StatefulSet, watcher::Error>>(),
-        sets.store(),
-    )
-    .with_config(controller::Config::default().concurrency(CONCURRENT_SYNCS))
-    .reconcile_on(triggered)
-    .reconcile_all_on(futures::stream::select_all([
-        set_lagged.boxed(),
-        pod_lagged.boxed(),
-        crate::ticks(RESYNC).boxed(),
-    ]))
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-    let synced = (sets.synced(), pods.synced(), revisions.synced());
-    async move {
-        let sink = tokio::spawn(sink.run(shutdown.clone()));
-        let router = tokio::spawn(router);
-        let delayer = tokio::spawn(delayer);
-        let all = async { synced.0.await && synced.1.await && synced.2.await };
-        let ready = tokio::select! {
-            ready = all => ready,
-            _ = shutdown.cancelled() => false,
-        };
-        if ready {
-            info!(controller = CONTROLLER, "starting controller");
-            controller
-                .run(reconcile, error_policy, ctx)
-                .for_each(|result| async move { crate::log_result(CONTROLLER, result) })
-                .await;
-        }
-        router.abort();
-        delayer.abort();
-        if let Err(e) = sink.await {
-            warn!(controller = CONTROLLER, error = %e, "event recorder panicked");
-        }
+    Routed {
+        name: CONTROLLER,
+        store: sets.store(),
+        triggered,
+        lagged: vec![set_lagged.boxed(), pod_lagged.boxed()],
+        synced: vec![
+            sets.synced().boxed(),
+            pods.synced().boxed(),
+            revisions.synced().boxed(),
+        ],
+        concurrency: CONCURRENT_SYNCS,
     }
+    .run(
+        async move {
+            futures::join!(router, delayer);
+        },
+        sink,
+        shutdown,
+        reconcile,
+        error_policy,
+        ctx,
+    )
 }
 
 /// Upstream's `enqueueSSAfter`: each request sends the set's trigger after its delay.
