@@ -284,11 +284,20 @@ def crun_node(request, tmp_path_factory, test_images):
 
 @pytest.fixture
 def pod_ns(request):
-    """A namespace for one node test; its pods are deleted and the node checked clean after."""
+    """A namespace for one node test; its pods are deleted and the node checked clean after.
+
+    A module whose tests make controllers names them in `OWNERS` (kubectl resource list,
+    cascade), e.g. `("deploy,rs", "orphan")`: they are deleted first, so that no controller
+    re-creates the pods deleted after them."""
     which = "node" if "node" in request.fixturenames else "crun_node"
     node = request.getfixturevalue(which)
     name = node.create_namespace()
     yield name
+    owners = getattr(request.module, "OWNERS", None)
+    if owners:
+        kinds, cascade = owners
+        node.kubectl("delete", kinds, "--all", "-n", name, f"--cascade={cascade}",
+                     "--wait=true", timeout=120)
     node.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=1", "--wait=true",
                  timeout=120)
     node.node.wait_clean()

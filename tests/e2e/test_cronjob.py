@@ -19,7 +19,6 @@ import re
 import time
 
 import kubernetes
-import pytest
 
 from helpers import rows_by_name, table, to_yaml, wait_until
 
@@ -28,18 +27,8 @@ TIMEOUT = 60
 ANNOTATION = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 
 
-@pytest.fixture
-def cj_ns(crun_node):
-    n = crun_node
-    name = n.create_namespace()
-    yield name
-    n.kubectl("delete", "cronjobs,jobs", "--all", "-n", name, "--wait=true", timeout=120)
-    n.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=1", "--wait=true",
-              timeout=120)
-    try:
-        kubernetes.client.CoreV1Api(n.client).delete_namespace(name)
-    except Exception:
-        pass
+# Deleted before the pods at the end of each test (conftest.py `pod_ns`).
+OWNERS = ("cronjobs,jobs", "background")
 
 
 def cron_job(n, name: str, schedule: str = "*/1 * * * *", command=None, **spec) -> dict:
@@ -117,8 +106,8 @@ def finish(n, ns: str, name: str, condition: str) -> None:
     raise AssertionError(f"could not finish job {name}")
 
 
-def test_cronjobs_schedule_replace_forbid_suspend_and_prune(crun_node, cj_ns):
-    n, ns = crun_node, cj_ns
+def test_cronjobs_schedule_replace_forbid_suspend_and_prune(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(
         cron_job(n, "basic"),
         cron_job(n, "zoned", timeZone="Asia/Tokyo", suspend=False),
@@ -214,8 +203,8 @@ def test_cronjobs_schedule_replace_forbid_suspend_and_prune(crun_node, cj_ns):
     assert late == [], late
 
 
-def test_kubectl_create_job_from_cronjob(crun_node, cj_ns):
-    n, ns = crun_node, cj_ns
+def test_kubectl_create_job_from_cronjob(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(cron_job(n, "nightly", schedule="0 3 * * *", suspend=True)))
     uid = get_json(n, "cj", "nightly", "-n", ns)["metadata"]["uid"]
@@ -233,8 +222,8 @@ def test_kubectl_create_job_from_cronjob(crun_node, cj_ns):
                "Saw a job that the controller did not create or forgot: by-hand")
 
 
-def test_get_cronjob_columns(crun_node, cj_ns):
-    n, ns = crun_node, cj_ns
+def test_get_cronjob_columns(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(
         cron_job(n, "yearly", schedule="@yearly", timeZone="Europe/Paris")))
     out = n.kubectl("get", "cj", "-n", ns).stdout

@@ -13,7 +13,6 @@ import re
 import threading
 
 import kubernetes
-import pytest
 
 from helpers import rows_by_name, to_yaml, wait_until
 
@@ -26,20 +25,8 @@ UNPULLABLE = "127.0.0.1:9/e2e/missing:1.0"
 SCRIPT = "trap 'exit 0' TERM; sleep 3600 & wait"
 
 
-@pytest.fixture
-def dns(crun_node):
-    """A namespace for one test; its deployments, ReplicaSets and pods go at the end."""
-    n = crun_node
-    name = n.create_namespace()
-    yield name
-    n.kubectl("delete", "deploy,rs", "--all", "-n", name, "--cascade=orphan", "--wait=true")
-    n.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=1", "--wait=true",
-              timeout=120)
-    n.node.wait_clean()
-    try:
-        kubernetes.client.CoreV1Api(n.client).delete_namespace(name)
-    except Exception:
-        pass
+# Deleted before the pods at the end of each test (conftest.py `pod_ns`).
+OWNERS = ("deploy,rs", "orphan")
 
 
 def deployment(n, name: str, replicas: int, **spec) -> dict:
@@ -157,8 +144,8 @@ class PodSampler:
         self.core.api_client.close()
 
 
-def test_create_deployment_owns_replica_set_and_pods(crun_node, dns):
-    n, ns = crun_node, dns
+def test_create_deployment_owns_replica_set_and_pods(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     out = n.kubectl("create", "deployment", "web", f"--image={n.images.busybox}",
                     "--replicas=2", "-n", ns, "--", "sh", "-c", SCRIPT).stdout
     assert "deployment.apps/web created" in out, out
@@ -234,8 +221,8 @@ def test_create_deployment_owns_replica_set_and_pods(crun_node, dns):
         described
 
 
-def test_rolling_update_stays_within_surge_and_unavailability(crun_node, dns):
-    n, ns = crun_node, dns
+def test_rolling_update_stays_within_surge_and_unavailability(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     replicas, surge, unavailable = 4, 1, 1
     n.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(deployment(
         n, "web", replicas,
@@ -280,8 +267,8 @@ def test_rolling_update_stays_within_surge_and_unavailability(crun_node, dns):
                for m in messages), messages
 
 
-def test_history_undo_restart_and_cleanup(crun_node, dns):
-    n, ns = crun_node, dns
+def test_history_undo_restart_and_cleanup(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(deployment(n, "web", 2, revisionHistoryLimit=1)))
     complete(n, ns, "web", 2)
@@ -325,8 +312,8 @@ def test_history_undo_restart_and_cleanup(crun_node, dns):
     assert "kubectl.kubernetes.io/restartedAt" in restarted
 
 
-def test_pause_and_resume(crun_node, dns):
-    n, ns = crun_node, dns
+def test_pause_and_resume(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(deployment(n, "web", 2)))
     complete(n, ns, "web", 2)
     (first,) = replica_sets(n, ns)
@@ -353,8 +340,8 @@ def test_pause_and_resume(crun_node, dns):
     assert len(rss) == 2 and rss[first]["spec"]["replicas"] == 0
 
 
-def test_recreate_never_runs_old_and_new_together(crun_node, dns):
-    n, ns = crun_node, dns
+def test_recreate_never_runs_old_and_new_together(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(deployment(n, "web", 3, strategy={"type": "Recreate"})))
     complete(n, ns, "web", 3)
@@ -377,8 +364,8 @@ def test_recreate_never_runs_old_and_new_together(crun_node, dns):
                for m in messages), messages
 
 
-def test_unpullable_image_exceeds_the_progress_deadline(crun_node, dns):
-    n, ns = crun_node, dns
+def test_unpullable_image_exceeds_the_progress_deadline(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(deployment(n, "web", 2, progressDeadlineSeconds=10)))
     complete(n, ns, "web", 2)
@@ -400,8 +387,8 @@ def test_unpullable_image_exceeds_the_progress_deadline(crun_node, dns):
     assert 'deployment "web" exceeded its progress deadline' in out.stderr, out.stderr
 
 
-def test_resized_mid_rollout_scales_proportionally(crun_node, dns):
-    n, ns = crun_node, dns
+def test_resized_mid_rollout_scales_proportionally(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(deployment(n, "web", 4)))
     complete(n, ns, "web", 4)
     (first,) = replica_sets(n, ns)
@@ -434,8 +421,8 @@ def test_resized_mid_rollout_scales_proportionally(crun_node, dns):
                what="6 available")
 
 
-def test_orphans_adopted_released_and_hash_collisions(crun_node, dns):
-    n, ns = crun_node, dns
+def test_orphans_adopted_released_and_hash_collisions(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     body = to_yaml(deployment(n, "web", 2))
     n.kubectl("apply", "-n", ns, "-f", "-", input=body)
     complete(n, ns, "web", 2)

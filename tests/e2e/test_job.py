@@ -24,19 +24,8 @@ SUFFIX = "[bcdfghjklmnpqrstvwxz2456789]{5}"
 TIMEOUT = 120
 
 
-@pytest.fixture
-def job_ns(crun_node):
-    n = crun_node
-    name = n.create_namespace()
-    yield name
-    n.kubectl("delete", "jobs", "--all", "-n", name, "--wait=true", timeout=120)
-    n.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=1", "--wait=true",
-              timeout=120)
-    n.node.wait_clean()
-    try:
-        kubernetes.client.CoreV1Api(n.client).delete_namespace(name)
-    except Exception:
-        pass
+# Deleted before the pods at the end of each test (conftest.py `pod_ns`).
+OWNERS = ("jobs", "background")
 
 
 def job(n, name: str, script: str, **spec) -> dict:
@@ -85,8 +74,8 @@ def wait_condition(n, ns: str, name: str, type_: str) -> dict:
     return wait_until(check, timeout=TIMEOUT, interval=0.5, what=f"job {name} {type_}")
 
 
-def test_a_job_completes_with_upstreams_status_events_and_table(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_a_job_completes_with_upstreams_status_events_and_table(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     create(n, ns, job(n, "hello", "echo hello from the job"))
     n.kubectl("wait", "--for=condition=complete", "job/hello", "-n", ns,
               f"--timeout={TIMEOUT}s", timeout=TIMEOUT + 10)
@@ -123,8 +112,8 @@ def test_a_job_completes_with_upstreams_status_events_and_table(crun_node, job_n
     assert re.fullmatch(r"\d+s", row["DURATION"]), out
 
 
-def test_parallelism_bounds_active_pods(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_parallelism_bounds_active_pods(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     core = kubernetes.client.CoreV1Api(n.new_client())
     seen_max = [0]
     live: dict[str, bool] = {}
@@ -160,8 +149,8 @@ def test_parallelism_bounds_active_pods(crun_node, job_ns):
     assert row["COMPLETIONS"] == "3/3", row
 
 
-def test_backoff_limit_fails_the_job_after_the_pod_failure_backoff(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_backoff_limit_fails_the_job_after_the_pod_failure_backoff(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     create(n, ns, job(n, "fail", "exit 1", backoffLimit=1))
     st = wait_condition(n, ns, "fail", "Failed")
     assert st["failed"] == 2 and "succeeded" not in st, st
@@ -187,8 +176,8 @@ def test_backoff_limit_fails_the_job_after_the_pod_failure_backoff(crun_node, jo
     assert (row["STATUS"], row["COMPLETIONS"]) == ("Failed", "0/1"), row
 
 
-def test_active_deadline_kills_the_pods(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_active_deadline_kills_the_pods(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     create(n, ns, job(n, "slow", "trap 'exit 0' TERM; sleep 3600 & wait",
                       activeDeadlineSeconds=5, parallelism=2, completions=2))
     wait_until(lambda: len(job_pods(n, ns, "slow")) == 2, timeout=TIMEOUT, what="2 pods")
@@ -209,8 +198,8 @@ def test_active_deadline_kills_the_pods(crun_node, job_ns):
     assert sum(1 for e in evs if e[1] == "SuccessfulDelete") == 2, evs
 
 
-def test_indexed_job_pods_see_their_index(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_indexed_job_pods_see_their_index(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     create(n, ns, job(n, "idx", "echo index=$JOB_COMPLETION_INDEX host=$(hostname)",
                       completions=3, parallelism=3, completionMode="Indexed"))
     st = wait_condition(n, ns, "idx", "Complete")
@@ -231,8 +220,8 @@ def test_indexed_job_pods_see_their_index(crun_node, job_ns):
         assert f"index={ix} host=idx-{ix}" in out, out
 
 
-def test_suspend_and_resume(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_suspend_and_resume(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     create(n, ns, job(n, "later", "echo ran", suspend=True))
     st = wait_condition(n, ns, "later", "Suspended")
     assert conditions(st) == [("Suspended", "True", "JobSuspended", "Job suspended")], st
@@ -263,8 +252,8 @@ def test_suspend_and_resume(crun_node, job_ns):
     assert row["STATUS"] == "Suspended", row
 
 
-def test_pod_failure_policy_fails_the_job_on_an_exit_code(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_pod_failure_policy_fails_the_job_on_an_exit_code(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     create(n, ns, job(n, "pfp", "exit 42", backoffLimit=6, podFailurePolicy={"rules": [
         {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}},
         {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In",
@@ -279,8 +268,8 @@ def test_pod_failure_policy_fails_the_job_on_an_exit_code(crun_node, job_ns):
     assert st["failed"] == 1, st
 
 
-def test_ttl_after_finished_removes_the_job_and_its_pods(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_ttl_after_finished_removes_the_job_and_its_pods(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     batch = kubernetes.client.BatchV1Api(n.client)
     create(n, ns, job(n, "gone", "echo bye", ttlSecondsAfterFinished=0))
     create(n, ns, job(n, "soon", "echo bye", ttlSecondsAfterFinished=3))
@@ -299,8 +288,8 @@ def test_ttl_after_finished_removes_the_job_and_its_pods(crun_node, job_ns):
                timeout=TIMEOUT, what="their pods deleted")
 
 
-def test_success_policy_ends_an_indexed_job_early(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_success_policy_ends_an_indexed_job_early(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     script = ('trap \'exit 0\' TERM; '
               'if [ "$JOB_COMPLETION_INDEX" = 0 ]; then exit 0; fi; sleep 3600 & wait')
     create(n, ns, job(n, "lead", script, completions=3, parallelism=3,
@@ -318,8 +307,8 @@ def test_success_policy_ends_an_indexed_job_early(crun_node, job_ns):
     assert sum(1 for e in evs if e[1] == "SuccessfulDelete") == 2, evs
 
 
-def test_backoff_limit_per_index_fails_only_that_index(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_backoff_limit_per_index_fails_only_that_index(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     create(n, ns, job(n, "per", '[ "$JOB_COMPLETION_INDEX" = 0 ]', completions=2,
                       parallelism=2, completionMode="Indexed", backoffLimitPerIndex=1))
     st = wait_condition(n, ns, "per", "Failed")
@@ -336,8 +325,8 @@ def test_backoff_limit_per_index_fails_only_that_index(crun_node, job_ns):
     assert counts == ["0", "1"], counts
 
 
-def test_a_job_adopts_a_matching_orphan_pod(crun_node, job_ns):
-    n, ns = crun_node, job_ns
+def test_a_job_adopts_a_matching_orphan_pod(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     orphan = {"apiVersion": "v1", "kind": "Pod",
               "metadata": {"name": "early", "labels": {"app": "adopt"}},
               "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
@@ -361,10 +350,10 @@ def test_a_job_adopts_a_matching_orphan_pod(crun_node, job_ns):
 
 
 @pytest.mark.parametrize("policy", ["TerminatingOrFailed", "Failed"])
-def test_pod_replacement_policy(crun_node, job_ns, policy):
+def test_pod_replacement_policy(crun_node, pod_ns, policy):
     """The default replaces a deleted pod while it still terminates; `Failed` waits for it
     to fail (both after the failure backoff)."""
-    n, ns = crun_node, job_ns
+    n, ns = crun_node, pod_ns
     grace = 30 if policy == "TerminatingOrFailed" else 3
     create(n, ns, job(n, "rep", "sleep 3600 & wait", podReplacementPolicy=policy,
                       pod_spec={"terminationGracePeriodSeconds": grace}))

@@ -11,7 +11,6 @@ import json
 import re
 
 import kubernetes
-import pytest
 
 from helpers import rows_by_name, to_yaml, wait_until
 
@@ -20,21 +19,8 @@ SUFFIX = "[bcdfghjklmnpqrstvwxz2456789]{5}"
 TIMEOUT = 60
 
 
-@pytest.fixture
-def rs_ns(crun_node):
-    """A namespace for one test. The replica sets go first (there is no garbage collector
-    in this test's scope), so that deleting the pods afterwards is final."""
-    n = crun_node
-    name = n.create_namespace()
-    yield name
-    n.kubectl("delete", "rs,rc", "--all", "-n", name, "--cascade=orphan", "--wait=true")
-    n.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=1", "--wait=true",
-              timeout=120)
-    n.node.wait_clean()
-    try:
-        kubernetes.client.CoreV1Api(n.client).delete_namespace(name)
-    except Exception:
-        pass
+# Deleted before the pods at the end of each test (conftest.py `pod_ns`).
+OWNERS = ("rs,rc", "orphan")
 
 
 def container(n, stoppable: bool = True) -> dict:
@@ -94,8 +80,8 @@ def events(n, ns: str, name: str) -> list[tuple[str, str, str]]:
     return [(e["type"], e["reason"], e["message"]) for e in items]
 
 
-def test_a_replica_set_runs_replaces_and_scales_its_pods(crun_node, rs_ns):
-    n, ns = crun_node, rs_ns
+def test_a_replica_set_runs_replaces_and_scales_its_pods(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(replica_set(n, "web", 2, {"app": "web"})))
     rs = get_json(n, "rs", "web", "-n", ns)
@@ -143,8 +129,8 @@ def test_a_replica_set_runs_replaces_and_scales_its_pods(crun_node, rs_ns):
     assert all(re.fullmatch(f"Deleted pod: web-{SUFFIX}", m) for m in deleted), deleted
 
 
-def test_terminating_pods_are_replaced_and_counted_apart(crun_node, rs_ns):
-    n, ns = crun_node, rs_ns
+def test_terminating_pods_are_replaced_and_counted_apart(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(replica_set(n, "slow", 2, {"app": "slow"}, stoppable=False)))
     first = wait_ready_pods(n, ns, "app=slow", 2)
@@ -159,8 +145,8 @@ def test_terminating_pods_are_replaced_and_counted_apart(crun_node, rs_ns):
     wait_until(counted, timeout=TIMEOUT, what="replicas 2, terminatingReplicas 1")
 
 
-def test_min_ready_seconds_delays_availability(crun_node, rs_ns):
-    n, ns = crun_node, rs_ns
+def test_min_ready_seconds_delays_availability(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(replica_set(n, "patient", 2, {"app": "patient"},
                                         minReadySeconds=8)))
@@ -173,8 +159,8 @@ def test_min_ready_seconds_delays_availability(crun_node, rs_ns):
                timeout=30, what="2 available replicas")
 
 
-def test_orphans_are_adopted_and_relabelled_pods_released(crun_node, rs_ns):
-    n, ns = crun_node, rs_ns
+def test_orphans_are_adopted_and_relabelled_pods_released(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     orphan = {"apiVersion": "v1", "kind": "Pod",
               "metadata": {"name": "stray", "labels": {"app": "adopt"}},
               "spec": {"containers": [container(n)], "terminationGracePeriodSeconds": 30}}
@@ -205,8 +191,8 @@ def test_orphans_are_adopted_and_relabelled_pods_released(crun_node, rs_ns):
         {p["metadata"]["name"] for p in [*two, *again]} - {"stray"}
 
 
-def test_a_refused_template_surfaces_as_failed_create(crun_node, rs_ns):
-    n, ns = crun_node, rs_ns
+def test_a_refused_template_surfaces_as_failed_create(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     # The API refuses pods whose service account does not exist (yet).
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(replica_set(n, "doomed", 1, {"app": "doomed"},
@@ -234,8 +220,8 @@ def test_a_refused_template_surfaces_as_failed_create(crun_node, rs_ns):
     wait_until(lambda: failure() is None, timeout=TIMEOUT, what="the condition cleared")
 
 
-def test_a_replication_controller_works_the_same(crun_node, rs_ns):
-    n, ns = crun_node, rs_ns
+def test_a_replication_controller_works_the_same(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     core = kubernetes.client.CoreV1Api(n.client)
     body = {"apiVersion": "v1", "kind": "ReplicationController",
             "metadata": {"name": "legacy"},
@@ -264,8 +250,8 @@ def test_a_replication_controller_works_the_same(crun_node, rs_ns):
                what="SuccessfulCreate and SuccessfulDelete events of the RC")
 
 
-def test_scaling_down_deletes_a_not_ready_pod_first(crun_node, rs_ns):
-    n, ns = crun_node, rs_ns
+def test_scaling_down_deletes_a_not_ready_pod_first(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     probed = {"name": "app", "image": n.images.busybox,
               "command": ["sh", "-c", "touch /tmp/ready; trap 'exit 0' TERM; sleep 3600 & wait"],
               "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]},

@@ -11,27 +11,14 @@ import json
 import threading
 
 import kubernetes
-import pytest
 
 from helpers import rows_by_name, to_yaml, wait_until
 
 TIMEOUT = 120
 
 
-@pytest.fixture
-def sts_ns(crun_node):
-    """A namespace for one test; the sets are deleted first (orphaning), then their pods."""
-    n = crun_node
-    name = n.create_namespace()
-    yield name
-    n.kubectl("delete", "sts", "--all", "-n", name, "--cascade=orphan", "--wait=true")
-    n.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=1", "--wait=true",
-              timeout=120)
-    n.node.wait_clean()
-    try:
-        kubernetes.client.CoreV1Api(n.client).delete_namespace(name)
-    except Exception:
-        pass
+# Deleted before the pods at the end of each test (conftest.py `pod_ns`).
+OWNERS = ("sts", "orphan")
 
 
 def stateful_set(n, name: str, replicas: int, **spec) -> dict:
@@ -109,8 +96,8 @@ class PodWatch:
         self._watch.stop()
 
 
-def test_ordered_ready_identity_recreation_and_scale_down(crun_node, sts_ns):
-    n, ns = crun_node, sts_ns
+def test_ordered_ready_identity_recreation_and_scale_down(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     watch = PodWatch(n, ns)
     try:
         n.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(stateful_set(n, "web", 3)))
@@ -179,8 +166,8 @@ def test_ordered_ready_identity_recreation_and_scale_down(crun_node, sts_ns):
         watch.stop()
 
 
-def test_parallel_creates_all_at_once(crun_node, sts_ns):
-    n, ns = crun_node, sts_ns
+def test_parallel_creates_all_at_once(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     # Pods that never become ready: OrderedReady would stop at web-0.
     never = {"readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1}}
     n.kubectl("apply", "-n", ns, "-f", "-",
@@ -193,8 +180,8 @@ def test_parallel_creates_all_at_once(crun_node, sts_ns):
     assert status(n, ns, "par").get("readyReplicas", 0) == 0
 
 
-def test_rolling_update_partition_history_and_undo(crun_node, sts_ns):
-    n, ns = crun_node, sts_ns
+def test_rolling_update_partition_history_and_undo(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     watch = PodWatch(n, ns)
     try:
         n.kubectl("apply", "-n", ns, "-f", "-", input=to_yaml(stateful_set(n, "roll", 3)))
@@ -258,8 +245,8 @@ def test_rolling_update_partition_history_and_undo(crun_node, sts_ns):
         watch.stop()
 
 
-def test_on_delete_waits_for_deletion(crun_node, sts_ns):
-    n, ns = crun_node, sts_ns
+def test_on_delete_waits_for_deletion(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(stateful_set(n, "od", 2, updateStrategy={"type": "OnDelete"})))
     pods = wait_ready(n, ns, "od", {"od-0", "od-1"})
@@ -281,8 +268,8 @@ def test_on_delete_waits_for_deletion(crun_node, sts_ns):
     assert at("od-0") == first
 
 
-def test_volume_claim_templates_are_reported_not_created(crun_node, sts_ns):
-    n, ns = crun_node, sts_ns
+def test_volume_claim_templates_are_reported_not_created(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     manifest = stateful_set(n, "db", 1, volumeClaimTemplates=[{
         "metadata": {"name": "data"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}])
@@ -301,8 +288,8 @@ def test_volume_claim_templates_are_reported_not_created(crun_node, sts_ns):
     wait_until(warned, timeout=TIMEOUT, what="the claim's Warning event")
 
 
-def test_min_ready_seconds_holds_the_next_pod_back(crun_node, sts_ns):
-    n, ns = crun_node, sts_ns
+def test_min_ready_seconds_holds_the_next_pod_back(crun_node, pod_ns):
+    n, ns = crun_node, pod_ns
     n.kubectl("apply", "-n", ns, "-f", "-",
               input=to_yaml(stateful_set(n, "slow", 2, minReadySeconds=8)))
     wait_ready(n, ns, "slow", {"slow-0"})
