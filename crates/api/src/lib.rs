@@ -24,6 +24,7 @@ pub mod pod;
 pub mod policy;
 pub mod printer;
 pub mod quantity;
+pub mod scheduling;
 pub mod selector;
 pub mod validation;
 pub mod workload;

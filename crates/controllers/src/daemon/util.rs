@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use api::selector::{Operator, Requirement};
+use api::scheduling::{find_untolerated_taint, required_node_affinity_matches, NODE_NAME_FIELD};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, PodTemplateSpec, Taint, Toleration,
+    PodSpec, PodTemplateSpec, Toleration,
 };
 
 use crate::deployment::util::scaled_value;
@@ -24,9 +24,6 @@ pub const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.
 
 const NO_SCHEDULE: &str = "NoSchedule";
 const NO_EXECUTE: &str = "NoExecute";
-
-/// The node field a daemon pod's affinity pins it by (`metav1.ObjectNameField`).
-const NAME_FIELD: &str = "metadata.name";
 
 /// The tolerations upstream's `AddOrUpdateDaemonPodTolerations` gives every daemon pod: it
 /// stays through the node lifecycle's NoExecute taints and is scheduled despite pressure,
@@ -72,95 +69,6 @@ pub fn add_daemon_tolerations(spec: &mut PodSpec) {
     }
 }
 
-/// Upstream's `Toleration.ToleratesTaint`.
-pub fn tolerates_taint(t: &Toleration, taint: &Taint) -> bool {
-    let effect = t.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        "Exists" => true,
-        _ => false,
-    }
-}
-
-/// The first taint with an effect `effect` accepts that no toleration tolerates (upstream's
-/// `FindMatchingUntoleratedTaint`).
-fn untolerated<'a>(
-    taints: &'a [Taint],
-    tolerations: &[Toleration],
-    effect: impl Fn(&str) -> bool,
-) -> Option<&'a Taint> {
-    taints
-        .iter()
-        .filter(|taint| effect(&taint.effect))
-        .find(|taint| !tolerations.iter().any(|t| tolerates_taint(t, taint)))
-}
-
-/// `nodeSelector` and the required node affinity of `spec` match `node` (upstream's
-/// `GetRequiredNodeAffinity(pod).Match(node)`).
-pub fn node_affinity_matches(spec: &PodSpec, node: &Node) -> bool {
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    let name = node.metadata.name.as_deref().unwrap_or_default();
-    let selector_ok = spec
-        .node_selector
-        .as_ref()
-        .is_none_or(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)));
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| {
-            na.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    let affinity_ok = required.is_none_or(|r| {
-        r.node_selector_terms
-            .iter()
-            .any(|term| term_matches(term, labels, name))
-    });
-    selector_ok && affinity_ok
-}
-
-/// One term: every expression and field matches; an empty or unparsable term matches
-/// nothing.
-fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs.iter().all(|e| {
-        let op = match e.operator.as_str() {
-            "In" => Operator::In,
-            "NotIn" => Operator::NotIn,
-            "Exists" => Operator::Exists,
-            "DoesNotExist" => Operator::DoesNotExist,
-            "Gt" => Operator::GreaterThan,
-            "Lt" => Operator::LessThan,
-            _ => return false,
-        };
-        Requirement::new(&e.key, op, e.values.clone().unwrap_or_default())
-            .is_ok_and(|r| r.matches(labels))
-    }) && fields.iter().all(|f| {
-        let [value] = f.values.as_deref().unwrap_or(&[]) else {
-            return false;
-        };
-        f.key == NAME_FIELD
-            && match f.operator.as_str() {
-                "In" => name == value,
-                "NotIn" => name != value,
-                _ => false,
-            }
-    })
-}
-
 /// Upstream's `NodeShouldRunDaemonPod`: `(shouldRun, shouldContinueRunning)`. The daemon
 /// pod (the template with the daemon tolerations) must fit the node's name and affinity;
 /// a NoSchedule or NoExecute taint it does not tolerate keeps a new pod off, and only an
@@ -176,7 +84,7 @@ pub fn node_should_run_daemon_pod(node: &Node, ds: &DaemonSet) -> (bool, bool) {
         return (false, false);
     }
     add_daemon_tolerations(&mut spec);
-    if !node_affinity_matches(&spec, node) {
+    if !required_node_affinity_matches(&spec, node) {
         return (false, false);
     }
     let taints = node
@@ -185,8 +93,10 @@ pub fn node_should_run_daemon_pod(node: &Node, ds: &DaemonSet) -> (bool, bool) {
         .and_then(|s| s.taints.as_deref())
         .unwrap_or(&[]);
     let tolerations = spec.tolerations.as_deref().unwrap_or(&[]);
-    if untolerated(taints, tolerations, |e| e == NO_SCHEDULE || e == NO_EXECUTE).is_some() {
-        let evicted = untolerated(taints, tolerations, |e| e == NO_EXECUTE).is_some();
+    if find_untolerated_taint(taints, tolerations, |e| e == NO_SCHEDULE || e == NO_EXECUTE)
+        .is_some()
+    {
+        let evicted = find_untolerated_taint(taints, tolerations, |e| e == NO_EXECUTE).is_some();
         return (false, !evicted);
     }
     (true, true)
@@ -197,7 +107,7 @@ pub fn node_should_run_daemon_pod(node: &Node, ds: &DaemonSet) -> (bool, bool) {
 /// its `matchExpressions` kept.
 pub fn replace_node_name_affinity(affinity: Option<Affinity>, node: &str) -> Affinity {
     let requirement = NodeSelectorRequirement {
-        key: NAME_FIELD.to_string(),
+        key: NODE_NAME_FIELD.to_string(),
         operator: "In".to_string(),
         values: Some(vec![node.to_string()]),
     };
@@ -245,7 +155,7 @@ pub fn target_node_name(pod: &Pod) -> Option<String> {
     terms.iter().find_map(|term| {
         term.match_fields.as_deref()?.iter().find_map(|f| {
             let values = f.values.as_deref()?;
-            (f.key == NAME_FIELD && f.operator == "In" && values.len() == 1)
+            (f.key == NODE_NAME_FIELD && f.operator == "In" && values.len() == 1)
                 .then(|| values[0].clone())
         })
     })
