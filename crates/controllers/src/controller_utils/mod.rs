@@ -169,6 +169,40 @@ pub fn new_controller_ref(api_version: &str, kind: &str, name: &str, uid: &str) 
     }
 }
 
+/// `namespace/name`, the key of expectations and of the work queues (upstream's
+/// `KeyFunc` and `PodKey`).
+pub fn key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// The [`key`] of an object.
+pub fn meta_key(meta: &ObjectMeta) -> String {
+    key(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The uid last seen under each controller key, so an event router tells a controller
+/// deleted or re-created under its name (whose expectations must be forgotten) from one
+/// merely updated.
+#[derive(Debug, Default)]
+pub struct OwnerUids(std::collections::HashMap<String, String>);
+
+impl OwnerUids {
+    /// Records what the watch showed of the controller at `key`; true when it is gone or
+    /// is a new object under an old name.
+    pub fn replaced(&mut self, key: &str, uid: &str, gone: bool) -> bool {
+        if gone {
+            self.0.remove(key);
+            return true;
+        }
+        self.0
+            .insert(key.to_string(), uid.to_string())
+            .is_some_and(|old| old != uid)
+    }
+}
+
 /// The owner reference with `controller: true`, if any (upstream's `metav1.GetControllerOf`).
 pub fn get_controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references

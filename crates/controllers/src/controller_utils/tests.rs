@@ -574,3 +574,26 @@ fn older_objects_sort_first_names_breaking_ties() {
     let names: Vec<&str> = metas.iter().filter_map(|m| m.name.as_deref()).collect();
     assert_eq!(names, ["c", "a", "b"]);
 }
+
+#[test]
+fn owner_uids_tell_a_replaced_controller_from_an_updated_one() {
+    let mut uids = OwnerUids::default();
+    // (uid seen, gone) -> replaced, in watch order for one key.
+    let steps = [
+        ("u1", false, false), // first sight
+        ("u1", false, false), // an update
+        ("u2", false, true),  // re-created under the same name
+        ("u2", true, true),   // deleted
+        ("u3", false, false), // created again after the deletion was seen
+    ];
+    for (i, (uid, gone, want)) in steps.into_iter().enumerate() {
+        assert_eq!(uids.replaced("ns/web", uid, gone), want, "step {i}");
+    }
+    assert_eq!(key("ns", "web"), "ns/web");
+    let meta = ObjectMeta {
+        namespace: Some("ns".into()),
+        name: Some("web".into()),
+        ..ObjectMeta::default()
+    };
+    assert_eq!(meta_key(&meta), "ns/web");
+}

@@ -67,8 +67,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
-use crate::controller_utils::get_controller_of;
 use crate::controller_utils::pod_control::{is_namespace_terminating, message};
+use crate::controller_utils::{get_controller_of, key as key_of};
 use crate::informer::{Change, Informer};
 use crate::routed::Routed;
 
@@ -143,10 +143,6 @@ pub fn controller(
         concurrency: CONCURRENT_SYNCS,
     }
     .run(router, sink, shutdown, reconcile, error_policy, ctx)
-}
-
-fn key_of(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
 }
 
 fn cron_job_ref(namespace: &str, name: &str) -> ObjectRef<CronJob> {

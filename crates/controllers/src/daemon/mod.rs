@@ -68,8 +68,8 @@ use crate::backoff::Backoff;
 use crate::controller_ref_manager::{recheck_deletion_timestamp, ClaimError, ControllerRefManager};
 use crate::controller_utils::pod_control::{self, PodControl};
 use crate::controller_utils::{
-    compute_hash, new_controller_ref, slow_start_batch, UidTrackingControllerExpectations,
-    SLOW_START_INITIAL_BATCH_SIZE,
+    compute_hash, key, meta_key, new_controller_ref, slow_start_batch, OwnerUids,
+    UidTrackingControllerExpectations, SLOW_START_INITIAL_BATCH_SIZE,
 };
 use crate::history;
 use crate::informer::{Change, Informer};
@@ -128,24 +128,6 @@ struct Ctx {
     pod_control: PodControl,
     backoff: Backoff,
     failed_pods: Mutex<FailedPodsBackoff>,
-}
-
-fn key(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-}
-
-fn ds_key(ds: &DaemonSet) -> String {
-    key(
-        ds.metadata.namespace.as_deref().unwrap_or_default(),
-        ds.metadata.name.as_deref().unwrap_or_default(),
-    )
-}
-
-fn pod_key(pod: &Pod) -> String {
-    key(
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default(),
-    )
 }
 
 /// The controller, subscribed to the informers (call before they run); the future runs it
@@ -225,7 +207,7 @@ impl Lookup for CacheLookup<'_> {
                 LabelSelector::from_label_selector(Some(&ds.spec.selector))
                     .is_ok_and(|s| !s.is_empty() && s.matches(&labels))
             })
-            .map(|ds| ds_key(ds))
+            .map(|ds| meta_key(&ds.metadata))
             .collect()
     }
 }
@@ -263,7 +245,7 @@ async fn route_events(
     ]);
     let mut pods_seen: HashMap<String, Arc<Pod>> = HashMap::new();
     let mut nodes_seen: HashMap<String, String> = HashMap::new();
-    let mut ds_uids: HashMap<String, String> = HashMap::new();
+    let mut ds_uids = OwnerUids::default();
     let lookup = CacheLookup {
         daemon_sets: &daemon_sets,
     };
@@ -274,16 +256,10 @@ async fn route_events(
                     Change::Applied(d) => (d, false),
                     Change::Deleted(d) => (d, true),
                 };
-                let key = ds_key(ds);
+                let key = meta_key(&ds.metadata);
                 let uid = ds.metadata.uid.clone().unwrap_or_default();
-                let replaced = if gone {
-                    ds_uids.remove(&key);
-                    true
-                } else {
-                    ds_uids
-                        .insert(key.clone(), uid.clone())
-                        .is_some_and(|old| old != uid)
-                };
+                // Deleted, or re-created under the same name: the old one's expectations go.
+                let replaced = ds_uids.replaced(&key, &uid, gone);
                 if replaced {
                     expectations.delete(&key);
                 }
@@ -306,18 +282,18 @@ async fn route_events(
                     daemon_sets
                         .state()
                         .iter()
-                        .map(|ds| PodAction::Enqueue(ds_key(ds)))
+                        .map(|ds| PodAction::Enqueue(meta_key(&ds.metadata)))
                         .collect()
                 } else {
                     Vec::new()
                 }
             }
             Event::Pod(Change::Applied(pod)) => {
-                let old = pods_seen.insert(pod_key(&pod), pod.clone());
+                let old = pods_seen.insert(meta_key(&pod.metadata), pod.clone());
                 pod_event_actions(old.as_deref(), &pod, false, &lookup)
             }
             Event::Pod(Change::Deleted(pod)) => {
-                pods_seen.remove(&pod_key(&pod));
+                pods_seen.remove(&meta_key(&pod.metadata));
                 pod_event_actions(None, &pod, true, &lookup)
             }
         };
@@ -338,7 +314,7 @@ async fn route_events(
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let key = ds_key(&ds);
+    let key = meta_key(&ds.metadata);
     if ds.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -530,7 +506,7 @@ async fn construct_history(
                 }
                 bump_collision_count(ctx, ds).await?;
                 Err(Error::Collision {
-                    key: ds_key(ds),
+                    key: meta_key(&ds.metadata),
                     name,
                 })
             }
@@ -597,7 +573,7 @@ async fn bump_collision_count(ctx: &Ctx, ds: &DaemonSet) -> Result<(), Error> {
         ds.metadata.namespace.as_deref().unwrap_or_default(),
     );
     let status_error = |source| Error::Status {
-        key: ds_key(ds),
+        key: meta_key(&ds.metadata),
         source,
     };
     let mut current = api.get(&name).await.map_err(status_error)?;
@@ -753,7 +729,7 @@ async fn update_status(
 }
 
 fn error_policy(ds: Arc<DaemonSet>, error: &Error, ctx: Arc<Ctx>) -> Action {
-    let key = ds_key(&ds);
+    let key = meta_key(&ds.metadata);
     let delay = ctx.backoff.next(&key);
     warn!(controller = CONTROLLER, %key, error = %error, retry_in = ?delay, "sync failed");
     Action::requeue(delay)

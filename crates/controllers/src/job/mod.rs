@@ -72,8 +72,8 @@ use crate::backoff::Backoff;
 use crate::controller_ref_manager::{recheck_deletion_timestamp, ClaimError, ControllerRefManager};
 use crate::controller_utils::pod_control::{self, PodControl};
 use crate::controller_utils::{
-    count_terminating_pods, get_controller_of, is_pod_ready, new_controller_ref,
-    UidTrackingControllerExpectations, SLOW_START_INITIAL_BATCH_SIZE,
+    count_terminating_pods, get_controller_of, is_pod_ready, key, meta_key, new_controller_ref,
+    OwnerUids, UidTrackingControllerExpectations, SLOW_START_INITIAL_BATCH_SIZE,
 };
 use crate::informer::{Change, Informer};
 use crate::replicaset::{pod_event_actions, pods_of, Lookup, PodAction};
@@ -147,24 +147,6 @@ struct Ctx {
     pod_control: PodControl,
     recorder: Recorder,
     backoff: Backoff,
-}
-
-fn key(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-}
-
-fn job_key(job: &Job) -> String {
-    key(
-        job.metadata.namespace.as_deref().unwrap_or_default(),
-        job.metadata.name.as_deref().unwrap_or_default(),
-    )
-}
-
-fn pod_key(pod: &Pod) -> String {
-    key(
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default(),
-    )
 }
 
 /// The controller, subscribed to the informers (call before they run); the future runs it
@@ -241,7 +223,7 @@ impl Lookup for CacheLookup<'_> {
                 sel.is_some()
                     && LabelSelector::from_label_selector(sel).is_ok_and(|s| s.matches(&labels))
             })
-            .map(|j| job_key(j))
+            .map(|j| meta_key(&j.metadata))
             .collect()
     }
 }
@@ -273,7 +255,7 @@ async fn route_events(
         pod_changes.map(Event::Pod).boxed(),
     );
     let mut pods_seen: HashMap<String, Arc<Pod>> = HashMap::new();
-    let mut job_uids: HashMap<String, String> = HashMap::new();
+    let mut job_uids = OwnerUids::default();
     while let Some(event) = events.next().await {
         let lookup = CacheLookup { jobs: &ctx.jobs };
         let actions = match event {
@@ -282,16 +264,10 @@ async fn route_events(
                     Change::Applied(j) => (j.clone(), false),
                     Change::Deleted(j) => (j.clone(), true),
                 };
-                let k = job_key(&job);
+                let k = meta_key(&job.metadata);
                 let uid = job.metadata.uid.clone().unwrap_or_default();
-                let replaced = if gone {
-                    job_uids.remove(&k);
-                    true
-                } else {
-                    job_uids
-                        .insert(k.clone(), uid.clone())
-                        .is_some_and(|old| old != uid)
-                };
+                // Deleted, or re-created under the same name: the old one's expectations go.
+                let replaced = job_uids.replaced(&k, &uid, gone);
                 if replaced {
                     ctx.expectations.delete(&k);
                     ctx.finalizers.delete(&k);
@@ -312,13 +288,13 @@ async fn route_events(
                 }
             }
             Event::Pod(Change::Applied(pod)) => {
-                let old = pods_seen.insert(pod_key(&pod), pod.clone());
+                let old = pods_seen.insert(meta_key(&pod.metadata), pod.clone());
                 finalizer_observed(&ctx, &pod, false);
                 orphan_cleanup(&ctx, &pod);
                 pod_event_actions(old.as_deref(), &pod, false, &lookup)
             }
             Event::Pod(Change::Deleted(pod)) => {
-                pods_seen.remove(&pod_key(&pod));
+                pods_seen.remove(&meta_key(&pod.metadata));
                 finalizer_observed(&ctx, &pod, true);
                 pod_event_actions(None, &pod, true, &lookup)
             }
@@ -383,9 +359,13 @@ async fn remove_finalizers(pod_control: PodControl, pods: Vec<Arc<Pod>>) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         match pod_control.patch_pod(ns, name, &patch).await {
-            Ok(_) => debug!(pod = %pod_key(&pod), "removed tracking finalizer of an orphan pod"),
+            Ok(_) => {
+                debug!(pod = %meta_key(&pod.metadata), "removed tracking finalizer of an orphan pod")
+            }
             Err(e) if e.is_not_found() => {}
-            Err(e) => warn!(pod = %pod_key(&pod), error = %e, "removing tracking finalizer"),
+            Err(e) => {
+                warn!(pod = %meta_key(&pod.metadata), error = %e, "removing tracking finalizer")
+            }
         }
     }
 }
@@ -424,7 +404,7 @@ fn i32_of(n: usize) -> i32 {
 }
 
 async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let key = job_key(&obj);
+    let key = meta_key(&obj.metadata);
     if is_job_finished(&obj) {
         ctx.pod_backoff.remove(&key);
         return Ok(Action::await_change());
@@ -703,7 +683,8 @@ async fn delete_job_pods(
         match r {
             Ok(()) => deleted += 1,
             Err(e) => {
-                ctx.expectations.deletion_observed(&st.key, &pod_key(pod));
+                ctx.expectations
+                    .deletion_observed(&st.key, &meta_key(&pod.metadata));
                 if !e.is_not_found() {
                     if first.is_none() {
                         first = Some(e);
@@ -733,7 +714,7 @@ async fn manage_job(
     if job_suspended(&job) {
         let doomed = active_pods_for_removal(&job, &st.observed.active, st.observed.active.len());
         ctx.expectations
-            .expect_deletions(&st.key, doomed.iter().map(|p| pod_key(p)));
+            .expect_deletions(&st.key, doomed.iter().map(|p| meta_key(&p.metadata)));
         let (ready, deleted, err) = delete_job_pods(ctx, st, &doomed).await;
         st.active -= deleted;
         st.terminating += deleted;
@@ -747,7 +728,7 @@ async fn manage_job(
     if !doomed.is_empty() {
         debug!(job = %st.key, deleting = doomed.len(), target = want, "too many pods running");
         ctx.expectations
-            .expect_deletions(&st.key, doomed.iter().map(|p| pod_key(p)));
+            .expect_deletions(&st.key, doomed.iter().map(|p| meta_key(&p.metadata)));
         let (ready, deleted, err) = delete_job_pods(ctx, st, &doomed).await;
         st.active -= deleted;
         st.terminating += deleted;
@@ -1115,7 +1096,7 @@ async fn update_status(ctx: &Ctx, st: &mut SyncState) -> Result<(), Error> {
 }
 
 fn error_policy(obj: Arc<Job>, error: &Error, ctx: Arc<Ctx>) -> Action {
-    let key = job_key(&obj);
+    let key = meta_key(&obj.metadata);
     let delay = ctx.backoff.next(&key);
     warn!(controller = "job", %key, error = %error, retry_in = ?delay, "sync failed");
     Action::requeue(delay)

@@ -60,7 +60,7 @@ use crate::backoff::Backoff;
 use crate::controller_ref_manager::{recheck_deletion_timestamp, ClaimError, ControllerRefManager};
 use crate::controller_utils::pod_control::{self, PodControl};
 use crate::controller_utils::{
-    filter_active_pods, is_pod_terminating, new_controller_ref, slow_start_batch,
+    filter_active_pods, is_pod_terminating, new_controller_ref, slow_start_batch, OwnerUids,
     UidTrackingControllerExpectations, SLOW_START_INITIAL_BATCH_SIZE,
 };
 use crate::informer::{Change, Informer};
@@ -244,7 +244,7 @@ async fn route_events<K: ReplicaKind>(
     // The last version of each pod seen, to compare updates with (client-go's informers
     // hand handlers the old and the new object).
     let mut pods_seen: HashMap<String, Arc<Pod>> = HashMap::new();
-    let mut owner_uids: HashMap<String, String> = HashMap::new();
+    let mut owner_uids = OwnerUids::default();
     let lookup = CacheLookup { owners: &owners };
     while let Some(event) = events.next().await {
         let actions = match event {
@@ -259,15 +259,8 @@ async fn route_events<K: ReplicaKind>(
                     meta.name.as_deref().unwrap_or_default(),
                 );
                 let uid = meta.uid.clone().unwrap_or_default();
-                let replaced = if gone {
-                    owner_uids.remove(&key);
-                    true
-                } else {
-                    // Re-created under the same name: the old one's expectations go.
-                    owner_uids
-                        .insert(key.clone(), uid.clone())
-                        .is_some_and(|old| old != uid)
-                };
+                // Deleted, or re-created under the same name: the old one's expectations go.
+                let replaced = owner_uids.replaced(&key, &uid, gone);
                 if replaced {
                     expectations.delete(&key);
                 }

@@ -38,17 +38,10 @@ pub fn plan(active: usize, replicas: i32, burst: usize) -> Plan {
     }
 }
 
-/// `namespace/name`, the key of expectations and of the work queue (upstream's `KeyFunc`
-/// and `PodKey`).
-pub fn key(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-}
+pub use crate::controller_utils::key;
 
 pub fn pod_key(pod: &Pod) -> String {
-    key(
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default(),
-    )
+    crate::controller_utils::meta_key(&pod.metadata)
 }
 
 /// The `diff` pods to delete among `active` (upstream's `getPodsToDelete`): all of them
