@@ -85,7 +85,7 @@ def test_exec_it_under_a_terminal_prints_the_hostname(crun_node, pod_ns):
     term = Terminal(kubectl_argv(n, "exec", "-it", "tty-pod", "-n", pod_ns, "--", "hostname"),
                     terminal_env(n))
     term.expect(b"tty-pod")
-    assert term.wait() == 0
+    assert term.wait() == 0, term.output
 
 
 def test_python_client_exec_stream(crun_node, pod_ns):
