@@ -270,8 +270,9 @@ def test_mount_propagation_host_to_container_and_bidirectional(node, pod_ns, tmp
                    what="the container's mount on the host")
         mounted.append(shared / "back")
     finally:
-        n.kubectl("delete", "pod", "propagation", "-n", pod_ns, "--wait=true", check=False,
-                  timeout=60)
+        # `sleep` as PID 1 ignores SIGTERM: no point waiting out 30 s of grace.
+        n.kubectl("delete", "pod", "propagation", "-n", pod_ns, "--grace-period=1",
+                  "--wait=true", check=False, timeout=60)
         for m in [shared / "back", *reversed(mounted)]:
             subprocess.run(["umount", "-l", str(m)], capture_output=True, timeout=30)
 

@@ -143,6 +143,9 @@ def test_terminating_pods_are_replaced_and_counted_apart(crun_node, pod_ns):
         s = rs_status(n, ns, "rs", "slow")
         return s if (s.get("replicas"), s.get("terminatingReplicas")) == (2, 1) else None
     wait_until(counted, timeout=TIMEOUT, what="replicas 2, terminatingReplicas 1")
+    # Done with it: not worth its 30 s of grace at teardown.
+    n.kubectl("delete", "pod", first[0]["metadata"]["name"], "-n", ns, "--grace-period=0",
+              "--force", "--wait=true")
 
 
 def test_min_ready_seconds_delays_availability(crun_node, pod_ns):
