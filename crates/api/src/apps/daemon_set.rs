@@ -155,22 +155,13 @@ fn validate_daemon_set_strategy(s: &DaemonSetUpdateStrategy, path: &Path) -> Fie
         other => {
             let mut e = FieldError::not_supported(path, "", &["RollingUpdate", "OnDelete"]);
             e.value = None;
-            // Go's `json.Marshal` of the internal strategy (no JSON tags: Go field names).
-            let ru = match &s.rolling_update {
-                None => "null".to_string(),
-                Some(ru) => format!(
-                    "{{\"MaxUnavailable\":{},\"MaxSurge\":{}}}",
-                    ru.max_unavailable
-                        .as_ref()
-                        .map_or("0".into(), int_or_string),
-                    ru.max_surge.as_ref().map_or("0".into(), int_or_string)
-                ),
-            };
-            e.detail = format!(
-                "{{\"Type\":{},\"RollingUpdate\":{ru}}}: {}",
-                json_string(other),
-                e.detail
+            let strategy = go_strategy_json(
+                other,
+                s.rolling_update
+                    .as_ref()
+                    .map(|ru| (ru.max_unavailable.as_ref(), ru.max_surge.as_ref())),
             );
+            e.detail = format!("{strategy}: {}", e.detail);
             errs.push(e);
         }
     }

@@ -45,22 +45,13 @@ pub fn deployment_status_only(new: &mut Deployment, old: &Deployment) {
     new.spec.clone_from(&old.spec);
 }
 
-/// Go's `json.Marshal` of the internal `apps.DeploymentStrategy` upstream's error prints
-/// (internal types have no JSON tags: Go field names, absent pointers `null`).
+/// The strategy as upstream's error prints it ([`go_strategy_json`]).
 fn go_deployment_strategy(s: &DeploymentStrategy) -> String {
-    let ru = match &s.rolling_update {
-        None => "null".to_string(),
-        Some(ru) => format!(
-            "{{\"MaxUnavailable\":{},\"MaxSurge\":{}}}",
-            ru.max_unavailable
-                .as_ref()
-                .map_or("0".into(), int_or_string),
-            ru.max_surge.as_ref().map_or("0".into(), int_or_string)
-        ),
-    };
-    format!(
-        "{{\"Type\":{},\"RollingUpdate\":{ru}}}",
-        json_string(s.type_.as_deref().unwrap_or(""))
+    go_strategy_json(
+        s.type_.as_deref().unwrap_or(""),
+        s.rolling_update
+            .as_ref()
+            .map(|ru| (ru.max_unavailable.as_ref(), ru.max_surge.as_ref())),
     )
 }
 

@@ -283,6 +283,25 @@ fn validate_replica_status(
 }
 
 /// Go's `IntOrString.String()`.
+/// Go's `json.Marshal` of an internal apps strategy with a `RollingUpdate` pointer holding
+/// `MaxUnavailable` and `MaxSurge` (`apps.DeploymentStrategy`, `apps.DaemonSetUpdateStrategy`),
+/// which upstream's errors print: internal types have no JSON tags, so Go field names, and
+/// an absent pointer is `null`.
+fn go_strategy_json(
+    type_: &str,
+    rolling: Option<(Option<&IntOrString>, Option<&IntOrString>)>,
+) -> String {
+    let ru = match rolling {
+        None => "null".to_string(),
+        Some((max_unavailable, max_surge)) => format!(
+            "{{\"MaxUnavailable\":{},\"MaxSurge\":{}}}",
+            max_unavailable.map_or("0".into(), int_or_string),
+            max_surge.map_or("0".into(), int_or_string)
+        ),
+    };
+    format!("{{\"Type\":{},\"RollingUpdate\":{ru}}}", json_string(type_))
+}
+
 /// An `intstr.IntOrString` as its `MarshalJSON` prints it: `1` or `"25%"`.
 fn int_or_string(v: &IntOrString) -> String {
     match v {
