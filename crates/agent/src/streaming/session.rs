@@ -160,9 +160,8 @@ type WsSink = futures_util::stream::SplitSink<
 
 /// Where the session's output goes.
 pub(super) enum Output {
-    /// The sink, and the task reading the other half: both go when the session ends, which
-    /// closes the connection at once rather than waiting for the client's close reply.
-    WebSocket(WsSink, tokio::task::AbortHandle),
+    /// The sink, and the task reading the other half until the client's close reply.
+    WebSocket(WsSink, tokio::task::JoinHandle<()>),
     Spdy {
         stdout: Option<stream::spdy::StreamWriter>,
         stderr: Option<stream::spdy::StreamWriter>,
@@ -203,7 +202,7 @@ impl Output {
         use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
         use tokio_tungstenite::tungstenite::Message;
         match self {
-            Output::WebSocket(mut sink, reader) => {
+            Output::WebSocket(mut sink, mut reader) => {
                 let _ = sink
                     .send(channel_message(3, exit_status(code, command).as_bytes()))
                     .await;
@@ -213,6 +212,11 @@ impl Output {
                         reason: "".into(),
                     })))
                     .await;
+                // The client's close reply ends the reader. Dropping the connection before
+                // reading it would close a socket with unread bytes (a resize, stdin), which
+                // the kernel answers with a reset that can discard the status frame on its way
+                // to the client: kubectl then exits 1 instead of with the command's code.
+                let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, &mut reader).await;
                 reader.abort();
             }
             Output::Spdy {
@@ -233,6 +237,9 @@ impl Output {
         }
     }
 }
+
+/// How long a finished session waits for the client to answer its WebSocket close.
+const CLOSE_REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn failure_message(code: Option<i32>, command: &[String]) -> String {
     format!(
@@ -289,7 +296,7 @@ fn websocket_session(
         }
         // Dropping tx tells the session the client is gone.
     });
-    (rx, Output::WebSocket(sink, reader.abort_handle()))
+    (rx, Output::WebSocket(sink, reader))
 }
 
 /// Waits for the streams a SPDY client opens for the options it asked for (error always;
