@@ -711,22 +711,21 @@ async fn manage_job(
     let job = st.job.clone();
     let spec = spec(&job);
     let active = st.active;
-    if job_suspended(&job) {
-        let doomed = active_pods_for_removal(&job, &st.observed.active, st.observed.active.len());
-        ctx.expectations
-            .expect_deletions(&st.key, doomed.iter().map(|p| meta_key(&p.metadata)));
-        let (ready, deleted, err) = delete_job_pods(ctx, st, &doomed).await;
-        st.active -= deleted;
-        st.terminating += deleted;
-        st.ready -= ready;
-        return err.map_or(Ok(()), Err);
-    }
+    // Suspended: every active pod goes. Otherwise those beyond what the Job wants now.
+    let suspended = job_suspended(&job);
     let want = want_active(&job, active, st.succeeded);
-    let rm_at_least = usize::try_from((active - want).max(0)).unwrap_or(0);
-    let mut doomed = active_pods_for_removal(&job, &st.observed.active, rm_at_least);
-    doomed.truncate(MAX_POD_CREATE_DELETE_PER_SYNC);
-    if !doomed.is_empty() {
-        debug!(job = %st.key, deleting = doomed.len(), target = want, "too many pods running");
+    let doomed = if suspended {
+        active_pods_for_removal(&job, &st.observed.active, st.observed.active.len())
+    } else {
+        let rm_at_least = usize::try_from((active - want).max(0)).unwrap_or(0);
+        let mut doomed = active_pods_for_removal(&job, &st.observed.active, rm_at_least);
+        doomed.truncate(MAX_POD_CREATE_DELETE_PER_SYNC);
+        if !doomed.is_empty() {
+            debug!(job = %st.key, deleting = doomed.len(), target = want, "too many pods running");
+        }
+        doomed
+    };
+    if suspended || !doomed.is_empty() {
         ctx.expectations
             .expect_deletions(&st.key, doomed.iter().map(|p| meta_key(&p.metadata)));
         let (ready, deleted, err) = delete_job_pods(ctx, st, &doomed).await;
