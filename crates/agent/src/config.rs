@@ -28,9 +28,13 @@ pub struct AgentConfig {
     pub shim: PathBuf,
     /// Registries reached over plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
-    /// Nameservers written to pods' resolv.conf for dnsPolicy Default / ClusterFirst
-    /// (no cluster DNS yet, so the host's).
+    /// The host's resolver configuration (the kubelet's `--resolv-conf`): what pods with
+    /// dnsPolicy Default get, and the search domains ClusterFirst pods add to the cluster's.
     pub resolv_conf: PathBuf,
+    /// The cluster DNS addresses (the kubelet's `--cluster-dns`), e.g. `10.43.0.10`.
+    pub cluster_dns: Vec<IpAddr>,
+    /// The cluster's DNS domain without a trailing dot (`cluster.local`).
+    pub cluster_domain: String,
     pub started_at: jiff::Timestamp,
     /// The streaming server's port (the kubelet's 10250); 0 picks a free one.
     pub kubelet_port: u16,

@@ -104,6 +104,17 @@ struct NodeArgs {
     /// Registries reached over plain HTTP (loopback ones always are).
     #[arg(long)]
     insecure_registry: Vec<String>,
+    /// The cluster DNS service's address, written into pods' resolv.conf (the kubelet's
+    /// `--cluster-dns`); the `kube-dns` Service's ClusterIP, the service range's tenth address.
+    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain (the kubelet's `--cluster-domain`).
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The resolver configuration pods with dnsPolicy Default inherit and the cluster DNS
+    /// forwards other names to (the kubelet's `--resolv-conf`).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
 }
 
 #[derive(Args)]
@@ -487,7 +498,9 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
         runtime_version: runtime_version(runtime.name()),
         shim,
         insecure_registries: node.insecure_registry.clone(),
-        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        resolv_conf: node.resolv_conf.clone(),
+        cluster_dns: node.cluster_dns.clone(),
+        cluster_domain: node.cluster_domain.trim_matches('.').to_string(),
         started_at: jiff::Timestamp::now(),
         kubelet_port: node.kubelet_port,
         cgroup_root: node.cgroup_root.trim_matches('/').to_string(),
