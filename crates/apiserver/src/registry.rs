@@ -138,6 +138,10 @@ static RESOURCES: &[&Resource] = &[
     &kinds::serviceaccount::RESOURCE,
     &kinds::podtemplate::RESOURCE,
     &kinds::replicationcontroller::RESOURCE,
+    // Upstream lists core resources by name, so `kubectl get all` prints pods, then
+    // replicationcontrollers, then services.
+    &kinds::service::RESOURCE,
+    &kinds::endpoints::RESOURCE,
     // apps/v1 in upstream's order (alphabetical), so `kubectl get all` lists them as
     // against kube-apiserver.
     &kinds::controllerrevision::RESOURCE,
@@ -153,6 +157,9 @@ static RESOURCES: &[&Resource] = &[
     &kinds::cronjob::RESOURCE,
     &kinds::job::RESOURCE,
     &kinds::poddisruptionbudget::RESOURCE,
+    &kinds::endpointslice::RESOURCE,
+    &kinds::ipaddress::RESOURCE,
+    &kinds::servicecidr::RESOURCE,
 ];
 
 impl Resource {
@@ -384,6 +391,7 @@ mod tests {
             [
                 "pods",
                 "replicationcontrollers",
+                "services",
                 "daemonsets.apps",
                 "deployments.apps",
                 "replicasets.apps",
