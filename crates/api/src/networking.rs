@@ -56,6 +56,18 @@ impl Cidr {
         Some(Cidr { base, bits, v6 })
     }
 
+    /// An IPv4 prefix from its octets (masked), for constants.
+    pub fn v4(octets: [u8; 4], bits: u8) -> Cidr {
+        let bits = bits.min(32);
+        let raw = u128::from(u32::from_be_bytes(octets));
+        let host = u32::from(32 - bits);
+        Cidr {
+            base: (raw >> host) << host,
+            bits,
+            v6: false,
+        }
+    }
+
     pub fn is_ipv6(&self) -> bool {
         self.v6
     }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{
-    ClientIPConfig, Service, ServicePort, ServiceSpec, SessionAffinityConfig,
+    ClientIPConfig, Service, ServicePort, ServiceSpec, ServiceStatus, SessionAffinityConfig,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
@@ -217,7 +217,11 @@ fn externally_accessible_after_type_default(svc: &Service) -> bool {
 /// written by load-balancer controllers), and the service storage's `normalizeClusterIPs`
 /// for a create (a lone `clusterIP` fills `clusterIPs`).
 pub fn prepare_service_for_create(svc: &mut Service) {
-    svc.status = Some(Default::default());
+    // `status: {loadBalancer: {}}`, as upstream's non-pointer struct serializes.
+    svc.status = Some(ServiceStatus {
+        load_balancer: Some(Default::default()),
+        ..Default::default()
+    });
     normalize_cluster_ips(svc, None);
 }
 
@@ -397,7 +401,7 @@ pub fn drop_type_dependent_fields(new: &mut Service, old: &Service) {
     }
     if !is_lb {
         if let Some(status) = new.status.as_mut() {
-            status.load_balancer = None;
+            status.load_balancer = Some(Default::default());
         }
     }
 }

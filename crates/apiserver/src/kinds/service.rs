@@ -146,6 +146,7 @@ pub static RESOURCE: Resource = Resource {
         returns_object: true,
         ..delete::PLAIN
     },
+    hooks: Some(&crate::services::HOOKS),
     admit: None,
     conversion: None,
     scale: None,
