@@ -46,12 +46,11 @@ const LEASE_PREFIX: &str = "/registry/masterleases/";
 pub const INTERVAL: Duration = Duration::from_secs(10);
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
 
-/// Creates what is missing at start: the default ServiceCIDR, `kubernetes`, `kube-dns`.
+/// Creates what is missing at start: the default ServiceCIDR, `kubernetes`, `kube-dns`,
+/// this server's lease and the `kubernetes` endpoints.
 pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     ensure_service_cidr(server).await?;
-    ensure_kubernetes_service(server).await?;
-    ensure_dns_service(server).await?;
-    Ok(())
+    reconcile_once(server, advertised(server)).await
 }
 
 async fn ensure_service_cidr(server: &ApiServer) -> Result<(), ApiError> {
