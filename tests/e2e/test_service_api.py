@@ -310,7 +310,27 @@ def test_advertised_api_servers_are_the_kubernetes_endpoints(tmp_path):
         server.stop()
 
 
-def test_allocations_survive_a_restart(cluster, ns):
+def test_python_client_service_apis_case(cluster):
+    """The official Python client's `test_client.py::test_service_apis`: create, read, a
+    strategic merge adding a second port by number, delete. (Its manifest's stray
+    `resourceversion` key is left out: this client version refuses it before sending.)"""
+    core = kubernetes.client.CoreV1Api(cluster.client)
+    name = "frontend-" + __import__("secrets").token_hex(4)
+    manifest = {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"labels": {"name": name}, "name": name},
+                "spec": {"ports": [{"name": "port", "port": 80, "protocol": "TCP", "targetPort": 80}],
+                         "selector": {"name": name}}}
+    resp = core.create_namespaced_service(body=manifest, namespace="default")
+    assert resp.metadata.name == name and resp.status
+    resp = core.read_namespaced_service(name=name, namespace="default")
+    assert resp.metadata.name == name and resp.status
+    manifest["spec"]["ports"] = [{"name": "new", "port": 8080, "protocol": "TCP", "targetPort": 8080}]
+    resp = core.patch_namespaced_service(body=manifest, name=name, namespace="default")
+    assert len(resp.spec.ports) == 2 and resp.status
+    core.delete_namespaced_service(name=name, namespace="default")
+
+
+def test_zz_allocations_survive_a_restart(cluster, ns):
     """Last in the module: restarts the module's server."""
     k = lambda *a, **kw: cluster.kubectl("-n", ns, *a, **kw)  # noqa: E731
     k("create", "service", "nodeport", "keep", "--tcp=80")
