@@ -69,9 +69,15 @@ const CONCURRENT_SYNCS: u16 = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to create endpoint for service {service}: {source}")]
-    Create { service: String, source: kube::Error },
+    Create {
+        service: String,
+        source: kube::Error,
+    },
     #[error("failed to update endpoint {service}: {source}")]
-    Update { service: String, source: kube::Error },
+    Update {
+        service: String,
+        source: kube::Error,
+    },
 }
 
 /// `podToEndpointAddressForService`: the pod's address of the Service's first IP family
@@ -390,13 +396,21 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
     let regarding = new.object_ref(&());
     let written = match &current {
         None => match api.create(&PostParams::default(), &new).await {
-            Err(kube::Error::Api(s)) if crate::is_gone_namespace(&s) => return Ok(Action::await_change()),
-            r => r.map_err(|source| Error::Create { service: skey.clone(), source }),
+            Err(kube::Error::Api(s)) if crate::is_gone_namespace(&s) => {
+                return Ok(Action::await_change())
+            }
+            r => r.map_err(|source| Error::Create {
+                service: skey.clone(),
+                source,
+            }),
         },
         Some(_) => api
             .replace(&name, &PostParams::default(), &new)
             .await
-            .map_err(|source| Error::Update { service: skey.clone(), source }),
+            .map_err(|source| Error::Update {
+                service: skey.clone(),
+                source,
+            }),
     };
     if let Err(e) = written {
         let (reason, message) = match &e {
@@ -409,7 +423,8 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
                 format!("Failed to update endpoint {skey}: {source}"),
             ),
         };
-        ctx.recorder.event(&regarding, EventType::Warning, reason, message);
+        ctx.recorder
+            .event(&regarding, EventType::Warning, reason, message);
         return Err(e);
     }
     debug!(service = %skey, "Endpoints written");

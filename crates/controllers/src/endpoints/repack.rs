@@ -19,7 +19,11 @@ use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset};
 pub const MAX_CAPACITY: usize = 1000;
 
 /// An address's identity in repacking: its IP and the uid of the pod it points at.
-fn address_key(a: &EndpointAddress) -> (String, String) {
+type AddressKey = (String, String);
+/// A port's identity: name, number, protocol, appProtocol.
+type PortKey = (String, i32, String, String);
+
+fn address_key(a: &EndpointAddress) -> AddressKey {
     (
         a.ip.clone(),
         a.target_ref
@@ -29,7 +33,7 @@ fn address_key(a: &EndpointAddress) -> (String, String) {
     )
 }
 
-fn port_key(p: &EndpointPort) -> (String, i32, String, String) {
+fn port_key(p: &EndpointPort) -> PortKey {
     (
         p.name.clone().unwrap_or_default(),
         p.port,
@@ -41,11 +45,10 @@ fn port_key(p: &EndpointPort) -> (String, i32, String, String) {
 /// `RepackSubsets`. Addresses listed without any port (a headless Service without ports)
 /// stay in one port-less subset.
 pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
-    let mut addresses: BTreeMap<(String, String), EndpointAddress> = BTreeMap::new();
-    // Port → address key → ready. `None` stands for "no port".
-    type Readiness = BTreeMap<(String, String), bool>;
-    let mut by_port: BTreeMap<Option<(String, i32, String, String)>, (Option<EndpointPort>, Readiness)> =
-        BTreeMap::new();
+    let mut addresses: BTreeMap<AddressKey, EndpointAddress> = BTreeMap::new();
+    // Port (`None`: no port) → the port and, per address, whether it is ready.
+    type Readiness = BTreeMap<AddressKey, bool>;
+    let mut by_port: BTreeMap<Option<PortKey>, (Option<EndpointPort>, Readiness)> = BTreeMap::new();
     let mut note = |addr: &EndpointAddress, port: Option<&EndpointPort>, ready: bool| {
         let k = address_key(addr);
         addresses.entry(k.clone()).or_insert_with(|| addr.clone());
@@ -71,7 +74,7 @@ pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
         }
     }
     // Ports with exactly the same addresses (and readiness) share a subset.
-    let mut groups: BTreeMap<Vec<((String, String), bool)>, Vec<EndpointPort>> = BTreeMap::new();
+    let mut groups: BTreeMap<Vec<(AddressKey, bool)>, Vec<EndpointPort>> = BTreeMap::new();
     for (port, readiness) in by_port.into_values() {
         let key: Vec<_> = readiness.into_iter().collect();
         let ports = groups.entry(key).or_default();
@@ -102,7 +105,7 @@ pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
     out
 }
 
-fn subset_order(s: &EndpointSubset) -> (Vec<(String, i32, String, String)>, Vec<(String, String)>) {
+fn subset_order(s: &EndpointSubset) -> (Vec<PortKey>, Vec<AddressKey>) {
     (
         s.ports.iter().flatten().map(port_key).collect(),
         s.addresses

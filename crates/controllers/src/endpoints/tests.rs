@@ -125,7 +125,10 @@ fn subsets_group_pods_by_the_ports_they_serve() {
     assert_eq!(ips(&first.not_ready_addresses), ["10.0.0.3"]);
     assert_eq!(ips(&find(("http", 8081)).addresses), ["10.0.0.4"]);
     let metrics = find(("metrics", 9100));
-    assert_eq!(ips(&metrics.addresses), ["10.0.0.1", "10.0.0.2", "10.0.0.4"]);
+    assert_eq!(
+        ips(&metrics.addresses),
+        ["10.0.0.1", "10.0.0.2", "10.0.0.4"]
+    );
     assert_eq!(ips(&metrics.not_ready_addresses), ["10.0.0.3"]);
     let a = &first.addresses.as_ref().unwrap()[0];
     assert_eq!(a.node_name.as_deref(), Some("node-a"));
@@ -166,7 +169,9 @@ fn a_headless_service_without_ports_lists_addresses_with_hostnames() {
     assert_eq!(subsets.len(), 1);
     assert_eq!(subsets[0].ports, None);
     assert_eq!(
-        subsets[0].addresses.as_ref().unwrap()[0].hostname.as_deref(),
+        subsets[0].addresses.as_ref().unwrap()[0]
+            .hostname
+            .as_deref(),
         Some("web-0")
     );
     let ep = sync(&svc, subsets, None, None).unwrap();
@@ -245,16 +250,28 @@ fn endpoints_are_written_only_when_something_changed() {
     let mut stored: Endpoints = new.clone();
     stored.metadata.resource_version = Some("5".into());
     // The pod's resourceVersion in a target does not count as a change.
-    stored.subsets.as_mut().unwrap()[0].addresses.as_mut().unwrap()[0]
+    stored.subsets.as_mut().unwrap()[0]
+        .addresses
+        .as_mut()
+        .unwrap()[0]
         .target_ref
         .as_mut()
         .unwrap()
         .resource_version = Some("77".into());
-    assert_eq!(sync(&svc, desired_subsets(&svc, &refs), Some(&stored), None), None);
+    assert_eq!(
+        sync(&svc, desired_subsets(&svc, &refs), Some(&stored), None),
+        None
+    );
     // A Service label change does.
     let mut relabelled = svc.clone();
     relabelled.metadata.labels = labels(&[("team", "b")]);
-    let updated = sync(&relabelled, desired_subsets(&svc, &refs), Some(&stored), None).unwrap();
+    let updated = sync(
+        &relabelled,
+        desired_subsets(&svc, &refs),
+        Some(&stored),
+        None,
+    )
+    .unwrap();
     assert_eq!(updated.metadata.resource_version.as_deref(), Some("5"));
     // A manual edit of the subsets is put right.
     let mut edited = stored.clone();
@@ -266,7 +283,14 @@ fn endpoints_are_written_only_when_something_changed() {
 fn more_than_a_thousand_addresses_are_truncated_and_annotated() {
     let svc = service();
     let pods: Vec<Pod> = (0..1200)
-        .map(|i| pod(&format!("p{i}"), &format!("10.0.{}.{}", i / 250, i % 250 + 1), i < 1100, 8080))
+        .map(|i| {
+            pod(
+                &format!("p{i}"),
+                &format!("10.0.{}.{}", i / 250, i % 250 + 1),
+                i < 1100,
+                8080,
+            )
+        })
         .collect();
     let refs: Vec<&Pod> = pods.iter().collect();
     let ep = sync(&svc, desired_subsets(&svc, &refs), None, None).unwrap();
@@ -275,12 +299,24 @@ fn more_than_a_thousand_addresses_are_truncated_and_annotated() {
     assert_eq!(ips(&subsets[0].addresses).len(), 1000);
     assert_eq!(ips(&subsets[0].not_ready_addresses).len(), 0);
     assert_eq!(
-        ep.metadata.annotations.as_ref().unwrap().get(OVER_CAPACITY).map(String::as_str),
+        ep.metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .get(OVER_CAPACITY)
+            .map(String::as_str),
         Some(TRUNCATED)
     );
     // 900 ready + 300 not ready: the not ready ones are cut to 100.
     let pods: Vec<Pod> = (0..1200)
-        .map(|i| pod(&format!("p{i}"), &format!("10.0.{}.{}", i / 250, i % 250 + 1), i < 900, 8080))
+        .map(|i| {
+            pod(
+                &format!("p{i}"),
+                &format!("10.0.{}.{}", i / 250, i % 250 + 1),
+                i < 900,
+                8080,
+            )
+        })
         .collect();
     let refs: Vec<&Pod> = pods.iter().collect();
     let ep = sync(&svc, desired_subsets(&svc, &refs), None, None).unwrap();

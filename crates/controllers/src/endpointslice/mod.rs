@@ -65,7 +65,10 @@ const STALE_RETRY: Duration = Duration::from_millis(100);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to create EndpointSlice for Service {service}: {source}")]
-    Create { service: String, source: kube::Error },
+    Create {
+        service: String,
+        source: kube::Error,
+    },
     #[error("failed to update {name} EndpointSlice for Service {service}: {source}")]
     Update {
         service: String,

@@ -160,7 +160,8 @@ fn reconcile_by_address_type(
 
     for (key, (ports, set)) in desired.iter() {
         let slices = existing_by_ports.get(key).cloned().unwrap_or_default();
-        let part = reconcile_by_port_mapping(service, &slices, set.clone(), ports, address_type, max);
+        let part =
+            reconcile_by_port_mapping(service, &slices, set.clone(), ports, address_type, max);
         plan.create.extend(part.create);
         plan.update.extend(part.update);
         plan.delete.extend(part.delete);
@@ -271,8 +272,8 @@ fn reconcile_by_port_mapping(
     while !desired.is_empty() {
         let mut fill: Option<EndpointSlice> = None;
         if desired.len() < max && !unchanged.is_empty() {
-            fill = slice_to_fill(unchanged.iter().map(|n| &by_name[n]), desired.len(), max)
-                .cloned();
+            fill =
+                slice_to_fill(unchanged.iter().map(|n| &by_name[n]), desired.len(), max).cloned();
         }
         let mut slice =
             fill.unwrap_or_else(|| new_endpoint_slice(service, ports.to_vec(), address_type));

@@ -266,14 +266,17 @@ fn a_named_target_port_is_resolved_per_pod_into_separate_slices() {
 fn at_most_max_endpoints_a_slice() {
     let svc = service("web");
     let pods: Vec<Pod> = (0..250)
-        .map(|i| pod(&format!("p{i:03}"), &format!("10.0.{}.{}", i / 200, i % 200 + 1), true, 8080))
+        .map(|i| {
+            pod(
+                &format!("p{i:03}"),
+                &format!("10.0.{}.{}", i / 200, i % 200 + 1),
+                true,
+                8080,
+            )
+        })
         .collect();
     let plan = plan_of(&svc, &pods, &[], 100);
-    let mut sizes: Vec<usize> = plan
-        .create
-        .iter()
-        .map(|s| endpoints_of(s).len())
-        .collect();
+    let mut sizes: Vec<usize> = plan.create.iter().map(|s| endpoints_of(s).len()).collect();
     sizes.sort();
     assert_eq!(sizes, vec![50, 100, 100]);
     // Synced again over what it made: nothing to write.
@@ -281,7 +284,14 @@ fn at_most_max_endpoints_a_slice() {
     assert!(plan_of(&svc, &pods, &existing, 100).is_empty());
     // 30 more pods: the half-full slice takes them, the full ones are untouched.
     let more: Vec<Pod> = (0..280)
-        .map(|i| pod(&format!("p{i:03}"), &format!("10.0.{}.{}", i / 200, i % 200 + 1), true, 8080))
+        .map(|i| {
+            pod(
+                &format!("p{i:03}"),
+                &format!("10.0.{}.{}", i / 200, i % 200 + 1),
+                true,
+                8080,
+            )
+        })
         .collect();
     let plan = plan_of(&svc, &more, &existing, 100);
     assert!(plan.create.is_empty() && plan.delete.is_empty());
@@ -331,7 +341,10 @@ fn changes_update_only_the_slice_concerned() {
     ];
     let plan = plan_of(&svc, &changed, &existing, 100);
     assert_eq!(plan.update.len(), 1);
-    assert_eq!(plan.update[0].metadata.resource_version.as_deref(), Some("1"));
+    assert_eq!(
+        plan.update[0].metadata.resource_version.as_deref(),
+        Some("1")
+    );
     let b = endpoints_of(&plan.update[0])
         .iter()
         .find(|e| e.addresses == ["10.0.0.2"])
@@ -347,7 +360,13 @@ fn changes_update_only_the_slice_concerned() {
     let plan = plan_of(&relabelled, &pods, &existing, 100);
     assert_eq!(plan.update.len(), 1);
     assert_eq!(
-        plan.update[0].metadata.labels.as_ref().unwrap().get("team").map(String::as_str),
+        plan.update[0]
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("team")
+            .map(String::as_str),
         Some("b")
     );
 }
@@ -378,7 +397,13 @@ fn headless_services_are_labelled_and_hostnames_set_for_their_subdomain() {
     let plan = plan_of(&svc, &[p, q], &[], 100);
     let slice = &plan.create[0];
     assert_eq!(
-        slice.metadata.labels.as_ref().unwrap().get(LABEL_HEADLESS).map(String::as_str),
+        slice
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get(LABEL_HEADLESS)
+            .map(String::as_str),
         Some("")
     );
     let hostnames: Vec<Option<String>> = endpoints_of(slice)
@@ -431,7 +456,10 @@ fn pod_changes_reach_the_services_selecting_the_pod_before_or_after() {
     index.observe(&db, false);
     let a = pod("a", "10.0.0.1", true, 8080);
     let names = |s: std::collections::BTreeSet<String>| s.into_iter().collect::<Vec<_>>();
-    assert_eq!(names(services_for_pod_change(&index, None, Some(&a))), ["web"]);
+    assert_eq!(
+        names(services_for_pod_change(&index, None, Some(&a))),
+        ["web"]
+    );
     // An irrelevant change (an annotation) syncs nothing.
     let mut annotated = a.clone();
     annotated.metadata.annotations = labels(&[("x", "y")]);
@@ -439,10 +467,16 @@ fn pod_changes_reach_the_services_selecting_the_pod_before_or_after() {
     // Relabelled from web to db: both.
     let mut moved = a.clone();
     moved.metadata.labels = labels(&[("app", "db")]);
-    assert_eq!(names(services_for_pod_change(&index, Some(&a), Some(&moved))), ["db", "web"]);
+    assert_eq!(
+        names(services_for_pod_change(&index, Some(&a), Some(&moved))),
+        ["db", "web"]
+    );
     // Readiness changes: web.
     let unready = pod("a", "10.0.0.1", false, 8080);
-    assert_eq!(names(services_for_pod_change(&index, Some(&a), Some(&unready))), ["web"]);
+    assert_eq!(
+        names(services_for_pod_change(&index, Some(&a), Some(&unready))),
+        ["web"]
+    );
     index.observe(&web, true);
     assert!(services_for_pod_change(&index, None, Some(&a)).is_empty());
 }
