@@ -4,7 +4,7 @@ that answer with their own name, reached from a client pod and from the host.
 
 ClusterIP answers and spreads over both backends; the Service port maps onto the endpoint
 port (80 → 8080); a Service without endpoints refuses at once; NodePort answers on the node's
-address (on a dummy interface: nftables proxies serve no localhost NodePorts, as upstream);
+address (on a veth interface the test creates: nftables proxies serve no localhost NodePorts, as upstream);
 ClientIP affinity sticks; a pod reaches itself through its own Service (hairpin); the host
 reaches ClusterIPs; a new endpoint takes traffic promptly; across a node restart the table is
 the same and nothing is duplicated, traffic keeps flowing while the node is down, and
@@ -35,13 +35,16 @@ SERVE = ("mkdir -p /www && echo $HOSTNAME > /www/index.html && "
 
 @pytest.fixture(scope="module")
 def crun_node(tmp_path_factory, test_images):
-    """A node whose address is on a dummy interface this module creates, removed at the end."""
+    """A node whose address is on an interface this module creates (a veth pair: the kernel
+    here has no dummy links), removed at the end."""
     link = f"pppx{secrets.token_hex(3)}"
     addr = f"198.19.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 2}"
-    subprocess.run(["ip", "link", "add", link, "type", "dummy"], check=True)
+    subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", f"{link}p"],
+                   check=True)
     try:
         subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", link], check=True)
         subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        subprocess.run(["ip", "link", "set", f"{link}p", "up"], check=True)
         n = node_support.Node(tmp_path_factory.mktemp("proxy-node"), node_ip=addr)
         c = None
         try:
@@ -94,11 +97,18 @@ def client(n, ns: str) -> str:
     return "client"
 
 
-def service(n, ns: str, name: str, port: int = 80, **spec) -> dict:
-    """A selector-less Service (its slices are ours); the object as stored."""
+def service(n, ns: str, name: str, port: int = 80, node_port: bool = False, **spec) -> dict:
+    """A selector-less Service (its slices are ours); the object as stored. Its ClusterIP
+    (and NodePort) are picked at random, so test clusters side by side on one host, which
+    share the default service range, do not program the same address."""
+    ports = {"name": "http", "port": port, "targetPort": 8080}
+    if node_port:
+        spec["type"] = "NodePort"
+        ports["nodePort"] = 30000 + secrets.randbelow(2768)
     apply(n, ns, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-                  "spec": {"ports": [{"name": "http", "port": port, "targetPort": 8080}],
-                           **spec}})
+                  "spec": {"ports": [ports], **spec,
+                           "clusterIP": f"10.43.{secrets.randbelow(200) + 40}."
+                                        f"{secrets.randbelow(250) + 2}"}})
     return get_json(n, "svc", name, "-n", ns)
 
 
@@ -175,7 +185,7 @@ def test_service_without_endpoints_refuses_at_once(crun_node, pod_ns):
 def test_nodeport_and_cluster_ip_from_the_host(crun_node, pod_ns):
     n, ns = crun_node, pod_ns
     ip = backend(n, ns, "web-a")
-    svc = service(n, ns, "np", type="NodePort")
+    svc = service(n, ns, "np", node_port=True)
     endpoint_slice(n, ns, "np", [ip])
     node_port = svc["spec"]["ports"][0]["nodePort"]
     cip = svc["spec"]["clusterIP"]
@@ -261,7 +271,7 @@ def duplicated_rules(name: str) -> list[str]:
 def test_restart_keeps_the_table_and_cleanup_removes_it(crun_node, pod_ns):
     n, ns = crun_node, pod_ns
     a, b = backend(n, ns, "web-a"), backend(n, ns, "web-b")
-    svc = service(n, ns, "kept", type="NodePort")
+    svc = service(n, ns, "kept", node_port=True)
     cip = svc["spec"]["clusterIP"]
     endpoint_slice(n, ns, "kept", [a, b])
     service(n, ns, "empty")
