@@ -269,6 +269,7 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
                     .copied()
                     .unwrap_or(running.addr),
             );
+            cluster_dns(&mut components, client.clone(), &cfg)?;
             let ctx = agent::prepare(client, cfg).context("preparing the node")?;
             // The node is what `up` is for: without its agent the process is not up.
             components.spawn_essential("node agent", move |token| {
@@ -509,6 +510,28 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
     })
 }
 
+/// The node-local cluster DNS (ARCHITECTURE.md, "Cluster DNS"): on the pod bridge's
+/// gateway, port 53, forwarding other names to the resolvers of `--resolv-conf`, and
+/// publishing the node's endpoint of the `kube-dns` Service. Restarted with backoff: it
+/// holds nothing a fresh start cannot rebuild from the API.
+fn cluster_dns(
+    components: &mut Supervisor,
+    client: kube::Client,
+    cfg: &agent::AgentConfig,
+) -> Result<()> {
+    let dns_cfg = dns::DnsConfig {
+        listen: bridge_gateway(&cfg.pod_cidr)?,
+        port: 53,
+        cluster_domain: cfg.cluster_domain.clone(),
+        upstreams: dns::upstreams_from(&cfg.resolv_conf),
+        node_name: Some(cfg.node_name.clone()),
+    };
+    components.spawn_restarting("cluster dns", move |token| {
+        dns::run(client.clone(), dns_cfg.clone(), token)
+    });
+    Ok(())
+}
+
 /// `crun://1.8.1`, from the runtime's own `--version`.
 fn runtime_version(name: &str) -> String {
     let out = std::process::Command::new(name).arg("--version").output();
@@ -531,9 +554,10 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     let client = client_from_parts(&args.server, &args.token_file, &args.ca_file).await?;
     let mut cfg = agent_config(&args.node, &args.data_dir)?;
     cfg.api_service = advertised_api(&client).await;
-    let ctx = agent::prepare(client, cfg).context("preparing the node")?;
     let shutdown = CancellationToken::new();
     let mut components = Supervisor::new(shutdown.clone());
+    cluster_dns(&mut components, client.clone(), &cfg)?;
+    let ctx = agent::prepare(client, cfg).context("preparing the node")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     // The agent is the whole process: when it fails, the process exits (and its containers
     // keep running for the next agent to re-adopt).
