@@ -80,7 +80,8 @@ def one_node(binary: Path, runtime: str, prefix: str,
                                "--node-name", "bench-node", "--node-ip", "127.0.0.1",
                                "--pod-cidr", cidr, "--cluster-cidr", cidr, "--cni-bridge", bridge,
                                "--cgroup-root", node_support.cgroup_root(bridge), "--runtime", runtime,
-                               "--kubelet-port", "0", "--data-dir", str(agent_dir / "data")],
+                               "--kubelet-port", "0", "--data-dir", str(agent_dir / "data"),
+                               "--resolv-conf", str(node_support.resolv_conf(agent_dir))],
                               agent_dir / "agent.log", stdout=out)
         deadline = time.monotonic() + 60
         while "peapod agent ready" not in out.read_text():

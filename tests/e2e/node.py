@@ -26,6 +26,19 @@ def unique_network() -> tuple[str, str]:
     raise RuntimeError("no free pod CIDR found")
 
 
+# What test nodes use as the host's resolver configuration (`--resolv-conf`): the cluster DNS
+# forwards names outside the cluster to it, and pods with dnsPolicy Default copy it. Nothing
+# listens on 127.0.0.1:53, so a forwarded query is refused at once and never leaves the
+# machine (the host's own resolver is another host).
+TEST_RESOLV_CONF = "search e2e.test\nnameserver 127.0.0.1\n"
+
+
+def resolv_conf(workdir: Path) -> Path:
+    path = workdir / "resolv.conf"
+    path.write_text(TEST_RESOLV_CONF)
+    return path
+
+
 def cgroup_root(bridge: str) -> str:
     """The test node's own cgroup root (`--cgroup-root`), so that test runs side by side on
     one machine never count each other's pod cgroups as leaks."""
@@ -35,12 +48,15 @@ def cgroup_root(bridge: str) -> str:
 class Node:
     """`peapod up`: control plane and node agent in one process."""
 
-    def __init__(self, workdir: Path, runtime: str = "crun", extra_args: list[str] | None = None):
+    def __init__(self, workdir: Path, runtime: str = "crun", extra_args: list[str] | None = None,
+                 node_ip: str = "127.0.0.1"):
         self.workdir = workdir
         self.runtime = runtime
+        self.node_ip = node_ip
         self.pod_cidr, self.bridge = unique_network()
         self.name = f"node-{secrets.token_hex(3)}"
-        args = ["--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
+        args = ["--node-name", self.name, "--node-ip", node_ip, "--pod-cidr", self.pod_cidr,
+                "--resolv-conf", str(resolv_conf(workdir)),
                 "--cluster-cidr", self.pod_cidr,
                 "--cni-bridge", self.bridge, "--cgroup-root", cgroup_root(self.bridge),
                 "--runtime", runtime, "--kubelet-port", "0", *(extra_args or [])]
@@ -89,7 +105,8 @@ class Agent:
              "--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
              "--cluster-cidr", self.pod_cidr, "--cni-bridge", self.bridge,
              "--cgroup-root", cgroup_root(self.bridge),
-             "--runtime", self.runtime, "--kubelet-port", "0", "--data-dir", str(self.data_dir)],
+             "--runtime", self.runtime, "--kubelet-port", "0", "--data-dir", str(self.data_dir),
+             "--resolv-conf", str(resolv_conf(self.workdir))],
             self.log, stdout=self.stdout)
         deadline = time.monotonic() + timeout
         while "peapod agent ready" not in self.stdout.read_text(errors="replace"):

@@ -43,9 +43,9 @@ pub struct AgentConfig {
     pub cgroup_root: String,
     /// The most processes one pod may have (the kubelet's `--pod-max-pids`); None: no cap.
     pub pod_max_pids: Option<i64>,
-    /// Where pods reach the API server, injected into every container as the kubelet
-    /// injects the `kubernetes` Service (`KUBERNETES_SERVICE_HOST`, ...). peapod has no
-    /// Services: this is the API server's advertise address.
+    /// The API server's advertise address: the `kubernetes` Service variables
+    /// (`KUBERNETES_SERVICE_HOST`, ...) name it only while no `kubernetes` Service is known
+    /// (an API server without Services); otherwise they come from that Service.
     pub api_service: Option<std::net::SocketAddr>,
 }
 

@@ -13,7 +13,7 @@ use crate::envsource::{EnvObjects, Lookup};
 use crate::events::EventType;
 use crate::expand::{expand, field_ref, process_args, set_env, split_env};
 use crate::record::{ContainerRecord, SandboxRecord};
-use crate::sandbox::{pod_files, uts_hostname};
+use crate::sandbox::{hostname, pod_files, uts_hostname};
 use crate::Ctx;
 
 /// Why a container could not be made to run, in the kubelet's words (the waiting reason).
@@ -446,10 +446,12 @@ fn lookup_by_uid(rootfs: &Path, uid: u32) -> Option<u32> {
     })
 }
 
-/// The container's environment, as the kubelet builds it: the image's env, then `envFrom`
-/// sources in order (with their prefix), then `env` in order, each `value` `$(VAR)`-expanded
-/// against what came before. A required ConfigMap, Secret or key that is missing is a
-/// `CreateContainerConfigError` in the kubelet's words; an optional one is skipped.
+/// The container's environment, as the kubelet builds it: the image's env, then the Service
+/// variables (`envvars`), then `envFrom` sources in order (with their prefix), then `env` in
+/// order, each `value` `$(VAR)`-expanded against what came before (the Service variables
+/// included, as upstream's mapping falls back to them). A required ConfigMap, Secret or key
+/// that is missing is a `CreateContainerConfigError` in the kubelet's words; an optional one
+/// is skipped.
 fn environment(
     pod: &Pod,
     c: &Container,
@@ -457,12 +459,12 @@ fn environment(
     objects: &EnvObjects,
     pod_ip: Option<&str>,
     host_ip: &str,
-    api: Option<std::net::SocketAddr>,
+    service_env: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, StartFailure> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let mut env = split_env(&img.config.env);
-    // The API's variables come first, so the pod's own `env` may use and override them.
-    let mut defined: Vec<(String, String)> = api.map(api_service_env).unwrap_or_default();
+    // The Service variables come first, so the pod's own `env` may use and override them.
+    let mut defined: Vec<(String, String)> = service_env;
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or_default();
         let (data, optional, missing) = if let Some(r) = &from.config_map_ref {
@@ -569,32 +571,11 @@ fn environment(
     for (k, v) in defined {
         set_env(&mut env, &k, v);
     }
-    if !env.iter().any(|(k, _)| k == "HOSTNAME") {
-        env.push(("HOSTNAME".into(), uts_hostname(pod)));
-    }
     // As containerd does for a terminal, so shells and `top` know what they talk to.
     if c.tty == Some(true) && !env.iter().any(|(k, _)| k == "TERM") {
         env.push(("TERM".into(), "xterm".into()));
     }
     Ok(env)
-}
-
-/// The variables the kubelet derives from the `kubernetes` Service (port name `https`),
-/// whatever `enableServiceLinks` says; here from the API server's advertise address.
-fn api_service_env(api: std::net::SocketAddr) -> Vec<(String, String)> {
-    let (host, port) = (api.ip().to_string(), api.port().to_string());
-    let url = format!("tcp://{api}");
-    let prefix = format!("KUBERNETES_PORT_{port}_TCP");
-    vec![
-        ("KUBERNETES_SERVICE_HOST".into(), host.clone()),
-        ("KUBERNETES_SERVICE_PORT".into(), port.clone()),
-        ("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.clone()),
-        ("KUBERNETES_PORT".into(), url.clone()),
-        (prefix.clone(), url),
-        (format!("{prefix}_PROTO"), "tcp".into()),
-        (format!("{prefix}_PORT"), port),
-        (format!("{prefix}_ADDR"), host),
-    ]
 }
 
 /// Everything needed to create one container instance.
@@ -659,7 +640,26 @@ fn assemble(
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pod_ip = sandbox.ips.first().map(String::as_str);
     let host_ip = ctx.cfg.node_ip.to_string();
-    let env = environment(pod, c, img, objects, pod_ip, &host_ip, ctx.cfg.api_service)?;
+    let enable_links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let services = ctx.services.services();
+    let service_env = crate::envvars::service_env(
+        services.iter().map(|s| &**s),
+        &ns,
+        enable_links,
+        ctx.cfg.api_service,
+    );
+    let mut env = environment(pod, c, img, objects, pod_ip, &host_ip, service_env)?;
+    // The sandbox was refused an FQDN too long for the kernel, so this never falls back.
+    let kernel_hostname =
+        uts_hostname(pod, &ctx.cfg.cluster_domain).unwrap_or_else(|_| hostname(pod));
+    // As containerd sets it: the sandbox's hostname, unless the image or pod set one.
+    if !env.iter().any(|(k, _)| k == "HOSTNAME") {
+        env.push(("HOSTNAME".into(), kernel_hostname.clone()));
+    }
     let entrypoint = img.config.entrypoint.clone().unwrap_or_default();
     let cmd = img.config.cmd.clone().unwrap_or_default();
     let args = process_args(c, &entrypoint, &cmd, &env);
@@ -813,7 +813,7 @@ fn assemble(
         uid: run_uid,
         gid: run_gid,
         additional_gids: supplemental_groups(pod),
-        hostname: uts_hostname(pod),
+        hostname: kernel_hostname,
         rootfs: rootfs.to_path_buf(),
         readonly_rootfs: sc
             .and_then(|s| s.read_only_root_filesystem)
@@ -1100,7 +1100,7 @@ mod tests {
             &objects,
             None,
             "10.0.0.1",
-            None,
+            Vec::new(),
         )
         .unwrap();
         assert_eq!(get(&env, "PATH"), Some("/bin"));
@@ -1112,19 +1112,21 @@ mod tests {
     }
 
     #[test]
-    fn the_api_address_is_in_every_container_and_the_pod_may_override_it() {
+    fn service_variables_are_in_every_container_and_the_pod_may_override_them() {
         let c = container(serde_json::json!({"name": "c", "env": [
             {"name": "URL", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"},
             {"name": "KUBERNETES_SERVICE_PORT_HTTPS", "value": "mine"}]}));
+        // Without a `kubernetes` Service, from the API's advertise address.
         let api = "10.42.0.1:6443".parse().ok();
+        let services = crate::envvars::service_env([], "ns", true, api);
         let env = environment(
             &pod(),
             &c,
-            &image(&[]),
+            &image(&["KUBERNETES_SERVICE_HOST=image"]),
             &EnvObjects::default(),
             None,
             "h",
-            api,
+            services,
         )
         .unwrap();
         assert_eq!(get(&env, "KUBERNETES_SERVICE_HOST"), Some("10.42.0.1"));
@@ -1155,7 +1157,7 @@ mod tests {
                 &objects,
                 None,
                 "h",
-                None,
+                Vec::new(),
             )
         };
         let err = run(serde_json::json!({"name": "c", "env": [

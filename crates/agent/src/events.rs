@@ -11,6 +11,7 @@ pub use record::EventType;
 #[derive(Clone)]
 pub struct Recorder {
     inner: record::Recorder,
+    node_name: String,
 }
 
 impl Recorder {
@@ -21,10 +22,21 @@ impl Recorder {
             component: "kubelet".into(),
             host: Some(node_name.clone()),
             reporting_controller: "kubelet".into(),
-            reporting_instance: node_name,
+            reporting_instance: node_name.clone(),
         };
         let (inner, sink) = record::Recorder::new(client, source);
-        (Recorder { inner }, sink)
+        (Recorder { inner, node_name }, sink)
+    }
+
+    /// An event about the node itself, referenced as the kubelet does (its UID is its name).
+    pub fn node_event(&self, kind: EventType, reason: &str, message: impl Into<String>) {
+        let regarding = k8s_openapi::api::core::v1::ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(self.node_name.clone()),
+            uid: Some(self.node_name.clone()),
+            ..Default::default()
+        };
+        self.inner.event(&regarding, kind, reason, message);
     }
 
     pub fn pod_event(&self, pod: &Pod, kind: EventType, reason: &str, message: impl Into<String>) {

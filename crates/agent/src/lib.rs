@@ -8,7 +8,9 @@
 
 pub mod config;
 mod container;
+mod dns;
 mod envsource;
+mod envvars;
 mod events;
 mod expand;
 mod handlers;
@@ -21,6 +23,7 @@ mod podstatus;
 mod prober;
 mod record;
 mod sandbox;
+mod service_cache;
 mod streaming;
 mod termination;
 mod volumes;
@@ -101,6 +104,8 @@ pub struct Ctx {
     pub images: Arc<image::ImageStore>,
     pub cni: Arc<cni::Cni>,
     pub runtime: Arc<oci::Runtime>,
+    /// The Services containers' environment variables come from.
+    services: Arc<service_cache::ServiceCache>,
     pull_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Held while the agent runs (see [`AGENT_LOCK`]).
     _images_lock: std::fs::File,
@@ -250,6 +255,7 @@ pub fn prepare(client: kube::Client, mut cfg: AgentConfig) -> Result<Arc<Ctx>, A
         images: Arc::new(images),
         cni: Arc::new(cni),
         runtime: Arc::new(runtime),
+        services: Arc::default(),
         pull_locks: Mutex::new(HashMap::new()),
         _images_lock: images_lock,
         streaming_listener: Mutex::new(Some(listener)),
@@ -401,6 +407,10 @@ pub async fn run(
         cfg.pod_cidr.clone()
     };
     masquerade::ensure(&cfg.pod_cidr, &cluster_cidr).await?;
+    let (services, client) = (ctx.services.clone(), ctx.client.clone());
+    loops.spawn_restarting("service cache", move |token| {
+        services.clone().run(client.clone(), token)
+    });
     let records = load_records(&cfg);
     remove_orphans(&ctx, &records).await;
     let c = ctx.clone();

@@ -932,6 +932,8 @@ impl Worker {
         };
         self.rec.mark(&format!("image:{}", c.name));
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        // The Service variables need the first list of Services (bounded wait).
+        crate::service_cache::wait(&self.ctx.services, &self.rec.name).await;
         let objects = match crate::envsource::fetch(&self.ctx.client, ns, c).await {
             Ok(o) => o,
             Err(f) => return self.start_failed(pod, c, init, f),

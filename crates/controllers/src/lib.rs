@@ -11,7 +11,8 @@
 //! rolling updates, ControllerRevisions), [`cronjob`] (a Job per CronJob schedule time),
 //! [`job`] (Jobs' pods, status and conditions), [`ttlafterfinished`] (finished Jobs deleted
 //! after `ttlSecondsAfterFinished`) and [`podgc`] (pods bound to nodes that no longer
-//! exist) — each a kube-runtime `Controller` whose reconcile is a thin shell over a pure
+//! exist), [`endpointslice`] (Services' EndpointSlices) and [`endpoints`] (their core/v1
+//! Endpoints) — each a kube-runtime `Controller` whose reconcile is a thin shell over a pure
 //! "desired vs observed" function — and [`garbagecollector`] (owner references: dependents
 //! of absent owners deleted, orphaning and foreground deletion finished, for every kind
 //! discovery lists, on its own metadata-only watches and work queue, decisions pure);
@@ -38,6 +39,8 @@ pub mod cronjob;
 pub mod daemon;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod garbagecollector;
 pub mod history;
 mod informer;
@@ -60,8 +63,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Node, Pod, ReplicationController, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::{controller, watcher};
@@ -169,6 +173,23 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         watcher::Config::default(),
     );
 
+    // One Service cache for the EndpointSlice and Endpoints controllers.
+    let services = Informer::<Service>::new(
+        "services",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let endpoint_slices = Informer::<EndpointSlice>::new(
+        "endpointslices",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let endpoints = Informer::<Endpoints>::new(
+        "endpoints",
+        Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+
     // Controllers subscribe before the informers start, so they miss nothing.
     let mut tasks = tokio::task::JoinSet::new();
     let controllers: Vec<(&'static str, futures::future::BoxFuture<'static, ()>)> = vec![
@@ -257,6 +278,23 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             .boxed(),
         ),
         (
+            "endpointslice",
+            endpointslice::controller(
+                client.clone(),
+                &services,
+                &pods,
+                &endpoint_slices,
+                &nodes,
+                stop.clone(),
+            )
+            .boxed(),
+        ),
+        (
+            "endpoint",
+            endpoints::controller(client.clone(), &services, &pods, &endpoints, stop.clone())
+                .boxed(),
+        ),
+        (
             "pod-garbage-collector",
             podgc::controller(client.clone(), &pods, &nodes, stop.clone()).boxed(),
         ),
@@ -287,6 +325,9 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(nodes.run(stop.clone()));
     tasks.spawn(stateful_sets.run(stop.clone()));
     tasks.spawn(controller_revisions.run(stop.clone()));
+    tasks.spawn(services.run(stop.clone()));
+    tasks.spawn(endpoint_slices.run(stop.clone()));
+    tasks.spawn(endpoints.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {

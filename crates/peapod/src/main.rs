@@ -32,6 +32,17 @@ enum Command {
     Agent(AgentArgs),
     /// The node's image store: import archives, list images.
     Images(ImagesArgs),
+    /// Removes the service proxy's nftables table and exits (kube-proxy's `--cleanup`). A
+    /// stopped node keeps its Service rules, so traffic keeps flowing through an agent
+    /// restart; this is what removes them once the node is gone for good.
+    CleanupNetwork(CleanupArgs),
+}
+
+#[derive(Args)]
+struct CleanupArgs {
+    /// The table to remove (`table ip <TABLE>`), as given to the node's `--proxy-table`.
+    #[arg(long, default_value = proxy::DEFAULT_TABLE)]
+    table: String,
 }
 
 #[derive(Args)]
@@ -115,6 +126,10 @@ struct NodeArgs {
     /// forwards other names to (the kubelet's `--resolv-conf`).
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// The service proxy's nftables table (`table ip <TABLE>`); nodes sharing a host (tests)
+    /// need one each.
+    #[arg(long, default_value = proxy::DEFAULT_TABLE)]
+    proxy_table: String,
 }
 
 #[derive(Args)]
@@ -200,6 +215,9 @@ fn main() -> Result<()> {
             Command::Up(args) => run_server(args.server, Some(args.node)).await,
             Command::Agent(args) => run_agent(args).await,
             Command::Images(args) => images(args),
+            Command::CleanupNetwork(args) => proxy::cleanup(&args.table)
+                .await
+                .with_context(|| format!("removing table ip {}", args.table)),
         }
     })
 }
@@ -269,6 +287,7 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
                     .copied()
                     .unwrap_or(running.addr),
             );
+            spawn_proxy(&mut components, client.clone(), &node, &cfg);
             cluster_dns(&mut components, client.clone(), &cfg)?;
             let ctx = agent::prepare(client, cfg).context("preparing the node")?;
             // The node is what `up` is for: without its agent the process is not up.
@@ -532,6 +551,25 @@ fn cluster_dns(
     Ok(())
 }
 
+/// The node's service proxy (kube-proxy, nftables mode), restarted with backoff when it
+/// fails: its state comes back from a relist and a fresh sync.
+fn spawn_proxy(
+    components: &mut Supervisor,
+    client: kube::Client,
+    node: &NodeArgs,
+    cfg: &agent::AgentConfig,
+) {
+    let proxy_cfg = proxy::ProxyConfig {
+        node_name: cfg.node_name.clone(),
+        node_ips: vec![cfg.node_ip],
+        cluster_cidr: node.cluster_cidr.clone(),
+        table: node.proxy_table.clone(),
+    };
+    components.spawn_restarting("service proxy", move |token| {
+        proxy::run(client.clone(), proxy_cfg.clone(), token)
+    });
+}
+
 /// `crun://1.8.1`, from the runtime's own `--version`.
 fn runtime_version(name: &str) -> String {
     let out = std::process::Command::new(name).arg("--version").output();
@@ -556,6 +594,7 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     cfg.api_service = advertised_api(&client).await;
     let shutdown = CancellationToken::new();
     let mut components = Supervisor::new(shutdown.clone());
+    spawn_proxy(&mut components, client.clone(), &args.node, &cfg);
     cluster_dns(&mut components, client.clone(), &cfg)?;
     let ctx = agent::prepare(client, cfg).context("preparing the node")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
