@@ -238,12 +238,19 @@ fn main() {
     let qps = sorted.len() as f64 / elapsed.as_secs_f64();
     let p50 = percentile(&sorted, 0.50).as_secs_f64() * 1000.0;
     let p99 = percentile(&sorted, 0.99).as_secs_f64() * 1000.0;
-    let where_ = if a.target.is_some() { "target" } else { "loopback" };
+    let where_ = if a.target.is_some() {
+        "target"
+    } else {
+        "loopback"
+    };
     println!(
         "cluster DNS from the cache over UDP ({where_}, {} Services x {} endpoints, {} clients, {} s)",
         SERVICES, ENDPOINTS, a.concurrency, a.seconds
     );
-    println!("{:<12} {:>12} {:>10} {:>10} {:>8}", "", "queries/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:<12} {:>12} {:>10} {:>10} {:>8}",
+        "", "queries/s", "p50 ms", "p99 ms", "errors"
+    );
     println!(
         "{:<12} {:>12.0} {:>10.3} {:>10.3} {:>8}",
         where_, qps, p50, p99, errors
