@@ -649,3 +649,21 @@ fn the_layout_cache_gives_what_a_fresh_layout_gives() {
         assert_eq!(cache.layout(&d, cidr()), layout(&d, cidr()), "step {step}");
     }
 }
+
+#[tokio::test]
+async fn a_missing_nft_is_reported_as_such() {
+    let nft = crate::nft::Nft {
+        argv: vec!["/nonexistent/nft".to_string()],
+    };
+    let reason = nft.check().await.expect_err("no nft here");
+    assert!(
+        reason.starts_with("cannot run /nonexistent/nft: "),
+        "{reason}"
+    );
+    let line = crate::ProxyError::Unavailable { reason }.to_string();
+    assert!(line.starts_with("the service proxy needs nftables: cannot run /nonexistent/nft"));
+    assert!(
+        line.ends_with("; Services will not be reachable from this node"),
+        "{line}"
+    );
+}
