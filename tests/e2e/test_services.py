@@ -34,15 +34,18 @@ SERVE = ("mkdir -p /www && echo $HOSTNAME > /www/index.html && "
 
 @pytest.fixture(scope="module")
 def crun_node(tmp_path_factory, test_images):
-    """A node whose address is on a dummy interface this module creates (NodePorts are served
+    """A node whose address is on an interface this module creates (NodePorts are served
     on the node's addresses, and nftables proxies do not serve them on loopback, as upstream),
     removed again at the end."""
     link = f"ppsv{secrets.token_hex(3)}"
     addr = f"198.18.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 2}"
-    subprocess.run(["ip", "link", "add", link, "type", "dummy"], check=True)
+    # A veth pair: the kernel here has no dummy links.
+    subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", f"{link}p"],
+                   check=True)
     try:
         subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", link], check=True)
         subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        subprocess.run(["ip", "link", "set", f"{link}p", "up"], check=True)
         n = node_support.Node(tmp_path_factory.mktemp("svc-node"), node_ip=addr)
         c = None
         try:
