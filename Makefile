@@ -10,7 +10,8 @@
 #   make fuzz       the fuzzing targets for longer, fresh seed (FUZZ_CASES=100000 per target;
 #                   PEAPOD_FUZZ_SEED=<n> replays a failure's seed)
 #   make test-e2e   build + pytest tests/e2e (real kubectl, Python client, both datastores)
-#   make bench      store benchmark (if present) + scheduler decision cost + bench/api_bench.py (Rust client bench/api-bench)
+#   make bench      store benchmark (if present) + scheduler decision cost + service proxy sync cost
+#                   + bench/api_bench.py (Rust client bench/api-bench)
 #                   + bench/pod_startup.py (pod create -> Ready, burst, per-pod footprint)
 #                   + bench/stream_bench.py (exec round trip, logs -f delivery)
 #                   + bench/workload_bench.py (a controller scaled 0 -> 100 -> 0); prints every
@@ -152,6 +153,7 @@ bench: deps build-release
 	cargo run --release -p store --example store_bench | tee -a $(BENCH_LOG)
 	cargo run --release -p protobuf --example transcode_bench | tee -a $(BENCH_LOG)
 	cargo run --release -p scheduler --example decide_bench | tee -a $(BENCH_LOG)
+	cargo run --release -p proxy --example sync_bench | tee -a $(BENCH_LOG)
 	cargo build --release -p api-bench
 	$(PY) bench/api_bench.py --bin "$(TARGET_DIR)/release/peapod" \
 	  --api-bench "$(TARGET_DIR)/release/api-bench" | tee -a $(BENCH_LOG)

@@ -51,7 +51,10 @@ async fn main() {
     let nft = Nft::in_netns(&ns.0);
     let cfg = RenderConfig {
         table: "peapod-bench".into(),
-        cluster_cidr: Cidr { addr: [10, 42, 0, 0].into(), prefix: 16 },
+        cluster_cidr: Cidr {
+            addr: [10, 42, 0, 0].into(),
+            prefix: 16,
+        },
         node_ips: vec![[192, 168, 77, 1].into()],
     };
     let (svcs, mut slices) = cluster(services, endpoints);
@@ -86,7 +89,9 @@ async fn main() {
     cache.layout(&desired(&svcs, &slices, "bench-node"), cfg.cluster_cidr);
     for run in 0..runs {
         // Service 0 gets one more endpoint, then loses it again.
-        let mut ips: Vec<String> = (0..endpoints).map(|j| format!("10.42.0.{}", j + 2)).collect();
+        let mut ips: Vec<String> = (0..endpoints)
+            .map(|j| format!("10.42.0.{}", j + 2))
+            .collect();
         if run % 2 == 0 {
             ips.push("10.42.250.250".into());
         }
@@ -130,8 +135,20 @@ async fn main() {
     );
     let tag = format!("proxy/{services}x{endpoints}");
     figure(&format!("{tag}/full sync/p50_ms"), pct(&full, 0.5), "lower");
-    figure(&format!("{tag}/full sync/p99_ms"), pct(&full, 0.99), "lower");
+    figure(
+        &format!("{tag}/full sync/p99_ms"),
+        pct(&full, 0.99),
+        "lower",
+    );
     figure(&format!("{tag}/rules"), rules as f64, "lower");
-    figure(&format!("{tag}/partial sync 1 service/p50_ms"), pct(&partial, 0.5), "lower");
-    figure(&format!("{tag}/partial sync 1 service/p99_ms"), pct(&partial, 0.99), "lower");
+    figure(
+        &format!("{tag}/partial sync 1 service/p50_ms"),
+        pct(&partial, 0.5),
+        "lower",
+    );
+    figure(
+        &format!("{tag}/partial sync 1 service/p99_ms"),
+        pct(&partial, 0.99),
+        "lower",
+    );
 }

@@ -174,6 +174,9 @@ impl ServicePort {
 /// Every proxied service port, by name.
 pub type Desired = BTreeMap<ServicePortName, ServicePort>;
 
+/// A Service's endpoints by (port name, protocol), then by `ip:port`.
+type PortEndpoints = BTreeMap<(String, Protocol), BTreeMap<(Ipv4Addr, u16), Endpoint>>;
+
 /// The desired state for node `node_name` from everything the watches hold.
 pub fn desired<'a>(
     services: impl IntoIterator<Item = &'a Service>,
@@ -182,10 +185,7 @@ pub fn desired<'a>(
 ) -> Desired {
     // (namespace, service) → (port name, protocol) → endpoints by ip:port.
     type Key = (String, String);
-    let mut by_service: BTreeMap<
-        Key,
-        BTreeMap<(String, Protocol), BTreeMap<(Ipv4Addr, u16), Endpoint>>,
-    > = BTreeMap::new();
+    let mut by_service: BTreeMap<Key, PortEndpoints> = BTreeMap::new();
     for slice in slices {
         if slice.address_type != "IPv4" {
             continue;

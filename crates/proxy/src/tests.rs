@@ -495,7 +495,7 @@ fn partial_sync_rewrites_only_what_changed() {
 fn affinity_sets_come_and_go() {
     let svc = with_affinity(service("ns", "web", "10.43.0.5", "", 80), None);
     let l1 = lay(
-        &[svc.clone()],
+        std::slice::from_ref(&svc),
         &[slice(
             "ns",
             "web",
@@ -513,7 +513,7 @@ fn affinity_sets_come_and_go() {
         2
     );
     let l2 = lay(
-        &[svc.clone()],
+        std::slice::from_ref(&svc),
         &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2")])],
     );
     let tx2 = apply(&tx1.written, &l2, SyncKind::Partial);
@@ -549,7 +549,7 @@ fn stale_udp_conntrack_entries() {
     let svc = udp(service("ns", "dns", "10.43.0.10", "dns", 53));
     let d = |eps: &[Ep<'_>]| -> Desired {
         desired(
-            &[svc.clone()],
+            std::slice::from_ref(&svc),
             &[slice_proto("ns", "dns", "d", "dns", "UDP", 5353, eps)],
             NODE,
         )
@@ -635,10 +635,35 @@ fn the_layout_cache_gives_what_a_fresh_layout_gives() {
     let mut cache = crate::layout::LayoutCache::default();
     for step in 0..4 {
         if step == 2 {
-            slices[3] = slice("bench", "svc-3", "svc-3-abc", "http", 8080, &[ready("10.42.7.7")]);
+            slices[3] = slice(
+                "bench",
+                "svc-3",
+                "svc-3-abc",
+                "http",
+                8080,
+                &[ready("10.42.7.7")],
+            );
         }
         let n = if step == 3 { 4 } else { 5 };
         let d = desired(&svcs[..n], &slices, NODE);
         assert_eq!(cache.layout(&d, cidr()), layout(&d, cidr()), "step {step}");
     }
+}
+
+#[tokio::test]
+async fn a_missing_nft_is_reported_as_such() {
+    let nft = crate::nft::Nft {
+        argv: vec!["/nonexistent/nft".to_string()],
+    };
+    let reason = nft.check().await.expect_err("no nft here");
+    assert!(
+        reason.starts_with("cannot run /nonexistent/nft: "),
+        "{reason}"
+    );
+    let line = crate::ProxyError::Unavailable { reason }.to_string();
+    assert!(line.starts_with("the service proxy needs nftables: cannot run /nonexistent/nft"));
+    assert!(
+        line.ends_with("; Services will not be reachable from this node"),
+        "{line}"
+    );
 }

@@ -35,7 +35,7 @@ impl Drop for Netns {
 }
 
 fn usable() -> bool {
-    let root = unsafe_free_uid() == Some(0);
+    let root = effective_uid() == Some(0);
     let nft = Command::new("nft")
         .arg("--version")
         .output()
@@ -46,7 +46,7 @@ fn usable() -> bool {
     root && nft
 }
 
-fn unsafe_free_uid() -> Option<u32> {
+fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -67,7 +67,7 @@ fn cfg() -> RenderConfig {
 async fn listing(nft: &Nft, table: &str) -> Result<Vec<String>, proxy::ProxyError> {
     let out = nft.run(&["list", "table", "ip", table], "").await?;
     let mut lines: Vec<String> = out
-        .split(|c| c == '\n' || c == ',' || c == '{' || c == '}')
+        .split(['\n', ',', '{', '}'])
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
         .collect();
