@@ -173,6 +173,13 @@ struct ServerArgs {
     /// too. `up` defaults to its pod bridge's gateway (the pod CIDR's first address).
     #[arg(long)]
     advertise_address: Option<std::net::IpAddr>,
+    /// The range ClusterIPs are allocated from (kube-apiserver's
+    /// `--service-cluster-ip-range`); its first address is the `kubernetes` Service's.
+    #[arg(long, default_value = apiserver::services::DEFAULT_SERVICE_CIDR)]
+    service_cidr: String,
+    /// The range node ports are allocated from (kube-apiserver's flag).
+    #[arg(long, default_value = apiserver::services::DEFAULT_NODE_PORT_RANGE)]
+    service_node_port_range: String,
 }
 
 /// `90s`, `5m`, `1h`, or plain seconds.
@@ -257,6 +264,19 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
         (None, Some(node)) => Some(bridge_gateway(&node.pod_cidr)?),
         (None, None) => None,
     };
+    let services = apiserver::services::Config {
+        cidr: apiserver::services::Cidr::parse(&args.service_cidr)
+            .with_context(|| format!("invalid --service-cidr {:?}", args.service_cidr))?,
+        node_ports: apiserver::services::portalloc::PortRange::parse(&args.service_node_port_range)
+            .with_context(|| {
+                format!(
+                    "invalid --service-node-port-range {:?}",
+                    args.service_node_port_range
+                )
+            })?,
+        // `up`: the kube-dns Service is where its node's pods send DNS.
+        cluster_dns: node.as_ref().and_then(|n| n.cluster_dns.first().copied()),
+    };
     let running = apiserver::start(
         apiserver::Config {
             data_dir: args.data_dir.clone(),
@@ -264,6 +284,7 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
             store: store.clone(),
             event_ttl: args.event_ttl,
             advertise_address,
+            services,
         },
         &mut components,
     )
