@@ -4,8 +4,10 @@
 //! Without `--target`, it starts the server in this process (its own 2-thread runtime) on
 //! 127.0.0.1 with a cache of 1,000 Services × 10 endpoints and asks it; with `--target
 //! ADDR:PORT` it asks that server instead (a node's gateway address, from the node). Each of
-//! `--concurrency` clients keeps one question in flight for `--seconds`, cycling over
-//! ClusterIP names, headless names and SRV names; every answer is checked for NOERROR.
+//! `--concurrency` clients keeps one question in flight for `--seconds`, cycling over the
+//! A and `_http._tcp` SRV names of `svc-<i>.bench` for every 7th i below 1,000 (that server
+//! must hold those Services, as bench/dns_bench.py makes them); every answer is checked
+//! for NOERROR. `--label` names the figures (`dns/<label>/...`).
 //! Prints a table and `figure` lines (bench/figures.py).
 //!
 //!     cargo run --release -p dns --example dns_load -- [--seconds 5] [--concurrency 32]
@@ -30,6 +32,7 @@ struct Args {
     seconds: u64,
     concurrency: usize,
     target: Option<SocketAddr>,
+    label: Option<String>,
 }
 
 fn args() -> Args {
@@ -37,6 +40,7 @@ fn args() -> Args {
         seconds: 5,
         concurrency: 32,
         target: None,
+        label: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -46,6 +50,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
             "--concurrency" => a.concurrency = value.parse().expect("--concurrency N"),
             "--target" => a.target = Some(value.parse().expect("--target ADDR:PORT")),
+            "--label" => a.label = Some(value),
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -195,7 +200,7 @@ fn main() {
         for c in 0..a.concurrency {
             let qs = qs.clone();
             tasks.push(tokio::spawn(async move {
-                let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                let s = UdpSocket::bind("0.0.0.0:0").await.unwrap();
                 s.connect(target).await.unwrap();
                 let mut buf = vec![0u8; 4096];
                 let mut lat = Vec::new();
@@ -238,21 +243,28 @@ fn main() {
     let qps = sorted.len() as f64 / elapsed.as_secs_f64();
     let p50 = percentile(&sorted, 0.50).as_secs_f64() * 1000.0;
     let p99 = percentile(&sorted, 0.99).as_secs_f64() * 1000.0;
-    let where_ = if a.target.is_some() {
-        "target"
-    } else {
-        "loopback"
+    let where_ = a.label.clone().unwrap_or_else(|| {
+        if a.target.is_some() {
+            "target"
+        } else {
+            "loopback"
+        }
+        .to_string()
+    });
+    let cache = match a.target {
+        Some(t) => format!("{t}"),
+        None => format!("in-process server, {SERVICES} Services x {ENDPOINTS} endpoints"),
     };
     println!(
-        "cluster DNS from the cache over UDP ({where_}, {} Services x {} endpoints, {} clients, {} s)",
-        SERVICES, ENDPOINTS, a.concurrency, a.seconds
+        "cluster DNS from the cache over UDP ({cache}; {} clients, {} s)",
+        a.concurrency, a.seconds
     );
     println!(
-        "{:<12} {:>12} {:>10} {:>10} {:>8}",
+        "{:<26} {:>12} {:>10} {:>10} {:>8}",
         "", "queries/s", "p50 ms", "p99 ms", "errors"
     );
     println!(
-        "{:<12} {:>12.0} {:>10.3} {:>10.3} {:>8}",
+        "{:<26} {:>12.0} {:>10.3} {:>10.3} {:>8}",
         where_, qps, p50, p99, errors
     );
     for (name, value, better) in [
