@@ -1,7 +1,8 @@
 //! The Kubernetes API as pure functions.
 //!
 //! Owns: re-export of the API types (`k8s-openapi`, v1.37), defaulting and validation of the
-//! served kinds (batch/v1 and policy/v1 in `batch`, `policy`), cron schedules, label and field selectors, JSON / merge / strategic-merge patching, and the
+//! served kinds (batch/v1 and policy/v1 in `batch`, `policy`; Services in `service`, Endpoints and
+//! EndpointSlices in `discovery`, ServiceCIDRs and IPAddresses in `networking`), cron schedules, label and field selectors, JSON / merge / strategic-merge patching, and the
 //! pod STATUS column as kubectl prints it.
 //!
 //! Does not own: any I/O, storage, HTTP or clocks beyond what a caller passes in — but for
@@ -15,10 +16,12 @@ pub use k8s_openapi;
 pub mod apps;
 pub mod batch;
 pub mod cron;
+pub mod discovery;
 pub mod events;
 pub mod field;
 pub mod kinds;
 pub mod meta;
+pub mod networking;
 pub mod patch;
 pub mod pod;
 pub mod policy;
@@ -26,6 +29,7 @@ pub mod printer;
 pub mod quantity;
 pub mod scheduling;
 pub mod selector;
+pub mod service;
 pub mod validation;
 pub mod workload;
 

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::field::{FieldError, FieldErrors, Path};
 use crate::validation::{
-    invalid_each, is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_label_value,
-    validate_immutable, validate_nonnegative,
+    invalid_each, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_qualified_name,
+    is_valid_label_value, validate_immutable, validate_nonnegative,
 };
 
 /// Total size of all annotation keys and values (upstream `TotalAnnotationSizeLimitB`).
@@ -23,8 +23,10 @@ pub const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 pub enum NameRule {
     /// Pods, ConfigMaps, Secrets, ServiceAccounts, Nodes, Events, Leases, PriorityClasses.
     Dns1123Subdomain,
-    /// Namespaces (and Services).
+    /// Namespaces.
     Dns1123Label,
+    /// Services (upstream's `NameIsDNS1035Label`).
+    Dns1035Label,
     /// Anything that only needs to be a valid URL path segment.
     PathSegment,
 }
@@ -36,6 +38,7 @@ impl NameRule {
         match self {
             NameRule::Dns1123Subdomain => is_dns1123_subdomain(&mask_trailing_dash(name, prefix)),
             NameRule::Dns1123Label => is_dns1123_label(&mask_trailing_dash(name, prefix)),
+            NameRule::Dns1035Label => is_dns1035_label(&mask_trailing_dash(name, prefix)),
             NameRule::PathSegment => is_valid_path_segment_name(name, prefix),
         }
     }

@@ -787,6 +787,14 @@ pub const SECRET_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "typ
 /// ReplicaSets and ReplicationControllers (`ReplicaSetToSelectableFields`,
 /// `ControllerToSelectableFields`).
 pub const REPLICA_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "status.replicas"];
+/// Upstream's Service field label conversion: `spec.clusterIP` and `spec.type` besides the
+/// metadata.
+pub const SERVICE_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "spec.clusterIP",
+    "spec.type",
+];
 /// `metadata.name` and `metadata.namespace`: what every kind can be selected by.
 pub const GENERIC_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
 
@@ -904,6 +912,14 @@ pub fn replica_fields(obj: &Value) -> Vec<(&'static str, String)> {
         .and_then(Value::as_i64)
         .unwrap_or(0);
     out.push(("status.replicas", replicas.to_string()));
+    out
+}
+
+/// Service fields (`spec.clusterIP`, `spec.type`).
+pub fn service_fields(svc: &Value) -> Vec<(&'static str, String)> {
+    let mut out = meta_fields(svc, true);
+    out.push(("spec.clusterIP", s(svc, "/spec/clusterIP")));
+    out.push(("spec.type", s(svc, "/spec/type")));
     out
 }
 

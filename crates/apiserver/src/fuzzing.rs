@@ -24,8 +24,15 @@ pub async fn server(
     store: Arc<dyn store::Store>,
 ) -> Result<(Arc<ApiServer>, String), crate::Error> {
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 6443));
-    let (server, pki) =
-        crate::assemble(data_dir, listen, store, None, crate::Agents::Never).await?;
+    let (server, pki) = crate::assemble(
+        data_dir,
+        listen,
+        store,
+        None,
+        Default::default(),
+        crate::Agents::Never,
+    )
+    .await?;
     Ok((server, pki.admin_token))
 }
 

@@ -32,6 +32,7 @@ pub mod request;
 pub mod scan;
 pub mod server;
 pub mod serviceaccount;
+pub mod services;
 pub mod strategy;
 pub mod table;
 pub mod tls;
@@ -72,6 +73,9 @@ pub struct Config {
     /// `--advertise-address`: served on the listen port as well when `listen` does not cover
     /// it, named in the serving certificate, and reported by `/api`.
     pub advertise_address: Option<IpAddr>,
+    /// The Service ranges (`--service-cidr`, `--service-node-port-range`) and the kube-dns
+    /// address (`--cluster-dns`).
+    pub services: services::Config,
 }
 
 /// A started API server: it serves until the supervisor's shutdown token is cancelled.
@@ -110,12 +114,10 @@ pub async fn start(config: Config, supervisor: &mut Supervisor) -> Result<Runnin
         addr,
         config.store,
         config.advertise_address,
+        config.services,
         Agents::Dial,
     )
     .await?;
-    if let Some(a) = advertise {
-        let _ = server.advertise.set(a);
-    }
 
     // The strategic-merge schema is generated from every kind's types: do it now, off the
     // request path, rather than in the first PATCH (an agent's first status update). A
@@ -153,6 +155,21 @@ pub async fn start(config: Config, supervisor: &mut Supervisor) -> Result<Runnin
             mirror.clone().run(store.clone(), prefix.clone(), token)
         });
     }
+    let mirror = server.services().ips.mirror.clone();
+    let store = server.store.clone();
+    supervisor.spawn_restarting("IPAddress mirror", move |token| {
+        mirror
+            .clone()
+            .run(store.clone(), kinds::ipaddress::RESOURCE.prefix(), token)
+    });
+    let s = server.clone();
+    supervisor.spawn_restarting("service allocator repair", move |token| {
+        services::repair::run(s.clone(), Default::default(), token)
+    });
+    let s = server.clone();
+    supervisor.spawn_restarting("kubernetes service and endpoints", move |token| {
+        services::system::run(s.clone(), token)
+    });
     let (s, ttl) = (server.clone(), config.event_ttl);
     supervisor.spawn_restarting("event expiry", move |token| {
         event_ttl::run(s.clone(), ttl, token)
@@ -195,9 +212,11 @@ async fn assemble(
     addr: SocketAddr,
     store: Arc<dyn store::Store>,
     advertise: Option<IpAddr>,
+    service_config: services::Config,
     agents: Agents,
 ) -> Result<(Arc<ApiServer>, tls::Pki), Error> {
-    let pki = tls::ensure(data_dir, addr, advertise)?;
+    // Pods reach the API at the `kubernetes` Service's address, named in the certificate.
+    let pki = tls::ensure(data_dir, addr, advertise, &[service_config.kubernetes_ip()])?;
     let tokens = authn::StaticTokens::new(
         &pki.admin_token,
         &pki.controller_manager_token,
@@ -208,7 +227,18 @@ async fn assemble(
         let _ = server.nodes.set(pki.nodes.clone());
     }
     let _ = server.tokens.set(pki.service_account_keys.clone());
+    if let Some(ip) = advertise {
+        let _ = server.advertise.set(SocketAddr::new(ip, addr.port()));
+    }
+    let _ = server
+        .services
+        .set(Arc::new(services::Allocators::new(service_config)));
     bootstrap::bootstrap(&server).await?;
+    // What stored Services hold is claimed before anything new is handed out.
+    services::repair::repair_once(&server, &mut Default::default())
+        .await
+        .map_err(ApiError::from)?;
+    services::system::bootstrap(&server).await?;
     let start_revision = server
         .store
         .current_revision()

@@ -54,6 +54,35 @@ pub struct Resource {
     pub conversion: Option<Conversion>,
     /// Where the `scale` subresource reads and writes replicas, for kinds that have one.
     pub scale: Option<Scale>,
+    /// Storage hooks, for kinds whose writes hold resources outside their objects
+    /// (Services: ClusterIPs and node ports).
+    pub hooks: Option<&'static StorageHooks>,
+}
+
+/// A future a storage hook returns.
+pub type HookFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What a hook's transaction does once it is known whether the write landed (`true`) or
+/// not: commit (release what the new object no longer holds) or revert (give back what was
+/// taken for it).
+pub type Finish = Box<dyn FnOnce(bool) -> HookFuture<'static, ()> + Send>;
+
+/// Upstream's generic-store hooks (`BeginCreate`, `BeginUpdate`, `AfterDelete`): the create
+/// and update hooks run before the write, may change the object and answer a [`Finish`];
+/// the delete hook runs after an object is gone. Dry runs take nothing.
+pub struct StorageHooks {
+    pub begin_create: for<'a> fn(
+        &'a crate::server::ApiServer,
+        &'a mut Value,
+        bool,
+    ) -> HookFuture<'a, Result<Finish, crate::ApiError>>,
+    pub begin_update: for<'a> fn(
+        &'a crate::server::ApiServer,
+        &'a mut Value,
+        &'a Value,
+        bool,
+    ) -> HookFuture<'a, Result<Finish, crate::ApiError>>,
+    pub after_delete: for<'a> fn(&'a crate::server::ApiServer, &'a Value) -> HookFuture<'a, ()>,
 }
 
 /// What a subresource is, so handlers dispatch on it rather than on its name.
@@ -138,6 +167,10 @@ static RESOURCES: &[&Resource] = &[
     &kinds::serviceaccount::RESOURCE,
     &kinds::podtemplate::RESOURCE,
     &kinds::replicationcontroller::RESOURCE,
+    // Upstream lists core resources by name, so `kubectl get all` prints pods, then
+    // replicationcontrollers, then services.
+    &kinds::service::RESOURCE,
+    &kinds::endpoints::RESOURCE,
     // apps/v1 in upstream's order (alphabetical), so `kubectl get all` lists them as
     // against kube-apiserver.
     &kinds::controllerrevision::RESOURCE,
@@ -153,6 +186,9 @@ static RESOURCES: &[&Resource] = &[
     &kinds::cronjob::RESOURCE,
     &kinds::job::RESOURCE,
     &kinds::poddisruptionbudget::RESOURCE,
+    &kinds::endpointslice::RESOURCE,
+    &kinds::ipaddress::RESOURCE,
+    &kinds::servicecidr::RESOURCE,
 ];
 
 impl Resource {
@@ -384,6 +420,7 @@ mod tests {
             [
                 "pods",
                 "replicationcontrollers",
+                "services",
                 "daemonsets.apps",
                 "deployments.apps",
                 "replicasets.apps",

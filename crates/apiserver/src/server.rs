@@ -57,6 +57,8 @@ pub struct ApiServer {
     pub advertise: std::sync::OnceLock<SocketAddr>,
     /// Signs and verifies service-account tokens (set at start).
     pub tokens: std::sync::OnceLock<Arc<crate::serviceaccount::jwt::TokenKeys>>,
+    /// The Service ranges and allocators (set at start; the defaults otherwise).
+    pub services: std::sync::OnceLock<Arc<crate::services::Allocators>>,
 }
 
 impl ApiServer {
@@ -77,7 +79,15 @@ impl ApiServer {
             nodes: std::sync::OnceLock::new(),
             tokens: std::sync::OnceLock::new(),
             advertise: std::sync::OnceLock::new(),
+            services: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The Service allocators (`--service-cidr`, `--service-node-port-range`).
+    pub fn services(&self) -> Arc<crate::services::Allocators> {
+        self.services
+            .get_or_init(|| Arc::new(crate::services::Allocators::new(Default::default())))
+            .clone()
     }
 
     pub fn set_ready(&self, start_revision: store::Revision) {

@@ -141,7 +141,12 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
 }
 
 /// Loads or creates the PKI in `dir/pki` and writes `dir/kubeconfig.yaml`.
-pub fn ensure(dir: &Path, listen: SocketAddr, advertise: Option<IpAddr>) -> Result<Pki, TlsError> {
+pub fn ensure(
+    dir: &Path,
+    listen: SocketAddr,
+    advertise: Option<IpAddr>,
+    service_ips: &[IpAddr],
+) -> Result<Pki, TlsError> {
     let pki = dir.join("pki");
     std::fs::create_dir_all(&pki).map_err(|source| TlsError::Io {
         path: pki.clone(),
@@ -176,6 +181,12 @@ pub fn ensure(dir: &Path, listen: SocketAddr, advertise: Option<IpAddr>) -> Resu
     // Pods check the server against the CA in their token volume at this address.
     if let Some(ip) = advertise.filter(|ip| !names.contains(&ip.to_string())) {
         names.push(ip.to_string());
+    }
+    // ... and at the `kubernetes` Service's ClusterIP.
+    for ip in service_ips {
+        if !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
     }
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let host = host.trim();

@@ -40,6 +40,7 @@ async fn serve() -> Served {
             store: Arc::new(store),
             event_ttl: std::time::Duration::from_secs(3600),
             advertise_address: None,
+            services: Default::default(),
         },
         &mut components,
     )

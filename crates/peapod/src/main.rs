@@ -173,6 +173,13 @@ struct ServerArgs {
     /// too. `up` defaults to its pod bridge's gateway (the pod CIDR's first address).
     #[arg(long)]
     advertise_address: Option<std::net::IpAddr>,
+    /// The range ClusterIPs are allocated from (kube-apiserver's
+    /// `--service-cluster-ip-range`); its first address is the `kubernetes` Service's.
+    #[arg(long, default_value = apiserver::services::DEFAULT_SERVICE_CIDR)]
+    service_cidr: String,
+    /// The range node ports are allocated from (kube-apiserver's flag).
+    #[arg(long, default_value = apiserver::services::DEFAULT_NODE_PORT_RANGE)]
+    service_node_port_range: String,
 }
 
 /// `90s`, `5m`, `1h`, or plain seconds.
@@ -257,6 +264,19 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
         (None, Some(node)) => Some(bridge_gateway(&node.pod_cidr)?),
         (None, None) => None,
     };
+    let services = apiserver::services::Config {
+        cidr: apiserver::services::Cidr::parse(&args.service_cidr)
+            .with_context(|| format!("invalid --service-cidr {:?}", args.service_cidr))?,
+        node_ports: apiserver::services::portalloc::PortRange::parse(&args.service_node_port_range)
+            .with_context(|| {
+                format!(
+                    "invalid --service-node-port-range {:?}",
+                    args.service_node_port_range
+                )
+            })?,
+        // `up`: the kube-dns Service is where its node's pods send DNS.
+        cluster_dns: node.as_ref().and_then(|n| n.cluster_dns.first().copied()),
+    };
     let running = apiserver::start(
         apiserver::Config {
             data_dir: args.data_dir.clone(),
@@ -264,6 +284,7 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
             store: store.clone(),
             event_ttl: args.event_ttl,
             advertise_address,
+            services,
         },
         &mut components,
     )
@@ -288,6 +309,7 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
                     .unwrap_or(running.addr),
             );
             spawn_proxy(&mut components, client.clone(), &node, &cfg);
+            cluster_dns(&mut components, client.clone(), &cfg)?;
             let ctx = agent::prepare(client, cfg).context("preparing the node")?;
             // The node is what `up` is for: without its agent the process is not up.
             components.spawn_essential("node agent", move |token| {
@@ -528,6 +550,28 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
     })
 }
 
+/// The node-local cluster DNS (ARCHITECTURE.md, "Cluster DNS"): on the pod bridge's
+/// gateway, port 53, forwarding other names to the resolvers of `--resolv-conf`, and
+/// publishing the node's endpoint of the `kube-dns` Service. Restarted with backoff: it
+/// holds nothing a fresh start cannot rebuild from the API.
+fn cluster_dns(
+    components: &mut Supervisor,
+    client: kube::Client,
+    cfg: &agent::AgentConfig,
+) -> Result<()> {
+    let dns_cfg = dns::DnsConfig {
+        listen: bridge_gateway(&cfg.pod_cidr)?,
+        port: 53,
+        cluster_domain: cfg.cluster_domain.clone(),
+        upstreams: dns::upstreams_from(&cfg.resolv_conf),
+        node_name: Some(cfg.node_name.clone()),
+    };
+    components.spawn_restarting("cluster dns", move |token| {
+        dns::run(client.clone(), dns_cfg.clone(), token)
+    });
+    Ok(())
+}
+
 /// The node's service proxy (kube-proxy, nftables mode), restarted with backoff when it
 /// fails: its state comes back from a relist and a fresh sync.
 fn spawn_proxy(
@@ -572,6 +616,7 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     let mut components = Supervisor::new(shutdown.clone());
     spawn_proxy(&mut components, client.clone(), &args.node, &cfg);
+    cluster_dns(&mut components, client.clone(), &cfg)?;
     let ctx = agent::prepare(client, cfg).context("preparing the node")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     // The agent is the whole process: when it fails, the process exits (and its containers

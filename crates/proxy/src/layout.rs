@@ -22,11 +22,11 @@
 //! a Local policy without local endpoints (but some elsewhere): … → drop
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use crate::model::{Desired, Endpoint, ServicePort};
+use crate::model::{Desired, Endpoint, ServicePort, ServicePortName};
 use crate::names;
 use crate::Cidr;
 
@@ -89,6 +89,59 @@ pub fn layout(desired: &Desired, cluster_cidr: Cidr) -> Layout {
     out
 }
 
+impl Layout {
+    /// Adds `other`'s chains, elements and sets (service ports never share a name).
+    fn extend(&mut self, other: &Layout) {
+        self.chains
+            .extend(other.chains.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.service_ips.extend(other.service_ips.iter().cloned());
+        self.service_nodeports
+            .extend(other.service_nodeports.iter().cloned());
+        self.no_endpoint_services
+            .extend(other.no_endpoint_services.iter().cloned());
+        self.no_endpoint_nodeports
+            .extend(other.no_endpoint_nodeports.iter().cloned());
+        self.cluster_ips.extend(other.cluster_ips.iter().copied());
+        self.affinity_sets
+            .extend(other.affinity_sets.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+}
+
+/// Each service port's part of the layout from the last call, reused while the port is
+/// unchanged (upstream's change tracking, in effect): a sync after one Service changed
+/// lays out that Service only.
+#[derive(Debug, Default)]
+pub struct LayoutCache {
+    cidr: Option<Cidr>,
+    ports: HashMap<ServicePortName, (ServicePort, Layout)>,
+}
+
+impl LayoutCache {
+    /// The same as [`layout`], from the cache where it can.
+    pub fn layout(&mut self, desired: &Desired, cluster_cidr: Cidr) -> Layout {
+        if self.cidr != Some(cluster_cidr) {
+            self.ports.clear();
+            self.cidr = Some(cluster_cidr);
+        }
+        let mut out = Layout::default();
+        let mut next = HashMap::with_capacity(desired.len());
+        for (name, sp) in desired {
+            let part = match self.ports.remove(name) {
+                Some((old, part)) if old == *sp => part,
+                _ => {
+                    let mut part = Layout::default();
+                    service_port(&mut part, sp, cluster_cidr);
+                    part
+                }
+            };
+            out.extend(&part);
+            next.insert(name.clone(), (sp.clone(), part));
+        }
+        self.ports = next;
+        out
+    }
+}
+
 fn service_port(out: &mut Layout, sp: &ServicePort, cidr: Cidr) {
     let proto = sp.name.protocol.as_str();
     let base = names::service_port_base(&sp.name.namespace, &sp.name.name, proto, &sp.name.port);
@@ -122,14 +175,17 @@ fn service_port(out: &mut Layout, sp: &ServicePort, cidr: Cidr) {
     let cip_key = format!("{} . {proto} . {}", sp.cluster_ip, sp.port);
     out.cluster_ips.insert(sp.cluster_ip);
     if has_internal {
-        out.service_ips.push((cip_key, format!("goto {internal_chain}")));
+        out.service_ips
+            .push((cip_key, format!("goto {internal_chain}")));
     } else {
-        out.no_endpoint_services.push((cip_key, filter_verdict.clone()));
+        out.no_endpoint_services
+            .push((cip_key, filter_verdict.clone()));
     }
     for eip in &sp.external_ips {
         let key = format!("{eip} . {proto} . {}", sp.port);
         if cat.any {
-            out.service_ips.push((key.clone(), format!("goto {}", n.external)));
+            out.service_ips
+                .push((key.clone(), format!("goto {}", n.external)));
         }
         if !has_external {
             out.no_endpoint_services.push((key, filter_verdict.clone()));
@@ -138,10 +194,12 @@ fn service_port(out: &mut Layout, sp: &ServicePort, cidr: Cidr) {
     if let Some(np) = sp.node_port {
         let key = format!("{proto} . {np}");
         if cat.any {
-            out.service_nodeports.push((key.clone(), format!("goto {}", n.external)));
+            out.service_nodeports
+                .push((key.clone(), format!("goto {}", n.external)));
         }
         if !has_external {
-            out.no_endpoint_nodeports.push((key, filter_verdict.clone()));
+            out.no_endpoint_nodeports
+                .push((key, filter_verdict.clone()));
         }
     }
 
@@ -209,7 +267,10 @@ fn service_port(out: &mut Layout, sp: &ServicePort, cidr: Cidr) {
         if sp.affinity_timeout.is_some() {
             rules.push(format!("update @{affinity} {{ ip saddr }}"));
         }
-        rules.push(format!("meta l4proto {proto} dnat to {}:{}", ep.ip, ep.port));
+        rules.push(format!(
+            "meta l4proto {proto} dnat to {}:{}",
+            ep.ip, ep.port
+        ));
         out.chains.insert(chain, rules);
     }
 }

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::layout::{layout, Layout};
+use crate::layout::{Layout, LayoutCache};
 use crate::model::{desired, Desired};
 use crate::nft::Nft;
 use crate::render::{fixed_rule_count, render, RenderConfig, SyncKind, Written};
@@ -142,6 +142,7 @@ struct Syncer {
     /// The layout and desired state of the last successful sync.
     last: Option<(Layout, Desired)>,
     last_full: Instant,
+    cache: LayoutCache,
 }
 
 impl Syncer {
@@ -153,6 +154,7 @@ impl Syncer {
             written: None,
             last: None,
             last_full: Instant::now(),
+            cache: LayoutCache::default(),
         }
     }
 
@@ -171,15 +173,13 @@ impl Syncer {
             eps.iter().map(|s| s.as_ref()),
             &self.cfg.node_name,
         );
-        let want_layout = layout(&want, self.render_cfg.cluster_cidr);
+        let want_layout = self.cache.layout(&want, self.render_cfg.cluster_cidr);
         let kind = match (&self.written, full) {
             (None, _) => SyncKind::Fresh,
             (Some(_), true) => SyncKind::Full,
             (Some(_), false) => SyncKind::Partial,
         };
-        if kind == SyncKind::Partial
-            && self.last.as_ref().is_some_and(|(l, _)| *l == want_layout)
-        {
+        if kind == SyncKind::Partial && self.last.as_ref().is_some_and(|(l, _)| *l == want_layout) {
             // Nothing the table shows changed (a status update, a resync).
             if let Some((_, d)) = &mut self.last {
                 *d = want;

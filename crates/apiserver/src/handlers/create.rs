@@ -68,15 +68,42 @@ pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
             object::meta_mut(&mut obj).insert("name".into(), json!(name));
         }
         let name = object::name(&obj).to_string();
-        let stored = resource
+        // Upstream's BeginCreate: what the object holds outside itself (a Service's
+        // ClusterIPs and node ports) is taken before validation and given back if the
+        // create does not land.
+        let mut attempt_obj;
+        let (target, finish) = match resource.hooks {
+            Some(hooks) => {
+                attempt_obj = obj.clone();
+                let finish = (hooks.begin_create)(&call.server, &mut attempt_obj, dry_run).await?;
+                (&attempt_obj, Some(finish))
+            }
+            None => (&obj, None),
+        };
+        let stored = match resource
             .strategy
-            .prepare_create(&obj, resource.namespaced)
-            .map_err(|errs| ApiError::invalid(resource, &name, errs))?;
+            .prepare_create(target, resource.namespaced)
+        {
+            Ok(stored) => stored,
+            Err(errs) => {
+                if let Some(finish) = finish {
+                    finish(false).await;
+                }
+                return Err(ApiError::invalid(resource, &name, errs));
+            }
+        };
         if dry_run {
+            if let Some(finish) = finish {
+                finish(true).await;
+            }
             return object_response(&call, StatusCode::CREATED, stored, &warnings);
         }
         let key = resource.key(call.namespace(), &name);
-        match call.server.store.create(&key, Bytes::from(stored)).await {
+        let result = call.server.store.create(&key, Bytes::from(stored)).await;
+        if let Some(finish) = finish {
+            finish(result.is_ok()).await;
+        }
+        match result {
             Ok(kv) => {
                 return object_response(&call, StatusCode::CREATED, object::render(&kv), &warnings)
             }

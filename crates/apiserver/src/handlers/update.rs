@@ -76,6 +76,9 @@ where
             }
         }
         let old = object::parse(&current).map_err(|e| ApiError::Internal(e.to_string()))?;
+        // Upstream's BeginUpdate sees the object being replaced too.
+        let old_for_hooks = resource.hooks.map(|_| old.clone());
+        let mut finish = None;
         let result = match mutate(old, &current)? {
             Change::Delete => {
                 if dry_run {
@@ -88,12 +91,26 @@ where
                     .map(Written::Deleted)
             }
             Change::Write(mut new) => {
-                object::meta_mut(&mut new).remove("resourceVersion");
-                let bytes = resource.strategy.encode(&new).map_err(ApiError::Internal)?;
-                if bytes == current.value {
-                    return Ok(Written::Updated(current));
+                if let (Some(hooks), Some(old)) = (resource.hooks, &old_for_hooks) {
+                    finish = Some((hooks.begin_update)(server, &mut new, old, dry_run).await?);
                 }
-                if dry_run {
+                object::meta_mut(&mut new).remove("resourceVersion");
+                let bytes = match resource.strategy.encode(&new) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        if let Some(f) = finish {
+                            f(false).await;
+                        }
+                        return Err(ApiError::Internal(e));
+                    }
+                };
+                if bytes == current.value || dry_run {
+                    if let Some(f) = finish {
+                        f(true).await;
+                    }
+                    if bytes == current.value {
+                        return Ok(Written::Updated(current));
+                    }
                     return Ok(Written::Updated(KeyValue {
                         value: Bytes::from(bytes),
                         ..current
@@ -119,6 +136,15 @@ where
                 }
             }
         };
+        if let Some(f) = finish {
+            f(matches!(result, Ok(Written::Updated(_)))).await;
+        }
+        if let (Some(hooks), Ok(Written::Deleted(kv))) = (resource.hooks, &result) {
+            // Upstream's AfterDelete: what the object held goes back.
+            if let Ok(gone) = object::parse(kv) {
+                (hooks.after_delete)(server, &gone).await;
+            }
+        }
         match result {
             Ok(w) => return Ok(w),
             Err(store::Error::Conflict { .. }) if precondition.is_none() => continue,

@@ -81,6 +81,7 @@ pub static RESOURCE: Resource = Resource {
     },
     fields: filter::NAMESPACED_META,
     delete: delete::PLAIN,
+    hooks: None,
     admit: None,
     conversion: None,
     scale: None,

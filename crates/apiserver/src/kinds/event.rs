@@ -134,6 +134,7 @@ const CORE: Resource = Resource {
         own_conversion: true,
     },
     delete: delete::PLAIN,
+    hooks: None,
     admit: None,
     conversion: None,
     scale: None,

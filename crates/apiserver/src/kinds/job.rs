@@ -158,6 +158,7 @@ pub static RESOURCE: Resource = Resource {
         gc_policy: delete::GarbageCollectionPolicy::OrphanDependents,
         ..delete::PLAIN
     },
+    hooks: None,
     admit: None,
     conversion: None,
     scale: None,

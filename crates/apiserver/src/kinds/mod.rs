@@ -16,7 +16,10 @@ pub mod controllerrevision;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod event;
+pub mod ipaddress;
 pub mod job;
 pub mod lease;
 pub mod namespace;
@@ -28,7 +31,9 @@ pub mod priorityclass;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod secret;
+pub mod service;
 pub mod serviceaccount;
+pub mod servicecidr;
 pub mod statefulset;
 
 /// The upstream descriptions of a `<Kind>List`.

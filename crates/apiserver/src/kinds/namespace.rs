@@ -93,6 +93,7 @@ pub static RESOURCE: Resource = Resource {
         on_mark: terminating,
         ..delete::PLAIN
     },
+    hooks: None,
     admit: None,
     conversion: None,
     scale: None,

@@ -87,6 +87,7 @@ pub static RESOURCE: Resource = Resource {
         own_conversion: true,
     },
     delete: delete::PLAIN,
+    hooks: None,
     admit: None,
     conversion: None,
     scale: None,

@@ -189,6 +189,7 @@ pub static RESOURCE: Resource = Resource {
         graceful,
         ..delete::PLAIN
     },
+    hooks: None,
     admit: Some(admission::admit_pod),
     conversion: None,
     scale: None,

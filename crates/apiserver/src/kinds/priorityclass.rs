@@ -68,6 +68,7 @@ pub static RESOURCE: Resource = Resource {
     },
     fields: filter::CLUSTER_META,
     delete: delete::PLAIN,
+    hooks: None,
     admit: None,
     conversion: None,
     scale: None,

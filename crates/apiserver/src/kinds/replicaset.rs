@@ -79,6 +79,7 @@ pub static RESOURCE: Resource = Resource {
         own_conversion: true,
     },
     delete: delete::PLAIN,
+    hooks: None,
     admit: None,
     conversion: None,
     scale: Some(Scale {

@@ -98,6 +98,7 @@ pub static RESOURCE: Resource = Resource {
         gc_policy: delete::GarbageCollectionPolicy::OrphanDependents,
         ..delete::PLAIN
     },
+    hooks: None,
     admit: None,
     conversion: None,
     scale: Some(Scale {

@@ -46,6 +46,7 @@ pub static RESOURCE: Resource = Resource {
         returns_object: true,
         ..delete::PLAIN
     },
+    hooks: None,
     admit: None,
     conversion: None,
     scale: None,
