@@ -4,12 +4,14 @@ namespaces, veths, IP leases, cgroups, runtime state)."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
 
 import harness
 
@@ -49,6 +51,25 @@ def proxy_table(bridge: str) -> str:
     """The test node's own service-proxy table (`--proxy-table`, `table ip <name>`): nodes
     side by side on one machine would otherwise rebuild each other's."""
     return f"peapod-{bridge}"
+
+
+@contextlib.contextmanager
+def host_address(prefix: str) -> Iterator[str]:
+    """A fresh address on an interface made for it (one end of a veth pair: the kernel here
+    has no dummy links), for nodes whose Services must be reached on a node address that is
+    not loopback (nftables proxies serve no localhost NodePorts, as upstream's); removed again
+    on the way out."""
+    link = f"{prefix}{secrets.token_hex(3)}"
+    addr = f"198.19.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 2}"
+    subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", f"{link}p"],
+                   check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", link], check=True)
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        subprocess.run(["ip", "link", "set", f"{link}p", "up"], check=True)
+        yield addr
+    finally:
+        subprocess.run(["ip", "link", "del", link], check=False)
 
 
 class Node:

@@ -23,7 +23,6 @@ import pytest
 
 import harness
 import node as node_support
-from conftest import Cluster
 from helpers import to_yaml, wait_until
 
 TIMEOUT = 90
@@ -31,37 +30,6 @@ TIMEOUT = 90
 OWNERS = ("svc,endpointslices", "background")
 SERVE = ("mkdir -p /www && echo $HOSTNAME > /www/index.html && "
          "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait")
-
-
-@pytest.fixture(scope="module")
-def crun_node(tmp_path_factory, test_images):
-    """A node whose address is on an interface this module creates (a veth pair: the kernel
-    here has no dummy links), removed at the end."""
-    link = f"pppx{secrets.token_hex(3)}"
-    addr = f"198.19.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 2}"
-    subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", f"{link}p"],
-                   check=True)
-    try:
-        subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", link], check=True)
-        subprocess.run(["ip", "link", "set", link, "up"], check=True)
-        subprocess.run(["ip", "link", "set", f"{link}p", "up"], check=True)
-        n = node_support.Node(tmp_path_factory.mktemp("proxy-node"), node_ip=addr)
-        c = None
-        try:
-            n.start()
-            c = Cluster(n.server, n.workdir)
-            c.node = n
-            c.images = test_images
-            yield c
-            c.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--wait=true",
-                      timeout=120)
-            n.wait_clean()
-        finally:
-            if c is not None:
-                c.close()
-            n.stop()
-    finally:
-        subprocess.run(["ip", "link", "del", link], check=False)
 
 
 def table(n) -> str:
@@ -141,8 +109,8 @@ def host_get(url: str, timeout: float = 3) -> str | None:
         return None
 
 
-def test_cluster_ip_spreads_over_both_backends_with_port_mapping(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_cluster_ip_spreads_over_both_backends_with_port_mapping(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     ips = [backend(n, ns, "web-a"), backend(n, ns, "web-b")]
     cip = service(n, ns, "web")["spec"]["clusterIP"]
     endpoint_slice(n, ns, "web", ips)
@@ -159,8 +127,8 @@ def test_cluster_ip_spreads_over_both_backends_with_port_mapping(crun_node, pod_
     assert seen == {"web-a", "web-b"}, seen
 
 
-def test_service_without_endpoints_refuses_at_once(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_service_without_endpoints_refuses_at_once(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     ip = backend(n, ns, "web-a")
     cip = service(n, ns, "gone")["spec"]["clusterIP"]
     endpoint_slice(n, ns, "gone", [ip])
@@ -182,8 +150,8 @@ def test_service_without_endpoints_refuses_at_once(crun_node, pod_ns):
     assert time.monotonic() - start < 1.0
 
 
-def test_nodeport_and_cluster_ip_from_the_host(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_nodeport_and_cluster_ip_from_the_host(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     ip = backend(n, ns, "web-a")
     svc = service(n, ns, "np", node_port=True)
     endpoint_slice(n, ns, "np", [ip])
@@ -210,8 +178,8 @@ def refused_from_host(ip: str, port: int) -> bool:
     return False
 
 
-def test_client_ip_affinity_sticks(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_client_ip_affinity_sticks(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     ips = [backend(n, ns, "web-a"), backend(n, ns, "web-b")]
     cip = service(n, ns, "sticky", sessionAffinity="ClientIP")["spec"]["clusterIP"]
     endpoint_slice(n, ns, "sticky", ips)
@@ -223,8 +191,8 @@ def test_client_ip_affinity_sticks(crun_node, pod_ns):
     assert len(answers) == 20 and len(set(answers)) == 1, answers
 
 
-def test_a_pod_reaches_itself_through_its_service(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_a_pod_reaches_itself_through_its_service(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     ip = backend(n, ns, "web-a")
     cip = service(n, ns, "self")["spec"]["clusterIP"]
     endpoint_slice(n, ns, "self", [ip])
@@ -232,8 +200,8 @@ def test_a_pod_reaches_itself_through_its_service(crun_node, pod_ns):
                what="hairpin traffic")
 
 
-def test_a_new_endpoint_takes_traffic_promptly(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_a_new_endpoint_takes_traffic_promptly(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     a, b = backend(n, ns, "web-a"), backend(n, ns, "web-b")
     cip = service(n, ns, "move")["spec"]["clusterIP"]
     endpoint_slice(n, ns, "move", [a])
@@ -268,8 +236,8 @@ def duplicated_rules(name: str) -> list[str]:
     return dups
 
 
-def test_restart_keeps_the_table_and_cleanup_removes_it(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_restart_keeps_the_table_and_cleanup_removes_it(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     a, b = backend(n, ns, "web-a"), backend(n, ns, "web-b")
     svc = service(n, ns, "kept", node_port=True)
     cip = svc["spec"]["clusterIP"]
