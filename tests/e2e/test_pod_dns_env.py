@@ -15,8 +15,6 @@ from helpers import to_yaml, wait_until
 from test_node_pods import pod, wait_ready
 
 SLEEP = ["sleep", "3600"]
-CLUSTER_DNS = "10.43.0.10"
-KUBERNETES_IP = "10.43.0.1"
 
 
 def exec_out(n, ns: str, name: str, *cmd: str) -> str:
@@ -32,9 +30,19 @@ def env_of(n, ns: str, name: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def cluster_first(ns: str) -> str:
+def cluster_ip(n, ns: str, name: str) -> str:
+    return json.loads(n.kubectl("get", "svc", name, "-n", ns, "-o", "json").stdout)[
+        "spec"]["clusterIP"]
+
+
+def cluster_dns(n) -> str:
+    """The node's `--cluster-dns`: the kube-dns Service's ClusterIP (10.43.0.10 by default)."""
+    return cluster_ip(n, "kube-system", "kube-dns")
+
+
+def cluster_first(n, ns: str) -> str:
     return (f"search {ns}.svc.cluster.local svc.cluster.local cluster.local e2e.test\n"
-            f"nameserver {CLUSTER_DNS}\noptions ndots:5\n")
+            f"nameserver {cluster_dns(n)}\noptions ndots:5\n")
 
 
 HOST = "search e2e.test\nnameserver 127.0.0.1\n"
@@ -45,18 +53,18 @@ def test_resolv_conf_per_dns_policy(crun_node, pod_ns):
     custom = {"nameservers": ["192.0.2.53"], "searches": ["my.test"],
               "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}
     cases = {
-        "default-policy": ({}, cluster_first(pod_ns)),
-        "cluster-first": ({"dnsPolicy": "ClusterFirst"}, cluster_first(pod_ns)),
+        "default-policy": ({}, cluster_first(n, pod_ns)),
+        "cluster-first": ({"dnsPolicy": "ClusterFirst"}, cluster_first(n, pod_ns)),
         "default": ({"dnsPolicy": "Default"}, HOST),
         "none": ({"dnsPolicy": "None", "dnsConfig": custom},
                  "search my.test\nnameserver 192.0.2.53\noptions ndots:2 edns0\n"),
         "cluster-first-config": (
             {"dnsConfig": custom},
             f"search {pod_ns}.svc.cluster.local svc.cluster.local cluster.local e2e.test "
-            f"my.test\nnameserver {CLUSTER_DNS}\nnameserver 192.0.2.53\n"
+            f"my.test\nnameserver {cluster_dns(n)}\nnameserver 192.0.2.53\n"
             "options ndots:2 edns0\n"),
         "with-host-net": ({"dnsPolicy": "ClusterFirstWithHostNet", "hostNetwork": True},
-                          cluster_first(pod_ns)),
+                          cluster_first(n, pod_ns)),
         "host-net": ({"dnsPolicy": "ClusterFirst", "hostNetwork": True}, HOST),
     }
     for name, (spec, _) in cases.items():
@@ -92,16 +100,14 @@ def service(name: str, ports: list[dict], **spec) -> dict:
 
 def test_service_environment_variables(crun_node, pod_ns):
     n = crun_node
-    kubernetes = json.loads(n.kubectl("get", "svc", "kubernetes", "-n", "default",
-                                      "-o", "json").stdout)
-    assert kubernetes["spec"]["clusterIP"] == KUBERNETES_IP
+    # 10.43.0.1 with the default --service-cidr.
+    kubernetes_ip = cluster_ip(n, "default", "kubernetes")
     apply(n, pod_ns, service("my-db", [{"name": "sql", "port": 5432, "targetPort": 5432},
                                        {"name": "stats", "port": 9187, "protocol": "UDP"}]))
     apply(n, pod_ns, service("headless", [{"port": 80}], clusterIP="None"))
     apply(n, pod_ns, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "outside"},
                       "spec": {"type": "ExternalName", "externalName": "example.test"}})
-    db_ip = json.loads(n.kubectl("get", "svc", "my-db", "-n", pod_ns,
-                                 "-o", "json").stdout)["spec"]["clusterIP"]
+    db_ip = cluster_ip(n, pod_ns, "my-db")
     linked = pod("linked", n.images.busybox, SLEEP)
     linked["spec"]["containers"][0]["env"] = [
         {"name": "DB_URL", "value": "postgres://$(MY_DB_SERVICE_HOST):$(MY_DB_SERVICE_PORT)"},
@@ -112,14 +118,14 @@ def test_service_environment_variables(crun_node, pod_ns):
     wait_ready(n, pod_ns, "unlinked")
 
     kube = {
-        "KUBERNETES_SERVICE_HOST": KUBERNETES_IP,
+        "KUBERNETES_SERVICE_HOST": kubernetes_ip,
         "KUBERNETES_SERVICE_PORT": "443",
         "KUBERNETES_SERVICE_PORT_HTTPS": "443",
-        "KUBERNETES_PORT": f"tcp://{KUBERNETES_IP}:443",
-        "KUBERNETES_PORT_443_TCP": f"tcp://{KUBERNETES_IP}:443",
+        "KUBERNETES_PORT": f"tcp://{kubernetes_ip}:443",
+        "KUBERNETES_PORT_443_TCP": f"tcp://{kubernetes_ip}:443",
         "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
         "KUBERNETES_PORT_443_TCP_PORT": "443",
-        "KUBERNETES_PORT_443_TCP_ADDR": KUBERNETES_IP,
+        "KUBERNETES_PORT_443_TCP_ADDR": kubernetes_ip,
     }
     db = {
         "MY_DB_SERVICE_HOST": db_ip,

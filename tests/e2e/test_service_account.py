@@ -238,22 +238,32 @@ def test_a_pod_reads_its_token_and_calls_the_api(crun_node, pod_ns):
     assert claims["exp"] - claims["iat"] == 3607
     assert exec_sh(n, pod_ns, "caller", f"touch {MOUNT}/x", check=False).returncode != 0
 
-    # The API's address, as the kubelet injects the kubernetes Service.
+    # The API's address: the kubernetes Service, as the kubelet injects it.
     env = dict(line.split("=", 1) for line in
                exec_sh(n, pod_ns, "caller", "env").stdout.splitlines() if "=" in line)
     host, port = env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]
-    assert host == n.node.pod_cidr.rsplit(".", 1)[0] + ".1"  # the bridge's gateway
-    assert port == str(harness.KubeconfigInfo(n.kubeconfig).host_port()[1])
+    svc = json.loads(n.kubectl("get", "svc", "kubernetes", "-n", "default",
+                               "-o", "json").stdout)
+    assert host == svc["spec"]["clusterIP"]  # 10.43.0.1 with the default --service-cidr
+    assert port == "443"
     assert env["KUBERNETES_PORT"] == f"tcp://{host}:{port}"
 
-    # The server's certificate is valid for that address under the pod's ca.crt.
+    # Behind it, the API server's advertise address (the bridge's gateway), and the server's
+    # certificate is valid for that address under the pod's ca.crt. (Straight to the
+    # endpoint: other test clusters on this machine program the same ClusterIP.)
+    ep = json.loads(n.kubectl("get", "endpoints", "kubernetes", "-n", "default",
+                              "-o", "json").stdout)["subsets"][0]
+    api_ip, api_port = ep["addresses"][0]["ip"], ep["ports"][0]["port"]
+    assert api_ip == n.node.pod_cidr.rsplit(".", 1)[0] + ".1"
+    assert api_port == harness.KubeconfigInfo(n.kubeconfig).host_port()[1]
     ctx = ssl.create_default_context(cadata=server_ca(n))
-    with ssl.create_connection((host, int(port)), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname=host) as tls:
+    with ssl.create_connection((api_ip, api_port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=api_ip) as tls:
         assert tls.version()
 
-    # From inside the pod: TLS verified against the mounted ca.crt for the advertised IP,
-    # the mounted token as the bearer credential.
+    # From inside the pod, through the Service: TLS verified against the mounted ca.crt for
+    # the ClusterIP (in the server's certificate, as upstream), the mounted token as the
+    # bearer credential.
     def call(token_file: str) -> tuple[int, str]:
         script = (
             "printf 'GET /api/v1/namespaces/%s/pods/%s HTTP/1.1\\r\\nHost: %s\\r\\n"
