@@ -321,9 +321,10 @@ def split(tmp_path_factory, test_images):
     """`peapod server` plus a separate `peapod agent` (the multi-node shape), so the agent can
     be killed alone; after the module, every pod is deleted and the agent must be clean."""
     workdir = tmp_path_factory.mktemp("split")
-    server = harness.Peapod(workdir / "server")
+    services = node_support.ServiceRange()
+    server = harness.Peapod(workdir / "server", extra_args=["--service-cidr", services.cidr])
     (workdir / "server").mkdir()
-    agent = node_support.Agent(workdir, server)
+    agent = node_support.Agent(workdir, server, services=services)
     c = None
     try:
         server.start()

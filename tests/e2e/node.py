@@ -28,6 +28,49 @@ def unique_network() -> tuple[str, str]:
     raise RuntimeError("no free pod CIDR found")
 
 
+class ServiceRange:
+    """A test cluster's own service range (`--service-cidr`, a /20 inside 10.1.0.0–10.99.255.255,
+    apart from the pod CIDRs `unique_network` hands out): clusters side by side on one machine
+    each program their ClusterIPs (`kubernetes` at `.1`, kube-dns at `.10`) into the host's
+    nftables, and the same address in two tables would send one cluster's traffic to the
+    other. `static_ip()` hands out addresses a test may request as `clusterIP`, one after
+    the other from the range's statically allocated lower part (upstream keeps the lower
+    256 addresses of a /20 for requests), so they never collide with dynamic ones."""
+
+    def __init__(self):
+        used = subprocess.run(["ip", "-o", "-4", "route"], capture_output=True, text=True).stdout
+        used += subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+        for _ in range(100):
+            second, third = 1 + secrets.randbelow(99), 16 * secrets.randbelow(16)
+            if not any(f"10.{second}.{t}." in used for t in range(third, third + 16)):
+                self.prefix = (second, third)
+                self.cidr = f"10.{second}.{third}.0/20"
+                self._next = 20
+                return
+        raise RuntimeError("no free service range found")
+
+    def ip(self, offset: int) -> str:
+        second, third = self.prefix
+        return f"10.{second}.{third + offset // 256}.{offset % 256}"
+
+    @property
+    def kubernetes(self) -> str:
+        return self.ip(1)
+
+    @property
+    def dns(self) -> str:
+        return self.ip(10)
+
+    def static_ip(self) -> str:
+        self._next += 1
+        if self._next >= 250:
+            raise RuntimeError("the test asked for more static ClusterIPs than it may")
+        return self.ip(self._next)
+
+    def args(self) -> list[str]:
+        return ["--service-cidr", self.cidr, "--cluster-dns", self.dns]
+
+
 # What test nodes use as the host's resolver configuration (`--resolv-conf`): the cluster DNS
 # forwards names outside the cluster to it, and pods with dnsPolicy Default copy it. Nothing
 # listens on 127.0.0.1:53, so a forwarded query is refused at once and never leaves the
@@ -82,7 +125,9 @@ class Node:
         self.node_ip = node_ip
         self.pod_cidr, self.bridge = unique_network()
         self.name = f"node-{secrets.token_hex(3)}"
+        self.services = ServiceRange()
         args = ["--node-name", self.name, "--node-ip", node_ip, "--pod-cidr", self.pod_cidr,
+                *self.services.args(),
                 "--resolv-conf", str(resolv_conf(workdir)),
                 "--cluster-cidr", self.pod_cidr,
                 "--cni-bridge", self.bridge, "--cgroup-root", cgroup_root(self.bridge),
@@ -113,9 +158,13 @@ class Node:
 class Agent:
     """`peapod agent` joining a running control plane, as its own process."""
 
-    def __init__(self, workdir: Path, server: harness.Peapod, runtime: str = "crun"):
+    def __init__(self, workdir: Path, server: harness.Peapod, runtime: str = "crun",
+                 services: ServiceRange | None = None):
         self.workdir = workdir
         self.server = server
+        # The server's service range (`ServiceRange.args()`'s `--service-cidr` on it), so the
+        # agent's pods get its kube-dns address.
+        self.services = services
         self.runtime = runtime
         self.pod_cidr, self.bridge = unique_network()
         self.name = f"agent-{secrets.token_hex(3)}"
@@ -134,7 +183,8 @@ class Agent:
              "--cluster-cidr", self.pod_cidr, "--cni-bridge", self.bridge,
              "--cgroup-root", cgroup_root(self.bridge), "--proxy-table", proxy_table(self.bridge),
              "--runtime", self.runtime, "--kubelet-port", "0", "--data-dir", str(self.data_dir),
-             "--resolv-conf", str(resolv_conf(self.workdir))],
+             "--resolv-conf", str(resolv_conf(self.workdir)),
+             *(["--cluster-dns", self.services.dns] if self.services else [])],
             self.log, stdout=self.stdout)
         deadline = time.monotonic() + timeout
         while "peapod agent ready" not in self.stdout.read_text(errors="replace"):

@@ -23,7 +23,6 @@ import pytest
 from helpers import to_yaml, wait_until
 
 TIMEOUT = 90
-CLUSTER_DNS = "10.43.0.10"
 
 
 def get_json(n, *args: str) -> dict:
@@ -91,7 +90,7 @@ def test_service_names_answer_from_the_node(crun_node, pod_ns):
     n, ns = crun_node, pod_ns
     gw = gateway(n)
     # A ClusterIP of our choosing (inside the service range), so the answer is known.
-    wanted_ip = f"10.43.{secrets.randbelow(200) + 50}.{secrets.randbelow(250) + 2}"
+    wanted_ip = n.node.services.static_ip()
     apply(n, ns,
           service("web", [{"name": "http", "port": 80, "targetPort": 8080}],
                   clusterIP=wanted_ip),
@@ -224,9 +223,9 @@ def test_pods_reach_it_at_the_kube_dns_service(crun_node, pod_ns):
         def answers(name=name) -> bool:
             out = nslookup(n, ns, client, name)
             seen.append(out.stdout + out.stderr)
-            return addresses(out.stdout, CLUSTER_DNS) == [ip]
+            return addresses(out.stdout, n.node.services.dns) == [ip]
         try:
-            wait_until(answers, timeout=30, what=f"{name} through {CLUSTER_DNS}")
+            wait_until(answers, timeout=30, what=f"{name} through {n.node.services.dns}")
         except AssertionError as e:
             raise AssertionError(f"{e}; nslookup said:\n{seen[-1]}") from None
 
@@ -264,7 +263,7 @@ def test_keeps_answering_while_the_api_server_is_away(split):
     n = split
     ns = n.create_namespace()
     gw = str(ipaddress.ip_network(n.agent.pod_cidr)[1])
-    ip = f"10.43.{secrets.randbelow(200) + 50}.{secrets.randbelow(250) + 2}"
+    ip = n.node.services.static_ip()
     apply(n, ns, service("web", [{"name": "http", "port": 80}], clusterIP=ip))
     client_pod(n, ns)
     # The bridge holds the gateway once a pod is attached; asking before that would route
@@ -286,7 +285,7 @@ def test_keeps_answering_while_the_api_server_is_away(split):
     finally:
         n.server.start()
         n.close()  # the old client's pooled connections went with the old server
-    other = f"10.43.{secrets.randbelow(200) + 50}.{secrets.randbelow(250) + 2}"
+    other = n.node.services.static_ip()
     apply(n, ns, service("late", [{"name": "http", "port": 80}], clusterIP=other))
     wait_until(lambda: ask_from_host(gw, f"late.{ns}.svc.cluster.local") == (0, [other]),
                timeout=60, what="a Service made after the restart to resolve")

@@ -67,16 +67,15 @@ def client(n, ns: str) -> str:
 
 def service(n, ns: str, name: str, port: int = 80, node_port: bool = False, **spec) -> dict:
     """A selector-less Service (its slices are ours); the object as stored. Its ClusterIP
-    (and NodePort) are picked at random, so test clusters side by side on one host, which
-    share the default service range, do not program the same address."""
+    (from the node's own range) and NodePort are picked, so test clusters side by side on one
+    host do not program the same address."""
     ports = {"name": "http", "port": port, "targetPort": 8080}
     if node_port:
         spec["type"] = "NodePort"
         ports["nodePort"] = 30000 + secrets.randbelow(2768)
     apply(n, ns, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                   "spec": {"ports": [ports], **spec,
-                           "clusterIP": f"10.43.{secrets.randbelow(200) + 40}."
-                                        f"{secrets.randbelow(250) + 2}"}})
+                           "clusterIP": n.node.services.static_ip()}})
     return get_json(n, "svc", name, "-n", ns)
 
 

@@ -211,7 +211,7 @@ def test_headless_service_and_statefulset_pod_names(addressed_node, pod_ns):
 
     def resolves(name: str, want: list[str]) -> bool:
         out = in_pod(n, ns, client, f"nslookup {name}").stdout
-        return sorted(set(re.findall(r"Address: (\d+\.\d+\.\d+\.\d+)", out)) - {"10.43.0.10"}) == want
+        return sorted(set(re.findall(r"Address: (\d+\.\d+\.\d+\.\d+)", out)) - {n.node.services.dns}) == want
     wait_until(lambda: resolves(f"db.{ns}.svc.cluster.local", ips), timeout=30,
                what="the headless name to resolve to both pod IPs")
     db0 = get_json(n, "pod", "db-0", "-n", ns)["status"]["podIP"]
@@ -253,7 +253,7 @@ def test_api_through_the_kubernetes_service(addressed_node, pod_ns):
     out = in_pod(n, ns, client, script, check=True).stdout
     assert '"kind": "APIVersions"' in out or '"kind":"APIVersions"' in out, out
     env = in_pod(n, ns, client, "env", check=True).stdout
-    assert "KUBERNETES_SERVICE_HOST=10.43.0.1\n" in env, env
+    assert f"KUBERNETES_SERVICE_HOST={n.node.services.kubernetes}\n" in env, env
     assert "KUBERNETES_SERVICE_PORT=443\n" in env, env
 
 
