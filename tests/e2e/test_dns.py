@@ -263,7 +263,7 @@ def test_keeps_answering_while_the_api_server_is_away(split):
     n = split
     ns = n.create_namespace()
     gw = str(ipaddress.ip_network(n.agent.pod_cidr)[1])
-    ip = n.node.services.static_ip()
+    ip = n.agent.services.static_ip()
     apply(n, ns, service("web", [{"name": "http", "port": 80}], clusterIP=ip))
     client_pod(n, ns)
     # The bridge holds the gateway once a pod is attached; asking before that would route
@@ -285,7 +285,7 @@ def test_keeps_answering_while_the_api_server_is_away(split):
     finally:
         n.server.start()
         n.close()  # the old client's pooled connections went with the old server
-    other = n.node.services.static_ip()
+    other = n.agent.services.static_ip()
     apply(n, ns, service("late", [{"name": "http", "port": 80}], clusterIP=other))
     wait_until(lambda: ask_from_host(gw, f"late.{ns}.svc.cluster.local") == (0, [other]),
                timeout=60, what="a Service made after the restart to resolve")
