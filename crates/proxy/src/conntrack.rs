@@ -29,21 +29,41 @@ pub fn stale_entries(prev: &Desired, next: &Desired) -> Vec<Deletion> {
         for gone in endpoints(old).difference(&kept) {
             let ep = gone.to_string();
             out.insert(args(&[
-                "-D", "-p", "udp", "--orig-dst", &old.cluster_ip.to_string(), "--dst-nat", &ep,
+                "-D",
+                "-p",
+                "udp",
+                "--orig-dst",
+                &old.cluster_ip.to_string(),
+                "--dst-nat",
+                &ep,
             ]));
             if let Some(np) = old.node_port {
                 out.insert(args(&[
-                    "-D", "-p", "udp", "--orig-port-dst", &np.to_string(), "--dst-nat", &ep,
+                    "-D",
+                    "-p",
+                    "udp",
+                    "--orig-port-dst",
+                    &np.to_string(),
+                    "--dst-nat",
+                    &ep,
                 ]));
             }
         }
     }
     for (name, new) in next.iter().filter(|(n, _)| n.protocol == Protocol::Udp) {
-        let had = prev.get(name).map(|p| !endpoints(p).is_empty()).unwrap_or(false);
+        let had = prev
+            .get(name)
+            .map(|p| !endpoints(p).is_empty())
+            .unwrap_or(false);
         if !had && !endpoints(new).is_empty() {
             out.insert(args(&[
-                "-D", "-p", "udp", "--orig-dst", &new.cluster_ip.to_string(),
-                "--orig-port-dst", &new.port.to_string(),
+                "-D",
+                "-p",
+                "udp",
+                "--orig-dst",
+                &new.cluster_ip.to_string(),
+                "--orig-port-dst",
+                &new.port.to_string(),
             ]));
         }
     }

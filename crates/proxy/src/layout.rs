@@ -122,14 +122,17 @@ fn service_port(out: &mut Layout, sp: &ServicePort, cidr: Cidr) {
     let cip_key = format!("{} . {proto} . {}", sp.cluster_ip, sp.port);
     out.cluster_ips.insert(sp.cluster_ip);
     if has_internal {
-        out.service_ips.push((cip_key, format!("goto {internal_chain}")));
+        out.service_ips
+            .push((cip_key, format!("goto {internal_chain}")));
     } else {
-        out.no_endpoint_services.push((cip_key, filter_verdict.clone()));
+        out.no_endpoint_services
+            .push((cip_key, filter_verdict.clone()));
     }
     for eip in &sp.external_ips {
         let key = format!("{eip} . {proto} . {}", sp.port);
         if cat.any {
-            out.service_ips.push((key.clone(), format!("goto {}", n.external)));
+            out.service_ips
+                .push((key.clone(), format!("goto {}", n.external)));
         }
         if !has_external {
             out.no_endpoint_services.push((key, filter_verdict.clone()));
@@ -138,10 +141,12 @@ fn service_port(out: &mut Layout, sp: &ServicePort, cidr: Cidr) {
     if let Some(np) = sp.node_port {
         let key = format!("{proto} . {np}");
         if cat.any {
-            out.service_nodeports.push((key.clone(), format!("goto {}", n.external)));
+            out.service_nodeports
+                .push((key.clone(), format!("goto {}", n.external)));
         }
         if !has_external {
-            out.no_endpoint_nodeports.push((key, filter_verdict.clone()));
+            out.no_endpoint_nodeports
+                .push((key, filter_verdict.clone()));
         }
     }
 
@@ -209,7 +214,10 @@ fn service_port(out: &mut Layout, sp: &ServicePort, cidr: Cidr) {
         if sp.affinity_timeout.is_some() {
             rules.push(format!("update @{affinity} {{ ip saddr }}"));
         }
-        rules.push(format!("meta l4proto {proto} dnat to {}:{}", ep.ip, ep.port));
+        rules.push(format!(
+            "meta l4proto {proto} dnat to {}:{}",
+            ep.ip, ep.port
+        ));
         out.chains.insert(chain, rules);
     }
 }

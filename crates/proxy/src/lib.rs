@@ -100,7 +100,9 @@ impl std::fmt::Display for Cidr {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("the service proxy needs nftables: {reason}; Services will not be reachable from this node")]
+    #[error(
+        "the service proxy needs nftables: {reason}; Services will not be reachable from this node"
+    )]
     Unavailable { reason: String },
     #[error("cluster CIDR {0:?} is not an IPv4 CIDR")]
     ClusterCidr(String),

@@ -123,8 +123,7 @@ impl ServicePort {
     }
 
     pub fn uses_cluster_endpoints(&self) -> bool {
-        !self.internal_policy_local
-            || (self.externally_accessible() && !self.external_policy_local)
+        !self.internal_policy_local || (self.externally_accessible() && !self.external_policy_local)
     }
 
     pub fn uses_local_endpoints(&self) -> bool {
@@ -133,8 +132,12 @@ impl ServicePort {
 
     pub fn categorize(&self) -> Categorized {
         let usable = |pick: &dyn Fn(&Endpoint) -> bool| -> Vec<Endpoint> {
-            let ready: Vec<Endpoint> =
-                self.endpoints.iter().filter(|e| pick(e) && e.ready).cloned().collect();
+            let ready: Vec<Endpoint> = self
+                .endpoints
+                .iter()
+                .filter(|e| pick(e) && e.ready)
+                .cloned()
+                .collect();
             if !ready.is_empty() {
                 return ready;
             }
@@ -146,7 +149,11 @@ impl ServicePort {
         };
         let all = usable(&|_| true);
         let any = !all.is_empty();
-        let cluster = if self.uses_cluster_endpoints() { all } else { Vec::new() };
+        let cluster = if self.uses_cluster_endpoints() {
+            all
+        } else {
+            Vec::new()
+        };
         let local = if self.uses_local_endpoints() {
             usable(&|e| e.local)
         } else {
@@ -175,22 +182,30 @@ pub fn desired<'a>(
 ) -> Desired {
     // (namespace, service) → (port name, protocol) → endpoints by ip:port.
     type Key = (String, String);
-    let mut by_service: BTreeMap<Key, BTreeMap<(String, Protocol), BTreeMap<(Ipv4Addr, u16), Endpoint>>> =
-        BTreeMap::new();
+    let mut by_service: BTreeMap<
+        Key,
+        BTreeMap<(String, Protocol), BTreeMap<(Ipv4Addr, u16), Endpoint>>,
+    > = BTreeMap::new();
     for slice in slices {
         if slice.address_type != "IPv4" {
             continue;
         }
         let (Some(ns), Some(svc)) = (
             slice.metadata.namespace.as_deref(),
-            slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)),
+            slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL)),
         ) else {
             continue;
         };
         let ports = by_service.entry((ns.to_string(), svc.clone())).or_default();
         for sp in slice.ports.iter().flatten() {
             let (Some(port), Some(protocol)) = (
-                sp.port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0),
+                sp.port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p != 0),
                 Protocol::parse(sp.protocol.as_deref()),
             ) else {
                 continue;
@@ -199,7 +214,10 @@ pub fn desired<'a>(
                 .entry((sp.name.clone().unwrap_or_default(), protocol))
                 .or_default();
             for ep in slice.endpoints.iter().flatten() {
-                let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<Ipv4Addr>().ok())
+                let Some(ip) = ep
+                    .addresses
+                    .first()
+                    .and_then(|a| a.parse::<Ipv4Addr>().ok())
                 else {
                     continue;
                 };
@@ -237,7 +255,9 @@ pub fn desired<'a>(
             .iter()
             .flatten()
             .chain(spec.cluster_ip.iter());
-        let Some(cluster_ip) = cluster_ips.filter_map(|ip| ip.parse::<Ipv4Addr>().ok()).next()
+        let Some(cluster_ip) = cluster_ips
+            .filter_map(|ip| ip.parse::<Ipv4Addr>().ok())
+            .next()
         else {
             // Headless, or IPv6 only: nothing to program.
             continue;

@@ -58,7 +58,10 @@ mod tests {
     fn names_match_upstream() {
         // Names from upstream's nftables proxier tests.
         let cases = [
-            (service_port_base("ns1", "svc1", "tcp", "p80"), "ULMVA6XW-ns1/svc1/tcp/p80"),
+            (
+                service_port_base("ns1", "svc1", "tcp", "p80"),
+                "ULMVA6XW-ns1/svc1/tcp/p80",
+            ),
             (
                 endpoint_base("ns1", "svc1", "tcp", "p80", "10.180.0.1", 80),
                 "5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80",

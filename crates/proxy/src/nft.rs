@@ -82,7 +82,9 @@ impl Nft {
     pub async fn check(&self) -> Result<(), String> {
         match self.run(&["list", "tables"], "").await {
             Ok(_) => Ok(()),
-            Err(ProxyError::Spawn { command, source }) => Err(format!("cannot run {command}: {source}")),
+            Err(ProxyError::Spawn { command, source }) => {
+                Err(format!("cannot run {command}: {source}"))
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -90,6 +92,10 @@ impl Nft {
 
 /// nft's error output, shortened: a failed transaction repeats the script line by line.
 fn first_lines(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).take(6).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(6)
+        .collect();
     lines.join(" | ")
 }

@@ -170,9 +170,15 @@ fn fixed_chains(cfg: &RenderConfig) -> Vec<(&'static str, Option<&'static str>, 
 }
 
 const VERDICT_MAPS: [(&str, &str); 4] = [
-    (SERVICE_IPS, "ipv4_addr . inet_proto . inet_service : verdict"),
+    (
+        SERVICE_IPS,
+        "ipv4_addr . inet_proto . inet_service : verdict",
+    ),
     (SERVICE_NODEPORTS, "inet_proto . inet_service : verdict"),
-    (NO_ENDPOINT_SERVICES, "ipv4_addr . inet_proto . inet_service : verdict"),
+    (
+        NO_ENDPOINT_SERVICES,
+        "ipv4_addr . inet_proto . inet_service : verdict",
+    ),
     (NO_ENDPOINT_NODEPORTS, "inet_proto . inet_service : verdict"),
 ];
 
@@ -184,19 +190,22 @@ pub fn fixed_rule_count(cfg: &RenderConfig) -> usize {
 /// The transaction that takes the table from `prev` (ignored for [`SyncKind::Fresh`]) to
 /// `layout`. A changed affinity timeout turns the sync into a fresh one (a set's timeout
 /// cannot be changed in place).
-pub fn render(
-    cfg: &RenderConfig,
-    layout: &Layout,
-    kind: SyncKind,
-    prev: &Written,
-) -> Transaction {
+pub fn render(cfg: &RenderConfig, layout: &Layout, kind: SyncKind, prev: &Written) -> Transaction {
     let timeout_changed = layout
         .affinity_sets
         .iter()
         .any(|(name, t)| prev.affinity_sets.get(name).is_some_and(|p| p != t));
-    let kind = if timeout_changed { SyncKind::Fresh } else { kind };
+    let kind = if timeout_changed {
+        SyncKind::Fresh
+    } else {
+        kind
+    };
     let empty = Written::default();
-    let prev = if kind == SyncKind::Fresh { &empty } else { prev };
+    let prev = if kind == SyncKind::Fresh {
+        &empty
+    } else {
+        prev
+    };
     let t = format!("ip {}", cfg.table);
     let mut s = String::new();
     let mut stats = Stats::default();
@@ -204,11 +213,17 @@ pub fn render(
     let _ = writeln!(s, "add table {t}");
     if kind == SyncKind::Fresh {
         let _ = writeln!(s, "delete table {t}");
-        let _ = writeln!(s, "add table {t} {{ comment \"rules for the peapod service proxy\" ; }}");
+        let _ = writeln!(
+            s,
+            "add table {t} {{ comment \"rules for the peapod service proxy\" ; }}"
+        );
     }
     if kind != SyncKind::Partial {
         // Sets and maps first: rules name them.
-        let _ = writeln!(s, "add set {t} {CLUSTER_IPS} {{ type ipv4_addr ; comment \"Active ClusterIPs\" ; }}");
+        let _ = writeln!(
+            s,
+            "add set {t} {CLUSTER_IPS} {{ type ipv4_addr ; comment \"Active ClusterIPs\" ; }}"
+        );
         let _ = writeln!(s, "add set {t} {NODEPORT_IPS} {{ type ipv4_addr ; comment \"IPs that accept NodePort traffic\" ; }}");
         let _ = writeln!(s, "flush set {t} {NODEPORT_IPS}");
         if !cfg.node_ips.is_empty() {

@@ -177,9 +177,7 @@ impl Syncer {
             (Some(_), true) => SyncKind::Full,
             (Some(_), false) => SyncKind::Partial,
         };
-        if kind == SyncKind::Partial
-            && self.last.as_ref().is_some_and(|(l, _)| *l == want_layout)
-        {
+        if kind == SyncKind::Partial && self.last.as_ref().is_some_and(|(l, _)| *l == want_layout) {
             // Nothing the table shows changed (a status update, a resync).
             if let Some((_, d)) = &mut self.last {
                 *d = want;

@@ -26,7 +26,10 @@ fn cfg() -> RenderConfig {
     }
 }
 
-fn lay(svcs: &[k8s_openapi::api::core::v1::Service], slices: &[k8s_openapi::api::discovery::v1::EndpointSlice]) -> Layout {
+fn lay(
+    svcs: &[k8s_openapi::api::core::v1::Service],
+    slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+) -> Layout {
     layout(&desired(svcs, slices, NODE), cidr())
 }
 
@@ -51,7 +54,11 @@ fn picked(l: &Layout, chain_prefix: &str) -> Vec<String> {
     let Some((_, rules)) = l.chains.iter().find(|(n, _)| n.starts_with(chain_prefix)) else {
         return Vec::new();
     };
-    let numgen = rules.iter().find(|r| r.starts_with("numgen")).cloned().unwrap_or_default();
+    let numgen = rules
+        .iter()
+        .find(|r| r.starts_with("numgen"))
+        .cloned()
+        .unwrap_or_default();
     numgen
         .split("__")
         .skip(1)
@@ -63,7 +70,11 @@ fn picked(l: &Layout, chain_prefix: &str) -> Vec<String> {
 fn endpoints_used_for_cluster_traffic() {
     let svc = || service("ns", "web", "10.43.0.5", "http", 80);
     let cases: Vec<(&str, Vec<Ep<'_>>, Vec<&str>)> = vec![
-        ("ready ones only", vec![ready("10.42.0.2"), not_ready("10.42.0.3")], vec!["10.42.0.2"]),
+        (
+            "ready ones only",
+            vec![ready("10.42.0.2"), not_ready("10.42.0.3")],
+            vec!["10.42.0.2"],
+        ),
         (
             "every ready one",
             vec![ready("10.42.0.2"), ready("10.42.0.3")],
@@ -71,7 +82,11 @@ fn endpoints_used_for_cluster_traffic() {
         ),
         (
             "serving-terminating when none is ready",
-            vec![terminating("10.42.0.4"), not_ready("10.42.0.3"), terminating_not_serving("10.42.0.5")],
+            vec![
+                terminating("10.42.0.4"),
+                not_ready("10.42.0.3"),
+                terminating_not_serving("10.42.0.5"),
+            ],
             vec!["10.42.0.4"],
         ),
         (
@@ -95,7 +110,14 @@ fn slices_match_ports_by_name_and_protocol_and_merge() {
         &[
             slice("ns", "web", "a", "http", 8080, &[ready("10.42.0.2")]),
             // Same endpoint again in another slice: one endpoint.
-            slice("ns", "web", "b", "http", 8080, &[ready("10.42.0.2"), ready("10.42.0.3")]),
+            slice(
+                "ns",
+                "web",
+                "b",
+                "http",
+                8080,
+                &[ready("10.42.0.2"), ready("10.42.0.3")],
+            ),
             slice("ns", "web", "c", "metrics", 9090, &[ready("10.42.0.9")]),
             slice_proto("ns", "web", "d", "http", "UDP", 8080, &[ready("10.42.0.8")]),
             slice("other", "web", "e", "http", 8080, &[ready("10.42.0.7")]),
@@ -132,14 +154,23 @@ fn services_not_proxied() {
 fn map_elements() {
     let np = || with_node_port(service("ns", "web", "10.43.0.5", "", 80), 30080);
     let local = |svc, ext, int| with_policies(svc, ext, int);
-    type Case<'a> = (&'a str, k8s_openapi::api::core::v1::Service, Vec<Ep<'a>>, Vec<(&'a str, &'a str, &'a str)>);
+    type Case<'a> = (
+        &'a str,
+        k8s_openapi::api::core::v1::Service,
+        Vec<Ep<'a>>,
+        Vec<(&'a str, &'a str, &'a str)>,
+    );
     let cases: Vec<Case<'_>> = vec![
         (
             "no endpoints: ClusterIP and NodePort rejected",
             np(),
             vec![],
             vec![
-                ("no-endpoint-services", "10.43.0.5 . tcp . 80", "goto reject-chain"),
+                (
+                    "no-endpoint-services",
+                    "10.43.0.5 . tcp . 80",
+                    "goto reject-chain",
+                ),
                 ("no-endpoint-nodeports", "tcp . 30080", "goto reject-chain"),
             ],
         ),
@@ -190,7 +221,9 @@ fn map_elements() {
                 _ => &l.no_endpoint_nodeports,
             };
             assert!(
-                elements.iter().any(|(k, v)| k == key && v.starts_with(verdict)),
+                elements
+                    .iter()
+                    .any(|(k, v)| k == key && v.starts_with(verdict)),
                 "{what}: no {key} : {verdict} in {map}: {elements:?}"
             );
         }
@@ -200,11 +233,18 @@ fn map_elements() {
 #[test]
 fn masquerade_only_what_must_be() {
     let l = lay(
-        &[with_node_port(service("ns", "web", "10.43.0.5", "", 80), 30080)],
+        &[with_node_port(
+            service("ns", "web", "10.43.0.5", "", 80),
+            30080,
+        )],
         &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2")])],
     );
     let chain = |p: &str| -> Vec<String> {
-        l.chains.iter().find(|(n, _)| n.starts_with(p)).map(|(_, r)| r.clone()).unwrap_or_default()
+        l.chains
+            .iter()
+            .find(|(n, _)| n.starts_with(p))
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default()
     };
     // Off-cluster sources to the ClusterIP; pods keep their address.
     assert_eq!(
@@ -224,12 +264,34 @@ fn masquerade_only_what_must_be() {
 
     // externalTrafficPolicy Local: no masquerade for outside clients.
     let l = lay(
-        &[with_policies(with_node_port(service("ns", "web", "10.43.0.5", "", 80), 30080), Some("Local"), None)],
-        &[slice("ns", "web", "w", "", 8080, &[here("10.42.0.2"), elsewhere("10.42.1.2")])],
+        &[with_policies(
+            with_node_port(service("ns", "web", "10.43.0.5", "", 80), 30080),
+            Some("Local"),
+            None,
+        )],
+        &[slice(
+            "ns",
+            "web",
+            "w",
+            "",
+            8080,
+            &[here("10.42.0.2"), elsewhere("10.42.1.2")],
+        )],
     );
-    let ext = l.chains.iter().find(|(n, _)| n.starts_with("external-")).map(|(_, r)| r.clone()).unwrap_or_default();
-    assert!(ext[0].starts_with("ip saddr 10.42.0.0/16 goto service-"), "{ext:?}");
-    assert!(ext[1].starts_with("fib saddr type local jump mark-for-masquerade"), "{ext:?}");
+    let ext = l
+        .chains
+        .iter()
+        .find(|(n, _)| n.starts_with("external-"))
+        .map(|(_, r)| r.clone())
+        .unwrap_or_default();
+    assert!(
+        ext[0].starts_with("ip saddr 10.42.0.0/16 goto service-"),
+        "{ext:?}"
+    );
+    assert!(
+        ext[1].starts_with("fib saddr type local jump mark-for-masquerade"),
+        "{ext:?}"
+    );
     assert!(ext[3].starts_with("goto local-"), "{ext:?}");
     assert_eq!(picked(&l, "local-"), vec!["10.42.0.2"]);
 }
@@ -237,36 +299,88 @@ fn masquerade_only_what_must_be() {
 #[test]
 fn session_affinity_sets_and_rules() {
     let l = lay(
-        &[with_affinity(service("ns", "web", "10.43.0.5", "", 80), Some(60))],
-        &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2"), ready("10.42.0.3")])],
+        &[with_affinity(
+            service("ns", "web", "10.43.0.5", "", 80),
+            Some(60),
+        )],
+        &[slice(
+            "ns",
+            "web",
+            "w",
+            "",
+            8080,
+            &[ready("10.42.0.2"), ready("10.42.0.3")],
+        )],
     );
     assert_eq!(l.affinity_sets.len(), 2);
     assert!(l.affinity_sets.values().all(|t| *t == 60));
-    let svc = l.chains.iter().find(|(n, _)| n.starts_with("service-")).map(|(_, r)| r.clone()).unwrap_or_default();
-    assert!(svc[1].starts_with("ip saddr @affinity-") && svc[1].contains(" goto endpoint-"), "{svc:?}");
+    let svc = l
+        .chains
+        .iter()
+        .find(|(n, _)| n.starts_with("service-"))
+        .map(|(_, r)| r.clone())
+        .unwrap_or_default();
+    assert!(
+        svc[1].starts_with("ip saddr @affinity-") && svc[1].contains(" goto endpoint-"),
+        "{svc:?}"
+    );
     assert!(svc[3].starts_with("numgen random mod 2 vmap"), "{svc:?}");
-    let ep = l.chains.iter().find(|(n, _)| n.starts_with("endpoint-")).map(|(_, r)| r.clone()).unwrap_or_default();
-    assert!(ep[1].starts_with("update @affinity-") && ep[1].ends_with("{ ip saddr }"), "{ep:?}");
+    let ep = l
+        .chains
+        .iter()
+        .find(|(n, _)| n.starts_with("endpoint-"))
+        .map(|(_, r)| r.clone())
+        .unwrap_or_default();
+    assert!(
+        ep[1].starts_with("update @affinity-") && ep[1].ends_with("{ ip saddr }"),
+        "{ep:?}"
+    );
 
     let default = lay(
-        &[with_affinity(service("ns", "web", "10.43.0.5", "", 80), None)],
+        &[with_affinity(
+            service("ns", "web", "10.43.0.5", "", 80),
+            None,
+        )],
         &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2")])],
     );
-    assert_eq!(default.affinity_sets.values().collect::<Vec<_>>(), vec![&10800]);
+    assert_eq!(
+        default.affinity_sets.values().collect::<Vec<_>>(),
+        vec![&10800]
+    );
 }
 
 /// Every chain a rule or element jumps to exists, so stale chains can go at once.
 #[test]
 fn layout_refers_only_to_its_own_chains() {
     let svcs = vec![
-        with_affinity(with_node_port(service("a", "s1", "10.43.0.1", "", 80), 30001), None),
-        with_policies(with_node_port(service("a", "s2", "10.43.0.2", "", 80), 30002), Some("Local"), Some("Local")),
-        with_policies(with_node_port(service("a", "s3", "10.43.0.3", "", 80), 30003), Some("Local"), None),
+        with_affinity(
+            with_node_port(service("a", "s1", "10.43.0.1", "", 80), 30001),
+            None,
+        ),
+        with_policies(
+            with_node_port(service("a", "s2", "10.43.0.2", "", 80), 30002),
+            Some("Local"),
+            Some("Local"),
+        ),
+        with_policies(
+            with_node_port(service("a", "s3", "10.43.0.3", "", 80), 30003),
+            Some("Local"),
+            None,
+        ),
         with_policies(service("a", "s4", "10.43.0.4", "", 80), None, Some("Local")),
     ];
     let slices: Vec<_> = ["s1", "s2", "s3", "s4"]
         .iter()
-        .map(|s| slice("a", s, s, "", 8080, &[here("10.42.0.2"), elsewhere("10.42.1.3")]))
+        .map(|s| {
+            slice(
+                "a",
+                s,
+                s,
+                "",
+                8080,
+                &[here("10.42.0.2"), elsewhere("10.42.1.3")],
+            )
+        })
         .collect();
     let l = lay(&svcs, &slices);
     let fixed = ["mark-for-masquerade", "reject-chain"];
@@ -287,7 +401,10 @@ fn layout_refers_only_to_its_own_chains() {
         .collect::<Vec<_>>();
     assert!(!targets.is_empty());
     for t in targets {
-        assert!(l.chains.contains_key(&t) || fixed.contains(&t.as_str()), "{t} is not defined");
+        assert!(
+            l.chains.contains_key(&t) || fixed.contains(&t.as_str()),
+            "{t} is not defined"
+        );
     }
 }
 
@@ -297,16 +414,26 @@ fn apply(prev: &Written, l: &Layout, kind: SyncKind) -> crate::render::Transacti
 
 #[test]
 fn fresh_sync_rebuilds_the_table_in_one_script() {
-    let l = lay(&[service("ns", "web", "10.43.0.5", "", 80)], &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2")])]);
+    let l = lay(
+        &[service("ns", "web", "10.43.0.5", "", 80)],
+        &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2")])],
+    );
     let tx = apply(&Written::default(), &l, SyncKind::Fresh);
     let lines: Vec<&str> = tx.script.lines().collect();
-    assert_eq!(&lines[..3], &[
-        "add table ip peapod",
-        "delete table ip peapod",
-        "add table ip peapod { comment \"rules for the peapod service proxy\" ; }",
-    ]);
-    assert!(tx.script.contains("add chain ip peapod nat-prerouting { type nat hook prerouting priority -100 ; }"));
-    assert!(tx.script.contains("add element ip peapod service-ips { 10.43.0.5 . tcp . 80 : goto service-"));
+    assert_eq!(
+        &lines[..3],
+        &[
+            "add table ip peapod",
+            "delete table ip peapod",
+            "add table ip peapod { comment \"rules for the peapod service proxy\" ; }",
+        ]
+    );
+    assert!(tx.script.contains(
+        "add chain ip peapod nat-prerouting { type nat hook prerouting priority -100 ; }"
+    ));
+    assert!(tx
+        .script
+        .contains("add element ip peapod service-ips { 10.43.0.5 . tcp . 80 : goto service-"));
     assert_eq!(tx.stats.chains_written, 2);
 }
 
@@ -317,15 +444,28 @@ fn partial_sync_rewrites_only_what_changed() {
     let first = apply(&Written::default(), &before, SyncKind::Fresh);
 
     // Service 1 gains an endpoint.
-    slices[1] = slice("bench", "svc-1", "svc-1-abc", "http", 8080, &[ready("10.42.0.4"), ready("10.42.0.5"), ready("10.42.9.9")]);
+    slices[1] = slice(
+        "bench",
+        "svc-1",
+        "svc-1-abc",
+        "http",
+        8080,
+        &[ready("10.42.0.4"), ready("10.42.0.5"), ready("10.42.9.9")],
+    );
     let after = layout(&desired(&svcs, &slices, NODE), cidr());
     let tx = apply(&first.written, &after, SyncKind::Partial);
     assert!(!tx.script.contains("delete table"));
     assert!(!tx.script.contains("nat-prerouting"));
     // Its service chain (flushed, refilled) and the new endpoint chain; nothing else.
     assert_eq!(tx.stats.chains_written, 2, "{}", tx.script);
-    assert!(tx.script.contains("flush chain ip peapod service-") && tx.script.contains("svc-1/tcp/http\n"));
-    assert!(tx.script.contains("add chain ip peapod endpoint-") && tx.script.contains("__10.42.9.9/8080\n"));
+    assert!(
+        tx.script.contains("flush chain ip peapod service-")
+            && tx.script.contains("svc-1/tcp/http\n")
+    );
+    assert!(
+        tx.script.contains("add chain ip peapod endpoint-")
+            && tx.script.contains("__10.42.9.9/8080\n")
+    );
     assert!(!tx.script.contains("svc-0/tcp/http__"), "{}", tx.script);
     // Maps are flushed and refilled.
     assert!(tx.script.contains("flush map ip peapod service-ips"));
@@ -336,7 +476,10 @@ fn partial_sync_rewrites_only_what_changed() {
     let tx2 = apply(&tx.written, &after2, SyncKind::Partial);
     assert_eq!(tx2.stats.chains_written, 0, "{}", tx2.script);
     assert_eq!(tx2.stats.chains_deleted, 3);
-    let flush_at = tx2.script.find("flush chain ip peapod service-").unwrap_or(usize::MAX);
+    let flush_at = tx2
+        .script
+        .find("flush chain ip peapod service-")
+        .unwrap_or(usize::MAX);
     let delete_at = tx2.script.find("delete chain").unwrap_or(0);
     assert!(flush_at < delete_at, "{}", tx2.script);
     assert!(!tx2.script.contains("10.43.0.4 . tcp"), "{}", tx2.script);
@@ -351,15 +494,41 @@ fn partial_sync_rewrites_only_what_changed() {
 #[test]
 fn affinity_sets_come_and_go() {
     let svc = with_affinity(service("ns", "web", "10.43.0.5", "", 80), None);
-    let l1 = lay(&[svc.clone()], &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2"), ready("10.42.0.3")])]);
+    let l1 = lay(
+        &[svc.clone()],
+        &[slice(
+            "ns",
+            "web",
+            "w",
+            "",
+            8080,
+            &[ready("10.42.0.2"), ready("10.42.0.3")],
+        )],
+    );
     let tx1 = apply(&Written::default(), &l1, SyncKind::Fresh);
-    assert_eq!(tx1.script.matches("flags dynamic,timeout ; timeout 10800s").count(), 2);
-    let l2 = lay(&[svc.clone()], &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2")])]);
+    assert_eq!(
+        tx1.script
+            .matches("flags dynamic,timeout ; timeout 10800s")
+            .count(),
+        2
+    );
+    let l2 = lay(
+        &[svc.clone()],
+        &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2")])],
+    );
     let tx2 = apply(&tx1.written, &l2, SyncKind::Partial);
-    assert_eq!(tx2.script.matches("delete set ip peapod affinity-").count(), 1, "{}", tx2.script);
+    assert_eq!(
+        tx2.script.matches("delete set ip peapod affinity-").count(),
+        1,
+        "{}",
+        tx2.script
+    );
     assert!(!tx2.script.contains("add set ip peapod affinity-"));
     // A new timeout cannot be set in place: the table is rebuilt.
-    let l3 = lay(&[with_affinity(svc, Some(30))], &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2")])]);
+    let l3 = lay(
+        &[with_affinity(svc, Some(30))],
+        &[slice("ns", "web", "w", "", 8080, &[ready("10.42.0.2")])],
+    );
     let tx3 = apply(&tx2.written, &l3, SyncKind::Partial);
     assert_eq!(tx3.kind, SyncKind::Fresh);
 }
@@ -379,7 +548,11 @@ fn stale_udp_conntrack_entries() {
     let udp = |svc| with_node_port(with_protocol(svc, "UDP"), 30053);
     let svc = udp(service("ns", "dns", "10.43.0.10", "dns", 53));
     let d = |eps: &[Ep<'_>]| -> Desired {
-        desired(&[svc.clone()], &[slice_proto("ns", "dns", "d", "dns", "UDP", 5353, eps)], NODE)
+        desired(
+            &[svc.clone()],
+            &[slice_proto("ns", "dns", "d", "dns", "UDP", 5353, eps)],
+            NODE,
+        )
     };
     let empty = d(&[]);
     let one = d(&[ready("10.42.0.2")]);
@@ -390,7 +563,15 @@ fn stale_udp_conntrack_entries() {
             "first endpoint: flows that were never DNATed",
             &empty,
             &one,
-            vec![s(&["-D", "-p", "udp", "--orig-dst", "10.43.0.10", "--orig-port-dst", "53"])],
+            vec![s(&[
+                "-D",
+                "-p",
+                "udp",
+                "--orig-dst",
+                "10.43.0.10",
+                "--orig-port-dst",
+                "53",
+            ])],
         ),
         ("an endpoint added", &one, &two, vec![]),
         (
@@ -398,8 +579,24 @@ fn stale_udp_conntrack_entries() {
             &two,
             &one,
             vec![
-                s(&["-D", "-p", "udp", "--orig-dst", "10.43.0.10", "--dst-nat", "10.42.0.3"]),
-                s(&["-D", "-p", "udp", "--orig-port-dst", "30053", "--dst-nat", "10.42.0.3"]),
+                s(&[
+                    "-D",
+                    "-p",
+                    "udp",
+                    "--orig-dst",
+                    "10.43.0.10",
+                    "--dst-nat",
+                    "10.42.0.3",
+                ]),
+                s(&[
+                    "-D",
+                    "-p",
+                    "udp",
+                    "--orig-port-dst",
+                    "30053",
+                    "--dst-nat",
+                    "10.42.0.3",
+                ]),
             ],
         ),
     ];
@@ -408,7 +605,11 @@ fn stale_udp_conntrack_entries() {
         assert_eq!(stale_entries(prev, next), want, "{what}");
     }
     // TCP needs nothing: its connections end.
-    let tcp = desired(&[service("ns", "w", "10.43.0.5", "", 80)], &[slice("ns", "w", "w", "", 80, &[ready("10.42.0.2")])], NODE);
+    let tcp = desired(
+        &[service("ns", "w", "10.43.0.5", "", 80)],
+        &[slice("ns", "w", "w", "", 80, &[ready("10.42.0.2")])],
+        NODE,
+    );
     assert!(stale_entries(&tcp, &Desired::new()).is_empty());
 }
 

@@ -87,7 +87,14 @@ pub fn ready(ip: &str) -> Ep<'_> {
 }
 
 /// A slice of Service `ns/svc` with one port (`port_name`, TCP, `port`).
-pub fn slice(ns: &str, svc: &str, name: &str, port_name: &str, port: i32, eps: &[Ep<'_>]) -> EndpointSlice {
+pub fn slice(
+    ns: &str,
+    svc: &str,
+    name: &str,
+    port_name: &str,
+    port: i32,
+    eps: &[Ep<'_>],
+) -> EndpointSlice {
     slice_proto(ns, svc, name, port_name, "TCP", port, eps)
 }
 
@@ -104,23 +111,26 @@ pub fn slice_proto(
         metadata: ObjectMeta {
             namespace: Some(ns.into()),
             name: Some(name.into()),
-            labels: Some(BTreeMap::from([(SERVICE_NAME_LABEL.to_string(), svc.to_string())])),
+            labels: Some(BTreeMap::from([(
+                SERVICE_NAME_LABEL.to_string(),
+                svc.to_string(),
+            )])),
             ..Default::default()
         },
         address_type: "IPv4".into(),
         endpoints: Some(
             eps.iter()
-            .map(|Ep(ip, node, (ready, serving, terminating))| Endpoint {
-                addresses: vec![ip.to_string()],
-                node_name: node.map(Into::into),
-                conditions: Some(EndpointConditions {
-                    ready: Some(*ready),
-                    serving: Some(*serving),
-                    terminating: Some(*terminating),
-                }),
-                ..Default::default()
-            })
-            .collect(),
+                .map(|Ep(ip, node, (ready, serving, terminating))| Endpoint {
+                    addresses: vec![ip.to_string()],
+                    node_name: node.map(Into::into),
+                    conditions: Some(EndpointConditions {
+                        ready: Some(*ready),
+                        serving: Some(*serving),
+                        terminating: Some(*terminating),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
         ),
         ports: Some(vec![EndpointPort {
             name: (!port_name.is_empty()).then(|| port_name.into()),
@@ -147,7 +157,14 @@ pub fn cluster(services: usize, endpoints: usize) -> (Vec<Service>, Vec<Endpoint
             })
             .collect();
         let eps: Vec<Ep<'_>> = ips.iter().map(|ip| ready(ip)).collect();
-        slices.push(slice("bench", &name, &format!("{name}-abc"), "http", 8080, &eps));
+        slices.push(slice(
+            "bench",
+            &name,
+            &format!("{name}-abc"),
+            "http",
+            8080,
+            &eps,
+        ));
     }
     (svcs, slices)
 }

@@ -19,7 +19,11 @@ struct Netns(String);
 impl Netns {
     fn new(tag: &str) -> Option<Netns> {
         let name = format!("pxk-{tag}-{}", std::process::id());
-        let ok = Command::new("ip").args(["netns", "add", &name]).status().ok()?.success();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .ok()?
+            .success();
         ok.then_some(Netns(name))
     }
 }
@@ -32,7 +36,10 @@ impl Drop for Netns {
 
 fn usable() -> bool {
     let root = unsafe_free_uid() == Some(0);
-    let nft = Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
+    let nft = Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !(root && nft) {
         eprintln!("skipped: needs root and nft");
     }
@@ -79,43 +86,95 @@ async fn transactions_apply_to_the_kernel() {
     let nft = Nft::in_netns(&ns.0);
     let cfg = cfg();
     let (mut svcs, mut slices) = cluster(20, 3);
-    svcs.push(with_affinity(with_node_port(service("demo", "np", "10.43.200.1", "", 80), 30080), Some(60)));
-    svcs.push(with_policies(with_node_port(service("demo", "loc", "10.43.200.2", "", 80), 30081), Some("Local"), None));
-    svcs.push(with_protocol(service("demo", "empty", "10.43.200.3", "", 53), "UDP"));
-    slices.push(slice("demo", "np", "np", "", 8080, &[ready("10.42.9.1"), ready("10.42.9.2")]));
-    slices.push(slice("demo", "loc", "loc", "", 8080, &[Ep("10.42.9.3", Some("me"), (true, true, false))]));
+    svcs.push(with_affinity(
+        with_node_port(service("demo", "np", "10.43.200.1", "", 80), 30080),
+        Some(60),
+    ));
+    svcs.push(with_policies(
+        with_node_port(service("demo", "loc", "10.43.200.2", "", 80), 30081),
+        Some("Local"),
+        None,
+    ));
+    svcs.push(with_protocol(
+        service("demo", "empty", "10.43.200.3", "", 53),
+        "UDP",
+    ));
+    slices.push(slice(
+        "demo",
+        "np",
+        "np",
+        "",
+        8080,
+        &[ready("10.42.9.1"), ready("10.42.9.2")],
+    ));
+    slices.push(slice(
+        "demo",
+        "loc",
+        "loc",
+        "",
+        8080,
+        &[Ep("10.42.9.3", Some("me"), (true, true, false))],
+    ));
 
     let l1 = layout(&desired(&svcs, &slices, "me"), cfg.cluster_cidr);
     let fresh = render(&cfg, &l1, SyncKind::Fresh, &Written::default());
     nft.apply(&fresh.script).await.expect("fresh sync applies");
     let first = listing(&nft, &cfg.table).await.expect("table listed");
-    assert!(first.iter().any(|l| l.starts_with("chain service-") && l.contains("bench/svc-19/tcp/http")));
+    assert!(first
+        .iter()
+        .any(|l| l.starts_with("chain service-") && l.contains("bench/svc-19/tcp/http")));
     assert!(first.iter().any(|l| l.contains("numgen random mod 3 vmap")));
 
     // A restarted proxy's fresh sync: the same table, nothing twice.
-    nft.apply(&fresh.script).await.expect("second fresh sync applies");
+    nft.apply(&fresh.script)
+        .await
+        .expect("second fresh sync applies");
     assert_eq!(listing(&nft, &cfg.table).await.expect("listed"), first);
 
     // Partial syncs: an endpoint more, a Service gone, a Service emptied.
-    slices[0] = slice("bench", "svc-0", "svc-0-abc", "http", 8080, &[ready("10.42.0.2"), ready("10.42.50.1")]);
+    slices[0] = slice(
+        "bench",
+        "svc-0",
+        "svc-0-abc",
+        "http",
+        8080,
+        &[ready("10.42.0.2"), ready("10.42.50.1")],
+    );
     svcs.remove(5);
     slices[7] = slice("bench", "svc-7", "svc-7-abc", "http", 8080, &[]);
     slices.pop();
     let l2 = layout(&desired(&svcs, &slices, "me"), cfg.cluster_cidr);
     let partial = render(&cfg, &l2, SyncKind::Partial, &fresh.written);
-    nft.apply(&partial.script).await.expect("partial sync applies");
+    nft.apply(&partial.script)
+        .await
+        .expect("partial sync applies");
     let after_partial = listing(&nft, &cfg.table).await.expect("listed");
     // Ends where a fresh sync of the same state ends.
     let refresh = render(&cfg, &l2, SyncKind::Fresh, &Written::default());
-    nft.apply(&refresh.script).await.expect("fresh sync applies");
-    assert_eq!(listing(&nft, &cfg.table).await.expect("listed"), after_partial);
+    nft.apply(&refresh.script)
+        .await
+        .expect("fresh sync applies");
+    assert_eq!(
+        listing(&nft, &cfg.table).await.expect("listed"),
+        after_partial
+    );
     // And a full sync (the hourly one) too.
     let full = render(&cfg, &l2, SyncKind::Full, &refresh.written);
     nft.apply(&full.script).await.expect("full sync applies");
-    assert_eq!(listing(&nft, &cfg.table).await.expect("listed"), after_partial);
+    assert_eq!(
+        listing(&nft, &cfg.table).await.expect("listed"),
+        after_partial
+    );
 
-    proxy::cleanup_with(&nft, &cfg.table).await.expect("cleanup");
-    assert!(listing(&nft, &cfg.table).await.is_err(), "the table is gone");
+    proxy::cleanup_with(&nft, &cfg.table)
+        .await
+        .expect("cleanup");
+    assert!(
+        listing(&nft, &cfg.table).await.is_err(),
+        "the table is gone"
+    );
     // Cleaning up twice is fine.
-    proxy::cleanup_with(&nft, &cfg.table).await.expect("second cleanup");
+    proxy::cleanup_with(&nft, &cfg.table)
+        .await
+        .expect("second cleanup");
 }
