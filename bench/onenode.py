@@ -80,6 +80,7 @@ def one_node(binary: Path, runtime: str, prefix: str,
                                "--node-name", "bench-node", "--node-ip", "127.0.0.1",
                                "--pod-cidr", cidr, "--cluster-cidr", cidr, "--cni-bridge", bridge,
                                "--cgroup-root", node_support.cgroup_root(bridge), "--runtime", runtime,
+                               "--proxy-table", node_support.proxy_table(bridge),
                                "--kubelet-port", "0", "--data-dir", str(agent_dir / "data"),
                                "--resolv-conf", str(node_support.resolv_conf(agent_dir))],
                               agent_dir / "agent.log", stdout=out)

@@ -247,11 +247,12 @@ def test_images(registry):
     return TestImages(host)
 
 
-def _run_node(tmp_path_factory, test_images, runtime: str, extra_args=None):
+def _run_node(tmp_path_factory, test_images, runtime: str, extra_args=None,
+              node_ip: str = "127.0.0.1"):
     """`peapod up` with a node agent on `runtime`; at teardown every pod is deleted and the
     node must have given back everything it made."""
     n = node_support.Node(tmp_path_factory.mktemp(f"node-{runtime}"), runtime=runtime,
-                          extra_args=extra_args)
+                          extra_args=extra_args, node_ip=node_ip)
     c = None
     try:
         n.start()
@@ -282,6 +283,14 @@ def crun_node(request, tmp_path_factory, test_images):
                          getattr(request.module, "NODE_ARGS", None))
 
 
+@pytest.fixture(scope="module")
+def addressed_node(tmp_path_factory, test_images):
+    """A crun node whose address is on an interface of its own (`node.host_address`), for
+    NodePorts reached from the host."""
+    with node_support.host_address("ppna") as addr:
+        yield from _run_node(tmp_path_factory, test_images, "crun", node_ip=addr)
+
+
 @pytest.fixture
 def pod_ns(request):
     """A namespace for one node test; its pods are deleted and the node checked clean after.
@@ -289,7 +298,7 @@ def pod_ns(request):
     A module whose tests make controllers names them in `OWNERS` (kubectl resource list,
     cascade), e.g. `("deploy,rs", "orphan")`: they are deleted first, so that no controller
     re-creates the pods deleted after them."""
-    which = "node" if "node" in request.fixturenames else "crun_node"
+    which = next((f for f in ("node", "addressed_node") if f in request.fixturenames), "crun_node")
     node = request.getfixturevalue(which)
     name = node.create_namespace()
     yield name

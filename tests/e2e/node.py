@@ -4,12 +4,14 @@ namespaces, veths, IP leases, cgroups, runtime state)."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
 
 import harness
 
@@ -45,6 +47,31 @@ def cgroup_root(bridge: str) -> str:
     return f"peapod-{bridge}"
 
 
+def proxy_table(bridge: str) -> str:
+    """The test node's own service-proxy table (`--proxy-table`, `table ip <name>`): nodes
+    side by side on one machine would otherwise rebuild each other's."""
+    return f"peapod-{bridge}"
+
+
+@contextlib.contextmanager
+def host_address(prefix: str) -> Iterator[str]:
+    """A fresh address on an interface made for it (one end of a veth pair: the kernel here
+    has no dummy links), for nodes whose Services must be reached on a node address that is
+    not loopback (nftables proxies serve no localhost NodePorts, as upstream's); removed again
+    on the way out."""
+    link = f"{prefix}{secrets.token_hex(3)}"
+    addr = f"198.19.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 2}"
+    subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", f"{link}p"],
+                   check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", link], check=True)
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        subprocess.run(["ip", "link", "set", f"{link}p", "up"], check=True)
+        yield addr
+    finally:
+        subprocess.run(["ip", "link", "del", link], check=False)
+
+
 class Node:
     """`peapod up`: control plane and node agent in one process."""
 
@@ -59,6 +86,7 @@ class Node:
                 "--resolv-conf", str(resolv_conf(workdir)),
                 "--cluster-cidr", self.pod_cidr,
                 "--cni-bridge", self.bridge, "--cgroup-root", cgroup_root(self.bridge),
+                "--proxy-table", proxy_table(self.bridge),
                 "--runtime", runtime, "--kubelet-port", "0", *(extra_args or [])]
         self.server = harness.Peapod(workdir, mode="up", extra_args=args)
 
@@ -104,7 +132,7 @@ class Agent:
              "--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt"),
              "--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
              "--cluster-cidr", self.pod_cidr, "--cni-bridge", self.bridge,
-             "--cgroup-root", cgroup_root(self.bridge),
+             "--cgroup-root", cgroup_root(self.bridge), "--proxy-table", proxy_table(self.bridge),
              "--runtime", self.runtime, "--kubelet-port", "0", "--data-dir", str(self.data_dir),
              "--resolv-conf", str(resolv_conf(self.workdir))],
             self.log, stdout=self.stdout)
@@ -173,9 +201,10 @@ def wait_clean(data_dir: Path, bridge: str, timeout: float = 30.0) -> None:
 
 
 def remove_network(pod_cidr: str, bridge: str, cluster_cidr: str | None = None) -> None:
-    """What a node leaves on the host by design (its bridge, its masquerade rule and its empty
-    cgroup root), removed when a test is done with the node."""
+    """What a node leaves on the host by design (its bridge, its masquerade rule, its empty
+    cgroup root and its service-proxy table), removed when a test is done with the node."""
     subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "ip", proxy_table(bridge)], capture_output=True)
     root = cgroup_root(bridge)
     for d in glob.glob(f"/sys/fs/cgroup/*/{root}") + glob.glob(f"/sys/fs/cgroup/{root}"):
         try:

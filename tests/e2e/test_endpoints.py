@@ -136,7 +136,6 @@ def test_slices_and_endpoints_list_a_deployments_pods(crun_node, pod_ns):
             ("Pod", ns, p["metadata"]["uid"])
         assert e["addresses"] == [p["status"]["podIP"]]
         assert e["nodeName"] == p["spec"]["nodeName"]
-    assert "endpoints.kubernetes.io/last-change-trigger-time" in s["metadata"].get("annotations", {})
 
     # The core/v1 Endpoints: one subset, both addresses ready, the resolved port.
     wait_until(lambda: ep_addresses(n, ns, "web") == (ips, []), timeout=30,

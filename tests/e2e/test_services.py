@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import subprocess
 import time
 import urllib.request
 
 import pytest
 
 import node as node_support
-from conftest import Cluster
 from helpers import to_yaml, wait_until
 
 TIMEOUT = 90
@@ -30,36 +27,6 @@ OWNERS = ("deploy,sts,svc", "background")
 # Serves its own pod name on 8080 (a named container port), so a client sees who answered.
 SERVE = ("mkdir -p /www && echo $HOSTNAME > /www/index.html && "
          "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait")
-
-
-@pytest.fixture(scope="module")
-def crun_node(tmp_path_factory, test_images):
-    """A node whose address is on a dummy interface this module creates (NodePorts are served
-    on the node's addresses, and nftables proxies do not serve them on loopback, as upstream),
-    removed again at the end."""
-    link = f"ppsv{secrets.token_hex(3)}"
-    addr = f"198.18.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 2}"
-    subprocess.run(["ip", "link", "add", link, "type", "dummy"], check=True)
-    try:
-        subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", link], check=True)
-        subprocess.run(["ip", "link", "set", link, "up"], check=True)
-        n = node_support.Node(tmp_path_factory.mktemp("svc-node"), node_ip=addr)
-        c = None
-        try:
-            n.start()
-            c = Cluster(n.server, n.workdir)
-            c.node = n
-            c.images = test_images
-            yield c
-            c.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--wait=true",
-                      timeout=120)
-            n.wait_clean()
-        finally:
-            if c is not None:
-                c.close()
-            n.stop()
-    finally:
-        subprocess.run(["ip", "link", "del", link], check=False)
 
 
 def get_json(n, *args: str) -> dict:
@@ -134,8 +101,8 @@ def rollout(n, ns: str, name: str, replicas: int) -> None:
                what=f"{replicas} ready endpoints for {name}")
 
 
-def test_cluster_ip_and_names_reach_both_backends(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_cluster_ip_and_names_reach_both_backends(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     apply(n, ns, web_deployment(n, "web", 2),
           service("web", {"app": "web"}, [{"name": "http", "port": 80, "targetPort": "http"}]))
     client = client_pod(n, ns)
@@ -161,8 +128,8 @@ def test_cluster_ip_and_names_reach_both_backends(crun_node, pod_ns):
         assert f"{ip}:8080" in line, described
 
 
-def test_unready_backend_gets_no_traffic_until_ready(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_unready_backend_gets_no_traffic_until_ready(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     apply(n, ns, web_deployment(n, "gate", 1, probe=True),
           service("gate", {"app": "gate"}, [{"port": 80, "targetPort": 8080}]))
     client = client_pod(n, ns)
@@ -178,8 +145,8 @@ def test_unready_backend_gets_no_traffic_until_ready(crun_node, pod_ns):
                what="traffic once the backend is ready")
 
 
-def test_deleted_backend_leaves_the_slice(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_deleted_backend_leaves_the_slice(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     apply(n, ns, web_deployment(n, "gone", 2),
           service("gone", {"app": "gone"}, [{"port": 80, "targetPort": 8080}]))
     rollout(n, ns, "gone", 2)
@@ -194,8 +161,8 @@ def test_deleted_backend_leaves_the_slice(crun_node, pod_ns):
                timeout=60, what="the deleted pod to leave the slice")
 
 
-def test_empty_service_refuses_at_once(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_empty_service_refuses_at_once(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     apply(n, ns, service("empty", {"app": "nobody"}, [{"port": 80, "targetPort": 8080}]))
     client = client_pod(n, ns)
     ip = get_json(n, "svc", "empty", "-n", ns)["spec"]["clusterIP"]
@@ -206,8 +173,8 @@ def test_empty_service_refuses_at_once(crun_node, pod_ns):
     assert real < 1.0, f"the empty Service took {real}s to refuse:\n{text}"
 
 
-def test_nodeport_from_the_host(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_nodeport_from_the_host(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     apply(n, ns, web_deployment(n, "np", 1),
           service("np", {"app": "np"}, [{"port": 80, "targetPort": 8080}], type="NodePort"))
     rollout(n, ns, "np", 1)
@@ -225,8 +192,8 @@ def test_nodeport_from_the_host(crun_node, pod_ns):
     wait_until(answers, timeout=30, what=f"{url} from the host")
 
 
-def test_headless_service_and_statefulset_pod_names(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_headless_service_and_statefulset_pod_names(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     labels = {"app": "db"}
     sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
            "spec": {"serviceName": "db", "replicas": 2, "selector": {"matchLabels": labels},
@@ -252,8 +219,8 @@ def test_headless_service_and_statefulset_pod_names(crun_node, pod_ns):
     assert fetch(n, ns, client, "http://db-0.db:8080/") == "db-0"
 
 
-def test_srv_ptr_and_external_name(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_srv_ptr_and_external_name(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     apply(n, ns, service("named", {"app": "nobody"}, [{"name": "http", "port": 80}]),
           {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext"},
            "spec": {"type": "ExternalName", "externalName": "db.example.e2e.test"}})
@@ -274,8 +241,8 @@ def test_srv_ptr_and_external_name(crun_node, pod_ns):
     assert time.monotonic() - start < 5
 
 
-def test_api_through_the_kubernetes_service(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_api_through_the_kubernetes_service(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     client = client_pod(n, ns, "tls", image=n.images.tls_client)
     sa = "/var/run/secrets/kubernetes.io/serviceaccount"
     script = (f"printf 'GET /api HTTP/1.0\\r\\nHost: kubernetes.default.svc\\r\\n"
@@ -290,8 +257,8 @@ def test_api_through_the_kubernetes_service(crun_node, pod_ns):
     assert "KUBERNETES_SERVICE_PORT=443\n" in env, env
 
 
-def test_port_forward_to_a_service(crun_node, pod_ns):
-    n, ns = crun_node, pod_ns
+def test_port_forward_to_a_service(addressed_node, pod_ns):
+    n, ns = addressed_node, pod_ns
     apply(n, ns, web_deployment(n, "pf", 1),
           service("pf", {"app": "pf"}, [{"port": 80, "targetPort": "http"}]))
     rollout(n, ns, "pf", 1)

@@ -40,7 +40,10 @@ pub enum Outcome {
     /// An ExternalName whose target lies outside the zone: answer `cname`, followed by what
     /// the upstream resolvers answer for `target` and the question's type (CoreDNS asks
     /// them; when none answers, the CNAME alone).
-    Chase { cname: Record, target: Name },
+    Chase {
+        cname: Box<Record>,
+        target: Box<Name>,
+    },
 }
 
 /// A reply from the zone: the sections and the response code. Authoritative.
@@ -285,8 +288,8 @@ fn address_answer(
                         .is_some_and(|r| r.ends_with('.'));
                 if !inside {
                     return Outcome::Chase {
-                        cname,
-                        target: target_name,
+                        cname: Box::new(cname),
+                        target: Box::new(target_name),
                     };
                 }
                 if depth >= MAX_CNAME_CHAIN {

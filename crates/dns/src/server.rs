@@ -46,7 +46,7 @@ enum Step {
     /// Nothing to send (not a question, or garbage without a header).
     Ignore,
     /// Needs the upstream resolvers.
-    Pending(Pending),
+    Pending(Box<Pending>),
 }
 
 struct Pending {
@@ -57,7 +57,10 @@ struct Pending {
 
 enum PendingKind {
     Forward,
-    Chase { cname: Record, target: Name },
+    Chase {
+        cname: Box<Record>,
+        target: Box<Name>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -106,26 +109,26 @@ impl Handler {
         let zone = self.cache.load();
         match answer::resolve(&zone, query.name(), query.query_type()) {
             Outcome::Reply(reply) => Step::Done(encode(response(&request, reply), limit)),
-            Outcome::Forward => Step::Pending(Pending {
+            Outcome::Forward => Step::Pending(Box::new(Pending {
                 request,
                 limit,
                 kind: PendingKind::Forward,
-            }),
-            Outcome::Chase { cname, target } => Step::Pending(Pending {
+            })),
+            Outcome::Chase { cname, target } => Step::Pending(Box::new(Pending {
                 request,
                 limit,
                 kind: PendingKind::Chase { cname, target },
-            }),
+            })),
         }
     }
 
     /// Finishes a question that needs the upstream resolvers.
-    async fn finish(&self, raw: &[u8], pending: Pending) -> Vec<u8> {
+    async fn finish(&self, raw: &[u8], pending: Box<Pending>) -> Vec<u8> {
         let Pending {
             request,
             limit,
             kind,
-        } = pending;
+        } = *pending;
         match kind {
             PendingKind::Forward => {
                 match forward::forward(raw, &self.upstreams, self.forward_budget).await {
@@ -141,8 +144,8 @@ impl Handler {
                 let qtype = request.queries[0].query_type();
                 let mut ask = Message::query();
                 ask.metadata.recursion_desired = true;
-                ask.add_query(Query::query(target, qtype));
-                let mut answers = vec![cname];
+                ask.add_query(Query::query(*target, qtype));
+                let mut answers = vec![*cname];
                 if let Ok(bytes) = ask.to_vec() {
                     if let Some(got) =
                         forward::forward(&bytes, &self.upstreams, self.forward_budget).await
@@ -223,8 +226,20 @@ pub(crate) fn encode(mut m: Message, limit: usize) -> Vec<u8> {
 }
 
 /// Binds UDP and TCP on `addr` even before any interface holds the address
-/// (`IP_FREEBIND`: the pod bridge gets its gateway with the first pod).
+/// (`IP_FREEBIND`: the pod bridge gets its gateway with the first pod). Port 0 picks one
+/// free for both (a few tries: the UDP port picked may be taken for TCP).
 pub fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut tries = if addr.port() == 0 { 16 } else { 1 };
+    loop {
+        tries -= 1;
+        match bind_once(addr) {
+            Err(e) if tries > 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            other => return other,
+        }
+    }
+}
+
+fn bind_once(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let freebind = |s: &Socket| {
         if addr.is_ipv4() {

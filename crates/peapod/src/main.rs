@@ -309,6 +309,7 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
                     .unwrap_or(running.addr),
             );
             spawn_proxy(&mut components, client.clone(), &node, &cfg);
+            cluster_dns(&mut components, client.clone(), &cfg)?;
             let ctx = agent::prepare(client, cfg).context("preparing the node")?;
             // The node is what `up` is for: without its agent the process is not up.
             components.spawn_essential("node agent", move |token| {
@@ -549,6 +550,28 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
     })
 }
 
+/// The node-local cluster DNS (ARCHITECTURE.md, "Cluster DNS"): on the pod bridge's
+/// gateway, port 53, forwarding other names to the resolvers of `--resolv-conf`, and
+/// publishing the node's endpoint of the `kube-dns` Service. Restarted with backoff: it
+/// holds nothing a fresh start cannot rebuild from the API.
+fn cluster_dns(
+    components: &mut Supervisor,
+    client: kube::Client,
+    cfg: &agent::AgentConfig,
+) -> Result<()> {
+    let dns_cfg = dns::DnsConfig {
+        listen: bridge_gateway(&cfg.pod_cidr)?,
+        port: 53,
+        cluster_domain: cfg.cluster_domain.clone(),
+        upstreams: dns::upstreams_from(&cfg.resolv_conf),
+        node_name: Some(cfg.node_name.clone()),
+    };
+    components.spawn_restarting("cluster dns", move |token| {
+        dns::run(client.clone(), dns_cfg.clone(), token)
+    });
+    Ok(())
+}
+
 /// The node's service proxy (kube-proxy, nftables mode), restarted with backoff when it
 /// fails: its state comes back from a relist and a fresh sync.
 fn spawn_proxy(
@@ -593,6 +616,7 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     let mut components = Supervisor::new(shutdown.clone());
     spawn_proxy(&mut components, client.clone(), &args.node, &cfg);
+    cluster_dns(&mut components, client.clone(), &cfg)?;
     let ctx = agent::prepare(client, cfg).context("preparing the node")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     // The agent is the whole process: when it fails, the process exits (and its containers

@@ -22,11 +22,11 @@
 //! a Local policy without local endpoints (but some elsewhere): … → drop
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use crate::model::{Desired, Endpoint, ServicePort};
+use crate::model::{Desired, Endpoint, ServicePort, ServicePortName};
 use crate::names;
 use crate::Cidr;
 
@@ -87,6 +87,59 @@ pub fn layout(desired: &Desired, cluster_cidr: Cidr) -> Layout {
         service_port(&mut out, sp, cluster_cidr);
     }
     out
+}
+
+impl Layout {
+    /// Adds `other`'s chains, elements and sets (service ports never share a name).
+    fn extend(&mut self, other: &Layout) {
+        self.chains
+            .extend(other.chains.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.service_ips.extend(other.service_ips.iter().cloned());
+        self.service_nodeports
+            .extend(other.service_nodeports.iter().cloned());
+        self.no_endpoint_services
+            .extend(other.no_endpoint_services.iter().cloned());
+        self.no_endpoint_nodeports
+            .extend(other.no_endpoint_nodeports.iter().cloned());
+        self.cluster_ips.extend(other.cluster_ips.iter().copied());
+        self.affinity_sets
+            .extend(other.affinity_sets.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+}
+
+/// Each service port's part of the layout from the last call, reused while the port is
+/// unchanged (upstream's change tracking, in effect): a sync after one Service changed
+/// lays out that Service only.
+#[derive(Debug, Default)]
+pub struct LayoutCache {
+    cidr: Option<Cidr>,
+    ports: HashMap<ServicePortName, (ServicePort, Layout)>,
+}
+
+impl LayoutCache {
+    /// The same as [`layout`], from the cache where it can.
+    pub fn layout(&mut self, desired: &Desired, cluster_cidr: Cidr) -> Layout {
+        if self.cidr != Some(cluster_cidr) {
+            self.ports.clear();
+            self.cidr = Some(cluster_cidr);
+        }
+        let mut out = Layout::default();
+        let mut next = HashMap::with_capacity(desired.len());
+        for (name, sp) in desired {
+            let part = match self.ports.remove(name) {
+                Some((old, part)) if old == *sp => part,
+                _ => {
+                    let mut part = Layout::default();
+                    service_port(&mut part, sp, cluster_cidr);
+                    part
+                }
+            };
+            out.extend(&part);
+            next.insert(name.clone(), (sp.clone(), part));
+        }
+        self.ports = next;
+        out
+    }
 }
 
 fn service_port(out: &mut Layout, sp: &ServicePort, cidr: Cidr) {

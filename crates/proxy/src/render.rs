@@ -162,10 +162,20 @@ fn fixed_chains(cfg: &RenderConfig) -> Vec<(&'static str, Option<&'static str>, 
             CLUSTER_IPS_CHECK,
             None,
             vec![format!(
-                "ip daddr @{CLUSTER_IPS} reject comment \"reject traffic to invalid ports of ClusterIPs\""
+                "ip daddr @{CLUSTER_IPS} goto {REJECT_CHAIN} comment \"reject traffic to invalid ports of ClusterIPs\""
             )],
         ),
-        (REJECT_CHAIN, None, vec!["reject".to_string()]),
+        // TCP gets a reset rather than upstream's ICMP port unreachable: the kernel rate
+        // limits ICMP errors per peer (a burst of 6, then 1 a second), so a client retrying
+        // quickly would see its SYN dropped and wait a second for "connection refused".
+        (
+            REJECT_CHAIN,
+            None,
+            vec![
+                "meta l4proto tcp reject with tcp reset".to_string(),
+                "reject".to_string(),
+            ],
+        ),
     ]
 }
 

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::layout::{layout, Layout};
+use crate::layout::{Layout, LayoutCache};
 use crate::model::{desired, Desired};
 use crate::nft::Nft;
 use crate::render::{fixed_rule_count, render, RenderConfig, SyncKind, Written};
@@ -142,6 +142,7 @@ struct Syncer {
     /// The layout and desired state of the last successful sync.
     last: Option<(Layout, Desired)>,
     last_full: Instant,
+    cache: LayoutCache,
 }
 
 impl Syncer {
@@ -153,6 +154,7 @@ impl Syncer {
             written: None,
             last: None,
             last_full: Instant::now(),
+            cache: LayoutCache::default(),
         }
     }
 
@@ -171,7 +173,7 @@ impl Syncer {
             eps.iter().map(|s| s.as_ref()),
             &self.cfg.node_name,
         );
-        let want_layout = layout(&want, self.render_cfg.cluster_cidr);
+        let want_layout = self.cache.layout(&want, self.render_cfg.cluster_cidr);
         let kind = match (&self.written, full) {
             (None, _) => SyncKind::Fresh,
             (Some(_), true) => SyncKind::Full,

@@ -628,3 +628,17 @@ fn cidr_parsing() {
         assert_eq!(got.as_deref(), want, "{input}");
     }
 }
+
+#[test]
+fn the_layout_cache_gives_what_a_fresh_layout_gives() {
+    let (svcs, mut slices) = cluster(5, 3);
+    let mut cache = crate::layout::LayoutCache::default();
+    for step in 0..4 {
+        if step == 2 {
+            slices[3] = slice("bench", "svc-3", "svc-3-abc", "http", 8080, &[ready("10.42.7.7")]);
+        }
+        let n = if step == 3 { 4 } else { 5 };
+        let d = desired(&svcs[..n], &slices, NODE);
+        assert_eq!(cache.layout(&d, cidr()), layout(&d, cidr()), "step {step}");
+    }
+}

@@ -58,9 +58,9 @@ const CONCURRENT_SYNCS: u16 = 5;
 /// How long a write of ours may stay invisible in the cache before it is no longer waited
 /// for (a slice someone else deleted meanwhile must not block the Service).
 const EXPECTATION_TTL: Duration = Duration::from_secs(30);
-/// When to look again while the cache is behind our writes (the slice's own watch event
-/// normally comes first).
-const STALE_RETRY: Duration = Duration::from_millis(100);
+/// When to look again while the cache is behind our writes, at the latest: the watch event
+/// of the write itself syncs the Service again as soon as the cache shows it.
+const STALE_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

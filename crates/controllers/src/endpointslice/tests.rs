@@ -480,3 +480,40 @@ fn pod_changes_reach_the_services_selecting_the_pod_before_or_after() {
     index.observe(&web, true);
     assert!(services_for_pod_change(&index, None, Some(&a)).is_empty());
 }
+
+#[test]
+fn a_service_waits_until_the_cache_shows_the_controllers_own_writes() {
+    use super::{Expect, SliceTracker};
+    use std::sync::Arc;
+    let named = |name: &str, rv: &str| {
+        let mut s = new_endpoint_slice(&service("web"), Vec::new(), ADDRESS_TYPE_IPV4);
+        s.metadata.name = Some(name.into());
+        s.metadata.resource_version = Some(rv.into());
+        Arc::new(s)
+    };
+    let mut tracker = SliceTracker::default();
+    assert!(!tracker.stale("ns/web", &[]));
+    tracker.expect("ns/web", Expect::Present("web-a".into()));
+    tracker.expect("ns/web", Expect::Replaced("web-b".into(), "4".into()));
+    tracker.expect("ns/web", Expect::Absent("web-c".into()));
+    // Nothing of it seen yet.
+    let before = [named("web-b", "4"), named("web-c", "2")];
+    assert!(tracker.stale("ns/web", &before));
+    // Other Services are not held up.
+    assert!(!tracker.stale("ns/db", &before));
+    // The create and the update seen, the delete not yet.
+    let partly = [
+        named("web-a", "7"),
+        named("web-b", "8"),
+        named("web-c", "2"),
+    ];
+    assert!(tracker.stale("ns/web", &partly));
+    // All seen: fresh, and what was seen is forgotten.
+    let after = [named("web-a", "7"), named("web-b", "8")];
+    assert!(!tracker.stale("ns/web", &after));
+    assert!(!tracker.stale("ns/web", &[]));
+    // A deleted Service forgets what it waited for.
+    tracker.expect("ns/web", Expect::Present("web-z".into()));
+    tracker.forget("ns/web");
+    assert!(!tracker.stale("ns/web", &[]));
+}

@@ -188,10 +188,7 @@ fn zone() -> Zone {
         },
         namespaces.iter(),
         services.iter(),
-        slices.iter().map(|s| {
-            // Build twice-referenced slices through a plain iterator of refs.
-            s
-        }),
+        slices.iter(),
     )
 }
 
