@@ -330,6 +330,67 @@ def test_python_client_service_apis_case(cluster):
     core.delete_namespaced_service(name=name, namespace="default")
 
 
+class _ListeningAt(harness.Peapod):
+    """A server listening on another loopback address (several servers, one port)."""
+
+    def __init__(self, *args, host: str, port: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.host = host
+        if port is not None:
+            self.port = port
+
+    def argv(self) -> list[str]:
+        return [a.replace(f"127.0.0.1:{self.port}", f"{self.host}:{self.port}") for a in super().argv()]
+
+
+def test_servers_sharing_etcd_converge_on_the_kubernetes_endpoints(etcd, tmp_path):
+    """Two API servers on one etcd: the `kubernetes` Endpoints list both advertise
+    addresses; a server that stops takes itself out; they never hand out one ClusterIP or
+    node port twice."""
+    from conftest import Cluster
+    a = _ListeningAt(tmp_path / "a", backend="etcd", etcd=etcd, host="127.0.0.1",
+                     extra_args=["--advertise-address", "10.255.253.1"])
+    b = _ListeningAt(tmp_path / "b", backend="etcd", etcd=etcd, host="127.0.0.2", port=a.port,
+                     extra_args=["--advertise-address", "10.255.253.2"])
+    b.etcd_prefix = a.etcd_prefix
+    ca = cb = None
+    try:
+        a.start()
+        b.start()
+        ca, cb = Cluster(a, tmp_path / "a"), Cluster(b, tmp_path / "b")
+
+        def endpoint_ips(c):
+            ep = get_json(c, "-n", "default", "get", "endpoints", "kubernetes")
+            return sorted(x["ip"] for s in ep.get("subsets", []) for x in s["addresses"])
+
+        wait_until(lambda: endpoint_ips(ca) == ["10.255.253.1", "10.255.253.2"], timeout=30,
+                   what="both servers in the kubernetes endpoints")
+        es = get_json(cb, "-n", "default", "get", "endpointslice", "kubernetes")
+        assert sorted(e["addresses"][0] for e in es["endpoints"]) == ["10.255.253.1", "10.255.253.2"], es
+        # Creates through both servers at once never collide.
+        ns = "converge"
+        ca.kubectl("create", "namespace", ns)
+        procs = []
+        for i in range(6):
+            c = ca if i % 2 else cb
+            procs.append(c.kubectl_watch("-n", ns, "create", "service", "nodeport", f"s{i}", "--tcp=80"))
+        for p in procs:
+            p.proc.wait(timeout=60)
+            p.stop()
+        specs = [get_json(ca, "-n", ns, "get", "svc", f"s{i}")["spec"] for i in range(6)]
+        assert len({s["clusterIP"] for s in specs}) == 6, specs
+        assert len({s["ports"][0]["nodePort"] for s in specs}) == 6, specs
+        b.stop()
+        wait_until(lambda: endpoint_ips(ca) == ["10.255.253.1"], timeout=15,
+                   what="the stopped server out of the endpoints")
+    finally:
+        for c in (ca, cb):
+            if c is not None:
+                c.close()
+        b.stop()
+        a.stop()
+
+
 def test_zz_allocations_survive_a_restart(cluster, ns):
     """Last in the module: restarts the module's server."""
     k = lambda *a, **kw: cluster.kubectl("-n", ns, *a, **kw)  # noqa: E731

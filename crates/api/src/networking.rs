@@ -102,7 +102,7 @@ impl Cidr {
         }
     }
 
-    fn to_ip(&self, raw: u128) -> IpAddr {
+    fn addr_at(&self, raw: u128) -> IpAddr {
         if self.v6 {
             IpAddr::V6(raw.into())
         } else {
@@ -125,13 +125,13 @@ impl Cidr {
 
     /// The first address that can be allocated (the network address is not).
     pub fn first(&self) -> IpAddr {
-        self.to_ip(self.base + 1)
+        self.addr_at(self.base + 1)
     }
 
     /// The address `n` after the network address (`nth(1)` is the first usable one, `nth(10)`
     /// the kube-dns address of a /16).
     pub fn nth(&self, n: u128) -> Option<IpAddr> {
-        (n < self.size()).then(|| self.to_ip(self.base + n))
+        (n < self.size()).then(|| self.addr_at(self.base + n))
     }
 
     /// Offset of `ip` from the network address.
@@ -172,7 +172,7 @@ impl Cidr {
 
 impl std::fmt::Display for Cidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.to_ip(self.base), self.bits)
+        write!(f, "{}/{}", self.addr_at(self.base), self.bits)
     }
 }
 

@@ -3,7 +3,9 @@
 //! Owns: HTTPS serving with a generated CA, bearer-token authentication, request decoding
 //! into typed operations (`request`), REST semantics per verb (`handlers`), watch, discovery,
 //! OpenAPI publication, Table output, admission, the system namespaces and priority classes
-//! (`bootstrap`), event expiry (`event_ttl`), service-account tokens.
+//! (`bootstrap`), event expiry (`event_ttl`), service-account tokens, and what Services hold
+//! outside their objects — ClusterIPs, node ports — with the system Services and the
+//! `kubernetes` endpoints (`services`).
 //!
 //! Does not own: what objects mean (defaulting, validation, patching and printing live in the
 //! `api` crate) or how they are stored (the `store` crate's `Store` trait).

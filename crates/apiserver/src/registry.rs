@@ -71,19 +71,28 @@ pub type Finish = Box<dyn FnOnce(bool) -> HookFuture<'static, ()> + Send>;
 /// and update hooks run before the write, may change the object and answer a [`Finish`];
 /// the delete hook runs after an object is gone. Dry runs take nothing.
 pub struct StorageHooks {
-    pub begin_create: for<'a> fn(
-        &'a crate::server::ApiServer,
-        &'a mut Value,
-        bool,
-    ) -> HookFuture<'a, Result<Finish, crate::ApiError>>,
-    pub begin_update: for<'a> fn(
-        &'a crate::server::ApiServer,
-        &'a mut Value,
-        &'a Value,
-        bool,
-    ) -> HookFuture<'a, Result<Finish, crate::ApiError>>,
-    pub after_delete: for<'a> fn(&'a crate::server::ApiServer, &'a Value) -> HookFuture<'a, ()>,
+    pub begin_create: BeginCreate,
+    pub begin_update: BeginUpdate,
+    pub after_delete: AfterDelete,
 }
+
+/// `BeginCreate`: the object to be created (may be changed), and whether it is a dry run.
+pub type BeginCreate = for<'a> fn(
+    &'a crate::server::ApiServer,
+    &'a mut Value,
+    bool,
+) -> HookFuture<'a, Result<Finish, crate::ApiError>>;
+
+/// `BeginUpdate`: the replacement (may be changed), the object it replaces, dry run.
+pub type BeginUpdate = for<'a> fn(
+    &'a crate::server::ApiServer,
+    &'a mut Value,
+    &'a Value,
+    bool,
+) -> HookFuture<'a, Result<Finish, crate::ApiError>>;
+
+/// `AfterDelete`: the object that is gone.
+pub type AfterDelete = for<'a> fn(&'a crate::server::ApiServer, &'a Value) -> HookFuture<'a, ()>;
 
 /// What a subresource is, so handlers dispatch on it rather than on its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
