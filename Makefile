@@ -14,7 +14,9 @@
 #                   + bench/api_bench.py (Rust client bench/api-bench)
 #                   + bench/pod_startup.py (pod create -> Ready, burst, per-pod footprint)
 #                   + bench/stream_bench.py (exec round trip, logs -f delivery)
-#                   + bench/workload_bench.py (a controller scaled 0 -> 100 -> 0); prints every
+#                   + bench/workload_bench.py (a controller scaled 0 -> 100 -> 0)
+#                   + proxy sync_bench (1,000 Services x 10 endpoints), bench/service_bench.py
+#                   (Service change -> traffic, ClusterIP cost), bench/dns_bench.py; prints every
 #                   figure beside bench/recorded.json, flagging > 25 % moves the wrong way
 #   make bench-record  the last bench run's figures become bench/recorded.json
 #
@@ -160,6 +162,10 @@ bench: deps build-release
 	$(PY) bench/pod_startup.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	$(PY) bench/stream_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	$(PY) bench/workload_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
+	$(PY) bench/service_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
+	cargo build --release -p dns --example dns_load
+	$(PY) bench/dns_bench.py --bin "$(TARGET_DIR)/release/peapod" \
+	  --load "$(TARGET_DIR)/release/examples/dns_load" | tee -a $(BENCH_LOG)
 	@$(PY) bench/compare.py $(BENCH_LOG) --out $(BENCH_DIR)/figures.json
 
 # After a run worth keeping (a quiet machine): the last run's figures become the recorded
