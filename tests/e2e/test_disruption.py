@@ -68,7 +68,7 @@ def test_controller_status_and_evictions_within_the_budget(crun_node, pod_ns):
     body = json.loads(e.value.body)
     assert (body["reason"], body["message"]) == ("TooManyRequests", REFUSED)
     assert body["details"]["causes"] == [{
-        "type": "DisruptionBudget",
+        "reason": "DisruptionBudget",
         "message": "The disruption budget web needs 2 healthy pods and has 2 currently"}]
     assert core.read_namespaced_pod("web-a", pod_ns).metadata.deletion_timestamp is None
 

@@ -186,7 +186,8 @@ impl ApiError {
                 if !causes.is_empty() {
                     d["causes"] = causes
                         .iter()
-                        .map(|(t, m)| json!({ "type": t, "message": m }))
+                        // StatusCause's `Type` is `reason` on the wire.
+                        .map(|(t, m)| json!({ "reason": t, "message": m }))
                         .collect();
                 }
                 if *retry_after > 0 {
@@ -200,6 +201,76 @@ impl ApiError {
             status["details"] = d;
         }
         status
+    }
+}
+
+/// Field order of `metav1.Status` and its parts as Go's encoder writes them (struct order),
+/// by the key a JSON object is under; other objects keep serde_json's sorted order.
+fn go_field_order(key: &str) -> &'static [&'static str] {
+    match key {
+        "" => &[
+            "kind",
+            "apiVersion",
+            "metadata",
+            "status",
+            "message",
+            "reason",
+            "details",
+            "code",
+        ],
+        "details" => &[
+            "name",
+            "group",
+            "kind",
+            "uid",
+            "causes",
+            "retryAfterSeconds",
+        ],
+        "causes" => &["reason", "message", "field"],
+        _ => &[],
+    }
+}
+
+fn write_go_ordered(out: &mut Vec<u8>, key: &str, value: &Value) {
+    match value {
+        Value::Object(map) => {
+            let order = go_field_order(key);
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_by_key(|k| order.iter().position(|o| o == k).unwrap_or(order.len()));
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(k).unwrap_or_default());
+                out.push(b':');
+                write_go_ordered(out, k, &map[k]);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_go_ordered(out, key, item);
+            }
+            out.push(b']');
+        }
+        other => out.extend(serde_json::to_vec(other).unwrap_or_default()),
+    }
+}
+
+impl ApiError {
+    /// The `Status` body's bytes exactly as kube-apiserver sends them: fields in Go's struct
+    /// order and a final newline (its encoder's). Clients compare them: the Python client's
+    /// `FailToCreateError` prints the body, and its e2e tests match the text.
+    pub fn status_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        write_go_ordered(&mut out, "", &self.status());
+        out.push(b'\n');
+        out
     }
 }
 
@@ -236,6 +307,38 @@ impl From<store::Error> for ApiError {
             )),
             store::Error::Backend(msg) => ApiError::Internal(msg),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_bytes_are_kube_apiservers() {
+        let cases = [
+            (
+                ApiError::AlreadyExists {
+                    resource: "services".into(),
+                    name: "mock-2".into(),
+                },
+                "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\
+                 \"message\":\"services \\\"mock-2\\\" already exists\",\"reason\":\"AlreadyExists\",\
+                 \"details\":{\"name\":\"mock-2\",\"kind\":\"services\"},\"code\":409}\n",
+            ),
+            (
+                ApiError::AlreadyExists {
+                    resource: "deployments.apps".into(),
+                    name: "nginx".into(),
+                },
+                "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\
+                 \"message\":\"deployments.apps \\\"nginx\\\" already exists\",\"reason\":\"AlreadyExists\",\
+                 \"details\":{\"name\":\"nginx\",\"group\":\"apps\",\"kind\":\"deployments\"},\"code\":409}\n",
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(String::from_utf8(err.status_bytes()).unwrap(), want);
         }
     }
 }

@@ -346,7 +346,7 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
     if let ApiError::Internal(msg) = err {
         warn!(error = %msg, "internal error");
     }
-    let body = serde_json::to_vec(&err.status()).unwrap_or_default();
+    let body = err.status_bytes();
     let mut resp = Response::new(full(body));
     *resp.status_mut() =
         StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
