@@ -8,10 +8,17 @@
 //! | `kube-controller-manager.token` | `system:kube-controller-manager` | |
 //! | `kube-scheduler.token` | `system:kube-scheduler` | |
 //!
-//! Every authenticated user is also in `system:authenticated`. Service-account tokens are
-//! the other way in (`serviceaccount::authn`); their user is
-//! `system:serviceaccount:<namespace>:<name>`. There is no authorization yet, so the user
-//! only names who did what; RBAC will decide on it.
+//! Every authenticated user is also in `system:authenticated`. The other ways in, in the
+//! order they are tried (upstream's union authenticator puts x509 before tokens):
+//!
+//! - a client certificate the TLS handshake verified against the cluster CA
+//!   ([`user_from_certificate`], upstream's x509 authenticator): user = subject CN,
+//!   groups = subject O values (how agents authenticate after joining);
+//! - a bootstrap token (`crate::bootstraptoken`): `system:bootstrap:<id>`;
+//! - a service-account token (`serviceaccount::authn`):
+//!   `system:serviceaccount:<namespace>:<name>`.
+//!
+//! What a user may do is `crate::authz`'s (bootstrap users only, until RBAC).
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +60,30 @@ impl UserInfo {
         )
     }
 }
+
+/// The user a verified client certificate (DER) stands for: CN and O of its subject, as
+/// upstream's `CommonNameUserConversion`; None when it names no CN.
+pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .find_map(|cn| cn.as_str().ok())?
+        .to_string();
+    if name.is_empty() {
+        return None;
+    }
+    let groups: Vec<&str> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .collect();
+    Some(UserInfo::new(&name, "", &groups))
+}
+
+/// The user a connection's verified client certificate stands for, carried from the TLS
+/// accept to the request (a request extension).
+#[derive(Debug, Clone)]
+pub struct CertificateUser(pub UserInfo);
 
 /// Bearer tokens that stand for a fixed user.
 #[derive(Default)]
@@ -135,6 +166,23 @@ mod tests {
     fn an_empty_token_file_authenticates_nobody() {
         let tokens = StaticTokens::new("", "cm", "");
         assert_eq!(tokens.authenticate(""), None);
+    }
+
+    #[test]
+    fn certificate_subject_is_the_user() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "system:node:n1");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:nodes");
+        let cert = params.self_signed(&key).unwrap();
+        let u = user_from_certificate(cert.der()).unwrap();
+        assert_eq!(u.name, "system:node:n1");
+        assert_eq!(u.groups, ["system:nodes", "system:authenticated"]);
+        assert_eq!(user_from_certificate(b"not a certificate"), None);
     }
 
     #[test]

@@ -47,6 +47,17 @@ pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The join token's bootstrap-token Secret (`crate::bootstraptoken`), created if missing:
+/// deleting it revokes the token until the next server start.
+pub async fn join_token(server: &ApiServer, token: &str) -> Result<(), ApiError> {
+    let Some(secret) = crate::bootstraptoken::secret(token) else {
+        tracing::warn!("the join token in the cluster bootstrap data is malformed; agents cannot join");
+        return Ok(());
+    };
+    create_missing(server, &kinds::secret::RESOURCE, Some("kube-system"), secret).await?;
+    Ok(())
+}
+
 /// Creates `obj` (in `namespace`, or cluster-scoped) through its strategy unless it exists;
 /// `true` if it was created.
 async fn create_missing(

@@ -34,6 +34,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// 403 from authorization, with upstream's details (name, group, kind = resource).
+    #[error("{}", .0.status_message())]
+    Denied(Box<crate::authz::Denied>),
     #[error("the server could not find the requested resource")]
     RouteNotFound,
     #[error("the server does not allow this method on the requested resource")]
@@ -110,7 +113,7 @@ impl ApiError {
             ApiError::Invalid { .. } => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized => 401,
-            ApiError::Forbidden(_) => 403,
+            ApiError::Forbidden(_) | ApiError::Denied(_) => 403,
             ApiError::MethodNotAllowed => 405,
             ApiError::NotAcceptable(_) => 406,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -130,7 +133,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
-            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Forbidden(_) | ApiError::Denied(_) => "Forbidden",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -173,6 +176,19 @@ impl ApiError {
                     .map(|c| json!({ "reason": c.reason(), "message": c.message(), "field": c.field }))
                     .collect();
                 Some(d)
+            }
+            ApiError::Denied(d) => {
+                let mut m = serde_json::Map::new();
+                if !d.name.is_empty() {
+                    m.insert("name".into(), json!(d.name));
+                }
+                if !d.group.is_empty() {
+                    m.insert("group".into(), json!(d.group));
+                }
+                if !d.resource.is_empty() {
+                    m.insert("kind".into(), json!(d.resource));
+                }
+                Some(Value::Object(m))
             }
             // go-restful's 405, through upstream's serviceErrorHandler
             // (NewGenericServerResponse), carries empty details.

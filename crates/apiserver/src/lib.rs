@@ -14,8 +14,11 @@
 
 pub mod admission;
 pub mod authn;
+pub mod authz;
 pub mod body;
 pub mod bootstrap;
+pub mod bootstraptoken;
+pub mod bundle;
 pub mod convert;
 pub mod discovery;
 pub mod duplicates;
@@ -85,6 +88,8 @@ pub struct Running {
     pub server: Arc<ApiServer>,
     pub kubeconfig: PathBuf,
     pub addr: SocketAddr,
+    /// The cluster CA (PEM), which the server's certificate chains to.
+    pub ca_pem: String,
 }
 
 /// Binds, bootstraps the system namespaces, and registers the server's loops with
@@ -188,6 +193,12 @@ pub async fn start(config: Config, supervisor: &mut Supervisor) -> Result<Runnin
         }
     });
     server::log_listening(addr);
+    // The join token, once the API serves (the accept loop runs: its listener is bound).
+    let node_token = config.data_dir.join("node-token");
+    tls::write_private(
+        &node_token,
+        &bootstraptoken::node_token(&pki.ca_pem, &pki.join_token),
+    )?;
     if let Some(a) = advertise {
         tracing::info!(advertise = %a, "pods reach the API here");
     }
@@ -195,6 +206,7 @@ pub async fn start(config: Config, supervisor: &mut Supervisor) -> Result<Runnin
         server,
         kubeconfig: config.data_dir.join("kubeconfig.yaml"),
         addr,
+        ca_pem: pki.ca_pem.clone(),
     })
 }
 
@@ -218,7 +230,14 @@ async fn assemble(
     agents: Agents,
 ) -> Result<(Arc<ApiServer>, tls::Pki), Error> {
     // Pods reach the API at the `kubernetes` Service's address, named in the certificate.
-    let pki = tls::ensure(data_dir, addr, advertise, &[service_config.kubernetes_ip()])?;
+    let bundle = bundle::resolve(store.as_ref(), &data_dir.join("pki")).await?;
+    let pki = tls::ensure(
+        data_dir,
+        &bundle,
+        addr,
+        advertise,
+        &[service_config.kubernetes_ip()],
+    )?;
     let tokens = authn::StaticTokens::new(
         &pki.admin_token,
         &pki.controller_manager_token,
@@ -229,6 +248,7 @@ async fn assemble(
         let _ = server.nodes.set(pki.nodes.clone());
     }
     let _ = server.tokens.set(pki.service_account_keys.clone());
+    let _ = server.ca_pem.set(pki.ca_pem.clone());
     if let Some(ip) = advertise {
         let _ = server.advertise.set(SocketAddr::new(ip, addr.port()));
     }
@@ -236,6 +256,7 @@ async fn assemble(
         .services
         .set(Arc::new(services::Allocators::new(service_config)));
     bootstrap::bootstrap(&server).await?;
+    bootstrap::join_token(&server, &pki.join_token).await?;
     // What stored Services hold is claimed before anything new is handed out.
     services::repair::repair_once(&server, &mut Default::default())
         .await

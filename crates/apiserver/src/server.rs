@@ -59,7 +59,13 @@ pub struct ApiServer {
     pub tokens: std::sync::OnceLock<Arc<crate::serviceaccount::jwt::TokenKeys>>,
     /// The Service ranges and allocators (set at start; the defaults otherwise).
     pub services: std::sync::OnceLock<Arc<crate::services::Allocators>>,
+    /// The cluster CA, served unauthenticated at `/cacerts` (set at start).
+    pub ca_pem: std::sync::OnceLock<String>,
 }
+
+/// Where the cluster CA is served to anyone, as k3s serves it: a joining agent fetches it
+/// without trusting the server yet and checks it against the hash in its join token.
+pub const CACERTS_PATH: &str = "/cacerts";
 
 impl ApiServer {
     pub fn new(
@@ -80,6 +86,7 @@ impl ApiServer {
             tokens: std::sync::OnceLock::new(),
             advertise: std::sync::OnceLock::new(),
             services: std::sync::OnceLock::new(),
+            ca_pem: std::sync::OnceLock::new(),
         })
     }
 
@@ -100,16 +107,30 @@ impl ApiServer {
         self.start_revision.load(Ordering::Acquire)
     }
 
-    /// The user a request's bearer token stands for: one of the server's own tokens, or a
-    /// service-account token this server issued that is still valid. There is no
-    /// authorization yet: any user gets full access (ARCHITECTURE.md).
-    async fn authenticated(&self, headers: &http::HeaderMap) -> Option<UserInfo> {
-        let value = headers
+    /// The user a request stands for (`crate::authn`): its connection's verified client
+    /// certificate, one of the server's own tokens, a bootstrap token, or a
+    /// service-account token this server issued that is still valid. What the user may do
+    /// is `crate::authz`'s.
+    async fn authenticated(&self, parts: &http::request::Parts) -> Option<UserInfo> {
+        if let Some(crate::authn::CertificateUser(user)) = parts.extensions.get() {
+            return Some(user.clone());
+        }
+        let value = parts
+            .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())?;
         let token = value.strip_prefix("Bearer ").map(str::trim)?;
         if let Some(user) = self.tokens_static.authenticate(token) {
             return Some(user.clone());
+        }
+        if let Some(result) = crate::bootstraptoken::authenticate(self, token).await {
+            return match result {
+                Ok(user) => Some(user),
+                Err(e) => {
+                    debug!(reason = %e, "bootstrap token refused");
+                    None
+                }
+            };
         }
         let keys = self.tokens.get()?;
         match crate::serviceaccount::authn::authenticate(self, keys, token).await {
@@ -154,8 +175,19 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |req| {
+            // The handshake verified any certificate sent against the cluster CA.
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| crate::authn::user_from_certificate(leaf.as_ref()))
+                .map(crate::authn::CertificateUser);
+            let service = hyper::service::service_fn(move |mut req: Request<_>| {
                 let server = server.clone();
+                if let Some(user) = &cert_user {
+                    req.extensions_mut().insert(user.clone());
+                }
                 async move { Ok::<_, std::convert::Infallible>(handle(server, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -409,10 +441,25 @@ where
             _ => {}
         }
     }
-    let Some(user) = server.authenticated(&parts.headers).await else {
+    if parts.method == http::Method::GET && parts.uri.path() == CACERTS_PATH {
+        if let Some(ca) = server.ca_pem.get() {
+            return Ok(text_response(StatusCode::OK, ca));
+        }
+    }
+    let Some(user) = server.authenticated(&parts).await else {
         return Err(ApiError::Unauthorized);
     };
     tracing::Span::current().record("user", user.name.as_str());
+    if let Ok(route) = &route {
+        let attrs = crate::authz::attributes(route, &parts.method, parts.uri.path());
+        crate::authz::authorize(&user, &attrs).map_err(|d| ApiError::Denied(Box::new(d)))?;
+    } else if parts.uri.path() == crate::nodeproxy::SERVING_CERT_PATH {
+        let attrs = crate::authz::Attributes::NonResource {
+            verb: "post",
+            path: crate::nodeproxy::SERVING_CERT_PATH,
+        };
+        crate::authz::authorize(&user, &attrs).map_err(|d| ApiError::Denied(Box::new(d)))?;
+    }
     if parts.uri.path() == crate::nodeproxy::SERVING_CERT_PATH {
         if parts.method != http::Method::POST {
             return Err(ApiError::MethodNotAllowed);

@@ -1,8 +1,10 @@
-//! The cluster's PKI and credentials, kept in `DIR/pki`: a CA made on first start, a serving
-//! certificate signed by it (re-issued at every start so its names follow `--listen`), the
-//! bearer tokens of the admin, the controller manager and the scheduler (`crate::authn`), the
-//! service-account token signing key (`sa.key`, made on first
-//! start and kept, so tokens survive restarts), and the admin kubeconfig at
+//! The server's TLS from the cluster's PKI (`crate::bundle`: the CA, the bearer tokens of
+//! the admin, the controller manager and the scheduler, the service-account signing key,
+//! shared by every server of the cluster through the datastore and mirrored in `DIR/pki`):
+//! this server's own serving certificate signed by the CA (re-issued at every start so its
+//! names follow `--listen`: every local interface address when it is a wildcard), the
+//! client-certificate check (optional certificates verified against the cluster CA:
+//! `crate::authn::user_from_certificate`), and the admin kubeconfig at
 //! `DIR/kubeconfig.yaml`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +32,10 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("{path}: no usable PEM content")]
     Pem { path: PathBuf },
+    #[error("cluster bootstrap data in the datastore: {0}")]
+    Store(String),
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
     #[error("{path}: {source}")]
     TokenKey {
         path: PathBuf,
@@ -40,6 +46,8 @@ pub enum TlsError {
 /// What the server needs from the PKI.
 pub struct Pki {
     pub ca_pem: String,
+    /// The join token, `<id>.<secret>` (`crate::bootstraptoken`).
+    pub join_token: String,
     pub admin_token: String,
     /// The bearer tokens of the controllers and the scheduler (`crate::authn`).
     pub controller_manager_token: String,
@@ -91,7 +99,7 @@ impl NodePki {
     }
 }
 
-fn read(path: &Path) -> Result<Option<String>, TlsError> {
+pub(crate) fn read(path: &Path) -> Result<Option<String>, TlsError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -103,7 +111,7 @@ fn read(path: &Path) -> Result<Option<String>, TlsError> {
 }
 
 /// Writes a file readable by its owner only (keys and tokens).
-fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| TlsError::Io {
@@ -140,30 +148,25 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
     Ok(params)
 }
 
-/// Loads or creates the PKI in `dir/pki` and writes `dir/kubeconfig.yaml`.
+/// A new CA: its certificate and key, PEM.
+pub(crate) fn new_ca() -> Result<(String, String), TlsError> {
+    let key = KeyPair::generate()?;
+    let cert = ca_params()?.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The server's TLS and credentials from the cluster's `bundle` (already mirrored in
+/// `dir/pki`); writes `dir/kubeconfig.yaml`.
 pub fn ensure(
     dir: &Path,
+    bundle: &crate::bundle::Bundle,
     listen: SocketAddr,
     advertise: Option<IpAddr>,
     service_ips: &[IpAddr],
 ) -> Result<Pki, TlsError> {
     let pki = dir.join("pki");
-    std::fs::create_dir_all(&pki).map_err(|source| TlsError::Io {
-        path: pki.clone(),
-        source,
-    })?;
-    let ca_key_path = pki.join("ca.key");
-    let ca_crt_path = pki.join("ca.crt");
-    let (ca_key, ca_pem) = match (read(&ca_key_path)?, read(&ca_crt_path)?) {
-        (Some(key), Some(crt)) => (KeyPair::from_pem(&key)?, crt),
-        _ => {
-            let key = KeyPair::generate()?;
-            let cert = ca_params()?.self_signed(&key)?;
-            write_private(&ca_key_path, &key.serialize_pem())?;
-            write_private(&ca_crt_path, &cert.pem())?;
-            (key, cert.pem())
-        }
-    };
+    let ca_key = KeyPair::from_pem(&bundle.ca_key)?;
+    let ca_pem = bundle.ca_crt.clone();
     let issuer = Issuer::new(ca_params()?, &ca_key);
 
     let mut names: Vec<String> = vec![
@@ -175,7 +178,14 @@ pub fn ensure(
         "127.0.0.1".into(),
         "::1".into(),
     ];
-    if !listen.ip().is_unspecified() {
+    if listen.ip().is_unspecified() {
+        // A wildcard serves every local address: name them all.
+        for ip in local_addresses() {
+            if !names.contains(&ip.to_string()) {
+                names.push(ip.to_string());
+            }
+        }
+    } else if !names.contains(&listen.ip().to_string()) {
         names.push(listen.ip().to_string());
     }
     // Pods check the server against the CA in their token volume at this address.
@@ -208,18 +218,25 @@ pub fn ensure(
     write_private(&pki.join("server.crt"), &server_cert.pem())?;
     write_private(&pki.join("server.key"), &server_key.serialize_pem())?;
 
-    let admin_token = ensure_token(&pki.join("admin.token"))?;
-    let controller_manager_token = ensure_token(&pki.join("kube-controller-manager.token"))?;
-    let scheduler_token = ensure_token(&pki.join("kube-scheduler.token"))?;
-
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls_pemfile::certs(&mut ca_pem.as_bytes()).flatten() {
+        roots.add(der)?;
+    }
+    let roots = Arc::new(roots);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Client certificates are optional (bearer tokens are the other way in); one that is
+    // sent must chain to the cluster CA, as upstream's `--client-ca-file`.
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
     let chain = vec![server_cert.der().clone()];
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(chain, key_der)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
     // The client certificate the API server presents to node agents.
@@ -231,10 +248,6 @@ pub fn ensure(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let client_cert = params.signed_by(&client_key, &issuer)?;
-    let mut roots = rustls::RootCertStore::empty();
-    for der in rustls_pemfile::certs(&mut ca_pem.as_bytes()).flatten() {
-        roots.add(der)?;
-    }
     let kubelet_client = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -246,21 +259,13 @@ pub fn ensure(
     )?;
     let ca_key_pem = ca_key.serialize_pem();
 
-    let sa_key_path = pki.join("sa.key");
-    let sa_key = match read(&sa_key_path)? {
-        Some(pem) => KeyPair::from_pem(&pem)?,
-        None => {
-            // An ECDSA P-256 key (rcgen's default), which ES256 signs with.
-            let key = KeyPair::generate()?;
-            write_private(&sa_key_path, &key.serialize_pem())?;
-            key
-        }
-    };
+    let sa_key = KeyPair::from_pem(&bundle.sa_key)?;
     let service_account_keys =
         TokenKeys::from_pkcs8(&sa_key.serialize_der()).map_err(|source| TlsError::TokenKey {
-            path: sa_key_path.clone(),
+            path: pki.join("sa.key"),
             source,
         })?;
+    let admin_token = bundle.admin_token.clone();
 
     write_kubeconfig(dir, listen, &ca_pem, &admin_token)?;
     Ok(Pki {
@@ -270,25 +275,61 @@ pub fn ensure(
             kubelet_client: Arc::new(kubelet_client),
         }),
         ca_pem,
+        join_token: bundle.join_token.clone(),
         admin_token,
-        controller_manager_token,
-        scheduler_token,
+        controller_manager_token: bundle.controller_manager_token.clone(),
+        scheduler_token: bundle.scheduler_token.clone(),
         server_config: Arc::new(config),
         service_account_keys: Arc::new(service_account_keys),
     })
 }
 
-/// The bearer token kept in `path`, made on first start.
-fn ensure_token(path: &Path) -> Result<String, TlsError> {
-    match read(path)? {
-        Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-        _ => {
-            let bytes: [u8; 24] = rand::random();
-            let t: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(path, &t)?;
-            Ok(t)
+/// A new random bearer token (48 hex digits).
+pub(crate) fn random_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The addresses of this host's interfaces (`getifaddrs`), for a wildcard listener's
+/// certificate.
+pub fn local_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we only read and then free once.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: the family says which sockaddr type `ifa_addr` points to.
+        let ip = unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    Some(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()))
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                    // Link-local addresses need a zone, which a certificate cannot name.
+                    (!ip.is_unicast_link_local()).then_some(IpAddr::V6(ip))
+                }
+                _ => None,
+            }
+        };
+        if let Some(ip) = ip.filter(|ip| !out.contains(ip)) {
+            out.push(ip);
         }
     }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    out
 }
 
 /// The URL clients on this machine use to reach `listen`.

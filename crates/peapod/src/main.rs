@@ -55,15 +55,19 @@ struct UpArgs {
 
 #[derive(Args)]
 struct AgentArgs {
-    /// The API server, e.g. https://127.0.0.1:6443.
+    /// The API servers, e.g. https://10.0.0.1:6443 (repeat the flag or separate with
+    /// commas): the agent reaches them through a local load balancer that fails over.
+    #[arg(long, required = true, value_delimiter = ',')]
+    server: Vec<String>,
+    /// The join token (a server's `DIR/node-token`): needed for the first start only; the
+    /// agent then holds a client certificate of its own (DIR/pki). A plain bearer token
+    /// works too, with --ca-file.
     #[arg(long)]
-    server: String,
-    /// File holding the bearer token the agent authenticates with.
+    token_file: Option<PathBuf>,
+    /// CA certificate the API server's certificate is checked against (only with a plain
+    /// bearer token: a join token pins the CA itself).
     #[arg(long)]
-    token_file: PathBuf,
-    /// CA certificate the API server's certificate is checked against.
-    #[arg(long)]
-    ca_file: PathBuf,
+    ca_file: Option<PathBuf>,
     /// Where images, pod state and logs live.
     #[arg(long, default_value = "/var/lib/peapod")]
     data_dir: PathBuf,
@@ -289,13 +293,15 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
         &mut components,
     )
     .await?;
+    // A wildcard listener is reached on loopback, which the certificate names.
+    let local_url = apiserver::tls::server_url(running.addr);
     let client = client_from_parts(
-        &format!("https://{}", args.listen),
+        &local_url,
         &args.data_dir.join("pki").join("admin.token"),
         &args.data_dir.join("pki").join("ca.crt"),
     )
     .await?;
-    control_loops(&mut components, &args).await?;
+    control_loops(&mut components, &args, &local_url).await?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     match node {
         Some(node) => {
@@ -336,9 +342,9 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
 /// The control plane's loops beside the API server, each authenticated as its own user
 /// (`apiserver::authn`) and restarted with backoff when it fails (they hold no state a
 /// fresh start cannot rebuild from the API).
-async fn control_loops(components: &mut Supervisor, args: &ServerArgs) -> Result<()> {
+async fn control_loops(components: &mut Supervisor, args: &ServerArgs, url: &str) -> Result<()> {
     if !args.no_scheduler {
-        let client = component_client(args, "kube-scheduler.token").await?;
+        let client = component_client(args, url, "kube-scheduler.token").await?;
         components.spawn_restarting("scheduler", move |token| {
             scheduler::run(client.clone(), scheduler::SchedulerConfig::default(), token)
         });
@@ -348,7 +354,7 @@ async fn control_loops(components: &mut Supervisor, args: &ServerArgs) -> Result
         root_ca: std::fs::read_to_string(&root_ca)
             .with_context(|| format!("reading {}", root_ca.display()))?,
     };
-    let client = component_client(args, "kube-controller-manager.token").await?;
+    let client = component_client(args, url, "kube-controller-manager.token").await?;
     components.spawn_restarting("controllers", move |token| {
         controllers::run(client.clone(), config.clone(), token)
     });
@@ -402,10 +408,10 @@ async fn supervise(
 }
 
 /// A client of the local API server authenticated with `DIR/pki/<token_file>`.
-async fn component_client(args: &ServerArgs, token_file: &str) -> Result<kube::Client> {
+async fn component_client(args: &ServerArgs, url: &str, token_file: &str) -> Result<kube::Client> {
     let pki = args.data_dir.join("pki");
     client_from_parts(
-        &format!("https://{}", args.listen),
+        url,
         &pki.join(token_file),
         &pki.join("ca.crt"),
     )
@@ -607,14 +613,52 @@ fn runtime_version(name: &str) -> String {
     format!("{name}://{version}")
 }
 
+/// `agent`: joins (or rejoins with its stored certificate, `crates/bootstrap`) through the
+/// local load balancer over `--server`, then runs the node agent, the service proxy and
+/// the cluster DNS on that one client.
 async fn run_agent(args: AgentArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let client = client_from_parts(&args.server, &args.token_file, &args.ca_file).await?;
     let mut cfg = agent_config(&args.node, &args.data_dir)?;
-    cfg.api_service = advertised_api(&client).await;
+    let servers = args
+        .server
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            bootstrap::lb::authority(s).with_context(|| format!("--server {s:?} is not a URL"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let shutdown = CancellationToken::new();
     let mut components = Supervisor::new(shutdown.clone());
+    let lb = bootstrap::lb::LoadBalancer::bind(servers)
+        .await
+        .context("starting the API server load balancer")?;
+    let url = lb.url().context("starting the API server load balancer")?;
+    components.spawn_essential("API server load balancer", move |token| lb.run(token));
+    let read = |path: &Option<PathBuf>| -> Result<Option<String>> {
+        path.as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            })
+            .transpose()
+    };
+    let joined = bootstrap::connect(bootstrap::Options {
+        authority: url.trim_start_matches("https://").to_string(),
+        url,
+        token: read(&args.token_file)?,
+        ca_pem: read(&args.ca_file)?,
+        data_dir: args.data_dir.clone(),
+        node_name: cfg.node_name.clone(),
+    })
+    .await
+    .context("joining the cluster")?;
+    let client = joined.client;
+    if let Some(rotation) = joined.rotation {
+        components.spawn_essential("client certificate rotation", move |token| {
+            rotation.run(token)
+        });
+    }
+    cfg.api_service = advertised_api(&client).await;
     spawn_proxy(&mut components, client.clone(), &args.node, &cfg);
     cluster_dns(&mut components, client.clone(), &cfg)?;
     let ctx = agent::prepare(client, cfg).context("preparing the node")?;
