@@ -156,12 +156,21 @@ class Node:
 
 
 class Agent:
-    """`peapod agent` joining a running control plane, as its own process."""
+    """`peapod agent` joining a running control plane, as its own process: with the server's
+    join token (`DIR/node-token`) and nothing else, as a user would (`crates/bootstrap`). Its
+    client certificate stays in its data dir, so a restart needs no token (`token_file = None`);
+    `servers` lists more servers of the same cluster to reach through the agent's load
+    balancer."""
 
     def __init__(self, workdir: Path, server: harness.Peapod, runtime: str = "crun",
-                 services: ServiceRange | None = None):
+                 services: ServiceRange | None = None,
+                 servers: list[harness.Peapod] | None = None):
         self.workdir = workdir
         self.server = server
+        self.servers = servers or [server]
+        # The token file given (None: none); the server's node-token by default.
+        self.token_file: Path | None = server.data_dir / "node-token"
+        self.extra_args: list[str] = []
         # The server's service range (`ServiceRange.args()`'s `--service-cidr` on it), so the
         # agent's pods get its kube-dns address.
         self.services = services
@@ -173,19 +182,21 @@ class Agent:
         self.stdout = workdir / "agent.stdout"
         self.proc = None
 
-    def start(self, timeout: float = 60.0) -> "Agent":
-        pki = self.server.data_dir / "pki"
-        self.stdout.write_bytes(b"")
-        self.proc = harness.spawn(
-            [str(self.server.binary), "agent", "--server", f"https://127.0.0.1:{self.server.port}",
-             "--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt"),
+    def argv(self) -> list[str]:
+        servers = ",".join(f"https://127.0.0.1:{s.port}" for s in self.servers)
+        token = ["--token-file", str(self.token_file)] if self.token_file else []
+        return [str(self.server.binary), "agent", "--server", servers, *token,
              "--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
              "--cluster-cidr", self.pod_cidr, "--cni-bridge", self.bridge,
              "--cgroup-root", cgroup_root(self.bridge), "--proxy-table", proxy_table(self.bridge),
              "--runtime", self.runtime, "--kubelet-port", "0", "--data-dir", str(self.data_dir),
              "--resolv-conf", str(resolv_conf(self.workdir)),
-             *(["--cluster-dns", self.services.dns] if self.services else [])],
-            self.log, stdout=self.stdout)
+             *(["--cluster-dns", self.services.dns] if self.services else []),
+             *self.extra_args]
+
+    def start(self, timeout: float = 60.0) -> "Agent":
+        self.stdout.write_bytes(b"")
+        self.proc = harness.spawn(self.argv(), self.log, stdout=self.stdout)
         deadline = time.monotonic() + timeout
         while "peapod agent ready" not in self.stdout.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:

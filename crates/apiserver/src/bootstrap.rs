@@ -51,10 +51,18 @@ pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
 /// deleting it revokes the token until the next server start.
 pub async fn join_token(server: &ApiServer, token: &str) -> Result<(), ApiError> {
     let Some(secret) = crate::bootstraptoken::secret(token) else {
-        tracing::warn!("the join token in the cluster bootstrap data is malformed; agents cannot join");
+        tracing::warn!(
+            "the join token in the cluster bootstrap data is malformed; agents cannot join"
+        );
         return Ok(());
     };
-    create_missing(server, &kinds::secret::RESOURCE, Some("kube-system"), secret).await?;
+    create_missing(
+        server,
+        &kinds::secret::RESOURCE,
+        Some("kube-system"),
+        secret,
+    )
+    .await?;
     Ok(())
 }
 

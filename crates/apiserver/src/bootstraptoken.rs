@@ -49,8 +49,7 @@ pub fn parse(token: &str) -> Option<(&str, &str)> {
     let (id, secret) = token.split_once('.')?;
     let ok = |s: &str, n: usize| {
         s.len() == n
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     };
     (ok(id, 6) && ok(secret, 16)).then_some((id, secret))
@@ -172,7 +171,11 @@ pub fn check(
         }
     }
     let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-    Ok(UserInfo::new(&format!("system:bootstrap:{id}"), "", &groups))
+    Ok(UserInfo::new(
+        &format!("system:bootstrap:{id}"),
+        "",
+        &groups,
+    ))
 }
 
 /// Authenticates a bootstrap-shaped bearer token against the Secrets in the store.
@@ -181,7 +184,8 @@ pub async fn authenticate(
     token: &str,
 ) -> Option<Result<UserInfo, Refused>> {
     let (id, secret) = parse(token)?;
-    let key = crate::kinds::secret::RESOURCE.key(Some("kube-system"), &format!("{SECRET_PREFIX}{id}"));
+    let key =
+        crate::kinds::secret::RESOURCE.key(Some("kube-system"), &format!("{SECRET_PREFIX}{id}"));
     let stored = match server.store.get(&key).await {
         Ok(kv) => kv.and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok()),
         Err(e) => {
@@ -239,22 +243,72 @@ mod tests {
             ("auth-extra-groups", NODE_TOKEN_GROUP),
         ];
         let with = |extra: (&str, &str)| {
-            let mut f: Vec<(&str, &str)> = good.iter().filter(|(k, _)| *k != extra.0).copied().collect();
+            let mut f: Vec<(&str, &str)> = good
+                .iter()
+                .filter(|(k, _)| *k != extra.0)
+                .copied()
+                .collect();
             f.push(extra);
             stored(&f, SECRET_TYPE)
         };
         let mut deleted = stored(good, SECRET_TYPE);
         deleted["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
-        let cases: Vec<(&str, Option<Value>, &str, Result<(), Refused>)> = vec![
-            ("valid", Some(stored(good, SECRET_TYPE)), "0123456789abcdef", Ok(())),
-            ("unknown", None, "0123456789abcdef", Err(Refused::NoSecret("abcdef".into()))),
-            ("wrong secret", Some(stored(good, SECRET_TYPE)), "0123456789abcdeg", Err(Refused::Mismatch)),
-            ("opaque", Some(stored(good, "Opaque")), "0123456789abcdef", Err(Refused::WrongType("Opaque".into()))),
-            ("deleted", Some(deleted), "0123456789abcdef", Err(Refused::Deleted)),
-            ("expired", Some(with(("expiration", "2025-12-31T23:59:59Z"))), "0123456789abcdef", Err(Refused::Expired)),
-            ("not yet expired", Some(with(("expiration", "2026-01-02T00:00:00Z"))), "0123456789abcdef", Ok(())),
-            ("not for authn", Some(with(("usage-bootstrap-authentication", "false"))), "0123456789abcdef", Err(Refused::NotForAuthentication)),
-            ("bad group", Some(with(("auth-extra-groups", "system:masters"))), "0123456789abcdef", Err(Refused::BadGroup("system:masters".into()))),
+        type Case<'a> = (&'a str, Option<Value>, &'a str, Result<(), Refused>);
+        let cases: Vec<Case> = vec![
+            (
+                "valid",
+                Some(stored(good, SECRET_TYPE)),
+                "0123456789abcdef",
+                Ok(()),
+            ),
+            (
+                "unknown",
+                None,
+                "0123456789abcdef",
+                Err(Refused::NoSecret("abcdef".into())),
+            ),
+            (
+                "wrong secret",
+                Some(stored(good, SECRET_TYPE)),
+                "0123456789abcdeg",
+                Err(Refused::Mismatch),
+            ),
+            (
+                "opaque",
+                Some(stored(good, "Opaque")),
+                "0123456789abcdef",
+                Err(Refused::WrongType("Opaque".into())),
+            ),
+            (
+                "deleted",
+                Some(deleted),
+                "0123456789abcdef",
+                Err(Refused::Deleted),
+            ),
+            (
+                "expired",
+                Some(with(("expiration", "2025-12-31T23:59:59Z"))),
+                "0123456789abcdef",
+                Err(Refused::Expired),
+            ),
+            (
+                "not yet expired",
+                Some(with(("expiration", "2026-01-02T00:00:00Z"))),
+                "0123456789abcdef",
+                Ok(()),
+            ),
+            (
+                "not for authn",
+                Some(with(("usage-bootstrap-authentication", "false"))),
+                "0123456789abcdef",
+                Err(Refused::NotForAuthentication),
+            ),
+            (
+                "bad group",
+                Some(with(("auth-extra-groups", "system:masters"))),
+                "0123456789abcdef",
+                Err(Refused::BadGroup("system:masters".into())),
+            ),
         ];
         for (name, s, secret, want) in cases {
             let got = check(s.as_ref(), "abcdef", secret, now);

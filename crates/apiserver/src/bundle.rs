@@ -219,7 +219,10 @@ fn generate(i: usize, ca: &mut Option<(String, String)>) -> Result<String, TlsEr
             if ca.is_none() {
                 *ca = Some(crate::tls::new_ca()?);
             }
-            let (crt, key) = ca.as_ref().map(|(c, k)| (c.clone(), k.clone())).unwrap_or_default();
+            let (crt, key) = ca
+                .as_ref()
+                .map(|(c, k)| (c.clone(), k.clone()))
+                .unwrap_or_default();
             if i == 0 {
                 crt
             } else {
@@ -292,7 +295,8 @@ mod tests {
 
     #[tokio::test]
     async fn second_server_adopts_the_first_ones_pki() {
-        let store = store::sqlite::SqliteStore::open_in_memory().unwrap();
+        let db = tempfile::tempdir().unwrap();
+        let store = store::sqlite::SqliteStore::open(&db.path().join("state.db")).unwrap();
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let first = resolve(&store, &a.path().join("pki")).await.unwrap();

@@ -226,11 +226,13 @@ pub fn ensure(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // Client certificates are optional (bearer tokens are the other way in); one that is
     // sent must chain to the cluster CA, as upstream's `--client-ca-file`.
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
     let chain = vec![server_cert.der().clone()];
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -312,7 +314,9 @@ pub fn local_addresses() -> Vec<IpAddr> {
             match i32::from((*ifa.ifa_addr).sa_family) {
                 libc::AF_INET => {
                     let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                    Some(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()))
+                    Some(IpAddr::from(
+                        u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                    ))
                 }
                 libc::AF_INET6 => {
                     let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);

@@ -91,10 +91,12 @@ pub fn rotation_deadline(
     not_after: jiff::Timestamp,
     jitter: f64,
 ) -> jiff::Timestamp {
-    let total = (not_after.as_millisecond() - not_before.as_millisecond()).max(0) as f64;
-    let offset = total * (0.7 + 0.2 * jitter.clamp(0.0, 1.0));
-    jiff::Timestamp::from_millisecond(not_before.as_millisecond() + offset as i64)
-        .unwrap_or(not_before)
+    let total = i128::from((not_after.as_millisecond() - not_before.as_millisecond()).max(0));
+    // In thousandths, so whole fractions of the lifetime come out exact.
+    let permille = 700 + (jitter.clamp(0.0, 1.0) * 200.0).round() as i128;
+    let offset = i64::try_from(total * permille / 1000).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_millisecond(not_before.as_millisecond().saturating_add(offset))
+        .unwrap_or(not_after)
 }
 
 /// The pair's file, `D2/pki/kubelet-client-current.pem`.
@@ -137,7 +139,10 @@ fn pem_blocks(pem: &str, label: &str) -> String {
 
 /// Stores the pair (mode 0600, atomically).
 pub fn save(data_dir: &Path, cred: &Credential) -> Result<(), Error> {
-    write_private(&path(data_dir), &format!("{}{}", cred.cert_pem, cred.key_pem))
+    write_private(
+        &path(data_dir),
+        &format!("{}{}", cred.cert_pem, cred.key_pem),
+    )
 }
 
 /// Writes a file readable by its owner only, replacing it atomically.
@@ -213,7 +218,11 @@ mod tests {
             (-3.0, "2026-01-08T00:00:00Z"),
         ];
         for (jitter, want) in cases {
-            assert_eq!(rotation_deadline(nb, na, jitter), ts(want), "jitter {jitter}");
+            assert_eq!(
+                rotation_deadline(nb, na, jitter),
+                ts(want),
+                "jitter {jitter}"
+            );
         }
         // A certificate with no lifetime is due at once.
         assert_eq!(rotation_deadline(nb, nb, 0.5), nb);

@@ -18,7 +18,10 @@ pub enum Auth {
 }
 
 /// The rustls configuration: the cluster CA, and the client certificate if any.
-pub fn tls_config(ca_pem: &str, cert: Option<Arc<CurrentCert>>) -> Result<rustls::ClientConfig, Error> {
+pub fn tls_config(
+    ca_pem: &str,
+    cert: Option<Arc<CurrentCert>>,
+) -> Result<rustls::ClientConfig, Error> {
     let mut roots = rustls::RootCertStore::empty();
     for der in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
         let der = der.map_err(|e| Error::Certificate(format!("reading the CA: {e}")))?;
@@ -66,7 +69,11 @@ pub fn build(url: &str, ca_pem: &str, auth: Auth) -> Result<kube::Client, Error>
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(auth_layer)
-        .map_err(|e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+        .map_err(
+            |e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> {
+                Box::new(e)
+            },
+        )
         .service(http);
     Ok(kube::Client::new(service, config.default_namespace))
 }

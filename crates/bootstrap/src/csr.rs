@@ -53,9 +53,10 @@ pub fn request(node_name: &str) -> Result<(rcgen::KeyPair, String), Error> {
     params
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "system:nodes");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("system:node:{node_name}"));
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("system:node:{node_name}"),
+    );
     let csr = params
         .serialize_request(&key)
         .map_err(|e| Error::Certificate(e.to_string()))?;
@@ -89,7 +90,11 @@ pub fn outcome(csr: Option<&CertificateSigningRequest>) -> Outcome {
     };
     for c in status.conditions.iter().flatten() {
         if (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True" {
-            let why = c.message.clone().or_else(|| c.reason.clone()).unwrap_or_default();
+            let why = c
+                .message
+                .clone()
+                .or_else(|| c.reason.clone())
+                .unwrap_or_default();
             return Outcome::Refused(format!("{}: {why}", c.type_));
         }
     }

@@ -26,7 +26,9 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// The order servers are tried in for a new connection: the one in use first, then the
 /// others in their given order after it.
 pub fn dial_order(servers: usize, current: usize) -> Vec<usize> {
-    (0..servers).map(|k| (current + k) % servers.max(1)).collect()
+    (0..servers)
+        .map(|k| (current + k) % servers.max(1))
+        .collect()
 }
 
 /// `host:port` of a server URL (`https://HOST:PORT[/...]`; port 443 when none).

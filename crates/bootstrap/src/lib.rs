@@ -85,9 +85,8 @@ pub struct Joined {
 pub async fn connect(opts: Options) -> Result<Joined, Error> {
     let now = jiff::Timestamp::now();
     let stored_ca = std::fs::read_to_string(opts.data_dir.join("pki").join(certs::CA)).ok();
-    let stored = certs::load(&opts.data_dir).filter(|c| {
-        c.valid_at(now) && c.common_name == format!("system:node:{}", opts.node_name)
-    });
+    let stored = certs::load(&opts.data_dir)
+        .filter(|c| c.valid_at(now) && c.common_name == format!("system:node:{}", opts.node_name));
     if let (Some(cred), Some(ca)) = (stored, stored_ca) {
         tracing::info!(not_after = %cred.not_after, "using the stored client certificate");
         return with_certificate(&opts, ca, cred);

@@ -410,12 +410,7 @@ async fn supervise(
 /// A client of the local API server authenticated with `DIR/pki/<token_file>`.
 async fn component_client(args: &ServerArgs, url: &str, token_file: &str) -> Result<kube::Client> {
     let pki = args.data_dir.join("pki");
-    client_from_parts(
-        url,
-        &pki.join(token_file),
-        &pki.join("ca.crt"),
-    )
-    .await
+    client_from_parts(url, &pki.join(token_file), &pki.join("ca.crt")).await
 }
 
 /// A client of our own API, as every component other than the store is.
@@ -637,9 +632,7 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     components.spawn_essential("API server load balancer", move |token| lb.run(token));
     let read = |path: &Option<PathBuf>| -> Result<Option<String>> {
         path.as_ref()
-            .map(|p| {
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
-            })
+            .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
             .transpose()
     };
     let joined = bootstrap::connect(bootstrap::Options {
