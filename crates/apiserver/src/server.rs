@@ -533,6 +533,7 @@ where
                 query,
                 headers: parts.headers,
                 body,
+                user,
             };
             handlers::handle(call).await
         }
