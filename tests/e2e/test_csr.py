@@ -201,3 +201,134 @@ def test_spec_is_immutable(cluster, workdir):
     assert csr["spec"]["signerName"] == CLIENT, csr
     assert csr["metadata"]["labels"] == {"a": "b"}, csr
     cluster.kubectl("delete", "csr", "dave-req")
+
+
+def issued_certificate(cluster, name: str, timeout: float = 30.0) -> str:
+    """The PEM certificate the signer put in the request's status (polled)."""
+    def cert():
+        status = get_csr(cluster, name).get("status") or {}
+        return status.get("certificate")
+    return base64.b64decode(wait_until(cert, timeout=timeout, what=f"{name} issued")).decode()
+
+
+def cert_text(pem: str) -> str:
+    return openssl("x509", "-noout", "-text", "-nameopt", "RFC2253", input=pem)
+
+
+def cert_dates(pem: str) -> tuple[int, int]:
+    """notBefore and notAfter as Unix seconds."""
+    out = openssl("x509", "-noout", "-startdate", "-enddate", "-dateopt", "iso_8601", input=pem)
+    got = dict(line.split("=", 1) for line in out.splitlines())
+    parse = lambda s: int(time.mktime(time.strptime(s.strip(), "%Y-%m-%d %H:%M:%SZ")))  # noqa: E731
+    return parse(got["notBefore"]), parse(got["notAfter"])
+
+
+def verify(cluster, pem: str, workdir: Path) -> None:
+    cert = workdir / "issued.crt"
+    cert.write_text(pem)
+    ca = cluster.server.data_dir / "pki" / "ca.crt"
+    out = openssl("verify", "-CAfile", str(ca), "-purpose", "any", str(cert))
+    assert out.strip().endswith(": OK"), out
+
+
+def test_approved_client_request_is_signed_by_the_cluster_ca(cluster, workdir):
+    req = make_request(workdir, "erin", "/CN=erin/O=devs/O=ops")
+    cluster.kubectl("create", "-f", "-", input=to_yaml(csr_manifest("erin-req", req,
+                                                                    expiration=3600)))
+    # Nothing is issued before approval.
+    assert not (get_csr(cluster, "erin-req").get("status") or {}).get("certificate")
+    out = cluster.kubectl("certificate", "approve", "erin-req").stdout
+    assert "certificatesigningrequest.certificates.k8s.io/erin-req approved" in out, out
+    pem = issued_certificate(cluster, "erin-req")
+    verify(cluster, pem, workdir)
+    text = cert_text(pem)
+    # Both groups, in one multi-valued RDN as Go writes them, and the CN.
+    assert re.search(r"Subject: CN=erin,O=devs\+O=ops|Subject: CN=erin,O=ops\+O=devs", text), text
+    assert "TLS Web Client Authentication" in text, text
+    assert "CA:FALSE" in text, text
+    not_before, not_after = cert_dates(pem)
+    # Upstream's policy: backdated 5 minutes, ends one hour from signing.
+    assert not_after - not_before == 3600 + 300, (not_before, not_after)
+    assert abs(not_after - (time.time() + 3600)) < 120, not_after
+
+    row = rows_by_name(cluster.kubectl("get", "csr", "erin-req").stdout)["erin-req"]
+    assert row["CONDITION"] == "Approved,Issued", row
+    approved = conditions(get_csr(cluster, "erin-req"))["Approved"]
+    assert approved["reason"] == "KubectlApprove", approved
+    assert approved["message"] == "This CSR was approved by kubectl certificate approve.", approved
+
+    # The certificate cannot be replaced once issued.
+    csr = api(cluster).read_certificate_signing_request("erin-req")
+    csr.status.certificate = base64.b64encode(pem.encode() + pem.encode()).decode()
+    with pytest.raises(kubernetes.client.ApiException) as e:
+        api(cluster).replace_certificate_signing_request_status("erin-req", csr)
+    assert e.value.status == 422, e.value.body
+    assert "updates may not modify existing certificate content" in e.value.body
+    cluster.kubectl("delete", "csr", "erin-req")
+
+
+def test_default_lifetime_is_the_signing_duration(cluster, workdir):
+    req = make_request(workdir, "frank", "/CN=frank")
+    cluster.kubectl("create", "-f", "-", input=to_yaml(csr_manifest("frank-req", req)))
+    cluster.kubectl("certificate", "approve", "frank-req")
+    pem = issued_certificate(cluster, "frank-req")
+    verify(cluster, pem, workdir)
+    not_before, not_after = cert_dates(pem)
+    # --cluster-signing-duration's default, 8760h, backdated at both ends.
+    assert not_after - not_before == 8760 * 3600, (not_before, not_after)
+    assert rows_by_name(cluster.kubectl("get", "csr", "frank-req").stdout)["frank-req"][
+        "REQUESTEDDURATION"] == "<none>"
+    cluster.kubectl("delete", "csr", "frank-req")
+
+
+def test_signer_refuses_what_its_signer_may_not_issue(cluster, workdir):
+    req = make_request(workdir, "gina", "/CN=gina")
+    body = csr_manifest("gina-req", req, usages=["client auth", "server auth"])
+    cluster.kubectl("create", "-f", "-", input=to_yaml(body))
+    cluster.kubectl("certificate", "approve", "gina-req")
+    failed = wait_until(lambda: conditions(get_csr(cluster, "gina-req")).get("Failed"),
+                        what="gina-req failed")
+    assert failed["reason"] == "SignerValidationFailure", failed
+    assert failed["message"] == "invalid usage for client certificate: server auth", failed
+    assert not get_csr(cluster, "gina-req")["status"].get("certificate")
+    row = rows_by_name(cluster.kubectl("get", "csr", "gina-req").stdout)["gina-req"]
+    assert row["CONDITION"] == "Approved,Failed", row
+
+    # A kubelet-serving request must come from a node's key with node names.
+    req = make_request(workdir, "serving", "/CN=alice/O=devs")
+    cluster.kubectl("create", "-f", "-", input=to_yaml(csr_manifest(
+        "serving-req", req, signer="kubernetes.io/kubelet-serving",
+        usages=["digital signature", "server auth"])))
+    cluster.kubectl("certificate", "approve", "serving-req")
+    failed = wait_until(lambda: conditions(get_csr(cluster, "serving-req")).get("Failed"),
+                        what="serving-req failed")
+    assert failed["message"] == "subject organization is not system:nodes", failed
+    cluster.kubectl("delete", "csr", "gina-req", "serving-req")
+
+
+def test_node_client_request_is_auto_approved_and_issued(cluster, workdir):
+    """A kubelet client request: upstream's approver asks a SubjectAccessReview, which any
+    system:masters user passes (peapod: the groups of ARCHITECTURE.md §10) — so the admin's
+    request is approved without `kubectl certificate approve`, then signed."""
+    req = make_request(workdir, "node", "/O=system:nodes/CN=system:node:worker-1")
+    cluster.kubectl("create", "-f", "-", input=to_yaml(csr_manifest(
+        "node-req", req, signer="kubernetes.io/kube-apiserver-client-kubelet",
+        usages=["digital signature", "client auth"], expiration=86400)))
+    pem = issued_certificate(cluster, "node-req")
+    verify(cluster, pem, workdir)
+    assert "Subject: CN=system:node:worker-1,O=system:nodes" in cert_text(pem)
+    approved = conditions(get_csr(cluster, "node-req"))["Approved"]
+    assert approved["reason"] == "AutoApproved", approved
+    assert approved["message"] == \
+        "Auto approving kubelet client certificate after SubjectAccessReview.", approved
+    not_before, not_after = cert_dates(pem)
+    assert not_after - not_before == 86400, (not_before, not_after)
+
+    # Not a node's request (wrong organization): left pending for a human.
+    req = make_request(workdir, "notnode", "/O=devs/CN=system:node:worker-2")
+    cluster.kubectl("create", "-f", "-", input=to_yaml(csr_manifest(
+        "notnode-req", req, signer="kubernetes.io/kube-apiserver-client-kubelet",
+        usages=["digital signature", "client auth"])))
+    # The approver decides on the event it gets; the first request's approval shows it ran.
+    assert not conditions(get_csr(cluster, "notnode-req")), get_csr(cluster, "notnode-req")
+    cluster.kubectl("delete", "csr", "node-req", "notnode-req")

@@ -70,6 +70,7 @@ pub const ALL_USAGES: &[&str] = &[
     "netscape sgc",
     "ocsp signing",
     "s/mime",
+    "server auth",
     "signing",
     "timestamping",
 ];
@@ -702,6 +703,94 @@ pub fn condition_summary(csr: &CertificateSigningRequest) -> String {
         s.push_str(",Issued");
     }
     s
+}
+
+/// Whether `usages` is exactly the set `want` (upstream compares `sets.Set[KeyUsage]`).
+fn usages_are(usages: &[String], want: &[&str]) -> bool {
+    let have: std::collections::BTreeSet<&str> = usages.iter().map(String::as_str).collect();
+    let want: std::collections::BTreeSet<&str> = want.iter().copied().collect();
+    have == want
+}
+
+const NODE_ORG: &str = "system:nodes";
+const NODE_PREFIX: &str = "system:node:";
+
+/// Upstream's `ValidateKubeletClientCSR` (`pkg/apis/certificates/helpers.go`): a node's
+/// client certificate request — O exactly `system:nodes`, no subject alternative names,
+/// CN `system:node:<name>`, usages digital signature + client auth (+ key encipherment).
+pub fn validate_kubelet_client_csr(req: &Request, usages: &[String]) -> Result<(), String> {
+    if req.subject.organization != [NODE_ORG] {
+        return Err("subject organization is not system:nodes".into());
+    }
+    if !req.dns_names.is_empty() {
+        return Err("DNS subjectAltNames are not allowed".into());
+    }
+    if !req.email_addresses.is_empty() {
+        return Err("Email subjectAltNames are not allowed".into());
+    }
+    if !req.ip_addresses.is_empty() {
+        return Err("IP subjectAltNames are not allowed".into());
+    }
+    if !req.uris.is_empty() {
+        return Err("URI subjectAltNames are not allowed".into());
+    }
+    if !req.subject.common_name.starts_with(NODE_PREFIX) {
+        return Err("subject common name does not begin with system:node:".into());
+    }
+    const WITH_RSA: &[&str] = &["client auth", "digital signature", "key encipherment"];
+    if !usages_are(usages, WITH_RSA) && !usages_are(usages, &["client auth", "digital signature"]) {
+        return Err(format!("usages did not match [{}]", WITH_RSA.join(" ")));
+    }
+    Ok(())
+}
+
+/// Upstream's `ValidateKubeletServingCSR`: O exactly `system:nodes`, at least one DNS or
+/// IP SAN and no email or URI SANs, usages digital signature + server auth (+ key
+/// encipherment), CN `system:node:<name>`.
+pub fn validate_kubelet_serving_csr(req: &Request, usages: &[String]) -> Result<(), String> {
+    if req.subject.organization != [NODE_ORG] {
+        return Err("subject organization is not system:nodes".into());
+    }
+    if req.dns_names.is_empty() && req.ip_addresses.is_empty() {
+        return Err("DNS or IP subjectAltName is required".into());
+    }
+    if !req.email_addresses.is_empty() {
+        return Err("Email subjectAltNames are not allowed".into());
+    }
+    if !req.uris.is_empty() {
+        return Err("URI subjectAltNames are not allowed".into());
+    }
+    const WITH_RSA: &[&str] = &["digital signature", "key encipherment", "server auth"];
+    if !usages_are(usages, WITH_RSA) && !usages_are(usages, &["digital signature", "server auth"]) {
+        return Err(format!("usages did not match [{}]", WITH_RSA.join(" ")));
+    }
+    if !req.subject.common_name.starts_with(NODE_PREFIX) {
+        return Err("subject common name does not begin with system:node:".into());
+    }
+    Ok(())
+}
+
+/// The signer's check of `kubernetes.io/kube-apiserver-client` usages
+/// (`validAPIServerClientUsages`): client auth required, digital signature and key
+/// encipherment allowed, nothing else.
+pub fn validate_apiserver_client_usages(usages: &[String]) -> Result<(), String> {
+    let mut client_auth = false;
+    for u in usages {
+        match u.as_str() {
+            "digital signature" | "key encipherment" => {}
+            "client auth" => client_auth = true,
+            other => return Err(format!("invalid usage for client certificate: {other}")),
+        }
+    }
+    if !client_auth {
+        return Err("missing required usage for client certificate: client auth".into());
+    }
+    Ok(())
+}
+
+/// Approved and not Denied (upstream's `IsCertificateRequestApproved`).
+pub fn is_approved(csr: &CertificateSigningRequest) -> bool {
+    has_condition(csr, APPROVED) && !has_condition(csr, DENIED)
 }
 
 #[cfg(test)]

@@ -184,6 +184,10 @@ struct ServerArgs {
     /// The range node ports are allocated from (kube-apiserver's flag).
     #[arg(long, default_value = apiserver::services::DEFAULT_NODE_PORT_RANGE)]
     service_node_port_range: String,
+    /// The longest certificate the CSR signer issues (kube-controller-manager's flag); a
+    /// request's `expirationSeconds` may ask for less.
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    cluster_signing_duration: std::time::Duration,
 }
 
 /// `90s`, `5m`, `1h`, or plain seconds.
@@ -350,9 +354,13 @@ async fn control_loops(components: &mut Supervisor, args: &ServerArgs, url: &str
         });
     }
     let root_ca = args.data_dir.join("pki").join("ca.crt");
+    let root_ca_key = args.data_dir.join("pki").join("ca.key");
     let config = controllers::Config {
         root_ca: std::fs::read_to_string(&root_ca)
             .with_context(|| format!("reading {}", root_ca.display()))?,
+        root_ca_key: std::fs::read_to_string(&root_ca_key)
+            .with_context(|| format!("reading {}", root_ca_key.display()))?,
+        cluster_signing_duration: args.cluster_signing_duration,
     };
     let client = component_client(args, url, "kube-controller-manager.token").await?;
     components.spawn_restarting("controllers", move |token| {

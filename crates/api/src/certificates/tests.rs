@@ -161,7 +161,7 @@ fn create_validation_table() {
         (
             "unknown usage",
             csr(&good, client, &["client auth", "flying"]),
-            vec!["spec.usages[1]: Unsupported value: \"flying\": supported values: \"any\", \"cert sign\", \"client auth\", \"code signing\", \"content commitment\", \"crl sign\", \"data encipherment\", \"decipher only\", \"digital signature\", \"email protection\", \"encipher only\", \"ipsec end system\", \"ipsec tunnel\", \"ipsec user\", \"key agreement\", \"key encipherment\", \"microsoft sgc\", \"netscape sgc\", \"ocsp signing\", \"s/mime\", \"signing\", \"timestamping\""],
+            vec!["spec.usages[1]: Unsupported value: \"flying\": supported values: \"any\", \"cert sign\", \"client auth\", \"code signing\", \"content commitment\", \"crl sign\", \"data encipherment\", \"decipher only\", \"digital signature\", \"email protection\", \"encipher only\", \"ipsec end system\", \"ipsec tunnel\", \"ipsec user\", \"key agreement\", \"key encipherment\", \"microsoft sgc\", \"netscape sgc\", \"ocsp signing\", \"s/mime\", \"server auth\", \"signing\", \"timestamping\""],
         ),
         (
             "duplicate usage",
@@ -342,4 +342,93 @@ fn requestor_replaces_what_the_client_sent() {
     assert_eq!(c.spec.uid, None);
     assert_eq!(c.spec.groups, Some(vec!["system:authenticated".into()]));
     assert_eq!(c.spec.extra, None);
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn kubelet_client_and_serving_requests() {
+    let node = parse_request(request_pem("system:node:n1", &["system:nodes"], &[]).as_bytes())
+        .expect("parses");
+    let client = strings(&["digital signature", "client auth"]);
+    let client_rsa = strings(&["key encipherment", "digital signature", "client auth"]);
+    assert_eq!(validate_kubelet_client_csr(&node, &client), Ok(()));
+    assert_eq!(validate_kubelet_client_csr(&node, &client_rsa), Ok(()));
+    assert_eq!(
+        validate_kubelet_client_csr(&node, &strings(&["client auth"])),
+        Err("usages did not match [client auth digital signature key encipherment]".into())
+    );
+    let cases: &[(&str, &[&str], &[&str], &str)] = &[
+        (
+            "system:node:n1",
+            &["devs"],
+            &[],
+            "subject organization is not system:nodes",
+        ),
+        (
+            "system:node:n1",
+            &[],
+            &[],
+            "subject organization is not system:nodes",
+        ),
+        (
+            "system:node:n1",
+            &["system:nodes"],
+            &["n1"],
+            "DNS subjectAltNames are not allowed",
+        ),
+        (
+            "system:node:n1",
+            &["system:nodes"],
+            &["10.0.0.1"],
+            "IP subjectAltNames are not allowed",
+        ),
+        (
+            "alice",
+            &["system:nodes"],
+            &[],
+            "subject common name does not begin with system:node:",
+        ),
+    ];
+    for (cn, orgs, sans, want) in cases {
+        let req = parse_request(request_pem(cn, orgs, sans).as_bytes()).expect("parses");
+        assert_eq!(
+            validate_kubelet_client_csr(&req, &client),
+            Err(want.to_string()),
+            "{cn} {orgs:?} {sans:?}"
+        );
+    }
+
+    let serving = strings(&["digital signature", "server auth"]);
+    let with_san = parse_request(
+        request_pem("system:node:n1", &["system:nodes"], &["n1", "10.0.0.1"]).as_bytes(),
+    )
+    .expect("parses");
+    assert_eq!(validate_kubelet_serving_csr(&with_san, &serving), Ok(()));
+    assert_eq!(
+        validate_kubelet_serving_csr(&node, &serving),
+        Err("DNS or IP subjectAltName is required".into())
+    );
+    assert_eq!(
+        validate_kubelet_serving_csr(&with_san, &client),
+        Err("usages did not match [digital signature key encipherment server auth]".into())
+    );
+}
+
+#[test]
+fn apiserver_client_usages() {
+    assert_eq!(
+        validate_apiserver_client_usages(&strings(&["client auth"])),
+        Ok(())
+    );
+    assert_eq!(
+        validate_apiserver_client_usages(&strings(&["client auth", "server auth"])),
+        Err("invalid usage for client certificate: server auth".into())
+    );
+    assert_eq!(
+        validate_apiserver_client_usages(&strings(&["digital signature"])),
+        Err("missing required usage for client certificate: client auth".into())
+    );
 }
