@@ -13,9 +13,10 @@
 //! resume) and land on the next server.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use supervisor::Outage;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -54,6 +55,8 @@ pub struct LoadBalancer {
     listener: TcpListener,
     servers: Arc<Vec<String>>,
     current: Arc<AtomicUsize>,
+    /// While no server answers, one line at first and at most one a minute.
+    outage: Arc<Mutex<Outage>>,
 }
 
 impl LoadBalancer {
@@ -64,6 +67,7 @@ impl LoadBalancer {
             listener,
             servers: Arc::new(servers),
             current: Arc::new(AtomicUsize::new(0)),
+            outage: Arc::new(Mutex::new(Outage::new("reaching an API server"))),
         })
     }
 
@@ -84,8 +88,19 @@ impl LoadBalancer {
             let servers = self.servers.clone();
             let current = self.current.clone();
             let shutdown = shutdown.clone();
+            let outage = self.outage.clone();
             tokio::spawn(async move {
-                let Some(mut upstream) = dial(&servers, &current).await else {
+                let dialed = dial(&servers, &current).await;
+                if let Ok(mut o) = outage.lock() {
+                    match &dialed {
+                        Some(_) => o.succeeded(),
+                        None => o.failed(&format!(
+                            "no API server accepts a connection ({})",
+                            servers.join(", ")
+                        )),
+                    }
+                }
+                let Some(mut upstream) = dialed else {
                     return;
                 };
                 let mut client = client;
@@ -121,7 +136,6 @@ async fn dial(servers: &[String], current: &AtomicUsize) -> Option<TcpStream> {
             Err(_) => debug!(server = %addr, "API server did not answer in time"),
         }
     }
-    warn!(servers = ?servers, "no API server reachable");
     None
 }
 
