@@ -250,3 +250,52 @@ def test_servers_on_one_etcd_share_the_pki_and_agents_fail_over(etcd, tmp_path, 
         agent.stop()
         a.stop()
         b.stop()
+
+
+def test_client_certificate_rotates_without_a_restart(tmp_path):
+    """A short signing duration (and upstream's 5-minute backdating) puts the agent's
+    certificate past its rotation deadline at once: the agent renews it through a CSR of its
+    own (authenticated by the current certificate), and after the first certificate has
+    expired and every connection was cut (the server restarted), the agent still works: its
+    new connections present the new certificate, without an agent restart."""
+    services = node_support.ServiceRange()
+    server = harness.Peapod(tmp_path / "server", extra_args=[
+        "--service-cidr", services.cidr, "--cluster-signing-duration", "40s"])
+    (tmp_path / "server").mkdir()
+    agent = node_support.Agent(tmp_path, server, services=services)
+    c = None
+    try:
+        server.start()
+        c = Cluster(server, tmp_path)
+        agent.start()
+        pem = agent.data_dir / "pki" / "kubelet-client-current.pem"
+        first = pem.read_bytes()
+        first_end = _cert_field(pem, "-enddate")
+
+        def renewed_by_the_node():
+            out = json.loads(c.kubectl("get", "csr", "-o", "json").stdout)["items"]
+            return [x for x in out
+                    if x["spec"]["username"] == f"system:node:{agent.name}"
+                    and x.get("status", {}).get("certificate")]
+        _wait(renewed_by_the_node, 60, "a CSR of the node itself, issued")
+        _wait(lambda: pem.read_bytes() != first, 30, "the stored certificate replaced")
+        assert agent.proc.poll() is None
+        # Wait out the first certificate, then cut every connection.
+        time.sleep(45)
+        assert _cert_field(pem, "-enddate") != first_end
+        server.stop()
+        server.start()
+        c.close()
+        _wait(lambda: _node_ready(c, agent.name), 60, "node Ready after the restart")
+
+        def renew_time():
+            return c.kubectl("get", "lease", agent.name, "-n", "kube-node-lease", "-o",
+                             "jsonpath={.spec.renewTime}", check=False).stdout
+        before = renew_time()
+        _wait(lambda: renew_time() != before, 30, "the node lease renewed")
+        assert agent.proc.poll() is None
+    finally:
+        if c is not None:
+            c.close()
+        agent.stop()
+        server.stop()

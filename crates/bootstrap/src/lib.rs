@@ -28,7 +28,7 @@ pub mod csr;
 pub mod lb;
 pub mod token;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,11 +157,14 @@ pub struct Rotation {
     node_name: String,
 }
 
-/// How long a failed renewal waits before the next try.
+/// How long a failed renewal waits before the next try, and the least time between two
+/// rotations: a short-lived certificate the signer backdated (5 min, upstream's signer) is
+/// past its deadline as soon as it is issued, which would otherwise renew it in a loop.
 const RETRY: Duration = Duration::from_secs(10);
 
 impl Rotation {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
+        let mut first = true;
         loop {
             let deadline = certs::rotation_deadline(
                 self.credential.not_before,
@@ -169,10 +172,14 @@ impl Rotation {
                 rand::random::<f64>(),
             );
             tracing::info!(%deadline, "next client certificate rotation");
-            let wait = deadline
+            let mut wait: Duration = deadline
                 .duration_since(jiff::Timestamp::now())
                 .try_into()
                 .unwrap_or(Duration::ZERO);
+            if !first {
+                wait = wait.max(RETRY);
+            }
+            first = false;
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return Ok(()),
@@ -204,9 +211,4 @@ impl Rotation {
         self.credential = cred;
         Ok(())
     }
-}
-
-/// `D2/pki`.
-pub fn pki_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("pki")
 }
