@@ -11,7 +11,8 @@
 //! rolling updates, ControllerRevisions), [`cronjob`] (a Job per CronJob schedule time),
 //! [`job`] (Jobs' pods, status and conditions), [`ttlafterfinished`] (finished Jobs deleted
 //! after `ttlSecondsAfterFinished`) and [`podgc`] (pods bound to nodes that no longer
-//! exist), [`endpointslice`] (Services' EndpointSlices) and [`endpoints`] (their core/v1
+//! exist), [`nodeipam`] (every node's pod CIDR, cut from the cluster CIDR),
+//! [`endpointslice`] (Services' EndpointSlices) and [`endpoints`] (their core/v1
 //! Endpoints) — each a kube-runtime `Controller` whose reconcile is a thin shell over a pure
 //! "desired vs observed" function — and [`garbagecollector`] (owner references: dependents
 //! of absent owners deleted, orphaning and foreground deletion finished, for every kind
@@ -46,6 +47,7 @@ pub mod history;
 mod informer;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
 pub mod podgc;
 pub mod replicaset;
 pub mod rootcacertpublisher;
@@ -85,6 +87,9 @@ pub struct Config {
     /// The cluster CA (PEM) the root-ca-cert-publisher puts in every namespace
     /// (kube-controller-manager's `--root-ca-file`).
     pub root_ca: String,
+    /// The node IPAM controller's range (kube-controller-manager's `--cluster-cidr` and
+    /// `--node-cidr-mask-size`); None with `--allocate-node-cidrs=false`.
+    pub node_ipam: Option<nodeipam::Config>,
 }
 
 /// Why the controllers stopped before being told to.
@@ -299,6 +304,13 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             podgc::controller(client.clone(), &pods, &nodes, stop.clone()).boxed(),
         ),
     ];
+    let mut controllers = controllers;
+    if let Some(ipam) = config.node_ipam {
+        controllers.push((
+            "nodeipam",
+            nodeipam::controller(client.clone(), ipam, &nodes, stop.clone()).boxed(),
+        ));
+    }
     for (name, controller) in controllers {
         let token = stop.clone();
         tasks.spawn(async move {
