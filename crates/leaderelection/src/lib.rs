@@ -26,14 +26,16 @@
 //!     ─▶ held by X: its record noted with OUR clock's time when it last changed;
 //!          unchanged for leaseDurationSeconds ─▶ UPDATE holder=me, acquireTime=now,
 //!          transitions+1 (resourceVersion-guarded: of two racers one gets 409 and waits)
-//!          still changing ─▶ wait retryPeriod (2 s), GET again
+//!          still changing ─▶ wait retryPeriod (2 s, jittered up to 4.4 s) or until the
+//!          lease seen expires, whichever is sooner, GET again
 //!  leading: every retryPeriod UPDATE renewTime
 //!     ─▶ no successful renewal for renewDeadline (10 s) ─▶ lost: the component is
 //!        cancelled and awaited, then back to candidate
 //!     ─▶ someone else holds it (we were too slow) ─▶ lost at once
-//!     ─▶ shutdown ─▶ the component stops, then the lease is released (holder empty,
+//!     ─▶ shutdown ─▶ the component stops, then a release is attempted (holder empty,
 //!        leaseDurationSeconds 1: client-go's ReleaseOnCancel) so a successor need not
-//!        wait out 15 s
+//!        wait out 15 s; best effort, bounded to 2 s (the API server it goes through may
+//!        be stopping too)
 //! ```
 //!
 //! Expiry is judged on the candidate's own monotonic clock, never by comparing `renewTime`
