@@ -35,7 +35,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def log_text(peapod: harness.Peapod) -> str:
     """The server's log without tracing's colour codes."""
     return ANSI.sub("", peapod.log.read_text(errors="replace"))
-CLUSTER_CIDR = "10.42.0.0/16"
+CLUSTER_CIDR = "10.42.0.0/22"
 
 
 class Server:
@@ -72,10 +72,12 @@ def ha(tmp_path):
     servers: list[Server] = []
     try:
         etcd.start()
-        a = harness.Peapod(tmp_path / "a", backend="etcd", etcd=etcd)
+        # Four /24s, so a test can exhaust the range.
+        args = ["--cluster-cidr", CLUSTER_CIDR]
+        a = harness.Peapod(tmp_path / "a", backend="etcd", etcd=etcd, extra_args=args)
         (tmp_path / "a").mkdir()
         a.start()
-        b = harness.Peapod(tmp_path / "b", backend="etcd", etcd=etcd)
+        b = harness.Peapod(tmp_path / "b", backend="etcd", etcd=etcd, extra_args=args)
         (tmp_path / "b").mkdir()
         b.etcd_prefix = a.etcd_prefix
         shutil.copytree(a.data_dir / "pki", b.data_dir / "pki")
@@ -195,15 +197,35 @@ def test_ipam_gives_distinct_pod_cidrs_through_either_server(ha):
     # A node registering a subnet that is already another's gets upstream's event.
     taken = cidrs["via-b"]
     b.kubectl("apply", "-f", "-", input=node_manifest("clash", taken))
-
-    def clash_event():
-        out = a.kubectl("get", "events", "-n", "default", "--field-selector",
-                        "involvedObject.name=clash", "-o", "json").stdout
-        return [e for e in json.loads(out)["items"] if e.get("reason") == "CIDRNotAvailable"]
-    ev = wait_until(clash_event, timeout=30, interval=0.5, what="CIDRNotAvailable event")[0]
+    ev = wait_until(lambda: not_available_events(a, "clash"), timeout=30, interval=0.5,
+                    what="CIDRNotAvailable event")[0]
     assert ev["type"] == "Warning"
     assert ev["message"] == "Node clash status is now: CIDRNotAvailable"
     assert ev["source"]["component"] == "cidrAllocator"
+    assert json.loads(a.kubectl("get", "node", "clash", "-o", "json").stdout)["spec"][
+        "podCIDRs"] == [taken], "a clash changes nothing"
+
+    # The fourth /24 goes to the next node; a fifth finds the range exhausted ...
+    b.kubectl("apply", "-f", "-", input=node_manifest("via-b-2"))
+    fourth = wait_until(lambda: pod_cidr_of(a, "via-b-2"), timeout=30, interval=0.3,
+                        what="the last free subnet handed out")
+    assert fourth not in cidrs.values()
+    a.kubectl("apply", "-f", "-", input=node_manifest("starved"))
+    ev = wait_until(lambda: not_available_events(b, "starved"), timeout=30, interval=0.5,
+                    what="CIDRNotAvailable for an exhausted range")[0]
+    assert ev["message"] == "Node starved status is now: CIDRNotAvailable"
+    assert pod_cidr_of(a, "starved") == ""
+    # ... until a deleted node gives its subnet back.
+    a.kubectl("delete", "node", "via-a")
+    got = wait_until(lambda: pod_cidr_of(b, "starved"), timeout=30, interval=0.3,
+                     what="the freed subnet handed to the waiting node")
+    assert got == cidrs["via-a"]
+
+
+def not_available_events(server: Server, node: str) -> list[dict]:
+    out = server.kubectl("get", "events", "-n", "default", "--field-selector",
+                         f"involvedObject.name={node}", "-o", "json").stdout
+    return [e for e in json.loads(out)["items"] if e.get("reason") == "CIDRNotAvailable"]
 
 
 def test_killing_the_leader_hands_over_scheduling(ha):

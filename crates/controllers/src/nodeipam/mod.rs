@@ -15,7 +15,8 @@
 //!                                 range exhausted ─▶ Warning CIDRNotAvailable, retried
 //!                                 with backoff (a deleted node frees a subnet)
 //!                                 patch failed ─▶ reservation released, retried with backoff
-//!  node deleted                ─▶ its subnet is free again
+//!  node deleted                ─▶ its subnet is free again; nodes waiting for one try at
+//!                                 once (upstream waits for their requeue backoff)
 //!  watch lagged                ─▶ rebuild from the cache
 //! ```
 //!
@@ -368,6 +369,10 @@ pub fn controller(
                         if let Some(name) = node.metadata.name.as_deref() {
                             if let Some(cidr) = me.ipam.release(name) {
                                 info!(controller = "nodeipam", node = %name, pod_cidr = %cidr, "released the node's CIDR");
+                                // Nodes waiting out an exhausted range try at once rather
+                                // than at the end of their backoff.
+                                let now = Instant::now();
+                                me.due.values_mut().for_each(|at| *at = now);
                             }
                             me.due.remove(name);
                             me.backoff.forget(name);
