@@ -16,7 +16,8 @@
 #                   + bench/stream_bench.py (exec round trip, logs -f delivery)
 #                   + bench/workload_bench.py (a controller scaled 0 -> 100 -> 0)
 #                   + proxy sync_bench (1,000 Services x 10 endpoints), bench/service_bench.py
-#                   (Service change -> traffic, ClusterIP cost), bench/dns_bench.py; prints every
+#                   (Service change -> traffic, ClusterIP cost), bench/dns_bench.py,
+#                   bench/leader_failover.py (kill -9 of the leader -> a pod bound); prints every
 #                   figure beside bench/recorded.json, flagging > 25 % moves the wrong way
 #   make bench-record  the last bench run's figures become bench/recorded.json
 #
@@ -163,6 +164,7 @@ bench: deps build-release
 	$(PY) bench/stream_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	$(PY) bench/workload_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	$(PY) bench/service_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
+	$(PY) bench/leader_failover.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	cargo build --release -p dns --example dns_load
 	$(PY) bench/dns_bench.py --bin "$(TARGET_DIR)/release/peapod" \
 	  --load "$(TARGET_DIR)/release/examples/dns_load" | tee -a $(BENCH_LOG)

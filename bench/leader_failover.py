@@ -77,9 +77,13 @@ def poll(predicate, timeout: float, interval: float = 0.05):
     return None
 
 
+# The binary the servers run: --bin, else harness's default.
+harness_bin: list[Path | None] = [None]
+
+
 def one_run(tmp: Path, etcd: harness.EtcdCluster, i: int) -> float | None:
-    a = harness.Peapod(tmp / f"run{i}-a", backend="etcd", etcd=etcd)
-    b = harness.Peapod(tmp / f"run{i}-b", backend="etcd", etcd=etcd)
+    a = harness.Peapod(tmp / f"run{i}-a", backend="etcd", etcd=etcd, binary=harness_bin[0])
+    b = harness.Peapod(tmp / f"run{i}-b", backend="etcd", etcd=etcd, binary=harness_bin[0])
     b.etcd_prefix = a.etcd_prefix
     try:
         a.start()
@@ -125,7 +129,11 @@ def pct(values: list[float], p: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--bin", type=Path, default=None,
+                    help="the peapod binary (default: $PEAPOD_BIN, else the debug build)")
     args = ap.parse_args()
+    if args.bin is not None:
+        harness_bin[0] = args.bin
     with tempfile.TemporaryDirectory(prefix="failover-bench-") as d:
         tmp = Path(d)
         (tmp / "etcd").mkdir()
