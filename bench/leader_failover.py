@@ -109,8 +109,16 @@ def one_run(tmp: Path, etcd: harness.EtcdCluster, i: int) -> float | None:
         leader.kill()
         killed = time.monotonic()
         kubectl(kc, "apply", "-f", "-", input=json.dumps(pod("after")))
-        bound = poll(lambda: kubectl(kc, "get", "pod", "after", "-o",
-                                     "jsonpath={.spec.nodeName}").stdout, timeout=90)
+        def after_bound():
+            out = kubectl(kc, "get", "pod", "after", "-o", "jsonpath={.spec.nodeName}",
+                          check=False)
+            if out.returncode != 0:
+                errors.append(out.stderr.strip())
+            return out.stdout
+        errors: list[str] = []
+        bound = poll(after_bound, timeout=90)
+        if errors:
+            print(f"run {i}: {len(errors)} failed reads, first: {errors[0]}", file=sys.stderr)
         if not bound:
             print(f"run {i}: the new pod was not bound within 90 s", file=sys.stderr)
             return None
