@@ -2,8 +2,8 @@
 same `--etcd-prefix`. The scheduler and the controllers each run on one server only, elected
 through the `kube-scheduler` and `kube-controller-manager` Leases in kube-system (client-go's
 leader election); kill -9 of the leader hands both to the other server, whose scheduler binds
-new pods; node IPAM gives every node a distinct podCIDR whichever server it registered
-through.
+new pods; a leader paused past its lease steps down when it finds another holder; node
+IPAM gives every node a distinct podCIDR whichever server it registered through.
 
 The servers share the cluster CA: the second server's data dir starts as a copy of the
 first's `pki/` (kubeadm's manual way of adding a control-plane member), since the join flow
@@ -16,8 +16,10 @@ the pods), so the test needs no network namespaces.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -260,3 +262,33 @@ def test_killing_the_leader_hands_over_scheduling(ha):
     survivor.kubectl("apply", "-f", "-", input=node_manifest("late"))
     wait_until(lambda: pod_cidr_of(survivor, "late"), timeout=30, interval=0.3,
                what="a podCIDR from the new controller-manager leader")
+
+
+def test_a_paused_leader_steps_down_when_it_finds_another_holder(ha):
+    """SIGSTOP the scheduler's leader past its lease: the other server takes over; the old
+    leader, resumed, finds another holder and stops its scheduler (back to campaigning)
+    instead of running a second one."""
+    a, b = ha
+    holders = wait_leaders(ha)
+    by_id = {a.identity(): a, b.identity(): b}
+    leader = by_id[holders["kube-scheduler"]]
+    other = b if leader is a else a
+    assert leader.peapod.proc is not None
+    os.kill(leader.peapod.proc.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: lease_holder(other, "kube-scheduler") == other.identity(),
+                   timeout=40, interval=0.5, what="the other server taking the lease over")
+    finally:
+        os.kill(leader.peapod.proc.pid, signal.SIGCONT)
+    wait_until(lambda: re.search(r"leaderelection lost.*lease=kube-system/kube-scheduler",
+                                 log_text(leader.peapod)),
+               timeout=30, interval=0.5, what="the resumed leader stepping down")
+    # It campaigns again, and waits: the lease stays with the other server.
+    wait_until(lambda: len(re.findall(
+        r"attempting to acquire leader lease.*lease=kube-system/kube-scheduler",
+        log_text(leader.peapod))) >= 2, timeout=10, interval=0.5, what="campaigning again")
+    assert lease_holder(leader, "kube-scheduler") == other.identity()
+    events = json.loads(other.kubectl("get", "events", "-n", "kube-system", "-o",
+                                      "json").stdout)["items"]
+    stopped = [e["message"] for e in events if e.get("reason") == "LeaderElection"]
+    assert f"{leader.identity()} stopped leading" in stopped, stopped
