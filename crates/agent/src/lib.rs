@@ -42,6 +42,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::{AgentConfig, RuntimeChoice};
+/// For an agent started under `ip netns exec` (see its module doc).
+pub use oci::mountns;
 use pod_worker::PodUpdate;
 use record::PodRecord;
 

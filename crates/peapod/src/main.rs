@@ -212,6 +212,10 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Agent(_) | Command::Up(_)) {
+        // Before any thread starts: setns(CLONE_NEWNS) refuses multithreaded callers.
+        join_cgroup_mount_namespace()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -227,6 +231,26 @@ fn main() -> Result<()> {
                 .with_context(|| format!("removing table ip {}", args.table)),
         }
     })
+}
+
+/// Under `ip netns exec` the agent's own mount namespace has no cgroup hierarchies: it joins
+/// the one it was started from (`oci::mountns`, ARCHITECTURE §8).
+fn join_cgroup_mount_namespace() -> Result<()> {
+    match agent::mountns::join_cgroup_mount_namespace()
+        .context("joining the mount namespace with the cgroup hierarchies")?
+    {
+        Some(pid) => tracing::info!(
+            pid,
+            "no cgroup hierarchies in this mount namespace (ip netns exec?): joined the mount namespace of an ancestor that has them"
+        ),
+        None => {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            if !agent::mountns::has_cgroup_hierarchies(&mountinfo) {
+                tracing::warn!("no cgroup hierarchies under /sys/fs/cgroup and no ancestor process has them: pods cannot get cgroups");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn open_store(args: &ServerArgs) -> Result<Arc<dyn store::Store>> {
@@ -290,7 +314,7 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
     )
     .await?;
     let client = client_from_parts(
-        &format!("https://{}", args.listen),
+        &apiserver::tls::server_url(args.listen),
         &args.data_dir.join("pki").join("admin.token"),
         &args.data_dir.join("pki").join("ca.crt"),
     )
@@ -405,7 +429,7 @@ async fn supervise(
 async fn component_client(args: &ServerArgs, token_file: &str) -> Result<kube::Client> {
     let pki = args.data_dir.join("pki");
     client_from_parts(
-        &format!("https://{}", args.listen),
+        &apiserver::tls::server_url(args.listen),
         &pki.join(token_file),
         &pki.join("ca.crt"),
     )
