@@ -324,15 +324,26 @@ def test_agent_restarted_under_a_new_ip_netns_exec_readopts_its_pods(two, ns):
     a.wait_clean()
 
 
+@pytest.mark.parametrize("runtime", ["crun", "runc"])
 def test_teardown_leaves_nothing_on_the_host_or_the_test_hosts(lan, cluster_server, tmp_path,
-                                                               test_images):
-    """The shared fixtures end to end: two agents, a pod on each, an agent restart, then
-    everything deleted and stopped; the fixtures' own checks run after the test too."""
+                                                               test_images, runtime):
+    """The shared fixtures end to end on a bridged Lan: two agents, a pod on each, an agent
+    restart, then everything deleted and stopped; the fixtures' own checks run after."""
+    teardown_leaves_nothing(lan, cluster_server, tmp_path, test_images, runtime)
+
+
+def test_teardown_leaves_nothing_on_a_routed_lan(routed_lan, cluster_server, tmp_path,
+                                                 test_images):
+    teardown_leaves_nothing(routed_lan, cluster_server, tmp_path, test_images, "crun")
+
+
+def teardown_leaves_nothing(lan, cluster_server, tmp_path, test_images, runtime):
     lan.forward_loopback(int(test_images.host.rsplit(":", 1)[1]))
     c = Cluster(cluster_server, tmp_path)
     c.images = test_images
     try:
-        agents = [testhost.JoinedAgent(tmp_path / f"a{i}", lan.add_host(), cluster_server).start()
+        agents = [testhost.JoinedAgent(tmp_path / f"a{i}", lan.add_host(), cluster_server,
+                                       runtime=runtime).start()
                   for i in range(2)]
         ns = new_namespace(c)
         for i, a in enumerate(agents):

@@ -148,6 +148,12 @@ class Lan:
                 _ip("link", "del", self.link, check=False)
                 raise
 
+    def __enter__(self) -> "Lan":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @property
     def subnet(self) -> str:
         return str(self.net)
