@@ -16,7 +16,8 @@
 #                   + bench/stream_bench.py (exec round trip, logs -f delivery)
 #                   + bench/workload_bench.py (a controller scaled 0 -> 100 -> 0)
 #                   + proxy sync_bench (1,000 Services x 10 endpoints), bench/service_bench.py
-#                   (Service change -> traffic, ClusterIP cost), bench/dns_bench.py; prints every
+#                   (Service change -> traffic, ClusterIP cost), bench/dns_bench.py,
+#                   bench/node_join.py (ip netns exec agent -> node Ready); prints every
 #                   figure beside bench/recorded.json, flagging > 25 % moves the wrong way
 #   make bench-record  the last bench run's figures become bench/recorded.json
 #
@@ -166,6 +167,7 @@ bench: deps build-release
 	cargo build --release -p dns --example dns_load
 	$(PY) bench/dns_bench.py --bin "$(TARGET_DIR)/release/peapod" \
 	  --load "$(TARGET_DIR)/release/examples/dns_load" | tee -a $(BENCH_LOG)
+	$(PY) bench/node_join.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	@$(PY) bench/compare.py $(BENCH_LOG) --out $(BENCH_DIR)/figures.json
 
 # After a run worth keeping (a quiet machine): the last run's figures become the recorded
