@@ -11,9 +11,10 @@ traffic between test hosts and to the control plane listening on 0.0.0.0.
 
 Addresses: the Lan subnets come from 172.16.0.0/12 (one /24 per Lan), the clusters' pod
 networks from 100.64.0.0/10 (one /16 per cluster, `ClusterCidr`), away from the pod CIDRs
-(10.100-249.x) and service ranges (10.1-99.x) of the single-node tests; a choice is made
-under a machine-wide lock against what the host's addresses and routes already use, so tests
-running side by side never share a subnet. br_netfilter is loaded on this machine, so frames
+(10.100-249.x) and service ranges (10.1-99.x) of the single-node tests; a Lan subnet is
+chosen under a machine-wide lock against what the host's addresses and routes already use,
+a cluster's /16 is reserved by a flock held while it lives, so tests running side by side
+never share a subnet. br_netfilter is loaded on this machine, so frames
 bridged between test hosts traverse the host's FORWARD hooks and its NAT rules: nothing of the
 host's matches these ranges (its masquerade rules name 10.x pod CIDRs), and the Lan adds no
 rule of its own.
@@ -96,14 +97,39 @@ def _free_net(candidates, used: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Ne
     raise RuntimeError("no free test subnet found")
 
 
+def _reserve(net: ipaddress.IPv4Network):
+    """Holds a machine-wide reservation of `net` for as long as the returned file stays open
+    (a non-blocking flock: the kernel drops it when the test process ends, however it ends);
+    None when another test holds it."""
+    path = LOCK.parent / f"peapod-e2e-net-{net.network_address}-{net.prefixlen}.lock"
+    f = open(path, "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
 class ClusterCidr:
     """A test cluster's pod network: a /16 of 100.64.0.0/10 (`--cluster-cidr`), with the
-    nodes' /24s handed out in order while the control plane has no node IPAM."""
+    nodes' /24s handed out in order while the control plane has no node IPAM. Pod addresses
+    never show on the host, so the /16 is reserved machine-wide (`_reserve`) for as long as
+    this object lives: clusters running side by side never share pod addresses (bridged
+    frames go through the host's conntrack, which would mix their flows)."""
 
     def __init__(self):
-        self.net = _free_net(
-            lambda: ipaddress.ip_network(f"100.{64 + secrets.randbelow(64)}.0.0/16"),
-            _host_networks())
+        used = _host_networks()
+        for _ in range(200):
+            net = ipaddress.ip_network(f"100.{64 + secrets.randbelow(64)}.0.0/16")
+            if any(net.overlaps(u) for u in used if u.prefixlen > 0):
+                continue
+            self._reservation = _reserve(net)
+            if self._reservation is not None:
+                break
+        else:
+            raise RuntimeError("no free cluster CIDR found")
+        self.net = net
         self.cidr = str(self.net)
         self._next = 0
 
