@@ -62,9 +62,14 @@ async fn sync(tools: &Tools, local: &Local, mode: Mode, peers: &[Peer]) -> usize
     s.ip.len() + s.bridge.len()
 }
 
-fn pct(mut v: Vec<Duration>) -> String {
+/// The percentiles line, and the `figure` line `make bench` collects (p50).
+fn pct(mut v: Vec<Duration>, figure: &str) -> String {
     v.sort();
     let at = |p: usize| v[(v.len() - 1) * p / 100].as_secs_f64() * 1000.0;
+    println!(
+        "figure {{\"name\": \"podnet_sync/{figure}/p50_ms\", \"value\": {:.3}, \"better\": \"lower\"}}",
+        at(50)
+    );
     format!(
         "p50 {:7.1} ms  p90 {:7.1} ms  max {:7.1} ms",
         at(50),
@@ -142,14 +147,20 @@ async fn main() {
                 let left = tools.read().await.expect("read");
                 assert!(left.routes.is_empty() && left.vxlan_device().is_none());
             }
-            println!(
-                "{count:>6} {backend:<8} {:<10} {}  ({written} commands)",
-                "first",
-                pct(first)
-            );
-            println!("{count:>6} {backend:<8} {:<10} {}", "in step", pct(in_step));
-            println!("{count:>6} {backend:<8} {:<10} {}", "one peer", pct(one));
-            println!("{count:>6} {backend:<8} {:<10} {}", "cleanup", pct(clean));
+            for (kind, times) in [
+                ("first", first),
+                ("in step", in_step),
+                ("one peer", one),
+                ("cleanup", clean),
+            ] {
+                let line = pct(times, &format!("{backend}/{count} peers/{kind}"));
+                let note = if kind == "first" {
+                    format!("  ({written} commands)")
+                } else {
+                    String::new()
+                };
+                println!("{count:>6} {backend:<8} {kind:<10} {line}{note}");
+            }
         }
     }
     sh(&["ip", "netns", "del", &ns]);
