@@ -114,8 +114,8 @@ async fn main() {
         pod_cidr: "10.44.0.0/24".parse().unwrap(),
     };
     println!(
-        "{:>6} {:<8} {:<10} {}",
-        "peers", "backend", "sync", "time (7 rounds)"
+        "{:>6} {:<8} {:<10} time ({ROUNDS} rounds)",
+        "peers", "backend", "sync"
     );
     for &count in &counts {
         for (backend, mode, vx) in [("host-gw", Mode::Auto, false), ("vxlan", Mode::Auto, true)] {

@@ -235,7 +235,8 @@ mod tests {
 
     #[test]
     fn vtep_parsing() {
-        let cases: [(&[(&str, &str)], Option<&str>); 5] = [
+        type Annotations<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Annotations, Option<&str>); 5] = [
             (
                 &[(BACKEND_TYPE, "vxlan"), (BACKEND_DATA, VX)],
                 Some("aa:bb:cc:dd:ee:01"),
