@@ -10,13 +10,14 @@ client on node A, a client on node B. The load runs in the pods' network namespa
 addresses are source and destination; `nsenter --net` into the netns the agent pinned for the
 pod, running the host's Python as the load generator):
 
-  * throughput: one TCP stream, 256 KiB writes for 2 s into a sink, repeated (MB/s);
+  * throughput: one TCP stream, 256 KiB writes for 2 s into a sink, per round (MB/s);
   * request/response: 64-byte ping-pong on one connection (TCP_RR), latency per request;
   * connect + HTTP GET of a 1 KiB file from busybox httpd in the server pod, a new
     connection per request (TCP_CRR), latency per request.
 
 Same-node = client A -> server (both on A, through the pod bridge); cross-node = client B ->
-server. Prints p50/p90/p99 and the cross/same ratios, with `figure` lines; asserts nothing.
+server, the rounds alternating between the two. Prints p50/p90/p99 and the cross/same
+ratios, with `figure` lines; asserts nothing.
 Every address is inside the Lan's namespaces or on its host bridge.
 """
 
@@ -186,16 +187,22 @@ def run_backend(backend: str, args, work: Path, registry_host: str) -> dict[str,
         link = subprocess.run(["nsenter", f"--net={srv_ns}", "ip", "-j", "link", "show", "eth0"],
                               capture_output=True, text=True).stdout
         mtu = json.loads(link)[0]["mtu"]
-        for path, client, agent in (("same-node", "cli-same", agents[0]),
-                                    ("cross-node", "cli-cross", agents[1])):
-            cli_ns = pod_netns(agent, ips[client])
-            cp = subprocess.run(["nsenter", f"--net={cli_ns}", sys.executable, "-c", CLIENT,
-                                 ips["srv"], str(args.streams), str(args.seconds),
-                                 str(args.rr), str(args.crr)],
-                                capture_output=True, text=True, timeout=600)
-            if cp.returncode != 0:
-                raise RuntimeError(f"client failed: {cp.stderr}")
-            results[path] = json.loads(cp.stdout)
+        # Rounds alternate between the paths, so a busy moment on the machine falls on both.
+        paths = (("same-node", "cli-same", agents[0]), ("cross-node", "cli-cross", agents[1]))
+        netns = {path: pod_netns(agent, ips[client]) for path, client, agent in paths}
+        for path, _, _ in paths:
+            results[path] = {"mbps": [], "rr_us": [], "crr_us": []}
+        for _ in range(args.streams):
+            for path, _, _ in paths:
+                cp = subprocess.run(["nsenter", f"--net={netns[path]}", sys.executable, "-c",
+                                     CLIENT, ips["srv"], "1", str(args.seconds),
+                                     str(args.rr // args.streams),
+                                     str(args.crr // args.streams)],
+                                    capture_output=True, text=True, timeout=600)
+                if cp.returncode != 0:
+                    raise RuntimeError(f"client failed: {cp.stderr}")
+                for k, v in json.loads(cp.stdout).items():
+                    results[path][k] += v
         results["mtu"] = mtu
     finally:
         if sink is not None:
@@ -209,7 +216,7 @@ def run_backend(backend: str, args, work: Path, registry_host: str) -> dict[str,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", type=Path, default=harness.peapod_bin())
-    ap.add_argument("--streams", type=int, default=5, help="throughput runs per path")
+    ap.add_argument("--streams", type=int, default=8, help="rounds (one stream each) per path")
     ap.add_argument("--seconds", type=float, default=2.0, help="seconds per throughput run")
     ap.add_argument("--rr", type=int, default=2000, help="request/response round trips")
     ap.add_argument("--crr", type=int, default=300, help="connect + HTTP GET requests")
