@@ -2,12 +2,13 @@
 test hosts (`tests/e2e/testhost.py`), on a bridged Lan (one subnet: `auto` picks host-gw), on a
 routed Lan (a /30 each: `auto` picks vxlan), and with vxlan forced on a bridged Lan.
 
-Each case: the routes (and for vxlan the device, neighbours, fdb entries and the VTEP
-published on the Node) are there; a pod on one node fetches HTTP from a pod on the other and
-the server sees the client pod's own address (busybox httpd's CGI prints REMOTE_ADDR); a
-Service's ClusterIP reaches backends on both nodes from either node, the client's address
-kept; a stopped agent's node keeps its routes, and deleting its Node removes them on the other
-node; `peapod cleanup-network` leaves nothing of the pod network in the test hosts, and the
+Each case: a stale route of ours is removed at start and someone else's kept; the routes
+(and for vxlan the device, neighbours, fdb entries and the VTEP published on the Node) are
+there; a pod on one node fetches HTTP from a pod on the other and the server sees the client
+pod's own address (busybox httpd's CGI prints REMOTE_ADDR); a Service's ClusterIP reaches
+backends on both nodes from either node, the client's address kept; a stopped agent's node
+keeps its routes, and deleting its Node removes them on the other node; `peapod
+cleanup-network` leaves nothing of the pod network in the test hosts, and the
 host's own network never saw any of it."""
 
 from __future__ import annotations
@@ -163,6 +164,13 @@ def exercise(lan: testhost.Lan, server, tmp_path, test_images, backend: str,
     c.images = test_images
     try:
         hosts = [lan.add_host() for _ in range(2)]
+        # Left from an earlier life: a route of ours (proto 94) nobody wants any more, and
+        # someone else's route. The first sync removes the first and keeps the second.
+        stale, foreign = "10.254.254.0/24", "10.254.253.0/24"
+        for dst, proto in ((stale, PROTO), (foreign, "static")):
+            cp = hosts[0].run(["ip", "route", "add", dst, "via", hosts[0].gateway,
+                               "proto", proto])
+            assert cp.returncode == 0, cp.stderr
         agents = [testhost.JoinedAgent(tmp_path / f"a{i}", h, server,
                                        extra_args=extra_args).start()
                   for i, h in enumerate(hosts)]
@@ -170,6 +178,10 @@ def exercise(lan: testhost.Lan, server, tmp_path, test_images, backend: str,
         for (h, peer_host, peer) in [(hosts[0], hosts[1], agents[1]),
                                      (hosts[1], hosts[0], agents[0])]:
             expect_route(h, peer_host, cidrs[peer.name], backend)
+        assert not any(r["dst"] == stale for r in routes(hosts[0])), routes(hosts[0])
+        kept = hosts[0].run(["ip", "-j", "route", "show", foreign]).stdout
+        assert json.loads(kept), "someone else's route was removed"
+        hosts[0].run(["ip", "route", "del", foreign])
         if backend == "vxlan":
             check_vxlan(c, hosts, agents, cidrs)
         else:
