@@ -6,8 +6,9 @@ Each case: a stale route of ours is removed at start and someone else's kept; th
 (and for vxlan the device, neighbours, fdb entries and the VTEP published on the Node) are
 there; a pod on one node fetches HTTP from a pod on the other and the server sees the client
 pod's own address (busybox httpd's CGI prints REMOTE_ADDR); a Service's ClusterIP reaches
-backends on both nodes from either node, the client's address kept; a stopped agent's node
-keeps its routes, and deleting its Node removes them on the other node; `peapod
+backends on both nodes from either node, the client's address kept; pods keep talking
+while an agent is stopped and after it restarts; a stopped agent's node keeps its routes,
+and deleting its Node removes them on the other node; `peapod
 cleanup-network` leaves nothing of the pod network in the test hosts, and the
 host's own network never saw any of it."""
 
@@ -226,6 +227,16 @@ def exercise(lan: testhost.Lan, server, tmp_path, test_images, backend: str,
                 return seen == {"srv-0", "srv-1"}
             wait_until(both_backends, timeout=60, interval=0.1,
                        what=f"{client} reaching both backends through {cluster_ip} (saw {seen})")
+
+        # Pods keep talking while an agent is down (its routes stay), and after it is back.
+        before = routes(hosts[0])
+        agents[0].stop()
+        got = fetch(c, ns, "cli-1", ips["srv-0"])
+        assert got == f"{ips['cli-1']} srv-0", got
+        agents[0].start()
+        got = fetch(c, ns, "cli-1", ips["srv-0"])
+        assert got == f"{ips['cli-1']} srv-0", got
+        assert routes(hosts[0]) == before
 
         # A stopped agent's node keeps its routes; deleting its Node removes them elsewhere.
         c.kubectl("delete", "pod", "-n", ns, "srv-1", "cli-1", "--grace-period=1",
