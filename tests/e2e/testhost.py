@@ -40,6 +40,7 @@ import glob
 import ipaddress
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -568,8 +569,9 @@ class JoinedAgent:
 
     def close(self) -> None:
         """Stops the agent and removes by force whatever its pods left (a failed test's
-        pods): the processes in its cgroups and its shims, mounts under its data dir, and
-        its cgroup root in every hierarchy. Idempotent."""
+        pods): the processes in its cgroups and its shims, mounts under its data dir, its
+        runtime state and netns pins (`DATA/run`), and its cgroup root in every hierarchy.
+        Idempotent."""
         self.stop()
         pids = set()
         for d in cgroup_dirs(self.cgroup_root):
@@ -585,6 +587,11 @@ class JoinedAgent:
             mounts = [line.split()[4] for line in f if line.split()[4].startswith(data + "/")]
         for m in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
+        # The runtime's state and the netns pins (plain files once unmounted) describe pods
+        # that no longer exist; removed only when nothing is mounted under the data dir.
+        with open("/proc/self/mountinfo") as f:
+            if not any(line.split()[4].startswith(data + "/") for line in f):
+                shutil.rmtree(self.data_dir / "run", ignore_errors=True)
         deadline = time.monotonic() + 10
         for d in cgroup_dirs(self.cgroup_root):
             for sub in sorted((p for p, _, _ in os.walk(d)), key=len, reverse=True):
