@@ -355,6 +355,10 @@ def _lan(routed: bool):
         yield lan
     finally:
         lan.close()
+        if lan.found_at_close:
+            # Pods the test left running: close() removed them by force.
+            print("\ntest hosts still held at teardown (removed by force):\n"
+                  + "\n".join(lan.found_at_close))
     left = lan.leaks()
     assert not left, "the lan left behind on the host:\n" + "\n".join(left)
 

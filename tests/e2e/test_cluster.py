@@ -382,3 +382,26 @@ def teardown_leaves_nothing(lan, cluster_server, tmp_path, test_images, runtime)
     finally:
         c.close()
 
+
+
+def test_a_failed_tests_running_pods_are_cleaned_up_by_the_lan(lan, cluster_server, tmp_path,
+                                                              test_images):
+    """A test that fails with pods running (agent killed, nothing deleted) still leaves
+    nothing: Lan.close() kills the pods' processes (their cgroups, the shims), unmounts
+    under the agent's data dir and removes its cgroups, then the netns and links."""
+    try:
+        lan.forward_loopback(int(test_images.host.rsplit(":", 1)[1]))
+        c = Cluster(cluster_server, tmp_path)
+        c.images = test_images
+        a = testhost.JoinedAgent(tmp_path / "a", lan.add_host(), cluster_server).start()
+        ns = new_namespace(c)
+        c.kubectl("apply", "-n", ns, "-f", "-",
+                  input=to_yaml(web_pod(c, "orphan", {"app": "o"}, node=a.name)))
+        wait_running(c, ns, "app=o", 1)
+        c.close()
+        a.kill()
+        assert a.leaks(), "a running pod shows in the leak check"
+    finally:
+        lan.close()
+    left = lan.leaks() + a.leaks() + [f"cgroup {d}" for d in testhost.cgroup_dirs(a.cgroup_root)]
+    assert not left, "left behind:\n" + "\n".join(left)

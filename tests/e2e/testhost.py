@@ -40,6 +40,7 @@ import glob
 import ipaddress
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -150,6 +151,7 @@ class Lan:
         self.link = f"pl{self.id}"
         self.hosts: list[TestHost] = []
         self.forwards: list[int] = []
+        self.found_at_close: list[str] = []
         self.closed = False
         with _machine_lock():
             self.net = _free_net(
@@ -201,7 +203,9 @@ class Lan:
             host.forward_loopback(port)
 
     def close(self) -> None:
-        """Removes every host, the bridge or anchor, and the routes with them (idempotent)."""
+        """Removes every host, the bridge or anchor, and the routes with them (idempotent).
+        `found_at_close` lists what the hosts' agents and netns still held before the forced
+        cleanup (pods the test left running): informative, since close removes it."""
         errors = []
         for host in self.hosts:
             try:
@@ -211,6 +215,7 @@ class Lan:
         if not self.closed:
             self.closed = True
             _ip("link", "del", self.link, check=False)
+        self.found_at_close = [x for h in self.hosts for x in h.found_at_close]
         if errors:
             raise RuntimeError("closing the lan: " + "; ".join(errors))
 
@@ -242,6 +247,7 @@ class TestHost:
         self.host_end = f"ph{self.id}"
         self.agents: list[JoinedAgent] = []
         self.closed = False
+        self.found_at_close: list[str] = []
         self._listeners: list[socket.socket] = []
         base = lan.net.network_address
         if lan.routed:
@@ -337,10 +343,15 @@ class TestHost:
         threading.Thread(target=_accept_loop, args=(sock, port), daemon=True).start()
 
     def close(self) -> None:
-        """Stops its agents (cleaning what they left), then removes the netns and veth."""
+        """Stops its agents, records in `found_at_close` what they and the netns still held
+        (pods a test did not delete), cleans it by force, then removes the netns and veth."""
         if self.closed:
             return
         errors = []
+        for agent in self.agents:
+            agent.stop()
+        self.found_at_close = self.leaks(allow_links=("peapod0",)) + [
+            x for a in self.agents for x in a.leaks()]
         for agent in self.agents:
             try:
                 agent.close()
@@ -568,8 +579,9 @@ class JoinedAgent:
 
     def close(self) -> None:
         """Stops the agent and removes by force whatever its pods left (a failed test's
-        pods): the processes in its cgroups and its shims, mounts under its data dir, and
-        its cgroup root in every hierarchy. Idempotent."""
+        pods): the processes in its cgroups and its shims, mounts under its data dir, its
+        runtime state and netns pins (`DATA/run`), and its cgroup root in every hierarchy.
+        Idempotent."""
         self.stop()
         pids = set()
         for d in cgroup_dirs(self.cgroup_root):
@@ -585,6 +597,11 @@ class JoinedAgent:
             mounts = [line.split()[4] for line in f if line.split()[4].startswith(data + "/")]
         for m in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
+        # The runtime's state and the netns pins (plain files once unmounted) describe pods
+        # that no longer exist; removed only when nothing is mounted under the data dir.
+        with open("/proc/self/mountinfo") as f:
+            if not any(line.split()[4].startswith(data + "/") for line in f):
+                shutil.rmtree(self.data_dir / "run", ignore_errors=True)
         deadline = time.monotonic() + 10
         for d in cgroup_dirs(self.cgroup_root):
             for sub in sorted((p for p, _, _ in os.walk(d)), key=len, reverse=True):
