@@ -230,8 +230,11 @@ class Peapod:
 
     def __init__(self, workdir: Path, backend: str = "sqlite", etcd: Etcd | None = None,
                  binary: Path | None = None, extra_args: list[str] | None = None,
-                 mode: str = "server"):
+                 mode: str = "server", listen_host: str = "127.0.0.1"):
         self.workdir = workdir
+        # `0.0.0.0` serves every local address (test hosts reach it over their Lan); the
+        # kubeconfig still names 127.0.0.1.
+        self.listen_host = listen_host
         self.mode = mode
         self.extra_args = list(extra_args or [])
         self.data_dir = workdir / "data"
@@ -247,7 +250,7 @@ class Peapod:
 
     def argv(self) -> list[str]:
         argv = [str(self.binary), self.mode, "--data-dir", str(self.data_dir),
-                "--listen", f"127.0.0.1:{self.port}"]
+                "--listen", f"{self.listen_host}:{self.port}"]
         if self.backend == "etcd":
             assert self.etcd is not None, "etcd backend needs an Etcd"
             argv += ["--datastore", f"etcd={self.etcd.url}", "--etcd-prefix", self.etcd_prefix]

@@ -32,9 +32,10 @@ enum Command {
     Agent(AgentArgs),
     /// The node's image store: import archives, list images.
     Images(ImagesArgs),
-    /// Removes the service proxy's nftables table and exits (kube-proxy's `--cleanup`). A
-    /// stopped node keeps its Service rules, so traffic keeps flowing through an agent
-    /// restart; this is what removes them once the node is gone for good.
+    /// Removes the service proxy's nftables table and the pod network's vxlan device and
+    /// routes, and exits (kube-proxy's `--cleanup`). A stopped node keeps its Service rules
+    /// and routes, so traffic keeps flowing through an agent restart; this is what removes
+    /// them once the node is gone for good.
     CleanupNetwork(CleanupArgs),
 }
 
@@ -153,6 +154,11 @@ struct NodeArgs {
     /// need one each.
     #[arg(long, default_value = proxy::DEFAULT_TABLE)]
     proxy_table: String,
+    /// How other nodes' pods are reached: `host-gw` (a route via the node, same subnet
+    /// only), `vxlan` (the kernel's VXLAN device, any subnet) or `auto` (host-gw where the
+    /// node is on this node's subnet, vxlan elsewhere). Every node should use the same.
+    #[arg(long, default_value = "auto")]
+    pod_network: podnet::Mode,
 }
 
 #[derive(Args)]
@@ -242,6 +248,10 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Agent(_) | Command::Up(_)) {
+        // Before any thread starts: setns(CLONE_NEWNS) refuses multithreaded callers.
+        join_cgroup_mount_namespace()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -254,11 +264,37 @@ fn main() -> Result<()> {
             }
             Command::Agent(args) => run_agent(args).await,
             Command::Images(args) => images(args),
-            Command::CleanupNetwork(args) => proxy::cleanup(&args.table)
-                .await
-                .with_context(|| format!("removing table ip {}", args.table)),
+            Command::CleanupNetwork(args) => {
+                let table = proxy::cleanup(&args.table)
+                    .await
+                    .with_context(|| format!("removing table ip {}", args.table));
+                let routes = podnet::cleanup()
+                    .await
+                    .context("removing the pod network's device and routes");
+                table.and(routes)
+            }
         }
     })
+}
+
+/// Under `ip netns exec` the agent's own mount namespace has no cgroup hierarchies: it joins
+/// the one it was started from (`oci::mountns`, ARCHITECTURE §8).
+fn join_cgroup_mount_namespace() -> Result<()> {
+    match agent::mountns::join_cgroup_mount_namespace()
+        .context("joining the mount namespace with the cgroup hierarchies")?
+    {
+        Some(pid) => tracing::info!(
+            pid,
+            "no cgroup hierarchies in this mount namespace (ip netns exec?): joined the mount namespace of an ancestor that has them"
+        ),
+        None => {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            if !agent::mountns::has_cgroup_hierarchies(&mountinfo) {
+                tracing::warn!("no cgroup hierarchies under /sys/fs/cgroup and no ancestor process has them: pods cannot get cgroups");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn open_store(args: &ServerArgs) -> Result<Arc<dyn store::Store>> {
@@ -342,7 +378,7 @@ async fn run_server(args: ServerArgs, cluster_cidr: &str, node: Option<NodeArgs>
     )
     .await?;
     let client = client_from_parts(
-        &format!("https://{}", args.listen),
+        &apiserver::tls::server_url(args.listen),
         &args.data_dir.join("pki").join("admin.token"),
         &args.data_dir.join("pki").join("ca.crt"),
     )
@@ -366,7 +402,9 @@ async fn run_server(args: ServerArgs, cluster_cidr: &str, node: Option<NodeArgs>
                     .copied()
                     .unwrap_or(running.addr),
             );
+            cfg.pod_mtu = podnet::pod_mtu_for(node.pod_network, cfg.node_ip).await;
             spawn_proxy(&mut components, client.clone(), &node, &cfg);
+            spawn_podnet(&mut components, client.clone(), &node, &cfg);
             cluster_dns(&mut components, client.clone(), &cfg)?;
             let ctx = agent::prepare(client, cfg).context("preparing the node")?;
             // The node is what `up` is for: without its agent the process is not up.
@@ -494,7 +532,7 @@ async fn supervise(
 async fn component_client(args: &ServerArgs, token_file: &str) -> Result<kube::Client> {
     let pki = args.data_dir.join("pki");
     client_from_parts(
-        &format!("https://{}", args.listen),
+        &apiserver::tls::server_url(args.listen),
         &pki.join(token_file),
         &pki.join("ca.crt"),
     )
@@ -642,6 +680,7 @@ fn agent_config(
         cgroup_root: node.cgroup_root.trim_matches('/').to_string(),
         pod_max_pids: (node.pod_max_pids > 0).then_some(node.pod_max_pids),
         api_service: None,
+        pod_mtu: None,
     })
 }
 
@@ -686,6 +725,26 @@ fn spawn_proxy(
     });
 }
 
+/// The pod network (routes to other nodes' pods: host-gw or vxlan), restarted with backoff
+/// when it fails: a fresh start reads the kernel's state back and syncs.
+fn spawn_podnet(
+    components: &mut Supervisor,
+    client: kube::Client,
+    node: &NodeArgs,
+    cfg: &agent::AgentConfig,
+) {
+    let podnet_cfg = podnet::PodNetConfig {
+        node_name: cfg.node_name.clone(),
+        node_ip: cfg.node_ip,
+        pod_cidr: cfg.pod_cidr.clone(),
+        mode: node.pod_network,
+        tools: Default::default(),
+    };
+    components.spawn_restarting("pod network", move |token| {
+        podnet::run(client.clone(), podnet_cfg.clone(), token)
+    });
+}
+
 /// `crun://1.8.1`, from the runtime's own `--version`.
 fn runtime_version(name: &str) -> String {
     let out = std::process::Command::new(name).arg("--version").output();
@@ -722,7 +781,9 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     }
     let shutdown = CancellationToken::new();
     let mut components = Supervisor::new(shutdown.clone());
+    cfg.pod_mtu = podnet::pod_mtu_for(args.node.pod_network, cfg.node_ip).await;
     spawn_proxy(&mut components, client.clone(), &args.node, &cfg);
+    spawn_podnet(&mut components, client.clone(), &args.node, &cfg);
     cluster_dns(&mut components, client.clone(), &cfg)?;
     let ctx = agent::prepare(client, cfg).context("preparing the node")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
