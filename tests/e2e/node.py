@@ -164,8 +164,12 @@ class Agent:
 
     def __init__(self, workdir: Path, server: harness.Peapod, runtime: str = "crun",
                  services: ServiceRange | None = None,
-                 servers: list[harness.Peapod] | None = None):
+                 servers: list[harness.Peapod] | None = None, pod_cidr_from_ipam: bool = False):
+        """`pod_cidr_from_ipam`: start without `--pod-cidr`, so the agent waits for the one
+        node IPAM writes into its Node; the server's `--cluster-cidr` must then be
+        `self.pod_cidr` (a /24 cut in /24s: the only subnet there is to hand out)."""
         self.workdir = workdir
+        self.pod_cidr_from_ipam = pod_cidr_from_ipam
         self.server = server
         self.servers = servers or [server]
         # The token file given (None: none); the server's node-token by default.
@@ -186,7 +190,8 @@ class Agent:
         servers = ",".join(f"https://127.0.0.1:{s.port}" for s in self.servers)
         token = ["--token-file", str(self.token_file)] if self.token_file else []
         return [str(self.server.binary), "agent", "--server", servers, *token,
-             "--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
+             "--node-name", self.name, "--node-ip", "127.0.0.1",
+             *([] if self.pod_cidr_from_ipam else ["--pod-cidr", self.pod_cidr]),
              "--cluster-cidr", self.pod_cidr, "--cni-bridge", self.bridge,
              "--cgroup-root", cgroup_root(self.bridge), "--proxy-table", proxy_table(self.bridge),
              "--runtime", self.runtime, "--kubelet-port", "0", "--data-dir", str(self.data_dir),
