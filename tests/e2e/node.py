@@ -171,9 +171,10 @@ class Agent:
         self.workdir = workdir
         self.pod_cidr_from_ipam = pod_cidr_from_ipam
         self.server = server
-        self.servers = servers or [server]
-        # The token file given (None: none); the server's node-token by default.
-        self.token_file: Path | None = server.data_dir / "node-token"
+        # None: `self.server` alone (which a fixture may set after construction).
+        self.servers = servers
+        # The token file given (None: none); "node-token": the server's `DIR/node-token`.
+        self.token_file: Path | str | None = "node-token"
         self.extra_args: list[str] = []
         # The server's service range (`ServiceRange.args()`'s `--service-cidr` on it), so the
         # agent's pods get its kube-dns address.
@@ -187,8 +188,11 @@ class Agent:
         self.proc = None
 
     def argv(self) -> list[str]:
-        servers = ",".join(f"https://127.0.0.1:{s.port}" for s in self.servers)
-        token = ["--token-file", str(self.token_file)] if self.token_file else []
+        servers = ",".join(f"https://127.0.0.1:{s.port}" for s in self.servers or [self.server])
+        token_file = self.token_file
+        if token_file == "node-token":
+            token_file = self.server.data_dir / "node-token"
+        token = ["--token-file", str(token_file)] if token_file else []
         return [str(self.server.binary), "agent", "--server", servers, *token,
              "--node-name", self.name, "--node-ip", "127.0.0.1",
              *([] if self.pod_cidr_from_ipam else ["--pod-cidr", self.pod_cidr]),
