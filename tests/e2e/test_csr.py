@@ -131,7 +131,8 @@ def test_deny_and_approve_are_final(cluster, workdir):
     assert "is already Denied" in cp.stderr, cp.stderr
 
     # The API refuses it too: Approved and Denied are exclusive, and Denied stays.
-    csr = api(cluster).read_certificate_signing_request("bob-req")
+    csr = api(cluster).read_certificate_signing_request_approval("bob-req")
+    assert csr.status.conditions[0].type == "Denied", csr
     csr.status.conditions.append(kubernetes.client.V1CertificateSigningRequestCondition(
         type="Approved", status="True", reason="Sneaky"))
     with pytest.raises(kubernetes.client.ApiException) as e:
