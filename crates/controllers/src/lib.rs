@@ -11,7 +11,8 @@
 //! rolling updates, ControllerRevisions), [`cronjob`] (a Job per CronJob schedule time),
 //! [`job`] (Jobs' pods, status and conditions), [`ttlafterfinished`] (finished Jobs deleted
 //! after `ttlSecondsAfterFinished`) and [`podgc`] (pods bound to nodes that no longer
-//! exist), [`endpointslice`] (Services' EndpointSlices) and [`endpoints`] (their core/v1
+//! exist), [`nodeipam`] (every node's pod CIDR, cut from the cluster CIDR),
+//! [`endpointslice`] (Services' EndpointSlices) and [`endpoints`] (their core/v1
 //! Endpoints), [`csrapproving`] (node client certificate requests auto-approved),
 //! [`csrsigning`] (approved requests of the built-in signers issued with the cluster CA)
 //! and [`csrcleaner`] (old requests deleted) — each a kube-runtime `Controller` whose reconcile is a thin shell over a pure
@@ -52,6 +53,7 @@ pub mod history;
 mod informer;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
 pub mod podgc;
 pub mod replicaset;
 pub mod rootcacertpublisher;
@@ -93,6 +95,9 @@ pub struct Config {
     /// (kube-controller-manager's `--root-ca-file`), which also signs certificates
     /// (`--cluster-signing-cert-file`).
     pub root_ca: String,
+    /// The node IPAM controller's range (kube-controller-manager's `--cluster-cidr` and
+    /// `--node-cidr-mask-size`); None with `--allocate-node-cidrs=false`.
+    pub node_ipam: Option<nodeipam::Config>,
     /// The cluster CA's private key (PEM), the signer's (`--cluster-signing-key-file`).
     pub root_ca_key: String,
     /// The longest certificate the signer issues (`--cluster-signing-duration`).
@@ -102,6 +107,7 @@ pub struct Config {
 impl Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
+            .field("node_ipam", &self.node_ipam)
             .field("cluster_signing_duration", &self.cluster_signing_duration)
             .finish_non_exhaustive()
     }
@@ -351,6 +357,13 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             csrcleaner::controller(client.clone(), &csrs, stop.clone()).boxed(),
         ),
     ];
+    let mut controllers = controllers;
+    if let Some(ipam) = config.node_ipam {
+        controllers.push((
+            "nodeipam",
+            nodeipam::controller(client.clone(), ipam, &nodes, stop.clone()).boxed(),
+        ));
+    }
     for (name, controller) in controllers {
         let token = stop.clone();
         tasks.spawn(async move {
