@@ -230,6 +230,7 @@ pub fn prepare(client: kube::Client, mut cfg: AgentConfig) -> Result<Arc<Ctx>, A
         &cfg.cni_bridge,
         &cfg.pod_cidr,
         &cfg.cni_dir().join("networks"),
+        cfg.pod_mtu,
     )?;
     let cni = cni::Cni::new(
         cfg.cni_plugin_dirs.clone(),
