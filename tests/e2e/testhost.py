@@ -455,6 +455,29 @@ def server_has_ipam(server: harness.Peapod) -> bool:
     return "--cluster-cidr" in _help(server.binary, "server")
 
 
+def server_joins_by_token(server: harness.Peapod) -> bool:
+    """Whether agents can join `server` with its `node-token` alone: the server writes one
+    and serves the certificates.k8s.io CSR API the join asks its client certificate through
+    (until both are there, agents use the admin token and the CA file)."""
+    if not (server.data_dir / "node-token").exists() or server.kubeconfig is None:
+        return False
+    cached = getattr(server, "_joins_by_token", None)
+    if cached is None:
+        import json
+        import urllib.request
+        info = harness.KubeconfigInfo(server.kubeconfig)
+        req = urllib.request.Request(info.server + "/apis/certificates.k8s.io/v1",
+                                     headers={"Authorization": f"Bearer {info.token}"})
+        try:
+            with urllib.request.urlopen(req, context=info.ssl_context(), timeout=10) as r:
+                names = [x["name"] for x in json.loads(r.read()).get("resources", [])]
+            cached = "certificatesigningrequests" in names
+        except OSError:
+            cached = False
+        server._joins_by_token = cached
+    return cached
+
+
 def cgroup_dirs(root: str) -> list[str]:
     """The agent's cgroup root in every mounted hierarchy (v1 controllers, v2, hybrid)."""
     return sorted(set(glob.glob(f"/sys/fs/cgroup/*/{root}") + glob.glob(f"/sys/fs/cgroup/{root}")))
@@ -462,11 +485,18 @@ def cgroup_dirs(root: str) -> list[str]:
 
 class JoinedAgent:
     """`ip netns exec H peapod agent` joining `server` over the Lan, with its own data dir
-    and `--cgroup-root`. Joins with the server's `node-token` when the server writes one;
-    else with the admin token, the CA file and an explicit `--pod-cidr` (no node IPAM)."""
+    and `--cgroup-root`. Joins with the server's `node-token` when the server writes one and
+    serves the CSR API (`server_joins_by_token`); else with the admin token and the CA file.
+    An explicit `--pod-cidr` from the cluster's `ClusterCidr` while the server has no node
+    IPAM."""
 
     def __init__(self, workdir: Path, host: TestHost, server: harness.Peapod,
-                 runtime: str = "crun", extra_args: list[str] | None = None):
+                 runtime: str = "crun", extra_args: list[str] | None = None,
+                 join: str = "auto"):
+        assert join in ("auto", "token", "admin"), join
+        # "token": the server's node-token alone; "admin": admin token + CA file (+ pod CIDR
+        # without IPAM); "auto": the token when the server can sign the agent's certificate.
+        self.join = join
         self.workdir = workdir
         self.host = host
         self.server = server
@@ -488,7 +518,7 @@ class JoinedAgent:
     def argv(self) -> list[str]:
         pki = self.server.data_dir / "pki"
         node_token = self.server.data_dir / "node-token"
-        if node_token.exists():
+        if self.join == "token" or (self.join == "auto" and server_joins_by_token(self.server)):
             auth = ["--token-file", str(node_token)]
         else:
             auth = ["--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt")]

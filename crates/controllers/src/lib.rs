@@ -107,6 +107,7 @@ pub struct Config {
 impl Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
+            .field("node_ipam", &self.node_ipam)
             .field("cluster_signing_duration", &self.cluster_signing_duration)
             .field("node_ipam", &self.node_ipam)
             .finish_non_exhaustive()
