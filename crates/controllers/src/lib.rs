@@ -109,7 +109,6 @@ impl Debug for Config {
         f.debug_struct("Config")
             .field("node_ipam", &self.node_ipam)
             .field("cluster_signing_duration", &self.cluster_signing_duration)
-            .field("node_ipam", &self.node_ipam)
             .finish_non_exhaustive()
     }
 }
