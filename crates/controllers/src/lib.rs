@@ -11,7 +11,9 @@
 //! rolling updates, ControllerRevisions), [`cronjob`] (a Job per CronJob schedule time),
 //! [`job`] (Jobs' pods, status and conditions), [`ttlafterfinished`] (finished Jobs deleted
 //! after `ttlSecondsAfterFinished`) and [`podgc`] (pods bound to nodes that no longer
-//! exist), [`endpointslice`] (Services' EndpointSlices) and [`endpoints`] (their core/v1
+//! exist), [`nodelifecycle`] (node health from Leases and heartbeats: `Unknown` conditions,
+//! pods not Ready, NoExecute and NoSchedule taints), [`tainteviction`] (pods deleted when
+//! their node's NoExecute taints are not tolerated), [`endpointslice`] (Services' EndpointSlices) and [`endpoints`] (their core/v1
 //! Endpoints) — each a kube-runtime `Controller` whose reconcile is a thin shell over a pure
 //! "desired vs observed" function — and [`garbagecollector`] (owner references: dependents
 //! of absent owners deleted, orphaning and foreground deletion finished, for every kind
@@ -46,12 +48,14 @@ pub mod history;
 mod informer;
 pub mod job;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 mod routed;
 pub mod serviceaccounts;
 pub mod statefulset;
+pub mod tainteviction;
 pub mod ttlafterfinished;
 
 use std::fmt::Debug;
@@ -62,6 +66,7 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
@@ -85,6 +90,9 @@ pub struct Config {
     /// The cluster CA (PEM) the root-ca-cert-publisher puts in every namespace
     /// (kube-controller-manager's `--root-ca-file`).
     pub root_ca: String,
+    /// The node lifecycle controller's flags (`--node-monitor-period`, grace periods,
+    /// eviction rates).
+    pub node_lifecycle: nodelifecycle::Config,
 }
 
 /// Why the controllers stopped before being told to.
@@ -187,6 +195,13 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     let endpoints = Informer::<Endpoints>::new(
         "endpoints",
         Api::all(client.clone()),
+        watcher::Config::default(),
+    );
+
+    // Only the nodes' Leases concern the node lifecycle controller.
+    let node_leases = Informer::<Lease>::new(
+        "leases",
+        Api::namespaced(client.clone(), nodelifecycle::NODE_LEASE_NAMESPACE),
         watcher::Config::default(),
     );
 
@@ -298,6 +313,22 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             "pod-garbage-collector",
             podgc::controller(client.clone(), &pods, &nodes, stop.clone()).boxed(),
         ),
+        (
+            "node-lifecycle-controller",
+            nodelifecycle::controller(
+                client.clone(),
+                config.node_lifecycle.clone(),
+                &nodes,
+                &node_leases,
+                &pods,
+                stop.clone(),
+            )
+            .boxed(),
+        ),
+        (
+            "taint-eviction-controller",
+            tainteviction::controller(client.clone(), &pods, &nodes, stop.clone()).boxed(),
+        ),
     ];
     for (name, controller) in controllers {
         let token = stop.clone();
@@ -328,6 +359,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(services.run(stop.clone()));
     tasks.spawn(endpoint_slices.run(stop.clone()));
     tasks.spawn(endpoints.run(stop.clone()));
+    tasks.spawn(node_leases.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {

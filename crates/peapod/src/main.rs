@@ -180,6 +180,48 @@ struct ServerArgs {
     /// The range node ports are allocated from (kube-apiserver's flag).
     #[arg(long, default_value = apiserver::services::DEFAULT_NODE_PORT_RANGE)]
     service_node_port_range: String,
+    #[command(flatten)]
+    node_lifecycle: NodeLifecycleArgs,
+}
+
+/// kube-controller-manager's node lifecycle flags (the node lifecycle controller).
+#[derive(Args, Clone)]
+struct NodeLifecycleArgs {
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: std::time::Duration,
+    /// How long a node may go without renewing its Lease before it is marked Unknown.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How long a new node may go without posting a Ready condition.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    node_startup_grace_period: std::time::Duration,
+    /// Nodes tainted NoExecute per second in a healthy zone.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// Nodes tainted per second in an unhealthy zone of a large cluster.
+    #[arg(long, default_value_t = 0.01)]
+    secondary_node_eviction_rate: f64,
+    /// Zones with at most this many nodes stop tainting when unhealthy.
+    #[arg(long, default_value_t = 50)]
+    large_cluster_size_threshold: usize,
+    /// The share of not-Ready nodes (at least 3) that makes a zone unhealthy.
+    #[arg(long, default_value_t = 0.55)]
+    unhealthy_zone_threshold: f64,
+}
+
+impl NodeLifecycleArgs {
+    fn config(&self) -> controllers::nodelifecycle::Config {
+        controllers::nodelifecycle::Config {
+            node_monitor_period: self.node_monitor_period,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            node_startup_grace_period: self.node_startup_grace_period,
+            node_eviction_rate: self.node_eviction_rate,
+            secondary_node_eviction_rate: self.secondary_node_eviction_rate,
+            large_cluster_size_threshold: self.large_cluster_size_threshold,
+            unhealthy_zone_threshold: self.unhealthy_zone_threshold,
+        }
+    }
 }
 
 /// `90s`, `5m`, `1h`, or plain seconds.
@@ -347,6 +389,7 @@ async fn control_loops(components: &mut Supervisor, args: &ServerArgs) -> Result
     let config = controllers::Config {
         root_ca: std::fs::read_to_string(&root_ca)
             .with_context(|| format!("reading {}", root_ca.display()))?,
+        node_lifecycle: args.node_lifecycle.config(),
     };
     let client = component_client(args, "kube-controller-manager.token").await?;
     components.spawn_restarting("controllers", move |token| {
