@@ -159,8 +159,9 @@ class Agent:
     """`peapod agent` joining a running control plane, as its own process."""
 
     def __init__(self, workdir: Path, server: harness.Peapod, runtime: str = "crun",
-                 services: ServiceRange | None = None):
+                 services: ServiceRange | None = None, extra_args: list[str] | None = None):
         self.workdir = workdir
+        self.extra_args = list(extra_args or [])
         self.server = server
         # The server's service range (`ServiceRange.args()`'s `--service-cidr` on it), so the
         # agent's pods get its kube-dns address.
@@ -184,7 +185,8 @@ class Agent:
              "--cgroup-root", cgroup_root(self.bridge), "--proxy-table", proxy_table(self.bridge),
              "--runtime", self.runtime, "--kubelet-port", "0", "--data-dir", str(self.data_dir),
              "--resolv-conf", str(resolv_conf(self.workdir)),
-             *(["--cluster-dns", self.services.dns] if self.services else [])],
+             *(["--cluster-dns", self.services.dns] if self.services else []),
+             *self.extra_args],
             self.log, stdout=self.stdout)
         deadline = time.monotonic() + timeout
         while "peapod agent ready" not in self.stdout.read_text(errors="replace"):

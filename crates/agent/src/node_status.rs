@@ -21,9 +21,15 @@ use tracing::{debug, info, warn};
 use crate::config::AgentConfig;
 use crate::AgentError;
 
-/// Upstream's default lease duration; the lease is renewed every quarter of it (10 s).
-const LEASE_DURATION_SECONDS: i32 = 40;
-const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// Upstream's default lease duration (the kubelet's `nodeLeaseDurationSeconds`); the lease
+/// is renewed every quarter of it (10 s).
+pub const DEFAULT_LEASE_DURATION_SECONDS: u32 = 40;
+
+/// How often the lease is renewed: a quarter of its duration (upstream's
+/// `renewIntervalFraction` 0.25), at least 1 s.
+pub fn lease_renew_interval(cfg: &AgentConfig) -> Duration {
+    Duration::from_millis((u64::from(cfg.node_lease_duration_seconds) * 250).max(1000))
+}
 /// Status is re-posted at least this often even when nothing changed (upstream: 5 min with
 /// leases; we post more often so `kubectl get nodes` ages stay fresh).
 const STATUS_REPORT: Duration = Duration::from_secs(60);
@@ -258,7 +264,9 @@ async fn renew_lease(
     let renew = MicroTime(jiff::Timestamp::now());
     let spec = LeaseSpec {
         holder_identity: Some(cfg.node_name.clone()),
-        lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+        lease_duration_seconds: Some(
+            i32::try_from(cfg.node_lease_duration_seconds).unwrap_or(i32::MAX),
+        ),
         renew_time: Some(renew),
         ..Default::default()
     };
@@ -300,8 +308,8 @@ async fn renew_lease(
 
 /// Waits between failed lease renewals: 200 ms doubling up to the renew interval; started
 /// over (a fresh one) after each success.
-fn lease_retry() -> Backoff {
-    Backoff::new(Duration::from_millis(200), LEASE_RENEW, Duration::MAX)
+fn lease_retry(renew: Duration) -> Backoff {
+    Backoff::new(Duration::from_millis(200), renew, Duration::MAX)
 }
 
 /// Renews the lease every 10 s and re-posts status every minute until shutdown. A failed
@@ -321,7 +329,8 @@ pub async fn heartbeat(
     let mut last_status = std::time::Instant::now();
     let mut lease_outage = Outage::new("node lease renewal");
     let mut status_outage = Outage::new("node status report");
-    let mut retry = lease_retry();
+    let renew = lease_renew_interval(&cfg);
+    let mut retry = lease_retry(renew);
     let mut post_now = false;
     loop {
         let wait = match renew_lease(&leases, &cfg, &node_uid).await {
@@ -334,8 +343,8 @@ pub async fn heartbeat(
                 }
                 lease_outage.succeeded();
                 // The next failure starts the retries over from 200 ms.
-                retry = lease_retry();
-                LEASE_RENEW
+                retry = lease_retry(renew);
+                renew
             }
             Err(e) => {
                 if e.is_unreachable() {

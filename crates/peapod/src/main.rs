@@ -105,6 +105,12 @@ struct NodeArgs {
     /// The agent's streaming server port (logs, exec, port-forward); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// The node Lease's duration in seconds (the kubelet's `nodeLeaseDurationSeconds`); the
+    /// lease is renewed every quarter of it. Keep it at most the server's
+    /// `--node-monitor-grace-period`.
+    #[arg(long, default_value_t = agent::node_status::DEFAULT_LEASE_DURATION_SECONDS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    node_lease_duration_seconds: u32,
     /// The cgroup pods are created under, as `<root>/pod<uid>` (the kubelet's flag).
     #[arg(long, default_value = "peapod")]
     cgroup_root: String,
@@ -587,6 +593,7 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
         cluster_domain: node.cluster_domain.trim_matches('.').to_string(),
         started_at: jiff::Timestamp::now(),
         kubelet_port: node.kubelet_port,
+        node_lease_duration_seconds: node.node_lease_duration_seconds,
         cgroup_root: node.cgroup_root.trim_matches('/').to_string(),
         pod_max_pids: (node.pod_max_pids > 0).then_some(node.pod_max_pids),
         api_service: None,
