@@ -73,7 +73,16 @@ fn health_timeline() {
     let n = node(healthy(), vec![]);
     let status = n.status.clone().unwrap_or_default();
     // (case, lease renew, saved, now, probe after, conditions go Unknown)
-    let cases: Vec<(&str, Option<i64>, Option<NodeHealth>, i64, i64, bool)> = vec![
+    // (case, lease renew, saved, now, probe after, conditions go Unknown)
+    type Case = (
+        &'static str,
+        Option<i64>,
+        Option<NodeHealth>,
+        i64,
+        i64,
+        bool,
+    );
+    let cases: Vec<Case> = vec![
         ("first look: probe now", Some(1), None, 5, 5, false),
         (
             "lease renewed: probe moves",
@@ -333,7 +342,9 @@ fn no_schedule_taints_follow_conditions_and_cordon() {
             taint("mine", NO_SCHEDULE),
         ],
     );
-    n.spec.as_mut().map(|s| s.unschedulable = Some(true));
+    if let Some(s) = n.spec.as_mut() {
+        s.unschedulable = Some(true);
+    }
     let (add, remove) = no_schedule_diff(&n);
     assert_eq!(
         keys(&add),
@@ -362,7 +373,9 @@ fn no_schedule_taints_follow_conditions_and_cordon() {
         vec![cond("Ready", "False", 0, 0)],
         vec![taint(NOT_READY, NO_SCHEDULE)],
     );
-    n.spec.as_mut().map(|s| s.unschedulable = Some(false));
+    if let Some(s) = n.spec.as_mut() {
+        s.unschedulable = Some(false);
+    }
     assert_eq!(no_schedule_diff(&n), (vec![], vec![]));
 }
 

@@ -39,7 +39,14 @@ fn decisions() {
         created_at: t(0),
         fire_at: t(fire),
     };
-    let cases: Vec<(&str, Vec<Toleration>, Vec<Taint>, Option<Work>, Decision)> = vec![
+    type Case = (
+        &'static str,
+        Vec<Toleration>,
+        Vec<Taint>,
+        Option<Work>,
+        Decision,
+    );
+    let cases: Vec<Case> = vec![
         (
             "no taints: cancel",
             vec![],
