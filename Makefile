@@ -16,7 +16,10 @@
 #                   + bench/stream_bench.py (exec round trip, logs -f delivery)
 #                   + bench/workload_bench.py (a controller scaled 0 -> 100 -> 0)
 #                   + proxy sync_bench (1,000 Services x 10 endpoints), bench/service_bench.py
-#                   (Service change -> traffic, ClusterIP cost), bench/dns_bench.py; prints every
+#                   (Service change -> traffic, ClusterIP cost), bench/dns_bench.py,
+#                   bench/leader_failover.py (kill -9 of the leader -> a pod bound),
+#                   bench/node_join.py (ip netns exec agent -> node Ready), podnet sync_bench
+#                   and bench/podnet_bench.py (pod-to-pod across nodes); prints every
 #                   figure beside bench/recorded.json, flagging > 25 % moves the wrong way
 #   make bench-record  the last bench run's figures become bench/recorded.json
 #
@@ -156,6 +159,7 @@ bench: deps build-release
 	cargo run --release -p protobuf --example transcode_bench | tee -a $(BENCH_LOG)
 	cargo run --release -p scheduler --example decide_bench | tee -a $(BENCH_LOG)
 	cargo run --release -p proxy --example sync_bench | tee -a $(BENCH_LOG)
+	cargo run --release -p podnet --example sync_bench | tee -a $(BENCH_LOG)
 	cargo build --release -p api-bench
 	$(PY) bench/api_bench.py --bin "$(TARGET_DIR)/release/peapod" \
 	  --api-bench "$(TARGET_DIR)/release/api-bench" | tee -a $(BENCH_LOG)
@@ -163,9 +167,12 @@ bench: deps build-release
 	$(PY) bench/stream_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	$(PY) bench/workload_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	$(PY) bench/service_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
+	$(PY) bench/leader_failover.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	cargo build --release -p dns --example dns_load
 	$(PY) bench/dns_bench.py --bin "$(TARGET_DIR)/release/peapod" \
 	  --load "$(TARGET_DIR)/release/examples/dns_load" | tee -a $(BENCH_LOG)
+	$(PY) bench/node_join.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
+	$(PY) bench/podnet_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	@$(PY) bench/compare.py $(BENCH_LOG) --out $(BENCH_DIR)/figures.json
 
 # After a run worth keeping (a quiet machine): the last run's figures become the recorded

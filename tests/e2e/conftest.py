@@ -341,3 +341,61 @@ def split(tmp_path_factory, test_images):
             c.close()
         agent.stop()
         server.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Test hosts (network namespaces joined through the host) for multi-node clusters.
+
+import testhost  # noqa: E402
+
+
+def _lan(routed: bool):
+    lan = testhost.Lan(routed=routed)
+    try:
+        yield lan
+    finally:
+        lan.close()
+        if lan.found_at_close:
+            # Pods the test left running: close() removed them by force.
+            print("\ntest hosts still held at teardown (removed by force):\n"
+                  + "\n".join(lan.found_at_close))
+    left = lan.leaks()
+    assert not left, "the lan left behind on the host:\n" + "\n".join(left)
+
+
+@pytest.fixture
+def lan():
+    """A bridged Lan (one shared subnet); every host, agent, bridge and route it made is
+    removed after the test, also when it fails."""
+    yield from _lan(routed=False)
+
+
+@pytest.fixture
+def routed_lan():
+    """A routed Lan (a /30 per test host, the host routes between them)."""
+    yield from _lan(routed=True)
+
+
+@pytest.fixture
+def cluster_server(request, tmp_path):
+    """`peapod server` listening on 0.0.0.0:<free port> with a service range and a cluster
+    CIDR of its own (`.services`, `.cluster_cidr`); with a `lan`/`routed_lan` fixture in the
+    test, `--advertise-address` is the Lan's gateway (where pods and test hosts reach it, and
+    a name its serving certificate carries). Stopped by PID after the test."""
+    lan = next((request.getfixturevalue(f) for f in ("lan", "routed_lan")
+                if f in request.fixturenames), None)
+    services = node_support.ServiceRange()
+    cluster_cidr = testhost.ClusterCidr()
+    args = ["--service-cidr", services.cidr]
+    if lan is not None:
+        args += ["--advertise-address", lan.gateway]
+    server = harness.Peapod(tmp_path / "server", listen_host="0.0.0.0", extra_args=args)
+    if testhost.server_has_ipam(server):
+        server.extra_args += ["--cluster-cidr", cluster_cidr.cidr]
+    server.services = services
+    server.cluster_cidr = cluster_cidr
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

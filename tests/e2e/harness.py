@@ -158,13 +158,83 @@ class Etcd:
         stop(self.proc)
 
 
+class EtcdCluster:
+    """A 3-member etcd cluster on loopback: each member its own client and peer ports and
+    data dir, joined through `--initial-cluster`. `url` is every member's client URL,
+    comma-separated, as `--datastore etcd=URL1,URL2,URL3` takes them."""
+
+    def __init__(self, workdir: Path, members: int = 3):
+        self.workdir = workdir
+        self.members = [
+            {"name": f"m{i}", "client": free_port(), "peer": free_port()} for i in range(members)
+        ]
+        self.urls = [f"http://127.0.0.1:{m['client']}" for m in self.members]
+        self.url = ",".join(self.urls)
+        self.procs: list[subprocess.Popen] = []
+        self.token = f"e2e-{secrets.token_hex(4)}"
+
+    def start(self, timeout: float = 60.0) -> "EtcdCluster":
+        if not Path(ETCD_BIN).exists():
+            raise RuntimeError(f"{ETCD_BIN} not found: run `make deps` (Debian etcd-server)")
+        initial = ",".join(f"{m['name']}=http://127.0.0.1:{m['peer']}" for m in self.members)
+        try:
+            # All at once: a member only becomes healthy once a quorum has started.
+            for m in self.members:
+                peer = f"http://127.0.0.1:{m['peer']}"
+                client = f"http://127.0.0.1:{m['client']}"
+                self.procs.append(spawn(
+                    [
+                        ETCD_BIN,
+                        "--name", m["name"],
+                        "--data-dir", str(self.workdir / f"etcd-{m['name']}"),
+                        "--listen-client-urls", client,
+                        "--advertise-client-urls", client,
+                        "--listen-peer-urls", peer,
+                        "--initial-advertise-peer-urls", peer,
+                        "--initial-cluster", initial,
+                        "--initial-cluster-token", self.token,
+                        "--initial-cluster-state", "new",
+                    ],
+                    self.workdir / f"etcd-{m['name']}.log",
+                ))
+            deadline = time.monotonic() + timeout
+            for url, proc, m in zip(self.urls, self.procs, self.members):
+                log = self.workdir / f"etcd-{m['name']}.log"
+                while True:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"etcd {m['name']} exited with {proc.returncode}:\n"
+                                           f"{tail(log)}")
+                    try:
+                        with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                            if json.loads(r.read()).get("health") == "true":
+                                break
+                    except OSError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"etcd {m['name']} not healthy after {timeout}s:\n"
+                                           f"{tail(log)}")
+                    time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop(proc)
+        self.procs = []
+
+
 class Peapod:
     """One `peapod server` process; can be stopped, killed and started again on its data dir."""
 
     def __init__(self, workdir: Path, backend: str = "sqlite", etcd: Etcd | None = None,
                  binary: Path | None = None, extra_args: list[str] | None = None,
-                 mode: str = "server"):
+                 mode: str = "server", listen_host: str = "127.0.0.1"):
         self.workdir = workdir
+        # `0.0.0.0` serves every local address (test hosts reach it over their Lan); the
+        # kubeconfig still names 127.0.0.1.
+        self.listen_host = listen_host
         self.mode = mode
         self.extra_args = list(extra_args or [])
         self.data_dir = workdir / "data"
@@ -180,7 +250,7 @@ class Peapod:
 
     def argv(self) -> list[str]:
         argv = [str(self.binary), self.mode, "--data-dir", str(self.data_dir),
-                "--listen", f"127.0.0.1:{self.port}"]
+                "--listen", f"{self.listen_host}:{self.port}"]
         if self.backend == "etcd":
             assert self.etcd is not None, "etcd backend needs an Etcd"
             argv += ["--datastore", f"etcd={self.etcd.url}", "--etcd-prefix", self.etcd_prefix]

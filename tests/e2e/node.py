@@ -159,8 +159,14 @@ class Agent:
     """`peapod agent` joining a running control plane, as its own process."""
 
     def __init__(self, workdir: Path, server: harness.Peapod, runtime: str = "crun",
-                 services: ServiceRange | None = None, extra_args: list[str] | None = None):
+                 services: ServiceRange | None = None, pod_cidr_from_ipam: bool = False,
+                 extra_args: list[str] | None = None):
+        """`pod_cidr_from_ipam`: start without `--pod-cidr`, so the agent waits for the one
+        node IPAM writes into its Node; the server's `--cluster-cidr` must then be
+        `self.pod_cidr` (a /24 cut in /24s: the only subnet there is to hand out).
+        `extra_args` are added to the agent's command line."""
         self.workdir = workdir
+        self.pod_cidr_from_ipam = pod_cidr_from_ipam
         self.extra_args = list(extra_args or [])
         self.server = server
         # The server's service range (`ServiceRange.args()`'s `--service-cidr` on it), so the
@@ -180,7 +186,8 @@ class Agent:
         self.proc = harness.spawn(
             [str(self.server.binary), "agent", "--server", f"https://127.0.0.1:{self.server.port}",
              "--token-file", str(pki / "admin.token"), "--ca-file", str(pki / "ca.crt"),
-             "--node-name", self.name, "--node-ip", "127.0.0.1", "--pod-cidr", self.pod_cidr,
+             "--node-name", self.name, "--node-ip", "127.0.0.1",
+             *([] if self.pod_cidr_from_ipam else ["--pod-cidr", self.pod_cidr]),
              "--cluster-cidr", self.pod_cidr, "--cni-bridge", self.bridge,
              "--cgroup-root", cgroup_root(self.bridge), "--proxy-table", proxy_table(self.bridge),
              "--runtime", self.runtime, "--kubelet-port", "0", "--data-dir", str(self.data_dir),

@@ -50,6 +50,9 @@ pub struct AgentConfig {
     /// (`KUBERNETES_SERVICE_HOST`, ...) name it only while no `kubernetes` Service is known
     /// (an API server without Services); otherwise they come from that Service.
     pub api_service: Option<std::net::SocketAddr>,
+    /// The pods' MTU (the CNI bridge's `mtu`), from the pod network: the node link's, less
+    /// the VXLAN overhead when VXLAN may carry pod traffic. None: the plugin's default.
+    pub pod_mtu: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

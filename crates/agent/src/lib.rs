@@ -42,6 +42,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::{AgentConfig, RuntimeChoice};
+/// For an agent started under `ip netns exec` (see its module doc).
+pub use oci::mountns;
 use pod_worker::PodUpdate;
 use record::PodRecord;
 
@@ -228,6 +230,7 @@ pub fn prepare(client: kube::Client, mut cfg: AgentConfig) -> Result<Arc<Ctx>, A
         &cfg.cni_bridge,
         &cfg.pod_cidr,
         &cfg.cni_dir().join("networks"),
+        cfg.pod_mtu,
     )?;
     let cni = cni::Cni::new(
         cfg.cni_plugin_dirs.clone(),

@@ -1,6 +1,15 @@
 //! Node registration, the node lease and node status — the kubelet's `nodestatus` and
 //! `nodelease` in one place. Owns what the node says about itself: capacity read from the
-//! machine, conditions, addresses, node info. Does not own pods.
+//! machine, conditions, addresses, node info; and, for a node started without `--pod-cidr`,
+//! registering early and waiting for the pod CIDR node IPAM writes into its spec
+//! ([`await_pod_cidr`]). Does not own pods.
+//!
+//! ```text
+//!  no --pod-cidr: register (Ready=False, "cni plugin not initialized", no podCIDR)
+//!                 ─▶ watch the Node ─▶ spec.podCIDR set by node IPAM ─▶ CNI, DNS, proxy,
+//!                 pods set up with it ─▶ register again (Ready=True, podCIDR kept)
+//!  --pod-cidr:    register (Ready=True, spec.podCIDR(s) = the flag's)
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -119,7 +128,25 @@ fn condition(kind: &str, status: &str, reason: &str, message: &str, at: &Time) -
 
 /// The node's status as it is right now.
 pub fn node_status(cfg: &AgentConfig) -> NodeStatus {
+    node_status_with(cfg, true)
+}
+
+/// The kubelet's Ready=False while its network is not set up (no pod CIDR yet).
+const NETWORK_NOT_READY: &str = "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized";
+
+fn node_status_with(cfg: &AgentConfig, ready: bool) -> NodeStatus {
     let at = Time(cfg.started_at);
+    let ready = if ready {
+        condition(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status",
+            &at,
+        )
+    } else {
+        condition("Ready", "False", "KubeletNotReady", NETWORK_NOT_READY, &at)
+    };
     let capacity = machine_capacity(&cfg.data_dir);
     NodeStatus {
         allocatable: Some(capacity.clone()),
@@ -146,13 +173,7 @@ pub fn node_status(cfg: &AgentConfig) -> NodeStatus {
                 "kubelet has sufficient PID available",
                 &at,
             ),
-            condition(
-                "Ready",
-                "True",
-                "KubeletReady",
-                "kubelet is posting ready status",
-                &at,
-            ),
+            ready,
         ]),
         addresses: Some(vec![
             NodeAddress {
@@ -201,7 +222,60 @@ fn node_labels(cfg: &AgentConfig) -> BTreeMap<String, String> {
 
 /// Creates the Node, or on a restart refreshes the existing one's status. Returns its uid.
 pub async fn register(client: &kube::Client, cfg: &AgentConfig) -> Result<String, AgentError> {
+    register_with(client, cfg, true)
+        .await
+        .map(|n| n.metadata.uid.unwrap_or_default())
+}
+
+/// The node's pod CIDR as its spec says (IPv4: the bridge needs one).
+fn spec_pod_cidr(node: &Node) -> Option<String> {
+    let spec = node.spec.as_ref()?;
+    spec.pod_cidr
+        .iter()
+        .chain(spec.pod_cidrs.iter().flatten())
+        .find(|c| {
+            c.split('/')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+        })
+        .cloned()
+}
+
+/// Registers the node without a pod CIDR (not ready: no network yet) and waits until node
+/// IPAM writes one into its spec; returns it. A node that already has one (a restart)
+/// returns at once.
+pub async fn await_pod_cidr(
+    client: &kube::Client,
+    cfg: &AgentConfig,
+) -> Result<String, AgentError> {
+    let node = register_with(client, cfg, false).await?;
+    if let Some(cidr) = spec_pod_cidr(&node) {
+        info!(node = %cfg.node_name, pod_cidr = %cidr, "node has podCIDR");
+        return Ok(cidr);
+    }
+    info!(node = %cfg.node_name, "waiting for podCIDR");
     let nodes: Api<Node> = Api::all(client.clone());
+    let node = kube::runtime::wait::await_condition(nodes, &cfg.node_name, |n: Option<&Node>| {
+        n.and_then(spec_pod_cidr).is_some()
+    })
+    .await
+    .map_err(|e| AgentError::State(format!("watching node {}: {e}", cfg.node_name)))?;
+    let cidr = node
+        .as_ref()
+        .and_then(spec_pod_cidr)
+        .ok_or_else(|| AgentError::State(format!("node {} has no podCIDR", cfg.node_name)))?;
+    info!(node = %cfg.node_name, pod_cidr = %cidr, "node IPAM assigned podCIDR");
+    Ok(cidr)
+}
+
+/// Creates or refreshes the Node (labels, pod CIDR when known, status). Returns it.
+async fn register_with(
+    client: &kube::Client,
+    cfg: &AgentConfig,
+    ready: bool,
+) -> Result<Node, AgentError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let cidrs = (!cfg.pod_cidr.is_empty()).then(|| cfg.pod_cidr.clone());
     let node = Node {
         metadata: ObjectMeta {
             name: Some(cfg.node_name.clone()),
@@ -213,11 +287,11 @@ pub async fn register(client: &kube::Client, cfg: &AgentConfig) -> Result<String
             ..Default::default()
         },
         spec: Some(NodeSpec {
-            pod_cidr: Some(cfg.pod_cidr.clone()),
-            pod_cidrs: Some(vec![cfg.pod_cidr.clone()]),
+            pod_cidr: cidrs.clone(),
+            pod_cidrs: cidrs.clone().map(|c| vec![c]),
             ..Default::default()
         }),
-        status: Some(node_status(cfg)),
+        status: Some(node_status_with(cfg, ready)),
     };
     let created = match nodes.create(&PostParams::default(), &node).await {
         Ok(created) => {
@@ -226,10 +300,12 @@ pub async fn register(client: &kube::Client, cfg: &AgentConfig) -> Result<String
         }
         Err(kube::Error::Api(status)) if status.code == 409 => {
             info!(node = %cfg.node_name, "node already registered; updating it");
-            let patch = serde_json::json!({
+            let mut patch = serde_json::json!({
                 "metadata": {"labels": node_labels(cfg)},
-                "spec": {"podCIDR": cfg.pod_cidr, "podCIDRs": [cfg.pod_cidr]},
             });
+            if let Some(c) = &cidrs {
+                patch["spec"] = serde_json::json!({"podCIDR": c, "podCIDRs": [c]});
+            }
             nodes
                 .patch(
                     &cfg.node_name,
@@ -240,12 +316,12 @@ pub async fn register(client: &kube::Client, cfg: &AgentConfig) -> Result<String
         }
         Err(e) => return Err(e.into()),
     };
-    post_status(&nodes, cfg).await?;
-    Ok(created.metadata.uid.unwrap_or_default())
+    post_status(&nodes, cfg, ready).await?;
+    Ok(created)
 }
 
-async fn post_status(nodes: &Api<Node>, cfg: &AgentConfig) -> Result<(), AgentError> {
-    let patch = serde_json::json!({ "status": node_status(cfg) });
+async fn post_status(nodes: &Api<Node>, cfg: &AgentConfig, ready: bool) -> Result<(), AgentError> {
+    let patch = serde_json::json!({ "status": node_status_with(cfg, ready) });
     nodes
         .patch_status(
             &cfg.node_name,
@@ -357,7 +433,7 @@ pub async fn heartbeat(
         };
         if (post_now || last_status.elapsed() >= STATUS_REPORT) && !lease_outage.is_down() {
             post_now = false;
-            match post_status(&nodes, &cfg).await {
+            match post_status(&nodes, &cfg, true).await {
                 Ok(()) => status_outage.succeeded(),
                 Err(e) if e.is_unreachable() => status_outage.failed(&e),
                 Err(e) => warn!(error = %e, "posting node status"),

@@ -2,19 +2,22 @@
 //!
 //! Owns: re-export of the API types (`k8s-openapi`, v1.37), defaulting and validation of the
 //! served kinds (batch/v1 and policy/v1 in `batch`, `policy`; Services in `service`, Endpoints and
-//! EndpointSlices in `discovery`, ServiceCIDRs and IPAddresses in `networking`), cron schedules, label and field selectors, JSON / merge / strategic-merge patching, and the
+//! EndpointSlices in `discovery`, ServiceCIDRs and IPAddresses in `networking`,
+//! CertificateSigningRequests and PKCS#10 parsing in `certificates`), cron schedules, label and field selectors, JSON / merge / strategic-merge patching, and the
 //! pod STATUS column as kubectl prints it.
 //!
 //! Does not own: any I/O, storage, HTTP or clocks beyond what a caller passes in — but for
 //! `cron::load_location`, which reads the system tz database as Go's `time.LoadLocation`
-//! does in upstream's CronJob validation.
+//! does in upstream's CronJob validation, and the CSR strategy, which stamps new conditions
+//! with the current time as upstream's `populateConditionTimestamps` does.
 //!
-//! May depend on: k8s-openapi, serde_json, json-patch, jiff.
+//! May depend on: k8s-openapi, serde_json, json-patch, jiff, x509-parser.
 
 pub use k8s_openapi;
 
 pub mod apps;
 pub mod batch;
+pub mod certificates;
 pub mod cron;
 pub mod discovery;
 pub mod events;

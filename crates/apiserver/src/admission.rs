@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::authn::UserInfo;
 use crate::errors::ApiError;
 use crate::kinds;
 use crate::object;
@@ -16,10 +17,12 @@ use crate::registry::Resource;
 use crate::server::ApiServer;
 use crate::serviceaccount::{DEFAULT_SERVICE_ACCOUNT, ROOT_CA_CONFIG_MAP};
 
-/// A kind's mutating admission on create: it may change the object or refuse it.
+/// A kind's mutating admission on create: it may change the object or refuse it. It sees
+/// the requesting user, as upstream's admission attributes carry it.
 pub type Admit = for<'a> fn(
     &'a ApiServer,
     &'a mut Value,
+    &'a UserInfo,
 ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
 
 /// Runs the kind's admission, if it has any.
@@ -27,9 +30,10 @@ pub async fn admit_create(
     server: &ApiServer,
     resource: &Resource,
     obj: &mut Value,
+    user: &UserInfo,
 ) -> Result<(), ApiError> {
     match resource.admit {
-        Some(admit) => admit(server, obj).await,
+        Some(admit) => admit(server, obj, user).await,
         None => Ok(()),
     }
 }
@@ -51,6 +55,7 @@ fn forbidden_name(obj: &Value) -> &str {
 pub fn admit_pod<'a>(
     server: &'a ApiServer,
     pod: &'a mut Value,
+    _user: &'a UserInfo,
 ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
     Box::pin(pod_admission(server, pod))
 }

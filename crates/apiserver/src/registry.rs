@@ -111,6 +111,9 @@ pub enum SubresourceKind {
     Scale,
     /// `namespaces/finalize`: only `spec.finalizers` changes (upstream's FinalizeREST).
     Finalize,
+    /// `certificatesigningrequests/approval`: only the conditions change (upstream's
+    /// ApprovalREST).
+    Approval,
 }
 
 /// A subresource and the kind its requests and responses carry.
@@ -198,6 +201,7 @@ static RESOURCES: &[&Resource] = &[
     &kinds::endpointslice::RESOURCE,
     &kinds::ipaddress::RESOURCE,
     &kinds::servicecidr::RESOURCE,
+    &kinds::certificatesigningrequest::RESOURCE,
 ];
 
 impl Resource {
@@ -344,6 +348,7 @@ fn served_kind(r: &Resource) -> openapi::ServedKind {
             SubresourceKind::Token => S::Token,
             SubresourceKind::Scale => S::Scale,
             SubresourceKind::Finalize => S::Finalize,
+            SubresourceKind::Approval => S::Approval,
         })
         .collect();
     openapi::ServedKind {

@@ -486,6 +486,7 @@ where
                 query,
                 headers: parts.headers,
                 body,
+                user,
             };
             handlers::handle(call).await
         }

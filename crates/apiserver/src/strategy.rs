@@ -47,6 +47,13 @@ pub trait Strategy: Sync {
         new: &mut Value,
         old: &Value,
     ) -> Option<Result<(), FieldErrors>>;
+    /// Update of `certificatesigningrequests/approval`: only the conditions come from
+    /// `new`. `None` for kinds without that subresource.
+    fn prepare_approval_update(
+        &self,
+        new: &mut Value,
+        old: &Value,
+    ) -> Option<Result<(), FieldErrors>>;
     /// The stored form (typed field order).
     fn encode(&self, object: &Value) -> Result<Vec<u8>, String>;
 }
@@ -76,6 +83,9 @@ pub struct TypedStrategy<T> {
     /// The `ephemeralcontainers` subresource's update: carry over everything else from the
     /// old object, then validate (pods only).
     pub ephemeral_containers_update: Option<fn(&mut T, &T) -> FieldErrors>,
+    /// The `approval` subresource's update: carry over everything but the conditions,
+    /// then validate (CertificateSigningRequests only).
+    pub approval_update: Option<fn(&mut T, &T) -> FieldErrors>,
     pub _kind: PhantomData<fn() -> T>,
 }
 
@@ -100,6 +110,7 @@ impl<T> TypedStrategy<T> {
             copy_all_but_status: keep,
             validate_status_update: no_errors,
             ephemeral_containers_update: None,
+            approval_update: None,
             _kind: PhantomData,
         }
     }
@@ -214,10 +225,42 @@ where
         })())
     }
 
+    fn prepare_approval_update(
+        &self,
+        new: &mut Value,
+        old: &Value,
+    ) -> Option<Result<(), FieldErrors>> {
+        let update = self.approval_update?;
+        Some(subresource_update(new, old, update))
+    }
+
     fn encode(&self, object: &Value) -> Result<Vec<u8>, String> {
         let typed: T = T::deserialize(object).map_err(|e| e.to_string())?;
         serde_json::to_vec(&typed).map_err(|e| e.to_string())
     }
+}
+
+/// A subresource's own update (`update` carries over what it does not write and
+/// validates), then the generic ObjectMeta update rules.
+fn subresource_update<T>(
+    new: &mut Value,
+    old: &Value,
+    update: fn(&mut T, &T) -> FieldErrors,
+) -> Result<(), FieldErrors>
+where
+    T: Serialize + DeserializeOwned + Metadata<Ty = ObjectMeta>,
+{
+    let mut typed: T = from_value(new)?;
+    let old_typed: T = from_value(old)?;
+    let mut errs = update(&mut typed, &old_typed);
+    if errs.is_empty() {
+        errs = generic_update_meta(typed.metadata(), old_typed.metadata());
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    *new = to_value(&typed)?;
+    Ok(())
 }
 
 fn from_value<T: DeserializeOwned>(v: &Value) -> Result<T, FieldErrors> {

@@ -18,13 +18,15 @@ pub const DEFAULT_CNI_VERSION: &str = "1.0.0";
 /// Writes the node's conflist: `bridge` (gateway, hairpin; no per-pod masquerade: the node
 /// masquerades its whole pod CIDR with one rule, see the agent) with `host-local` IPAM
 /// over `pod_cidr` and a default route, then `portmap` (hostPort via the `portMappings`
-/// capability, with SNAT so hairpin and localhost hostPorts work). Atomic (temp + rename).
+/// capability, with SNAT so hairpin and localhost hostPorts work). `mtu`, when given, is the
+/// bridge's and the pods' MTU (the pod network's rule). Atomic (temp + rename).
 pub fn write_default_conflist(
     path: &Path,
     network_name: &str,
     bridge: &str,
     pod_cidr: &str,
     ipam_dir: &Path,
+    mtu: Option<u32>,
 ) -> Result<(), CniError> {
     let invalid = |reason: String| CniError::Config {
         path: path.to_path_buf(),
@@ -38,7 +40,7 @@ pub fn write_default_conflist(
     } else {
         "::/0"
     };
-    let conflist = json!({
+    let mut conflist = json!({
         "cniVersion": DEFAULT_CNI_VERSION,
         "name": network_name,
         "plugins": [
@@ -62,6 +64,9 @@ pub fn write_default_conflist(
             }
         ]
     });
+    if let Some(mtu) = mtu {
+        conflist["plugins"][0]["mtu"] = mtu.into();
+    }
     let bytes =
         serde_json::to_vec_pretty(&conflist).map_err(|e| invalid(format!("serializing: {e}")))?;
     write_atomically(path, &bytes)
@@ -285,6 +290,7 @@ mod tests {
             "cni0",
             "10.88.0.0/16",
             Path::new("/var/lib/ipam"),
+            None,
         )
         .unwrap();
         let list = NetworkConfigList::load(&path).unwrap();
@@ -298,6 +304,19 @@ mod tests {
         assert_eq!(bridge["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
         assert_eq!(bridge["ipam"]["dataDir"], "/var/lib/ipam");
         assert_eq!(list.plugins[1]["capabilities"]["portMappings"], true);
+        assert_eq!(bridge.get("mtu"), None);
+        // The pod network's MTU goes on the bridge plugin.
+        write_default_conflist(
+            &path,
+            "peapod",
+            "cni0",
+            "10.88.0.0/16",
+            Path::new("/x"),
+            Some(1450),
+        )
+        .unwrap();
+        let list = NetworkConfigList::load(&path).unwrap();
+        assert_eq!(list.plugins[0]["mtu"], 1450);
     }
 
     #[test]
@@ -305,15 +324,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.conflist");
         let ipam = Path::new("/tmp");
-        assert!(write_default_conflist(&path, "peapod", "br0", "10.88.0.0", ipam).is_err());
-        assert!(write_default_conflist(&path, "peapod", "br0", "10.88.0.0/33", ipam).is_err());
-        assert!(write_default_conflist(&path, "bad name", "br0", "10.88.0.0/16", ipam).is_err());
+        assert!(write_default_conflist(&path, "peapod", "br0", "10.88.0.0", ipam, None).is_err());
+        assert!(
+            write_default_conflist(&path, "peapod", "br0", "10.88.0.0/33", ipam, None).is_err()
+        );
+        assert!(
+            write_default_conflist(&path, "bad name", "br0", "10.88.0.0/16", ipam, None).is_err()
+        );
         assert!(write_default_conflist(
             &path,
             "peapod",
             "a-very-long-bridge",
             "10.88.0.0/16",
-            ipam
+            ipam,
+            None
         )
         .is_err());
         assert!(!path.exists());
@@ -323,7 +347,15 @@ mod tests {
     fn ipv6_pod_cidr_gets_ipv6_default_route() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.conflist");
-        write_default_conflist(&path, "peapod", "br0", "fd00:10::/64", Path::new("/tmp")).unwrap();
+        write_default_conflist(
+            &path,
+            "peapod",
+            "br0",
+            "fd00:10::/64",
+            Path::new("/tmp"),
+            None,
+        )
+        .unwrap();
         let list = NetworkConfigList::load(&path).unwrap();
         assert_eq!(list.plugins[0]["ipam"]["routes"][0]["dst"], "::/0");
     }

@@ -274,6 +274,7 @@ async fn plugin_errors_carry_the_cni_error_object() {
         &net.bridge,
         &small_cidr,
         &net.ipam_dir,
+        None,
     )
     .unwrap();
     let first = net.pod("first", vec![]);

@@ -11,10 +11,14 @@
 //! rolling updates, ControllerRevisions), [`cronjob`] (a Job per CronJob schedule time),
 //! [`job`] (Jobs' pods, status and conditions), [`ttlafterfinished`] (finished Jobs deleted
 //! after `ttlSecondsAfterFinished`) and [`podgc`] (pods bound to nodes that no longer
-//! exist), [`nodelifecycle`] (node health from Leases and heartbeats: `Unknown` conditions,
-//! pods not Ready, NoExecute and NoSchedule taints), [`tainteviction`] (pods deleted when
-//! their node's NoExecute taints are not tolerated), [`endpointslice`] (Services' EndpointSlices) and [`endpoints`] (their core/v1
-//! Endpoints) — each a kube-runtime `Controller` whose reconcile is a thin shell over a pure
+//! exist), [`nodeipam`] (every node's pod CIDR, cut from the cluster CIDR),
+//! [`nodelifecycle`] (node health from Leases and heartbeats: `Unknown` conditions, pods not
+//! Ready, NoExecute and NoSchedule taints), [`tainteviction`] (pods deleted when their
+//! node's NoExecute taints are not tolerated), [`endpointslice`] (Services'
+//! EndpointSlices) and [`endpoints`] (their core/v1 Endpoints), [`csrapproving`] (node
+//! client certificate requests auto-approved), [`csrsigning`] (approved requests of the
+//! built-in signers issued with the cluster CA) and [`csrcleaner`] (old requests deleted) —
+//! each a kube-runtime `Controller` whose reconcile is a thin shell over a pure
 //! "desired vs observed" function — and [`garbagecollector`] (owner references: dependents
 //! of absent owners deleted, orphaning and foreground deletion finished, for every kind
 //! discovery lists, on its own metadata-only watches and work queue, decisions pure);
@@ -30,7 +34,8 @@
 //! finalizers a DELETE adds (the API server's, as upstream's registry store).
 //!
 //! May depend on: `k8s-openapi`, `kube` (client and runtime), tokio, `api` (pure: label
-//! selectors, defaults), `record` (events). Never on the API
+//! selectors, defaults, PKCS#10 requests), `record` (events), rcgen, yasna and x509-parser
+//! (the signer's certificates). Never on the API
 //! server or the store: controllers act only through the public API, authenticated as
 //! `system:kube-controller-manager`.
 
@@ -38,6 +43,9 @@ mod backoff;
 pub mod controller_ref_manager;
 pub mod controller_utils;
 pub mod cronjob;
+pub mod csrapproving;
+pub mod csrcleaner;
+pub mod csrsigning;
 pub mod daemon;
 pub mod deployment;
 pub mod disruption;
@@ -48,6 +56,7 @@ pub mod history;
 mod informer;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
@@ -66,6 +75,7 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
@@ -85,14 +95,32 @@ use informer::Informer;
 const RESYNC: Duration = Duration::from_secs(300);
 
 /// What the controllers need besides a client.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// The cluster CA (PEM) the root-ca-cert-publisher puts in every namespace
-    /// (kube-controller-manager's `--root-ca-file`).
+    /// (kube-controller-manager's `--root-ca-file`), which also signs certificates
+    /// (`--cluster-signing-cert-file`).
     pub root_ca: String,
     /// The node lifecycle controller's flags (`--node-monitor-period`, grace periods,
     /// eviction rates).
     pub node_lifecycle: nodelifecycle::Config,
+    /// The node IPAM controller's range (kube-controller-manager's `--cluster-cidr` and
+    /// `--node-cidr-mask-size`); None with `--allocate-node-cidrs=false`.
+    pub node_ipam: Option<nodeipam::Config>,
+    /// The cluster CA's private key (PEM), the signer's (`--cluster-signing-key-file`).
+    pub root_ca_key: String,
+    /// The longest certificate the signer issues (`--cluster-signing-duration`).
+    pub cluster_signing_duration: Duration,
+}
+
+impl Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("node_ipam", &self.node_ipam)
+            .field("cluster_signing_duration", &self.cluster_signing_duration)
+            .field("node_lifecycle", &self.node_lifecycle)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the controllers stopped before being told to.
@@ -105,11 +133,17 @@ pub enum Error {
     ControllerEnded(&'static str),
     #[error("a controller task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("the certificate signer: {0}")]
+    Signer(#[from] csrsigning::x509::Error),
 }
 
 /// Runs every controller until `shutdown`; the first to fail stops the others.
 pub async fn run(client: Client, config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let stop = shutdown.child_token();
+    let ca = std::sync::Arc::new(csrsigning::x509::Ca::from_pem(
+        &config.root_ca,
+        &config.root_ca_key,
+    )?);
     let namespaces = Informer::<Namespace>::new(
         "namespaces",
         Api::all(client.clone()),
@@ -202,6 +236,12 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     let node_leases = Informer::<Lease>::new(
         "leases",
         Api::namespaced(client.clone(), nodelifecycle::NODE_LEASE_NAMESPACE),
+        watcher::Config::default(),
+    );
+    // One CSR cache for the approving, signing and cleaning controllers.
+    let csrs = Informer::<CertificateSigningRequest>::new(
+        "certificatesigningrequests",
+        Api::all(client.clone()),
         watcher::Config::default(),
     );
 
@@ -329,7 +369,33 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             "taint-eviction-controller",
             tainteviction::controller(client.clone(), &pods, &nodes, stop.clone()).boxed(),
         ),
+        (
+            "csrapproving",
+            csrapproving::controller(client.clone(), &csrs, stop.clone()).boxed(),
+        ),
+        (
+            "csrsigning",
+            csrsigning::controller(
+                client.clone(),
+                ca,
+                config.cluster_signing_duration,
+                &csrs,
+                stop.clone(),
+            )
+            .boxed(),
+        ),
+        (
+            "csrcleaner",
+            csrcleaner::controller(client.clone(), &csrs, stop.clone()).boxed(),
+        ),
     ];
+    let mut controllers = controllers;
+    if let Some(ipam) = config.node_ipam {
+        controllers.push((
+            "nodeipam",
+            nodeipam::controller(client.clone(), ipam, &nodes, stop.clone()).boxed(),
+        ));
+    }
     for (name, controller) in controllers {
         let token = stop.clone();
         tasks.spawn(async move {
@@ -360,6 +426,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(endpoint_slices.run(stop.clone()));
     tasks.spawn(endpoints.run(stop.clone()));
     tasks.spawn(node_leases.run(stop.clone()));
+    tasks.spawn(csrs.run(stop.clone()));
 
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {

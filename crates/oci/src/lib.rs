@@ -5,7 +5,8 @@
 //! cgroup v1, v2 and v1/v2 hybrid hosts ([`cgroup`]), the pod sandbox's infra process
 //! ([`sandbox`], `peapod-shim pause`), per-container monitors (`peapod-shim monitor`, spawned
 //! by [`Runtime::create`]) and reading what they leave behind: exit files ([`read_exit`]) and
-//! CRI-format logs ([`logs`]).
+//! CRI-format logs ([`logs`]); and, for an agent started under `ip netns exec`, joining the
+//! mount namespace that has the cgroup hierarchies ([`mountns`]).
 //!
 //! Does not own: Kubernetes types (the agent translates a PodSpec into [`ContainerConfig`]),
 //! images (another crate mounts the rootfs and passes its path), CNI (another crate pins the
@@ -18,6 +19,7 @@ pub mod cgroup;
 mod error;
 mod exit;
 pub mod logs;
+pub mod mountns;
 mod runtime;
 pub mod sandbox;
 pub mod seccomp;

@@ -78,6 +78,8 @@ pub enum Subresource {
     Scale,
     /// put of the parent kind (namespaces only).
     Finalize,
+    /// get, put, patch of the parent kind (certificatesigningrequests only).
+    Approval,
 }
 
 impl Subresource {
@@ -94,6 +96,7 @@ impl Subresource {
             Subresource::Token => "token",
             Subresource::Scale => "scale",
             Subresource::Finalize => "finalize",
+            Subresource::Approval => "approval",
         }
     }
 }

@@ -508,7 +508,7 @@ impl Document {
         };
 
         let (params_of_path, ops): (Vec<Param>, Vec<Operation>) = match sub {
-            Subresource::Status | Subresource::EphemeralContainers => {
+            Subresource::Status | Subresource::EphemeralContainers | Subresource::Approval => {
                 let patch = self.meta(model::def::<meta::Patch>);
                 let object = Body::Object(parent_schema.to_owned());
                 let what = sub.path();

@@ -25,16 +25,17 @@ struct Cli {
 enum Command {
     /// Control plane only: the API server, the scheduler and the controllers on the chosen
     /// datastore.
-    Server(ServerArgs),
+    Server(ServerCmd),
     /// All-in-one single node: control plane and node agent, embedded store.
     Up(UpArgs),
     /// A node agent joining a control plane.
     Agent(AgentArgs),
     /// The node's image store: import archives, list images.
     Images(ImagesArgs),
-    /// Removes the service proxy's nftables table and exits (kube-proxy's `--cleanup`). A
-    /// stopped node keeps its Service rules, so traffic keeps flowing through an agent
-    /// restart; this is what removes them once the node is gone for good.
+    /// Removes the service proxy's nftables table and the pod network's vxlan device and
+    /// routes, and exits (kube-proxy's `--cleanup`). A stopped node keeps its Service rules
+    /// and routes, so traffic keeps flowing through an agent restart; this is what removes
+    /// them once the node is gone for good.
     CleanupNetwork(CleanupArgs),
 }
 
@@ -46,11 +47,34 @@ struct CleanupArgs {
 }
 
 #[derive(Args)]
-struct UpArgs {
+struct ServerCmd {
     #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
+    cidr: ClusterCidrArg,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// One flag for both halves: the range node IPAM cuts pod CIDRs from, and what the
+    /// node does not masquerade.
+    #[command(flatten)]
+    cidr: ClusterCidrArg,
+    #[command(flatten)]
     node: NodeArgs,
+}
+
+/// `--cluster-cidr`, kube-controller-manager's flag (and kube-proxy's, k3s's): the server
+/// allocates every node's pod CIDR from it, the node does not masquerade pod traffic to it.
+/// Its own struct so that `up`, which has both halves, has it once.
+#[derive(Args, Clone)]
+struct ClusterCidrArg {
+    /// The cluster's pod network, every node's pod CIDR lies inside. A comma list is
+    /// accepted, as upstream's, but peapod supports exactly one IPv4 CIDR.
+    #[arg(long, default_value = controllers::nodeipam::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: String,
 }
 
 #[derive(Args)]
@@ -68,6 +92,8 @@ struct AgentArgs {
     #[arg(long, default_value = "/var/lib/peapod")]
     data_dir: PathBuf,
     #[command(flatten)]
+    cidr: ClusterCidrArg,
+    #[command(flatten)]
     node: NodeArgs,
 }
 
@@ -82,13 +108,11 @@ struct NodeArgs {
     /// Extra node labels, `key=value,...`.
     #[arg(long, value_delimiter = ',')]
     node_labels: Vec<String>,
-    /// This node's pod CIDR.
-    #[arg(long, default_value = "10.42.0.0/24")]
-    pod_cidr: String,
-    /// The cluster's pod network (every node's pod CIDR lies inside): traffic from pods to it
-    /// is not masqueraded.
-    #[arg(long, default_value = "10.42.0.0/16")]
-    cluster_cidr: String,
+    /// This node's pod CIDR. Without it an agent takes the one node IPAM writes into its
+    /// Node (`spec.podCIDR`), and `up` the first subnet of `--cluster-cidr`
+    /// (10.42.0.0/24 by default).
+    #[arg(long)]
+    pod_cidr: Option<String>,
     /// The Linux bridge pods attach to.
     #[arg(long, default_value = "peapod0")]
     cni_bridge: String,
@@ -136,6 +160,11 @@ struct NodeArgs {
     /// need one each.
     #[arg(long, default_value = proxy::DEFAULT_TABLE)]
     proxy_table: String,
+    /// How other nodes' pods are reached: `host-gw` (a route via the node, same subnet
+    /// only), `vxlan` (the kernel's VXLAN device, any subnet) or `auto` (host-gw where the
+    /// node is on this node's subnet, vxlan elsewhere). Every node should use the same.
+    #[arg(long, default_value = "auto")]
+    pod_network: podnet::Mode,
 }
 
 #[derive(Args)]
@@ -186,6 +215,17 @@ struct ServerArgs {
     /// The range node ports are allocated from (kube-apiserver's flag).
     #[arg(long, default_value = apiserver::services::DEFAULT_NODE_PORT_RANGE)]
     service_node_port_range: String,
+    /// The longest certificate the CSR signer issues (kube-controller-manager's flag); a
+    /// request's `expirationSeconds` may ask for less.
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    cluster_signing_duration: std::time::Duration,
+    /// Whether node IPAM gives every node a pod CIDR from `--cluster-cidr`
+    /// (kube-controller-manager's flag; peapod's default is true, as k3s's).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The size of each node's pod CIDR (kube-controller-manager's flag, IPv4).
+    #[arg(long, default_value_t = controllers::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE)]
+    node_cidr_mask_size: u8,
     #[command(flatten)]
     node_lifecycle: NodeLifecycleArgs,
 }
@@ -260,21 +300,53 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Agent(_) | Command::Up(_)) {
+        // Before any thread starts: setns(CLONE_NEWNS) refuses multithreaded callers.
+        join_cgroup_mount_namespace()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Server(args) => run_server(args, None).await,
-            Command::Up(args) => run_server(args.server, Some(args.node)).await,
+            Command::Server(args) => run_server(args.server, &args.cidr.cluster_cidr, None).await,
+            Command::Up(args) => {
+                run_server(args.server, &args.cidr.cluster_cidr, Some(args.node)).await
+            }
             Command::Agent(args) => run_agent(args).await,
             Command::Images(args) => images(args),
-            Command::CleanupNetwork(args) => proxy::cleanup(&args.table)
-                .await
-                .with_context(|| format!("removing table ip {}", args.table)),
+            Command::CleanupNetwork(args) => {
+                let table = proxy::cleanup(&args.table)
+                    .await
+                    .with_context(|| format!("removing table ip {}", args.table));
+                let routes = podnet::cleanup()
+                    .await
+                    .context("removing the pod network's device and routes");
+                table.and(routes)
+            }
         }
     })
+}
+
+/// Under `ip netns exec` the agent's own mount namespace has no cgroup hierarchies: it joins
+/// the one it was started from (`oci::mountns`, ARCHITECTURE §8).
+fn join_cgroup_mount_namespace() -> Result<()> {
+    match agent::mountns::join_cgroup_mount_namespace()
+        .context("joining the mount namespace with the cgroup hierarchies")?
+    {
+        Some(pid) => tracing::info!(
+            pid,
+            "no cgroup hierarchies in this mount namespace (ip netns exec?): joined the mount namespace of an ancestor that has them"
+        ),
+        None => {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            if !agent::mountns::has_cgroup_hierarchies(&mountinfo) {
+                tracing::warn!("no cgroup hierarchies under /sys/fs/cgroup and no ancestor process has them: pods cannot get cgroups");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn open_store(args: &ServerArgs) -> Result<Arc<dyn store::Store>> {
@@ -300,16 +372,36 @@ async fn open_store(args: &ServerArgs) -> Result<Arc<dyn store::Store>> {
 /// `server` and `up`: the control plane, and with `node` the node agent too. Every
 /// long-running component runs under one [`Supervisor`] (the policies are in
 /// ARCHITECTURE.md, "Supervision").
-async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
+async fn run_server(args: ServerArgs, cluster_cidr: &str, node: Option<NodeArgs>) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let ipam = controllers::nodeipam::Config::parse(
+        cluster_cidr,
+        args.node_cidr_mask_size,
+        Some(&args.service_cidr),
+    )
+    .with_context(|| {
+        format!(
+            "invalid --cluster-cidr {cluster_cidr:?} with --node-cidr-mask-size {}",
+            args.node_cidr_mask_size
+        )
+    })?;
+    // `up`: its node's pod CIDR is needed before anything starts (the advertise address is
+    // its bridge's gateway), so it takes the cluster CIDR's first subnet itself unless told.
+    let pod_cidr = match &node {
+        Some(n) => Some(match &n.pod_cidr {
+            Some(c) => c.clone(),
+            None => first_subnet(&ipam)?,
+        }),
+        None => None,
+    };
     let store = open_store(&args).await?;
     let shutdown = CancellationToken::new();
     let mut components = Supervisor::new(shutdown.clone());
-    let advertise_address = match (&args.advertise_address, &node) {
+    let advertise_address = match (&args.advertise_address, &pod_cidr) {
         (Some(ip), _) => Some(*ip),
         // All in one: the pods on this node reach the host through their bridge's gateway.
-        (None, Some(node)) => Some(bridge_gateway(&node.pod_cidr)?),
+        (None, Some(pod_cidr)) => Some(bridge_gateway(pod_cidr)?),
         (None, None) => None,
     };
     let services = apiserver::services::Config {
@@ -338,16 +430,22 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
     )
     .await?;
     let client = client_from_parts(
-        &format!("https://{}", args.listen),
+        &apiserver::tls::server_url(args.listen),
         &args.data_dir.join("pki").join("admin.token"),
         &args.data_dir.join("pki").join("ca.crt"),
     )
     .await?;
-    control_loops(&mut components, &args).await?;
+    control_loops(
+        &mut components,
+        &args,
+        args.allocate_node_cidrs.then_some(ipam),
+    )
+    .await?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     match node {
         Some(node) => {
-            let mut cfg = agent_config(&node, &args.data_dir)?;
+            let pod_cidr = pod_cidr.unwrap_or_default();
+            let mut cfg = agent_config(&node, &args.data_dir, &pod_cidr, cluster_cidr)?;
             cfg.api_service = Some(
                 running
                     .server
@@ -356,7 +454,9 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
                     .copied()
                     .unwrap_or(running.addr),
             );
+            cfg.pod_mtu = podnet::pod_mtu_for(node.pod_network, cfg.node_ip).await;
             spawn_proxy(&mut components, client.clone(), &node, &cfg);
+            spawn_podnet(&mut components, client.clone(), &node, &cfg);
             cluster_dns(&mut components, client.clone(), &cfg)?;
             let ctx = agent::prepare(client, cfg).context("preparing the node")?;
             // The node is what `up` is for: without its agent the process is not up.
@@ -383,25 +483,60 @@ async fn run_server(args: ServerArgs, node: Option<NodeArgs>) -> Result<()> {
 
 /// The control plane's loops beside the API server, each authenticated as its own user
 /// (`apiserver::authn`) and restarted with backoff when it fails (they hold no state a
-/// fresh start cannot rebuild from the API).
-async fn control_loops(components: &mut Supervisor, args: &ServerArgs) -> Result<()> {
+/// fresh start cannot rebuild from the API). Each runs only while this server leads its
+/// Lease in kube-system (`kube-scheduler`, `kube-controller-manager`, upstream's names):
+/// of several servers sharing one etcd, one schedules and one runs the controllers. On the
+/// embedded sqlite store no other server can exist, so the lease is taken at once.
+async fn control_loops(
+    components: &mut Supervisor,
+    args: &ServerArgs,
+    node_ipam: Option<controllers::nodeipam::Config>,
+) -> Result<()> {
+    let identity = leaderelection::identity();
+    let sole_candidate = args.datastore == "sqlite";
     if !args.no_scheduler {
         let client = component_client(args, "kube-scheduler.token").await?;
+        let mut lease =
+            leaderelection::Config::new("kube-scheduler", &identity, "default-scheduler");
+        lease.sole_candidate = sole_candidate;
         components.spawn_restarting("scheduler", move |token| {
-            scheduler::run(client.clone(), scheduler::SchedulerConfig::default(), token)
+            let client = client.clone();
+            leaderelection::run(client.clone(), lease.clone(), token, move |token| {
+                scheduler::run(client.clone(), scheduler::SchedulerConfig::default(), token)
+            })
         });
     }
     let root_ca = args.data_dir.join("pki").join("ca.crt");
+    let root_ca_key = args.data_dir.join("pki").join("ca.key");
     let config = controllers::Config {
         root_ca: std::fs::read_to_string(&root_ca)
             .with_context(|| format!("reading {}", root_ca.display()))?,
         node_lifecycle: args.node_lifecycle.config(),
+        root_ca_key: std::fs::read_to_string(&root_ca_key)
+            .with_context(|| format!("reading {}", root_ca_key.display()))?,
+        cluster_signing_duration: args.cluster_signing_duration,
+        node_ipam,
     };
     let client = component_client(args, "kube-controller-manager.token").await?;
+    let mut lease = leaderelection::Config::new(
+        "kube-controller-manager",
+        &identity,
+        "kube-controller-manager",
+    );
+    lease.sole_candidate = sole_candidate;
     components.spawn_restarting("controllers", move |token| {
-        controllers::run(client.clone(), config.clone(), token)
+        let (client, config) = (client.clone(), config.clone());
+        leaderelection::run(client.clone(), lease.clone(), token, move |token| {
+            controllers::run(client.clone(), config.clone(), token)
+        })
     });
     Ok(())
+}
+
+/// The cluster CIDR's first node-sized subnet: `up`'s pod CIDR when none is given.
+fn first_subnet(ipam: &controllers::nodeipam::Config) -> Result<String> {
+    let mut set = controllers::nodeipam::CidrSet::new(ipam.cluster_cidr, ipam.node_cidr_mask_size)?;
+    Ok(set.allocate_next()?.to_string())
 }
 
 /// Runs `components` until SIGTERM or SIGINT, or until one whose failure takes the process
@@ -454,7 +589,7 @@ async fn supervise(
 async fn component_client(args: &ServerArgs, token_file: &str) -> Result<kube::Client> {
     let pki = args.data_dir.join("pki");
     client_from_parts(
-        &format!("https://{}", args.listen),
+        &apiserver::tls::server_url(args.listen),
         &pki.join(token_file),
         &pki.join("ca.crt"),
     )
@@ -554,7 +689,13 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "peapod".into())
 }
 
-fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> {
+/// The agent's configuration; `pod_cidr` empty: not known yet (node IPAM will say).
+fn agent_config(
+    node: &NodeArgs,
+    data_dir: &Path,
+    pod_cidr: &str,
+    cluster_cidr: &str,
+) -> Result<agent::AgentConfig> {
     let runtime = match node.runtime.as_str() {
         "crun" => agent::RuntimeChoice::Crun,
         "runc" => agent::RuntimeChoice::Runc,
@@ -580,8 +721,8 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
         node_ip: node.node_ip.unwrap_or_else(primary_ip),
         node_labels: labels,
         data_dir: data_dir.to_path_buf(),
-        pod_cidr: node.pod_cidr.clone(),
-        cluster_cidr: node.cluster_cidr.clone(),
+        pod_cidr: pod_cidr.to_string(),
+        cluster_cidr: cluster_cidr.to_string(),
         cni_bridge: node.cni_bridge.clone(),
         cni_plugin_dirs: node.cni_bin_dir.clone(),
         runtime,
@@ -597,6 +738,7 @@ fn agent_config(node: &NodeArgs, data_dir: &Path) -> Result<agent::AgentConfig> 
         cgroup_root: node.cgroup_root.trim_matches('/').to_string(),
         pod_max_pids: (node.pod_max_pids > 0).then_some(node.pod_max_pids),
         api_service: None,
+        pod_mtu: None,
     })
 }
 
@@ -633,11 +775,31 @@ fn spawn_proxy(
     let proxy_cfg = proxy::ProxyConfig {
         node_name: cfg.node_name.clone(),
         node_ips: vec![cfg.node_ip],
-        cluster_cidr: node.cluster_cidr.clone(),
+        cluster_cidr: cfg.cluster_cidr.clone(),
         table: node.proxy_table.clone(),
     };
     components.spawn_restarting("service proxy", move |token| {
         proxy::run(client.clone(), proxy_cfg.clone(), token)
+    });
+}
+
+/// The pod network (routes to other nodes' pods: host-gw or vxlan), restarted with backoff
+/// when it fails: a fresh start reads the kernel's state back and syncs.
+fn spawn_podnet(
+    components: &mut Supervisor,
+    client: kube::Client,
+    node: &NodeArgs,
+    cfg: &agent::AgentConfig,
+) {
+    let podnet_cfg = podnet::PodNetConfig {
+        node_name: cfg.node_name.clone(),
+        node_ip: cfg.node_ip,
+        pod_cidr: cfg.pod_cidr.clone(),
+        mode: node.pod_network,
+        tools: Default::default(),
+    };
+    components.spawn_restarting("pod network", move |token| {
+        podnet::run(client.clone(), podnet_cfg.clone(), token)
     });
 }
 
@@ -661,11 +823,25 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let client = client_from_parts(&args.server, &args.token_file, &args.ca_file).await?;
-    let mut cfg = agent_config(&args.node, &args.data_dir)?;
+    let mut cfg = agent_config(
+        &args.node,
+        &args.data_dir,
+        args.node.pod_cidr.as_deref().unwrap_or_default(),
+        &args.cidr.cluster_cidr,
+    )?;
     cfg.api_service = advertised_api(&client).await;
+    if args.node.pod_cidr.is_none() {
+        // The CNI bridge, the cluster DNS address and the masquerade rule all follow from
+        // the pod CIDR: node IPAM's, written into this node's spec.
+        cfg.pod_cidr = agent::node_status::await_pod_cidr(&client, &cfg)
+            .await
+            .context("waiting for the node's pod CIDR")?;
+    }
     let shutdown = CancellationToken::new();
     let mut components = Supervisor::new(shutdown.clone());
+    cfg.pod_mtu = podnet::pod_mtu_for(args.node.pod_network, cfg.node_ip).await;
     spawn_proxy(&mut components, client.clone(), &args.node, &cfg);
+    spawn_podnet(&mut components, client.clone(), &args.node, &cfg);
     cluster_dns(&mut components, client.clone(), &cfg)?;
     let ctx = agent::prepare(client, cfg).context("preparing the node")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

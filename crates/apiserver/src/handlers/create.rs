@@ -56,7 +56,7 @@ pub async fn create(call: Call) -> Result<Response<Body>, ApiError> {
     if let Some(ns) = call.namespace() {
         admit_namespace(&call.server, resource, ns).await?;
     }
-    admission::admit_create(&call.server, resource, &mut obj).await?;
+    admission::admit_create(&call.server, resource, &mut obj, &call.user).await?;
 
     for attempt in 0..GENERATE_NAME_ATTEMPTS {
         if generate {

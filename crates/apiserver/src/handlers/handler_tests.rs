@@ -56,6 +56,11 @@ impl Api {
                     query,
                     headers,
                     body: Bytes::from(body.to_string()),
+                    user: crate::authn::UserInfo::new(
+                        crate::authn::ADMIN_USER,
+                        "",
+                        &[crate::authn::MASTERS],
+                    ),
                 })
                 .await
             }

@@ -32,6 +32,9 @@ pub struct Call {
     pub query: Query,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Who sent the request (upstream's `request.UserFrom(ctx)`): kinds that record their
+    /// requestor read it (CertificateSigningRequests).
+    pub user: crate::authn::UserInfo,
 }
 
 impl Call {

@@ -305,6 +305,8 @@ pub enum Target {
     EphemeralContainers,
     /// `namespaces/finalize`: spec and metadata, never status.
     Finalize,
+    /// `certificatesigningrequests/approval`: only the conditions.
+    Approval,
 }
 
 impl Target {
@@ -314,6 +316,7 @@ impl Target {
             Some(SubresourceKind::Status) => Target::Status,
             Some(SubresourceKind::EphemeralContainers) => Target::EphemeralContainers,
             Some(SubresourceKind::Finalize) => Target::Finalize,
+            Some(SubresourceKind::Approval) => Target::Approval,
             _ => Target::Main,
         }
     }
@@ -343,6 +346,10 @@ pub fn replace(
             .prepare_ephemeral_containers_update(&mut new, old)
             .ok_or(ApiError::RouteNotFound)?,
         Target::Finalize => finalize_namespace(&mut new, old),
+        Target::Approval => resource
+            .strategy
+            .prepare_approval_update(&mut new, old)
+            .ok_or(ApiError::RouteNotFound)?,
     };
     result.map_err(|errs| ApiError::invalid(resource, name, errs))?;
     Ok(new)

@@ -11,6 +11,7 @@
 //! protobuf, tables, strategic-merge keys (from the kind's OpenAPI schema) and field
 //! selectors follow. ARCHITECTURE.md §7 "Adding a kind" walks through `lease.rs`.
 
+pub mod certificatesigningrequest;
 pub mod configmap;
 pub mod controllerrevision;
 pub mod cronjob;

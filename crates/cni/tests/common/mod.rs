@@ -102,7 +102,7 @@ impl TestNet {
         let conflist = dir.path().join("net.d/10-pptest.conflist");
         let ipam_dir = dir.path().join("ipam");
         let cache_dir = dir.path().join("cache");
-        write_default_conflist(&conflist, &network, &bridge, &pod_cidr, &ipam_dir)
+        write_default_conflist(&conflist, &network, &bridge, &pod_cidr, &ipam_dir, None)
             .expect("conflist");
         let cni = Cni::new(vec![], conflist.clone(), cache_dir.clone()).expect("Cni::new");
         TestNet {
