@@ -22,6 +22,7 @@ floor is grace (8 s) + toleration (5 s); the monitor period (5 s) adds up to 5 s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -151,7 +152,10 @@ def one_run(core, apps, server, workdir, agents, image, run: int) -> dict[str, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--bin", help="the peapod binary (default: $PEAPOD_BIN, else the debug build)")
     args = ap.parse_args()
+    if args.bin:
+        os.environ["PEAPOD_BIN"] = args.bin
     with tempfile.TemporaryDirectory(prefix="pp-failover-") as tmp:
         workdir = Path(tmp)
         (workdir / "registry").mkdir()
