@@ -19,7 +19,8 @@
 #                   (Service change -> traffic, ClusterIP cost), bench/dns_bench.py,
 #                   bench/leader_failover.py (kill -9 of the leader -> a pod bound),
 #                   bench/node_join.py (ip netns exec agent -> node Ready), podnet sync_bench
-#                   and bench/podnet_bench.py (pod-to-pod across nodes); prints every
+#                   bench/podnet_bench.py (pod-to-pod across nodes) and
+#                   bench/node_failover.py (agent kill -> pod Running elsewhere); prints every
 #                   figure beside bench/recorded.json, flagging > 25 % moves the wrong way
 #   make bench-record  the last bench run's figures become bench/recorded.json
 #
@@ -173,6 +174,7 @@ bench: deps build-release
 	  --load "$(TARGET_DIR)/release/examples/dns_load" | tee -a $(BENCH_LOG)
 	$(PY) bench/node_join.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	$(PY) bench/podnet_bench.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
+	$(PY) bench/node_failover.py --bin "$(TARGET_DIR)/release/peapod" | tee -a $(BENCH_LOG)
 	@$(PY) bench/compare.py $(BENCH_LOG) --out $(BENCH_DIR)/figures.json
 
 # After a run worth keeping (a quiet machine): the last run's figures become the recorded

@@ -164,18 +164,20 @@ class Agent:
 
     def __init__(self, workdir: Path, server: harness.Peapod, runtime: str = "crun",
                  services: ServiceRange | None = None,
-                 servers: list[harness.Peapod] | None = None, pod_cidr_from_ipam: bool = False):
+                 servers: list[harness.Peapod] | None = None, pod_cidr_from_ipam: bool = False,
+                 extra_args: list[str] | None = None):
         """`pod_cidr_from_ipam`: start without `--pod-cidr`, so the agent waits for the one
         node IPAM writes into its Node; the server's `--cluster-cidr` must then be
-        `self.pod_cidr` (a /24 cut in /24s: the only subnet there is to hand out)."""
+        `self.pod_cidr` (a /24 cut in /24s: the only subnet there is to hand out).
+        `extra_args` are added to the agent's command line."""
         self.workdir = workdir
         self.pod_cidr_from_ipam = pod_cidr_from_ipam
+        self.extra_args = list(extra_args or [])
         self.server = server
         # None: `self.server` alone (which a fixture may set after construction).
         self.servers = servers
         # The token file given (None: none); "node-token": the server's `DIR/node-token`.
         self.token_file: Path | str | None = "node-token"
-        self.extra_args: list[str] = []
         # The server's service range (`ServiceRange.args()`'s `--service-cidr` on it), so the
         # agent's pods get its kube-dns address.
         self.services = services

@@ -38,6 +38,9 @@ pub struct AgentConfig {
     pub started_at: jiff::Timestamp,
     /// The streaming server's port (the kubelet's 10250); 0 picks a free one.
     pub kubelet_port: u16,
+    /// The node Lease's duration (the kubelet's `nodeLeaseDurationSeconds`, default 40);
+    /// the lease is renewed every quarter of it.
+    pub node_lease_duration_seconds: u32,
     /// The cgroup every pod cgroup is created under (the kubelet's `--cgroup-root`), e.g.
     /// `peapod`: pods live at `<root>/pod<uid>` in every hierarchy.
     pub cgroup_root: String,

@@ -30,9 +30,26 @@ use tracing::{debug, info, warn};
 use crate::config::AgentConfig;
 use crate::AgentError;
 
-/// Upstream's default lease duration; the lease is renewed every quarter of it (10 s).
-const LEASE_DURATION_SECONDS: i32 = 40;
-const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// Upstream's default lease duration (the kubelet's `nodeLeaseDurationSeconds`).
+pub const DEFAULT_LEASE_DURATION_SECONDS: u32 = 40;
+
+/// The longest wait between two renewals. The kubelet renews every quarter of the duration
+/// (10 s by default); a control plane started with a short `--node-monitor-grace-period`
+/// (8 s is common in tests and demos) would then see a healthy node late between renewals
+/// and flap it to Unknown. Renewing every 2 s keeps every grace of 6 s or more safe, for one
+/// small write per node every 2 s.
+const MAX_RENEW_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often the lease is renewed: a quarter of its duration (upstream's
+/// `renewIntervalFraction` 0.25), between 1 s and [`MAX_RENEW_INTERVAL`].
+pub fn lease_renew_interval(cfg: &AgentConfig) -> Duration {
+    renew_interval(cfg.node_lease_duration_seconds)
+}
+
+fn renew_interval(lease_duration_seconds: u32) -> Duration {
+    Duration::from_millis(u64::from(lease_duration_seconds) * 250)
+        .clamp(Duration::from_secs(1), MAX_RENEW_INTERVAL)
+}
 /// Status is re-posted at least this often even when nothing changed (upstream: 5 min with
 /// leases; we post more often so `kubectl get nodes` ages stay fresh).
 const STATUS_REPORT: Duration = Duration::from_secs(60);
@@ -334,7 +351,9 @@ async fn renew_lease(
     let renew = MicroTime(jiff::Timestamp::now());
     let spec = LeaseSpec {
         holder_identity: Some(cfg.node_name.clone()),
-        lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+        lease_duration_seconds: Some(
+            i32::try_from(cfg.node_lease_duration_seconds).unwrap_or(i32::MAX),
+        ),
         renew_time: Some(renew),
         ..Default::default()
     };
@@ -376,8 +395,8 @@ async fn renew_lease(
 
 /// Waits between failed lease renewals: 200 ms doubling up to the renew interval; started
 /// over (a fresh one) after each success.
-fn lease_retry() -> Backoff {
-    Backoff::new(Duration::from_millis(200), LEASE_RENEW, Duration::MAX)
+fn lease_retry(renew: Duration) -> Backoff {
+    Backoff::new(Duration::from_millis(200), renew, Duration::MAX)
 }
 
 /// Renews the lease every 10 s and re-posts status every minute until shutdown. A failed
@@ -397,7 +416,8 @@ pub async fn heartbeat(
     let mut last_status = std::time::Instant::now();
     let mut lease_outage = Outage::new("node lease renewal");
     let mut status_outage = Outage::new("node status report");
-    let mut retry = lease_retry();
+    let renew = lease_renew_interval(&cfg);
+    let mut retry = lease_retry(renew);
     let mut post_now = false;
     loop {
         let wait = match renew_lease(&leases, &cfg, &node_uid).await {
@@ -410,8 +430,8 @@ pub async fn heartbeat(
                 }
                 lease_outage.succeeded();
                 // The next failure starts the retries over from 200 ms.
-                retry = lease_retry();
-                LEASE_RENEW
+                retry = lease_retry(renew);
+                renew
             }
             Err(e) => {
                 if e.is_unreachable() {
@@ -434,6 +454,23 @@ pub async fn heartbeat(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod renew_tests {
+    use super::*;
+
+    #[test]
+    fn renews_at_a_quarter_of_the_lease_but_at_most_every_two_seconds() {
+        let table = [(40, 2000), (8, 2000), (6, 1500), (4, 1000), (1, 1000), (0, 1000)];
+        for (duration, want_ms) in table {
+            assert_eq!(
+                renew_interval(duration),
+                Duration::from_millis(want_ms),
+                "lease duration {duration}"
+            );
         }
     }
 }

@@ -1628,7 +1628,15 @@ impl Worker {
     /// so the scheduler's PodScheduled stays).
     async fn report(&mut self, pod: &Pod, deleting: bool) {
         let status = self.compute_status(pod, deleting);
-        if self.last_status.as_ref() == Some(&status) {
+        let api_conditions = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or(&[]);
+        let ours = status.conditions.as_deref().unwrap_or(&[]);
+        if self.last_status.as_ref() == Some(&status)
+            && crate::podstatus::conditions_agree(api_conditions, ours)
+        {
             return;
         }
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.rec.namespace);

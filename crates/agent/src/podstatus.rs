@@ -258,9 +258,40 @@ pub fn conditions(
     ]
 }
 
+/// Whether the API's copy of the pod still shows the conditions the agent computed (each
+/// of ours with the same status there) — a short form of the kubelet status manager's
+/// `needsReconcile`: another writer (the node lifecycle controller marking the pods of an
+/// unreachable node not Ready) changed them, and the agent must post its status again.
+pub fn conditions_agree(api: &[PodCondition], ours: &[PodCondition]) -> bool {
+    ours.iter().all(|c| {
+        api.iter()
+            .any(|a| a.type_ == c.type_ && a.status == c.status)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_changed_by_another_writer_disagree() {
+        let c = |t: &str, s: &str| PodCondition {
+            type_: t.into(),
+            status: s.into(),
+            ..Default::default()
+        };
+        let ours = [c("Ready", "True"), c("ContainersReady", "True")];
+        let api = [
+            c("PodScheduled", "True"),
+            c("Ready", "True"),
+            c("ContainersReady", "True"),
+        ];
+        assert!(conditions_agree(&api, &ours));
+        let marked = [c("Ready", "False"), c("ContainersReady", "True")];
+        assert!(!conditions_agree(&marked, &ours));
+        assert!(!conditions_agree(&[], &ours));
+        assert!(conditions_agree(&[], &[]));
+    }
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
     };

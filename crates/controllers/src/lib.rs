@@ -12,10 +12,13 @@
 //! [`job`] (Jobs' pods, status and conditions), [`ttlafterfinished`] (finished Jobs deleted
 //! after `ttlSecondsAfterFinished`) and [`podgc`] (pods bound to nodes that no longer
 //! exist), [`nodeipam`] (every node's pod CIDR, cut from the cluster CIDR),
-//! [`endpointslice`] (Services' EndpointSlices) and [`endpoints`] (their core/v1
-//! Endpoints), [`csrapproving`] (node client certificate requests auto-approved),
-//! [`csrsigning`] (approved requests of the built-in signers issued with the cluster CA)
-//! and [`csrcleaner`] (old requests deleted) — each a kube-runtime `Controller` whose reconcile is a thin shell over a pure
+//! [`nodelifecycle`] (node health from Leases and heartbeats: `Unknown` conditions, pods not
+//! Ready, NoExecute and NoSchedule taints), [`tainteviction`] (pods deleted when their
+//! node's NoExecute taints are not tolerated), [`endpointslice`] (Services'
+//! EndpointSlices) and [`endpoints`] (their core/v1 Endpoints), [`csrapproving`] (node
+//! client certificate requests auto-approved), [`csrsigning`] (approved requests of the
+//! built-in signers issued with the cluster CA) and [`csrcleaner`] (old requests deleted) —
+//! each a kube-runtime `Controller` whose reconcile is a thin shell over a pure
 //! "desired vs observed" function — and [`garbagecollector`] (owner references: dependents
 //! of absent owners deleted, orphaning and foreground deletion finished, for every kind
 //! discovery lists, on its own metadata-only watches and work queue, decisions pure);
@@ -54,12 +57,14 @@ mod informer;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 mod routed;
 pub mod serviceaccounts;
 pub mod statefulset;
+pub mod tainteviction;
 pub mod ttlafterfinished;
 
 use std::fmt::Debug;
@@ -71,6 +76,7 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
@@ -95,6 +101,9 @@ pub struct Config {
     /// (kube-controller-manager's `--root-ca-file`), which also signs certificates
     /// (`--cluster-signing-cert-file`).
     pub root_ca: String,
+    /// The node lifecycle controller's flags (`--node-monitor-period`, grace periods,
+    /// eviction rates).
+    pub node_lifecycle: nodelifecycle::Config,
     /// The node IPAM controller's range (kube-controller-manager's `--cluster-cidr` and
     /// `--node-cidr-mask-size`); None with `--allocate-node-cidrs=false`.
     pub node_ipam: Option<nodeipam::Config>,
@@ -109,6 +118,7 @@ impl Debug for Config {
         f.debug_struct("Config")
             .field("node_ipam", &self.node_ipam)
             .field("cluster_signing_duration", &self.cluster_signing_duration)
+            .field("node_lifecycle", &self.node_lifecycle)
             .finish_non_exhaustive()
     }
 }
@@ -222,6 +232,12 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
         watcher::Config::default(),
     );
 
+    // Only the nodes' Leases concern the node lifecycle controller.
+    let node_leases = Informer::<Lease>::new(
+        "leases",
+        Api::namespaced(client.clone(), nodelifecycle::NODE_LEASE_NAMESPACE),
+        watcher::Config::default(),
+    );
     // One CSR cache for the approving, signing and cleaning controllers.
     let csrs = Informer::<CertificateSigningRequest>::new(
         "certificatesigningrequests",
@@ -338,6 +354,22 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             podgc::controller(client.clone(), &pods, &nodes, stop.clone()).boxed(),
         ),
         (
+            "node-lifecycle-controller",
+            nodelifecycle::controller(
+                client.clone(),
+                config.node_lifecycle.clone(),
+                &nodes,
+                &node_leases,
+                &pods,
+                stop.clone(),
+            )
+            .boxed(),
+        ),
+        (
+            "taint-eviction-controller",
+            tainteviction::controller(client.clone(), &pods, &nodes, stop.clone()).boxed(),
+        ),
+        (
             "csrapproving",
             csrapproving::controller(client.clone(), &csrs, stop.clone()).boxed(),
         ),
@@ -393,6 +425,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
     tasks.spawn(services.run(stop.clone()));
     tasks.spawn(endpoint_slices.run(stop.clone()));
     tasks.spawn(endpoints.run(stop.clone()));
+    tasks.spawn(node_leases.run(stop.clone()));
     tasks.spawn(csrs.run(stop.clone()));
 
     let mut result = Ok(());

@@ -133,6 +133,12 @@ struct NodeArgs {
     /// The agent's streaming server port (logs, exec, port-forward); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// The node Lease's duration in seconds (the kubelet's `nodeLeaseDurationSeconds`); the
+    /// lease is renewed every quarter of it. Keep it at most the server's
+    /// `--node-monitor-grace-period`.
+    #[arg(long, default_value_t = agent::node_status::DEFAULT_LEASE_DURATION_SECONDS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    node_lease_duration_seconds: u32,
     /// The cgroup pods are created under, as `<root>/pod<uid>` (the kubelet's flag).
     #[arg(long, default_value = "peapod")]
     cgroup_root: String,
@@ -224,6 +230,48 @@ struct ServerArgs {
     /// The size of each node's pod CIDR (kube-controller-manager's flag, IPv4).
     #[arg(long, default_value_t = controllers::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE)]
     node_cidr_mask_size: u8,
+    #[command(flatten)]
+    node_lifecycle: NodeLifecycleArgs,
+}
+
+/// kube-controller-manager's node lifecycle flags (the node lifecycle controller).
+#[derive(Args, Clone)]
+struct NodeLifecycleArgs {
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: std::time::Duration,
+    /// How long a node may go without renewing its Lease before it is marked Unknown.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How long a new node may go without posting a Ready condition.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    node_startup_grace_period: std::time::Duration,
+    /// Nodes tainted NoExecute per second in a healthy zone.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// Nodes tainted per second in an unhealthy zone of a large cluster.
+    #[arg(long, default_value_t = 0.01)]
+    secondary_node_eviction_rate: f64,
+    /// Zones with at most this many nodes stop tainting when unhealthy.
+    #[arg(long, default_value_t = 50)]
+    large_cluster_size_threshold: usize,
+    /// The share of not-Ready nodes (at least 3) that makes a zone unhealthy.
+    #[arg(long, default_value_t = 0.55)]
+    unhealthy_zone_threshold: f64,
+}
+
+impl NodeLifecycleArgs {
+    fn config(&self) -> controllers::nodelifecycle::Config {
+        controllers::nodelifecycle::Config {
+            node_monitor_period: self.node_monitor_period,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            node_startup_grace_period: self.node_startup_grace_period,
+            node_eviction_rate: self.node_eviction_rate,
+            secondary_node_eviction_rate: self.secondary_node_eviction_rate,
+            large_cluster_size_threshold: self.large_cluster_size_threshold,
+            unhealthy_zone_threshold: self.unhealthy_zone_threshold,
+        }
+    }
 }
 
 /// `90s`, `5m`, `1h`, or plain seconds.
@@ -467,6 +515,7 @@ async fn control_loops(
     let config = controllers::Config {
         root_ca: std::fs::read_to_string(&root_ca)
             .with_context(|| format!("reading {}", root_ca.display()))?,
+        node_lifecycle: args.node_lifecycle.config(),
         root_ca_key: std::fs::read_to_string(&root_ca_key)
             .with_context(|| format!("reading {}", root_ca_key.display()))?,
         cluster_signing_duration: args.cluster_signing_duration,
@@ -689,6 +738,7 @@ fn agent_config(
         cluster_domain: node.cluster_domain.trim_matches('.').to_string(),
         started_at: jiff::Timestamp::now(),
         kubelet_port: node.kubelet_port,
+        node_lease_duration_seconds: node.node_lease_duration_seconds,
         cgroup_root: node.cgroup_root.trim_matches('/').to_string(),
         pod_max_pids: (node.pod_max_pids > 0).then_some(node.pod_max_pids),
         api_service: None,
