@@ -464,7 +464,14 @@ mod renew_tests {
 
     #[test]
     fn renews_at_a_quarter_of_the_lease_but_at_most_every_two_seconds() {
-        let table = [(40, 2000), (8, 2000), (6, 1500), (4, 1000), (1, 1000), (0, 1000)];
+        let table = [
+            (40, 2000),
+            (8, 2000),
+            (6, 1500),
+            (4, 1000),
+            (1, 1000),
+            (0, 1000),
+        ];
         for (duration, want_ms) in table {
             assert_eq!(
                 renew_interval(duration),
