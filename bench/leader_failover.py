@@ -4,7 +4,7 @@ to the first new pod bound by the other server's scheduler, over several runs.
 
 Setup per run, all on loopback in a temporary directory, stopped by PID at the end: one
 3-member etcd cluster (shared by the runs), two `peapod server` on it with one fresh
-`--etcd-prefix` per run (the second with a copy of the first's `pki/`), a Node object to
+`--etcd-prefix` per run (the second adopts the first's PKI from the datastore), a Node object to
 bind to (no agent: nothing runs the pods). The pod is created through the survivor right
 after the kill and its `spec.nodeName` polled every 50 ms.
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,7 +86,6 @@ def one_run(tmp: Path, etcd: harness.EtcdCluster, i: int) -> float | None:
     b.etcd_prefix = a.etcd_prefix
     try:
         a.start()
-        shutil.copytree(a.data_dir / "pki", b.data_dir / "pki")
         b.start()
         ids = {identity(a): a, identity(b): b}
         leader_id = poll(lambda: holder(a.kubeconfig, "kube-scheduler") in ids

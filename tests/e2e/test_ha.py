@@ -5,9 +5,9 @@ leader election); kill -9 of the leader hands both to the other server, whose sc
 new pods; a leader paused past its lease steps down when it finds another holder; node
 IPAM gives every node a distinct podCIDR whichever server it registered through.
 
-The servers share the cluster CA: the second server's data dir starts as a copy of the
-first's `pki/` (kubeadm's manual way of adding a control-plane member), since the join flow
-that puts the PKI into the datastore is not on this branch.
+The second server starts with an empty data dir: it adopts the cluster's CA, keys and
+tokens from the datastore (`apiserver::bundle`), so the first server's kubeconfig works
+against it.
 
 Nodes are Node objects created through the API (the scheduler binds to them; nothing runs
 the pods), so the test needs no network namespaces.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -82,7 +81,6 @@ def ha(tmp_path):
         b = harness.Peapod(tmp_path / "b", backend="etcd", etcd=etcd, extra_args=args)
         (tmp_path / "b").mkdir()
         b.etcd_prefix = a.etcd_prefix
-        shutil.copytree(a.data_dir / "pki", b.data_dir / "pki")
         servers = [Server(a, "a"), Server(b, "b")]
         b.start()
         yield servers

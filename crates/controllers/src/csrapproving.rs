@@ -32,12 +32,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::Action;
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -136,29 +135,19 @@ pub fn controller(
     csrs: &Informer<CertificateSigningRequest>,
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let (changes, lagged) = csrs.subscribe();
     let ctx = Arc::new(Ctx {
         client,
         backoff: Backoff::controller_default(),
     });
-    let controller = Controller::for_stream(informer::applied(changes), csrs.store())
-        .with_config(controller::Config::default().concurrency(5))
-        .reconcile_all_on(lagged)
-        .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-    let synced = csrs.synced();
-    async move {
-        let synced = tokio::select! {
-            s = synced => s,
-            _ = shutdown.cancelled() => false,
-        };
-        if synced {
-            info!(controller = "csrapproving", "starting controller");
-            controller
-                .run(reconcile, error_policy, ctx)
-                .for_each(|r| async move { crate::log_result("csrapproving", r) })
-                .await;
-        }
-    }
+    informer::run_controller(
+        "csrapproving",
+        csrs,
+        5,
+        shutdown,
+        reconcile,
+        error_policy,
+        ctx,
+    )
 }
 
 async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result<Action, Error> {

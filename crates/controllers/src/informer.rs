@@ -186,6 +186,50 @@ where
     }
 }
 
+/// Runs a controller whose work is every change of one informer's objects (the CSR
+/// controllers, ttl-after-finished): once the cache has synced, until `shutdown`; every
+/// object again when the subscription lagged. Subscribes now, so call it before the
+/// informer runs.
+pub fn run_controller<K, Ctx, Fut>(
+    name: &'static str,
+    informer: &Informer<K>,
+    concurrency: u16,
+    shutdown: CancellationToken,
+    reconcile: impl FnMut(Arc<K>, Arc<Ctx>) -> Fut + Send + 'static,
+    error_policy: impl Fn(Arc<K>, &Fut::Error, Arc<Ctx>) -> kube::runtime::controller::Action
+        + Send
+        + Sync
+        + 'static,
+    ctx: Arc<Ctx>,
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    Ctx: Send + Sync + 'static,
+    Fut: futures::TryFuture<Ok = kube::runtime::controller::Action> + Send + 'static,
+    Fut::Error: std::error::Error + Send + 'static,
+{
+    use kube::runtime::controller::{self, Controller};
+    let (changes, lagged) = informer.subscribe();
+    let controller = Controller::for_stream(applied(changes), informer.store())
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .reconcile_all_on(lagged)
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned());
+    let synced = informer.synced();
+    async move {
+        let synced = tokio::select! {
+            s = synced => s,
+            _ = shutdown.cancelled() => false,
+        };
+        if synced {
+            tracing::info!(controller = name, "starting controller");
+            controller
+                .run(reconcile, error_policy, ctx)
+                .for_each(|r| async move { crate::log_result(name, r) })
+                .await;
+        }
+    }
+}
+
 /// The applied objects of a change stream, as `Controller::for_stream` and
 /// `watches_stream` take them.
 pub fn applied<K: Clone>(

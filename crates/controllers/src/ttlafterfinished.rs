@@ -15,14 +15,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::Action;
 use kube::Client;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::backoff::Backoff;
 use crate::informer::{self, Informer};
@@ -73,29 +72,19 @@ pub fn controller(
     jobs: &Informer<Job>,
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let (changes, lagged) = jobs.subscribe();
     let ctx = Arc::new(Ctx {
         client,
         backoff: Backoff::controller_default(),
     });
-    let controller = Controller::for_stream(informer::applied(changes), jobs.store())
-        .with_config(controller::Config::default().concurrency(5))
-        .reconcile_all_on(lagged)
-        .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-    let synced = jobs.synced();
-    async move {
-        let synced = tokio::select! {
-            s = synced => s,
-            _ = shutdown.cancelled() => false,
-        };
-        if synced {
-            info!(controller = "ttl-after-finished", "starting controller");
-            controller
-                .run(reconcile, error_policy, ctx)
-                .for_each(|r| async move { crate::log_result("ttl-after-finished", r) })
-                .await;
-        }
-    }
+    informer::run_controller(
+        "ttl-after-finished",
+        jobs,
+        5,
+        shutdown,
+        reconcile,
+        error_policy,
+        ctx,
+    )
 }
 
 fn requeue(d: Duration) -> Action {
