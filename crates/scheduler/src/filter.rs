@@ -70,7 +70,7 @@ pub fn node_unschedulable(pod: &Pod, node: &NodeInfo) -> Result<(), Unfit> {
         return Ok(());
     }
     let taint = Taint {
-        key: "node.kubernetes.io/unschedulable".into(),
+        key: UNSCHEDULABLE_TAINT.into(),
         effect: "NoSchedule".into(),
         ..Taint::default()
     };
@@ -90,17 +90,30 @@ pub fn node_name(pod: &Pod, node: &NodeInfo) -> Result<(), Unfit> {
     }
 }
 
+/// The taint the node lifecycle controller mirrors `spec.unschedulable` into.
+const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+
 /// TaintToleration: every `NoSchedule` and `NoExecute` taint must be tolerated
 /// (`PreferNoSchedule` only affects scoring). Reports the first untolerated taint.
+///
+/// The `unschedulable:NoSchedule` taint is left to [`node_unschedulable`], which judges
+/// `spec.unschedulable` itself with the same toleration. The taint only mirrors that field,
+/// a moment late: counted here, an uncordoned node would still refuse pods until the
+/// controller removed it, and the pods that tried in that moment would back off while
+/// others took the room (a departure from upstream, which counts it in both plugins).
 pub fn taint_toleration(pod: &Pod, node: &NodeInfo) -> Result<(), Unfit> {
-    let taints = node
+    let taints: Vec<Taint> = node
         .node
         .spec
         .as_ref()
         .and_then(|s| s.taints.as_deref())
-        .unwrap_or(&[]);
+        .unwrap_or(&[])
+        .iter()
+        .filter(|t| !(t.key == UNSCHEDULABLE_TAINT && t.effect == "NoSchedule"))
+        .cloned()
+        .collect();
     let tols = tolerations(pod);
-    match find_untolerated_taint(taints, tols, |e| e == "NoSchedule" || e == "NoExecute") {
+    match find_untolerated_taint(&taints, tols, |e| e == "NoSchedule" || e == "NoExecute") {
         None => Ok(()),
         Some(taint) => Err(Unfit::unresolvable(
             "TaintToleration",

@@ -342,7 +342,6 @@ impl Scheduler {
 
     async fn unschedulable(&mut self, pod: Arc<Pod>, key: &str, message: String) {
         debug!(pod = %key, %message, "unschedulable");
-        let mut recorded = true;
         if let Some(patch) = unschedulable_condition_patch(&pod, &message, Timestamp::now()) {
             let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
             let name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -356,18 +355,14 @@ impl Scheduler {
                     self.queue.done(key);
                     return;
                 }
-                Err(e) => {
-                    // Most likely a conflict with a newer version of the pod: retry soon.
-                    debug!(pod = %key, error = %e, "recording PodScheduled=False failed");
-                    recorded = false;
-                }
+                // Most likely a conflict with a newer version of the pod; the next attempt
+                // records the condition. The pod still waits as unschedulable, as upstream's
+                // queue decides on the fit alone: sent to backoff instead, it would lose its
+                // turn to lower-priority pods when room appears.
+                Err(e) => debug!(pod = %key, error = %e, "recording PodScheduled=False failed"),
             }
         }
-        if recorded {
-            self.queue.unschedulable(key, std::time::Instant::now());
-        } else {
-            self.queue.failed(key, std::time::Instant::now());
-        }
+        self.queue.unschedulable(key, std::time::Instant::now());
         self.record(
             &pod,
             EventType::Warning,

@@ -186,8 +186,19 @@ fn taint_toleration_plugin() {
         big_node("n2"),
         &[("x", "y", "NoExecute"), ("soft", "", "PreferNoSchedule")],
     ));
+    // Uncordoned a moment ago: the controller has not removed the mirrored taint yet.
+    let uncordoned = info(tainted(
+        big_node("n3"),
+        &[("node.kubernetes.io/unschedulable", "", "NoSchedule")],
+    ));
     let tol = |ts: Vec<_>| with_spec(pod_req(&[]), |s| s.tolerations = Some(ts));
     let cases: Vec<(&str, Pod, &NodeInfo, Option<&str>)> = vec![
+        (
+            "the unschedulable taint is NodeUnschedulable's to judge",
+            pod_req(&[]),
+            &uncordoned,
+            None,
+        ),
         (
             "no toleration",
             pod_req(&[]),
