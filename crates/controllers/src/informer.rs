@@ -186,6 +186,26 @@ where
     }
 }
 
+/// Whether every cache listed everything before `shutdown` (a controller deciding from
+/// caches still filling would act on a partial view).
+pub async fn all_synced(
+    synced: impl IntoIterator<Item = futures::future::BoxFuture<'static, bool>>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let all = async {
+        for cache in synced {
+            if !cache.await {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::select! {
+        all = all => all,
+        _ = shutdown.cancelled() => false,
+    }
+}
+
 /// Runs a controller whose work is every change of one informer's objects (the CSR
 /// controllers, ttl-after-finished): once the cache has synced, until `shutdown`; every
 /// object again when the subscription lagged. Subscribes now, so call it before the

@@ -85,18 +85,7 @@ where
         let sink = tokio::spawn(sink.run(shutdown.clone()));
         let router = tokio::spawn(router);
         // Deciding from caches still filling would create objects that exist.
-        let synced = async {
-            for cache in self.synced {
-                if !cache.await {
-                    return false;
-                }
-            }
-            true
-        };
-        let synced = tokio::select! {
-            synced = synced => synced,
-            _ = shutdown.cancelled() => false,
-        };
+        let synced = crate::informer::all_synced(self.synced, &shutdown).await;
         if synced {
             info!(controller = name, "starting controller");
             controller

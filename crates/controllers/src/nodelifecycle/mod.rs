@@ -154,18 +154,7 @@ pub fn controller(
     };
     async move {
         let sink = tokio::spawn(sink.run(shutdown.clone()));
-        let ready = async {
-            for s in synced {
-                if !s.await {
-                    return false;
-                }
-            }
-            true
-        };
-        let ready = tokio::select! {
-            r = ready => r,
-            _ = shutdown.cancelled() => false,
-        };
+        let ready = crate::informer::all_synced(synced, &shutdown).await;
         if ready {
             info!(controller = COMPONENT, "starting controller");
             let mut monitor = tokio::time::interval(nlc.config.node_monitor_period);

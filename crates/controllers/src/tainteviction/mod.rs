@@ -74,18 +74,7 @@ pub fn controller(
     };
     async move {
         let sink = tokio::spawn(sink.run(shutdown.clone()));
-        let ready = async {
-            for s in synced {
-                if !s.await {
-                    return false;
-                }
-            }
-            true
-        };
-        let ready = tokio::select! {
-            r = ready => r,
-            _ = shutdown.cancelled() => false,
-        };
+        let ready = crate::informer::all_synced(synced, &shutdown).await;
         let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         if ready {
             info!(controller = COMPONENT, "starting controller");
